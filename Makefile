@@ -1,0 +1,36 @@
+# Two commands set everything up on a fresh machine:
+#   make sim    build the Verilator harness and run the cocotb testbench (results.xml)
+#   make test   the whole suite through pytest (unit tests + cocotb tests)
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+WAVES  ?= 0
+NUM_VFS ?= 8
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: sim test unit lspci docs bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(STAMP)
+
+sim: $(STAMP)
+	WAVES=$(WAVES) $(PY) -m tb.runner $(if $(filter 1,$(WAVES)),--waves)
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 tests
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -m "not sim"
+
+lspci: $(STAMP)
+	$(PY) -m tb.lspci --num-vfs $(NUM_VFS)
+
+docs: $(STAMP)
+	$(PY) -m datasheet.docgen docs
+
+clean:
+	rm -rf sim_build results.xml

@@ -1,0 +1,50 @@
+"""Identity and sizing parameters of the NIC (what a datasheet's overview gives)."""
+
+VENDOR_ID = 0x1D5C            # simulated-device vendor ID used throughout the project
+PF_DEVICE_ID = 0x5F10
+VF_DEVICE_ID = 0x5F11         # reported in the PF's SR-IOV capability (VF DID)
+REVISION_ID = 0x01
+CLASS_CODE = 0x020000         # network controller, Ethernet
+SUBSYSTEM_VENDOR_ID = VENDOR_ID
+PF_SUBSYSTEM_ID = 0x0001
+VF_SUBSYSTEM_ID = 0x0002
+
+#: TotalVFs default and the largest value the constructor accepts
+DEFAULT_TOTAL_VFS = 64
+MAX_TOTAL_VFS = 256
+
+#: First VF Offset / VF Stride (SR-IOV 1.1 §3.3.10-11). With ARI Capable Hierarchy
+#: set the VFs follow the PF densely on its bus; without ARI a device may only use
+#: device 0 functions on a bus, so the VFs start on the next bus number.
+FIRST_VF_OFFSET_ARI = 1
+VF_STRIDE_ARI = 1
+FIRST_VF_OFFSET_NO_ARI = 0x100
+VF_STRIDE_NO_ARI = 1
+
+#: Supported Page Sizes: 4K, 8K, 64K, 256K, 1M, 4M (bit n = 2^(n+12) bytes)
+SUPPORTED_PAGE_SIZES = 0x00000553
+
+#: BAR layout, identical shape for PF (Type 0 header BARs) and VFs (VF BARn in the
+#: SR-IOV capability): BAR0/1 = 64-bit registers, BAR2/3 = 64-bit MSI-X table + PBA.
+REG_BAR = 0
+MSIX_BAR = 2
+PF_REG_BAR_SIZE = 128 * 1024
+PF_MSIX_BAR_SIZE = 16 * 1024
+VF_REG_BAR_SIZE = 16 * 1024
+VF_MSIX_BAR_SIZE = 16 * 1024
+
+#: MSI-X table sizes and placement within the MSI-X BAR
+PF_MSIX_VECTORS = 32
+VF_MSIX_VECTORS = 8
+MSIX_TABLE_OFFSET = 0x0000
+MSIX_PBA_OFFSET = 0x2000
+
+#: PCIe link the NIC trains to (Gen3 x8)
+LINK_SPEED_GEN = 3
+LINK_WIDTH = 8
+#: Max Payload Size Supported encoding (0 = 128 B ... 5 = 4096 B); 2 = 512 B
+MAX_PAYLOAD_SIZE_SUPPORTED = 2
+
+#: value of the NIC_ID register, and the register-map version
+NIC_ID_MAGIC = 0x53524E43     # "SRNC"
+REG_MAP_VERSION = 0x00010000

@@ -1,0 +1,31 @@
+"""Intel VT-d style DMA remapping keyed by PCIe requester ID, and the DMA API over it.
+
+Hardware: :class:`Iommu` (context lookup, second-level walk, IOTLB, fault log)
+and :class:`IommuRootComplex` (a cocotbext-pcie RootComplex that sends device DMA
+through it).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
+and :class:`DmaDevice` (``dma_alloc_coherent``, ``dma_map``...).  The package
+knows nothing of any particular device.
+"""
+
+from .allocator import ExtentAllocator, PageAllocator
+from .caches import ContextCache, Iotlb
+from .dma import DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaBuffer, DmaDevice, DmaDirection
+from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
+from .faults import FaultLog, FaultReason, FaultRecord
+from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
+from .remapping import Iommu
+
+__all__ = [
+    "BytearrayMemory", "ContextCache", "DMA_BIDIRECTIONAL", "DMA_FROM_DEVICE", "DMA_TO_DEVICE",
+    "DmaBuffer", "DmaDevice", "DmaDirection", "ExtentAllocator", "FaultLog", "FaultReason",
+    "FaultRecord", "HostMemory", "HostMemoryError", "IOMMU_READ", "IOMMU_WRITE", "Iommu",
+    "IommuDomain", "IommuDriver", "IommuRootComplex", "Iotlb", "PageAllocator", "RcHostMemory",
+]
+
+
+def __getattr__(name: str):
+    # the RootComplex subclass pulls in cocotb; load it only when asked for
+    if name == "IommuRootComplex":
+        from .rc import IommuRootComplex
+        return IommuRootComplex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,109 @@
+"""DMA-remapping faults: reasons, records and the bounded primary fault log (VT-d §7)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from typing import Callable
+
+log = logging.getLogger("iommu.faults")
+
+
+class FaultReason(Enum):
+    """Why a request was blocked; ``code()`` gives the VT-d fault-reason (FR) value (§7.1.3)."""
+
+    ROOT_ENTRY_NOT_PRESENT = "root entry not present"  # 1h
+    CONTEXT_ENTRY_NOT_PRESENT = "context entry not present"  # 2h
+    CONTEXT_ENTRY_INVALID = "invalid context entry (AW/TT)"  # 3h
+    ADDRESS_BEYOND_AW = "address beyond address width"  # 4h
+    WRITE_DENIED = "write to a page without W"  # 5h
+    READ_DENIED = "read from a page without R"  # 6h
+    SLPTE_NOT_PRESENT = "second-level entry not present"  # 6h (read) / 5h (write)
+    SLPTE_ACCESS_ERROR = "second-level entry fetch failed"  # 7h
+    ROOT_TABLE_ACCESS_ERROR = "root entry fetch failed"  # 8h
+    CONTEXT_TABLE_ACCESS_ERROR = "context entry fetch failed"  # 9h
+    ROOT_ENTRY_RESERVED = "reserved bit set in root entry"  # Ah
+    CONTEXT_ENTRY_RESERVED = "reserved bit set in context entry"  # Bh
+    SLPTE_RESERVED = "reserved bit set in second-level entry"  # Ch
+
+    def code(self, is_write: bool) -> int:
+        """The FR field hardware would log for this reason."""
+        if self is FaultReason.SLPTE_NOT_PRESENT:
+            return _FR_CODES[FaultReason.WRITE_DENIED if is_write else FaultReason.READ_DENIED]
+        return _FR_CODES[self]
+
+
+_FR_CODES = {reason: code for code, reason in enumerate(
+    [None, FaultReason.ROOT_ENTRY_NOT_PRESENT, FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
+     FaultReason.CONTEXT_ENTRY_INVALID, FaultReason.ADDRESS_BEYOND_AW, FaultReason.WRITE_DENIED,
+     FaultReason.READ_DENIED, FaultReason.SLPTE_ACCESS_ERROR, FaultReason.ROOT_TABLE_ACCESS_ERROR,
+     FaultReason.CONTEXT_TABLE_ACCESS_ERROR, FaultReason.ROOT_ENTRY_RESERVED,
+     FaultReason.CONTEXT_ENTRY_RESERVED, FaultReason.SLPTE_RESERVED]) if reason is not None}
+
+
+@dataclass(frozen=True)
+class FaultRecord:
+    """One primary fault record (§10.4.14): source ID, faulting address, direction, reason.
+
+    ``level`` is the paging level whose entry faulted (0 where no SL entry was involved).
+    """
+
+    source_id: int
+    address: int
+    is_write: bool
+    reason: FaultReason
+    level: int = 0
+
+    @property
+    def fault_reason(self) -> int:
+        return self.reason.code(self.is_write)
+
+    def __str__(self) -> str:
+        rid = self.source_id
+        kind = "write" if self.is_write else "read"
+        at = f" (level {self.level})" if self.level else ""
+        return (f"DMAR fault: {kind} from {rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7} "
+                f"addr {self.address:#x}: {self.reason.value}{at} [FR {self.fault_reason:#x}]")
+
+
+class FaultLog:
+    """Fault recording registers with primary-fault overflow (§7.2.1).
+
+    At most ``capacity`` records are kept; a fault arriving while the log is full
+    sets ``overflow`` and is only counted (``dropped``) until software calls
+    ``clear()``.  ``callback(record)`` stands for the fault-event interrupt and
+    fires once per recorded fault.
+    """
+
+    def __init__(self, capacity: int = 16, callback: Callable[[FaultRecord], None] | None = None):
+        self.capacity = capacity
+        self.callback = callback
+        self.records: list[FaultRecord] = []
+        self.overflow = False
+        self.dropped = 0  # faults lost to overflow
+        self.suppressed = 0  # faults from contexts with FPD set (§9.3)
+        self.total = 0
+
+    def report(self, record: FaultRecord, fpd: bool = False) -> None:
+        self.total += 1
+        if fpd:
+            self.suppressed += 1
+            return
+        if len(self.records) >= self.capacity:
+            self.overflow = True
+            self.dropped += 1
+            return
+        self.records.append(record)
+        log.warning("%s", record)
+        if self.callback is not None:
+            try:
+                self.callback(record)
+            except Exception:  # a broken handler must not break the hardware
+                log.exception("fault event callback failed for %s", record)
+
+    def clear(self) -> list[FaultRecord]:
+        """Software reads and clears all records and the overflow flag."""
+        records, self.records = self.records, []
+        self.overflow = False
+        return records

@@ -1,0 +1,99 @@
+"""A cocotbext-pcie RootComplex whose upstream memory requests pass through the IOMMU.
+
+Device DMA is remapped by requester ID before it reaches host memory (VT-d §3.4);
+a blocked read completes with Unsupported Request, a blocked write is dropped
+(§7.1).  Writes to the MSI window are interrupt requests and are recognised
+before translation (interrupt remapping is not modelled).
+"""
+
+from __future__ import annotations
+
+from cocotbext.pcie.core import RootComplex
+from cocotbext.pcie.core.tlp import Tlp
+from cocotbext.pcie.core.utils import PcieId
+
+from .faults import FaultRecord
+from .memory import RcHostMemory
+from .remapping import Iommu
+
+MSI_DWORD_BE = 0xF
+
+
+class IommuRootComplex(RootComplex):
+    """RootComplex + one DMA-remapping unit (``self.iommu``) over its host RAM.
+
+    ``self.host_memory`` is the synchronous view of the RC's RAM.  With
+    ``iommu.translation_enabled`` false, DMA is handled by the stock code.
+    A write to the MSI window whose address, size or data names no allocated
+    vector is logged and counted in ``msi_bogus`` instead of asserting.
+    """
+
+    def __init__(self, *args, iommu: Iommu | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.host_memory = RcHostMemory(self)
+        self.iommu = iommu or Iommu(self.host_memory)
+        self._msi_base = self.msi_region.get_absolute_address(0)
+        self._msi_end = self._msi_base + self.msi_region.size
+        self.msi_delivered = 0
+        self.msi_bogus = 0
+        # IOVA ranges the IOMMU must never hand out: the interrupt window, and
+        # the bridge memory window (peer-to-peer routing would win over the RC)
+        self.iommu.reserved_regions += [(self._msi_base, self.msi_region.size),
+                                        (self.mem_base, self.mem_base & -self.mem_base)]
+
+    def _in_msi_window(self, addr: int) -> bool:
+        return self._msi_base <= addr < self._msi_end
+
+    async def _msi_write(self, tlp: Tlp) -> None:
+        """Deliver a well-formed MSI write through the stock MsiRegion; count the rest."""
+        data = bytes(tlp.get_data())
+        if tlp.address == self._msi_base and tlp.length == 1 and tlp.first_be == MSI_DWORD_BE:
+            if int.from_bytes(data, "little") in self.msi_region.msi_vectors:
+                self.msi_delivered += 1
+                await self.msi_region.write(0, data)
+                return
+        self.msi_bogus += 1
+        self.log.warning("Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
+                         tlp.requester_id, tlp.address, tlp.first_be, data.hex())
+
+    def _translate(self, tlp: Tlp, is_write: bool) -> Tlp | None:
+        """A copy of ``tlp`` addressed to host physical memory, or None if blocked.
+
+        A TLP never crosses 4 KiB (``Tlp.check``, asserted on receive) and mapping
+        pages are 4 KiB-aligned, so it translates to one chunk whose low 12 address
+        bits equal the IOVA's: the stock completion split (RCB, lower address) is
+        unchanged by the retarget.
+        """
+        result = self.iommu.translate(int(tlp.requester_id), tlp.address, tlp.length * 4, is_write)
+        if isinstance(result, FaultRecord):
+            return None
+        ((phys, _length),) = result
+        host_tlp = Tlp(tlp)
+        host_tlp.address = phys
+        return host_tlp
+
+    async def handle_mem_read_tlp(self, tlp: Tlp) -> None:
+        if not self.iommu.translation_enabled:
+            await super().handle_mem_read_tlp(tlp)
+            return
+        host_tlp = self._translate(tlp, is_write=False)
+        if host_tlp is None:
+            await self.send(Tlp.create_ur_completion_for_tlp(tlp, PcieId(0, 0, 0)))
+            return
+        await super().handle_mem_read_tlp(host_tlp)
+
+    async def handle_mem_write_tlp(self, tlp: Tlp) -> None:
+        if self._in_msi_window(tlp.address):
+            await self._msi_write(tlp)
+            return
+        if not self.iommu.translation_enabled:
+            await super().handle_mem_write_tlp(tlp)
+            return
+        host_tlp = self._translate(tlp, is_write=True)
+        if host_tlp is None:
+            return  # blocked posted write: dropped, the fault is logged
+        if self._in_msi_window(host_tlp.address):
+            self.msi_bogus += 1
+            self.log.warning("DMA write from %s translated into the MSI window: dropped", tlp.requester_id)
+            return
+        await super().handle_mem_write_tlp(host_tlp)

@@ -1,0 +1,144 @@
+"""The DMA-remapping hardware unit: context lookup, second-level walk, IOTLB, faults.
+
+Models the VT-d legacy-mode translation of untranslated requests (§3.4 context
+lookup, §3.6-§3.7 second-level translation) by reading the root, context and
+paging entries from host memory as real bytes.  Nothing here raises for a bad
+request: a blocked request yields a :class:`FaultRecord` (§7).
+"""
+
+from __future__ import annotations
+
+from .caches import Context, ContextCache, Iotlb, IotlbEntry
+from .faults import FaultLog, FaultReason, FaultRecord
+from .memory import HostMemory, HostMemoryError
+from .vtd_format import (
+    CE_FPD, CE_HI_AW_MASK, CE_HI_DID_MASK, CE_HI_DID_SHIFT, CE_HI_RSVD, CE_LO_RSVD, CE_P,
+    CE_SLPTPTR_MASK, CE_TT_MASK, CE_TT_SHIFT, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, RE_CTP_MASK,
+    RE_HI_RSVD, RE_LO_RSVD, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W,
+    SLPTE_SIZE, SUPPORTED_AW, TT_PASS_THROUGH, TT_UNTRANSLATED, aw_bits, aw_levels, level_shift,
+    slpte_offset, slpte_reserved, unpack_entry128, unpack_u64,
+)
+
+Chunks = list[tuple[int, int]]
+
+
+class _Blocked(Exception):
+    """Internal: the request being translated is blocked for ``reason``."""
+
+    def __init__(self, reason: FaultReason, level: int = 0):
+        super().__init__(reason)
+        self.reason = reason
+        self.level = level
+
+
+class Iommu:
+    """One DMA-remapping hardware unit (DRHD).
+
+    Registers are attributes: ``root_table_address`` (RTADDR_REG, §10.4.6) and
+    ``translation_enabled`` (GCMD_REG.TE / GSTS_REG.TES, §10.4.4).  Software
+    invalidates the caches through ``context_cache.invalidate`` (CCMD_REG) and
+    ``iotlb.invalidate`` / ``iotlb.invalidate_pages`` (IOTLB_REG, §6.5.1).
+    ``reserved_regions`` lists the (base, size) ranges that are not DMA-remapped
+    (the interrupt window), for software to keep out of every IOVA space.
+    """
+
+    def __init__(self, memory: HostMemory, fault_log_size: int = 16, fault_callback=None,
+                 iotlb_capacity: int = 8192):
+        self.memory = memory
+        self.root_table_address = 0
+        self.translation_enabled = False
+        self.context_cache = ContextCache()
+        self.iotlb = Iotlb(iotlb_capacity)
+        self.faults = FaultLog(fault_log_size, fault_callback)
+        self.reserved_regions: list[tuple[int, int]] = []
+
+    # -- translation ---------------------------------------------------------
+    def translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
+        """Host-physical (addr, len) chunks for a DMA of ``length`` bytes at ``iova``,
+        split where the mapping's pages end, or the FaultRecord of a blocked request."""
+        if not self.translation_enabled:
+            return [(iova, length)]
+        ctx = None
+        addr = iova
+        try:
+            ctx = self._context(source_id)
+            if ctx.tt == TT_PASS_THROUGH:
+                return [(iova, length)]
+            end = iova + length
+            if iova < 0 or end > 1 << ctx.aw_bits:
+                raise _Blocked(FaultReason.ADDRESS_BEYOND_AW)
+            need = SL_W if is_write else SL_R
+            chunks = []
+            while addr < end:
+                entry = self.iotlb.lookup(ctx.did, addr) or self._walk(ctx, addr)
+                if not entry.perms & need:
+                    raise _Blocked(FaultReason.WRITE_DENIED if is_write else FaultReason.READ_DENIED)
+                offset = addr & ((1 << entry.shift) - 1)
+                n = min(end - addr, (1 << entry.shift) - offset)
+                chunks.append((entry.page | offset, n))
+                addr += n
+            return chunks
+        except _Blocked as blocked:
+            record = FaultRecord(source_id, addr, is_write, blocked.reason, blocked.level)
+            self.faults.report(record, fpd=ctx is not None and ctx.fpd)
+            return record
+
+    # -- context lookup (§3.4.2, §9.1, §9.3) ----------------------------------
+    def _fetch(self, addr: int, length: int, reason: FaultReason, level: int = 0) -> bytes:
+        try:
+            return self.memory.read(addr, length)
+        except HostMemoryError:
+            raise _Blocked(reason, level) from None
+
+    def _context(self, source_id: int) -> Context:
+        cache = self.context_cache
+        ctx = cache.entries.get(source_id)
+        if ctx is not None:
+            cache.hits += 1
+            return ctx
+        cache.misses += 1
+        bus, devfn = source_id >> 8, source_id & 0xFF
+        lo, hi = unpack_entry128(self._fetch(self.root_table_address + bus * ROOT_ENTRY_SIZE,
+                                             ROOT_ENTRY_SIZE, FaultReason.ROOT_TABLE_ACCESS_ERROR))
+        if not lo & RE_P:
+            raise _Blocked(FaultReason.ROOT_ENTRY_NOT_PRESENT)
+        if lo & RE_LO_RSVD or hi & RE_HI_RSVD:
+            raise _Blocked(FaultReason.ROOT_ENTRY_RESERVED)
+        lo, hi = unpack_entry128(self._fetch((lo & RE_CTP_MASK) + devfn * CONTEXT_ENTRY_SIZE,
+                                             CONTEXT_ENTRY_SIZE, FaultReason.CONTEXT_TABLE_ACCESS_ERROR))
+        if not lo & CE_P:
+            raise _Blocked(FaultReason.CONTEXT_ENTRY_NOT_PRESENT)
+        if lo & CE_LO_RSVD or hi & CE_HI_RSVD:
+            raise _Blocked(FaultReason.CONTEXT_ENTRY_RESERVED)
+        tt = (lo & CE_TT_MASK) >> CE_TT_SHIFT
+        aw = hi & CE_HI_AW_MASK
+        if tt not in (TT_UNTRANSLATED, TT_PASS_THROUGH) or (tt == TT_UNTRANSLATED and aw not in SUPPORTED_AW):
+            raise _Blocked(FaultReason.CONTEXT_ENTRY_INVALID)
+        ctx = Context(did=(hi & CE_HI_DID_MASK) >> CE_HI_DID_SHIFT, tt=tt, slptptr=lo & CE_SLPTPTR_MASK,
+                      levels=aw_levels(aw), aw_bits=aw_bits(aw), fpd=bool(lo & CE_FPD))
+        cache.entries[source_id] = ctx
+        return ctx
+
+    # -- second-level walk (§3.7, §9.8) ----------------------------------------
+    def _walk(self, ctx: Context, iova: int) -> IotlbEntry:
+        """Walk the SL tables for ``iova``; fill and return the IOTLB entry.
+        Access rights are the AND of R/W over every level (§3.7.1)."""
+        self.iotlb.walks += 1
+        table = ctx.slptptr
+        perms = SL_RW
+        for level in range(ctx.levels, 0, -1):
+            pte = unpack_u64(self._fetch(table + slpte_offset(iova, level), SLPTE_SIZE,
+                                         FaultReason.SLPTE_ACCESS_ERROR, level))
+            if not pte & SL_RW:
+                raise _Blocked(FaultReason.SLPTE_NOT_PRESENT, level)
+            leaf = level == 1 or (level in LARGE_PAGE_LEVELS and pte & SL_PS)
+            if pte & slpte_reserved(level, leaf):
+                raise _Blocked(FaultReason.SLPTE_RESERVED, level)
+            perms &= pte
+            if leaf:
+                shift = level_shift(level)
+                entry = IotlbEntry(pte & SL_ADDR_MASK, shift, perms & SL_RW)
+                self.iotlb.insert(ctx.did, iova, entry)
+                return entry
+            table = pte & SL_ADDR_MASK
+        raise AssertionError("unreachable: level 1 is always a leaf")

@@ -1,0 +1,128 @@
+"""VT-d translation-structure formats: every bit position and mask, in one place.
+
+Legacy-mode root and context entries and second-level paging entries after the
+Intel VT-d specification rev 3.x, chapter 9.  The hardware walker
+(:mod:`iommu.remapping`) decodes with these names and the software driver
+(:mod:`iommu.driver`) encodes with them; neither repeats a number.
+"""
+
+from __future__ import annotations
+
+import struct
+
+# -- pages and tables ------------------------------------------------------
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PAGE_MASK = PAGE_SIZE - 1
+TABLE_SIZE = PAGE_SIZE  # every translation table is one 4 KiB page
+
+# -- root entry (§9.1), 16 bytes, indexed by bus number ----------------------
+ROOT_ENTRY_SIZE = 16
+ROOT_ENTRIES = 256
+RE_P = 1 << 0  # present
+RE_LO_RSVD = 0xFFE  # bits 11:1
+RE_CTP_MASK = 0xFFFF_FFFF_FFFF_F000  # context-table pointer, bits 63:12
+RE_HI_RSVD = (1 << 64) - 1  # upper qword reserved in legacy mode
+
+# -- context entry (§9.3), 16 bytes, indexed by devfn ------------------------
+CONTEXT_ENTRY_SIZE = 16
+CONTEXT_ENTRIES = 256
+CE_P = 1 << 0  # present
+CE_FPD = 1 << 1  # fault processing disable
+CE_TT_SHIFT = 2
+CE_TT_MASK = 0x3 << CE_TT_SHIFT  # translation type, bits 3:2
+CE_LO_RSVD = 0xFF0  # bits 11:4
+CE_SLPTPTR_MASK = 0xFFFF_FFFF_FFFF_F000  # second-level page-table pointer, bits 63:12
+CE_HI_AW_MASK = 0x7  # address width, bits 66:64
+CE_HI_DID_SHIFT = 8
+CE_HI_DID_MASK = 0xFFFF << CE_HI_DID_SHIFT  # domain identifier, bits 87:72
+CE_HI_RSVD = (1 << 7) | (((1 << 64) - 1) & ~((1 << 24) - 1))  # bit 71, bits 127:88
+
+TT_UNTRANSLATED = 0b00  # untranslated requests translated through SL tables
+TT_DEVICE_TLB = 0b01  # as 00 plus translated requests (needs ECAP.DT; not supported)
+TT_PASS_THROUGH = 0b10  # untranslated requests pass through (needs ECAP.PT)
+TT_RESERVED = 0b11
+
+AW_39 = 1  # 3-level table
+AW_48 = 2  # 4-level table
+AW_57 = 3  # 5-level table (not supported here)
+SUPPORTED_AW = frozenset({AW_39, AW_48})  # CAP.SAGAW
+
+
+def aw_bits(aw: int) -> int:
+    """Input-address width in bits for context-entry AW value ``aw`` (§9.3)."""
+    return 30 + 9 * aw
+
+
+def aw_levels(aw: int) -> int:
+    """Number of second-level table levels for AW value ``aw`` (§3.7)."""
+    return aw + 2
+
+
+# -- second-level paging entries (§9.8), 8 bytes -----------------------------
+SLPTE_SIZE = 8
+SLPT_ENTRIES = 512
+SLPT_INDEX_BITS = 9
+SLPT_INDEX_MASK = SLPT_ENTRIES - 1
+SL_R = 1 << 0  # read
+SL_W = 1 << 1  # write
+SL_RW = SL_R | SL_W  # an entry with R = W = 0 is not present
+SL_PS = 1 << 7  # page size: 2 MiB leaf at level 2, 1 GiB leaf at level 3
+HAW = 48  # host address width modelled
+SL_ADDR_MASK = ((1 << HAW) - 1) & ~PAGE_MASK  # address bits (HAW-1):12
+SL_RSVD_HAW = ((1 << 52) - 1) & ~((1 << HAW) - 1)  # bits 51:HAW must be zero
+LARGE_PAGE_LEVELS = frozenset({2, 3})  # CAP.SLLPS: 2 MiB and 1 GiB
+
+
+def level_shift(level: int) -> int:
+    """log2 of the span one entry covers at ``level`` (1 = 4 KiB PTE)."""
+    return PAGE_SHIFT + SLPT_INDEX_BITS * (level - 1)
+
+
+def slpte_offset(iova: int, level: int) -> int:
+    """Byte offset in the level-``level`` table of the entry for ``iova``."""
+    return ((iova >> level_shift(level)) & SLPT_INDEX_MASK) * SLPTE_SIZE
+
+
+def slpte_reserved(level: int, leaf: bool) -> int:
+    """Reserved-bit mask of a present SL entry (§9.8): PS in the top level,
+    address bits below a large page's size."""
+    mask = SL_RSVD_HAW
+    if level not in LARGE_PAGE_LEVELS and level != 1:
+        mask |= SL_PS
+    if leaf and level > 1:
+        mask |= ((1 << level_shift(level)) - 1) & ~PAGE_MASK
+    return mask
+
+
+# -- encoders (software side) -----------------------------------------------
+def root_entry(ctp: int) -> bytes:
+    """A present root entry pointing to the context table at ``ctp``."""
+    return struct.pack("<QQ", (ctp & RE_CTP_MASK) | RE_P, 0)
+
+
+def context_entry(slptptr: int, did: int, tt: int = TT_UNTRANSLATED, aw: int = AW_48,
+                  fpd: bool = False) -> bytes:
+    """A present legacy-mode context entry (§9.3)."""
+    lo = (slptptr & CE_SLPTPTR_MASK) | (tt << CE_TT_SHIFT) | CE_P | (CE_FPD if fpd else 0)
+    hi = (aw & CE_HI_AW_MASK) | ((did << CE_HI_DID_SHIFT) & CE_HI_DID_MASK)
+    return struct.pack("<QQ", lo, hi)
+
+
+def slpte(addr: int, prot: int, leaf_level: int = 0) -> int:
+    """An SL entry for ``addr`` with permission bits ``prot`` (SL_R/SL_W);
+    ``leaf_level`` 2 or 3 sets PS for a large page."""
+    return (addr & SL_ADDR_MASK) | (prot & SL_RW) | (SL_PS if leaf_level in LARGE_PAGE_LEVELS else 0)
+
+
+def unpack_entry128(raw: bytes) -> tuple[int, int]:
+    """(low qword, high qword) of a 16-byte root or context entry."""
+    return struct.unpack("<QQ", raw)
+
+
+def pack_u64(value: int) -> bytes:
+    return value.to_bytes(SLPTE_SIZE, "little")
+
+
+def unpack_u64(raw: bytes) -> int:
+    return int.from_bytes(raw, "little")

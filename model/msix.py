@@ -1,0 +1,147 @@
+"""MSI-X table and Pending Bit Array, served from a function's MSI-X BAR.
+
+cocotbext-pcie's ``MsixCapability`` models only the capability registers; this
+module adds what a device must implement behind them (PCIe Base 6.0 §6.1.4,
+§7.7.2): a table of {address, data, vector control} entries, the PBA, per-vector
+masking, the function mask, and delivery of pending messages when a vector or
+the function is unmasked.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Awaitable, Callable
+
+import cocotb
+from cocotbext.pcie.core.caps import MsixCapability
+
+from datasheet import device, pci
+
+SendMessage = Callable[[int, int], Awaitable[None]]   # (address, data)
+
+ENTRY = pci.PCI_MSIX_ENTRY_SIZE
+
+
+class NicMsixCapability(MsixCapability):
+    """MSI-X capability that tells its table when Enable / Function Mask change."""
+
+    def __init__(self, table_size: int):
+        super().__init__()
+        self.msix_table_size = table_size - 1
+        self.msix_table_bar_indicator_register = device.MSIX_BAR
+        self.msix_table_offset = device.MSIX_TABLE_OFFSET
+        self.msix_pba_bar_indicator_register = device.MSIX_BAR
+        self.msix_pba_offset = device.MSIX_PBA_OFFSET
+        self.on_control_change: Callable[[], None] | None = None
+
+    async def _write_register(self, reg, data, mask):
+        await super()._write_register(reg, data, mask)
+        if reg == 0 and self.on_control_change is not None:
+            self.on_control_change()
+
+    def reset(self) -> None:
+        self.msix_enable = False
+        self.msix_function_mask = False
+
+
+class MsixTable:
+    """Table + PBA of one function; ``fire(vector)`` raises an interrupt."""
+
+    def __init__(self, cap: NicMsixCapability, send: SendMessage, log: logging.Logger):
+        self.cap = cap
+        self.num_vectors = cap.msix_table_size + 1
+        self.send = send
+        self.log = log
+        self.table = bytearray(self.num_vectors * ENTRY)
+        self.pending = 0
+        self.sent = [0] * self.num_vectors          # messages delivered per vector
+        self.bad_accesses = 0
+        cap.on_control_change = self._schedule_pending
+        self.reset()
+
+    def reset(self) -> None:
+        """Reset state: every vector masked, nothing pending (§7.7.2.4)."""
+        self.table[:] = bytes(len(self.table))
+        for v in range(self.num_vectors):
+            self._set_ctrl(v, pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
+        self.pending = 0
+        self.cap.reset()
+
+    # -- entry helpers ---------------------------------------------------------
+    def _word(self, vector: int, field: int) -> int:
+        return struct.unpack_from("<L", self.table, vector * ENTRY + field)[0]
+
+    def _set_ctrl(self, vector: int, value: int) -> None:
+        struct.pack_into("<L", self.table, vector * ENTRY + pci.PCI_MSIX_ENTRY_VECTOR_CTRL, value)
+
+    def masked(self, vector: int) -> bool:
+        ctrl = self._word(vector, pci.PCI_MSIX_ENTRY_VECTOR_CTRL)
+        return bool(self.cap.msix_function_mask or ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
+
+    def message(self, vector: int) -> tuple[int, int]:
+        lo = self._word(vector, pci.PCI_MSIX_ENTRY_LOWER_ADDR) & ~0x3
+        hi = self._word(vector, pci.PCI_MSIX_ENTRY_UPPER_ADDR)
+        return (hi << 32) | lo, self._word(vector, pci.PCI_MSIX_ENTRY_DATA)
+
+    # -- interrupt generation --------------------------------------------------
+    async def fire(self, vector: int) -> bool:
+        """Signal ``vector``; returns True if a message was sent, False if held or dropped."""
+        if not 0 <= vector < self.num_vectors:
+            self.log.error("MSI-X vector %d out of range (table size %d): dropped", vector, self.num_vectors)
+            return False
+        if not self.cap.msix_enable:
+            self.log.debug("MSI-X disabled: vector %d dropped", vector)
+            return False
+        if self.masked(vector):
+            self.pending |= 1 << vector
+            return False
+        await self._send(vector)
+        return True
+
+    async def _send(self, vector: int) -> None:
+        self.pending &= ~(1 << vector)
+        addr, data = self.message(vector)
+        self.sent[vector] += 1
+        await self.send(addr, data)
+
+    def _schedule_pending(self) -> None:
+        if self.pending and self.cap.msix_enable and not self.cap.msix_function_mask:
+            cocotb.start_soon(self._deliver_pending())
+
+    async def _deliver_pending(self) -> None:
+        for v in range(self.num_vectors):
+            if self.pending >> v & 1 and self.cap.msix_enable and not self.masked(v):
+                await self._send(v)
+
+    # -- BAR access -------------------------------------------------------------
+    def _pba_bytes(self) -> bytes:
+        size = ((self.num_vectors + 63) // 64) * 8
+        return self.pending.to_bytes(size, "little")
+
+    def read(self, offset: int, length: int) -> bytes:
+        t0, p0 = device.MSIX_TABLE_OFFSET, device.MSIX_PBA_OFFSET
+        if t0 <= offset and offset + length <= t0 + len(self.table):
+            return bytes(self.table[offset - t0:offset - t0 + length])
+        pba = self._pba_bytes()
+        if p0 <= offset and offset + length <= p0 + len(pba):
+            return pba[offset - p0:offset - p0 + length]
+        self._bad(offset, "read")
+        return bytes(length)
+
+    def write(self, offset: int, data: bytes) -> None:
+        t0 = device.MSIX_TABLE_OFFSET
+        if not (t0 <= offset and offset + len(data) <= t0 + len(self.table)):
+            self._bad(offset, "write")   # PBA is read-only; outside table/PBA is unimplemented
+            return
+        start = offset - t0
+        self.table[start:start + len(data)] = data
+        first, last = start // ENTRY, (start + len(data) - 1) // ENTRY
+        for v in range(first, last + 1):
+            ctrl = self._word(v, pci.PCI_MSIX_ENTRY_VECTOR_CTRL)
+            self._set_ctrl(v, ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)   # other bits reserved
+        self._schedule_pending()
+
+    def _bad(self, offset: int, what: str) -> None:
+        self.bad_accesses += 1
+        self.log.warning("MSI-X BAR %s at 0x%04x outside table/PBA: ignored", what, offset)

@@ -1,0 +1,42 @@
+"""The Physical Function: Type 0 header, BAR0 registers, MSI-X BAR, ARI and SR-IOV."""
+
+from __future__ import annotations
+
+from datasheet import device
+from model.caps import AriExtendedCapability, SriovExtendedCapability
+from model.function import NicFunction
+
+
+class PhysicalFunction(NicFunction):
+    def __init__(self, nic, total_vfs: int):
+        super().__init__(nic, device.PF_MSIX_VECTORS)
+        self.device_id = device.PF_DEVICE_ID
+        self.subsystem_id = device.PF_SUBSYSTEM_ID
+        self._configure_bars()
+
+        self.ari_cap = AriExtendedCapability(next_function_number=0)   # the only PF
+        self.register_extended_capability(self.ari_cap)
+        self.sriov_cap = SriovExtendedCapability(
+            nic, total_vfs,
+            {device.REG_BAR: device.VF_REG_BAR_SIZE, device.MSIX_BAR: device.VF_MSIX_BAR_SIZE},
+            self.log)
+        self.register_extended_capability(self.sriov_cap)
+
+    def _configure_bars(self) -> None:
+        self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
+        self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
+
+    def match_bar(self, addr, io=False):
+        """BARs decode only while Command.Memory Space Enable is set (PCI 3.0 §6.2.2)."""
+        if not self.memory_space_enable:
+            return None
+        return super().match_bar(addr, io)
+
+    async def flr(self) -> None:
+        """PF FLR also disables SR-IOV: VFs vanish, the capability returns to reset values."""
+        if self.sriov_cap.vf_enable:
+            self.sriov_cap.vf_enable = False
+            await self.nic.sriov_vf_disable()
+        self.sriov_cap.reset()
+        self._configure_bars()
+        await super().flr()

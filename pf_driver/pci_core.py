@@ -1,0 +1,190 @@
+"""Host PCI core services the drivers call (the Linux ``drivers/pci`` role).
+
+Capability lookup with a loop guard, FLR, ARI enabling, and the SR-IOV helpers
+that add or remove a VF from the host's view (``pci_iov_add_virtfn``). All of it
+works through config and MMIO requests over cocotbext-pcie's host model
+(``PciDevice``); nothing here imports ``model/``.
+"""
+
+from __future__ import annotations
+
+from cocotb.triggers import Timer
+from cocotbext.pcie.core.pci import PciBus, PciDevice
+from cocotbext.pcie.core.utils import PcieId
+
+from datasheet import pci
+
+#: upper bound on list entries visited, as Linux's PCI_FIND_CAP_TTL
+PCI_FIND_CAP_TTL = 48
+PCI_EXT_CAP_TTL = (pci.PCI_CFG_SPACE_EXP_SIZE - pci.PCI_CFG_SPACE_SIZE) // 8
+
+
+class PciError(Exception):
+    """A host-side PCI operation could not be carried out."""
+
+
+async def find_capability(dev: PciDevice, cap_id: int) -> int | None:
+    """Offset of standard capability ``cap_id`` (PCI 3.0 §6.7), None if absent or the list loops."""
+    status = await dev.config_read_word(pci.PCI_STATUS)
+    if not status & pci.PCI_STATUS_CAP_LIST or status == 0xFFFF:
+        return None
+    pos = await dev.config_read_byte(pci.PCI_CAPABILITY_LIST)
+    for _ in range(PCI_FIND_CAP_TTL):
+        pos &= 0xFC
+        if pos < 0x40:
+            return None
+        header = await dev.config_read_word(pos)
+        if header & 0xFF == 0xFF:
+            return None
+        if header & 0xFF == cap_id:
+            return pos
+        pos = header >> 8
+    return None
+
+
+async def find_ext_capability(dev: PciDevice, cap_id: int) -> int | None:
+    """Offset of extended capability ``cap_id`` (PCIe 6.0 §7.6), None if absent or the list loops."""
+    pos = pci.PCI_CFG_SPACE_SIZE
+    for _ in range(PCI_EXT_CAP_TTL):
+        header = await dev.config_read_dword(pos)
+        if header in (0, 0xFFFFFFFF):
+            return None
+        if header & 0xFFFF == cap_id:
+            return pos
+        pos = (header >> 20) & 0xFFC
+        if pos < pci.PCI_CFG_SPACE_SIZE:
+            return None
+    return None
+
+
+async def list_capabilities(dev: PciDevice) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """All (id, offset) of the standard and extended lists, with the same loop guards."""
+    std, ext = [], []
+    status = await dev.config_read_word(pci.PCI_STATUS)
+    if status != 0xFFFF and status & pci.PCI_STATUS_CAP_LIST:
+        pos = await dev.config_read_byte(pci.PCI_CAPABILITY_LIST)
+        for _ in range(PCI_FIND_CAP_TTL):
+            pos &= 0xFC
+            if pos < 0x40:
+                break
+            header = await dev.config_read_word(pos)
+            std.append((header & 0xFF, pos))
+            pos = header >> 8
+    pos = pci.PCI_CFG_SPACE_SIZE
+    for _ in range(PCI_EXT_CAP_TTL):
+        header = await dev.config_read_dword(pos)
+        if header in (0, 0xFFFFFFFF):
+            break
+        ext.append((header & 0xFFFF, pos))
+        pos = (header >> 20) & 0xFFC
+        if pos < pci.PCI_CFG_SPACE_SIZE:
+            break
+    return std, ext
+
+
+async def pcie_flr(dev: PciDevice) -> None:
+    """Initiate Function Level Reset and wait the 100 ms the spec allows (PCIe 6.0 §6.6.2)."""
+    exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
+    if exp is None:
+        raise PciError(f"{dev.pcie_id}: no PCI Express capability")
+    devcap = await dev.config_read_dword(exp + pci.PCI_EXP_DEVCAP)
+    if not devcap & pci.PCI_EXP_DEVCAP_FLR:
+        raise PciError(f"{dev.pcie_id}: FLR not supported")
+    ctl = await dev.config_read_word(exp + pci.PCI_EXP_DEVCTL)
+    await dev.config_write_word(exp + pci.PCI_EXP_DEVCTL, ctl | pci.PCI_EXP_DEVCTL_BCR_FLR)
+    await Timer(int(pci.PCI_FLR_DELAY_S * 1e9), "ns")
+
+
+async def pci_enable_ari(dev: PciDevice) -> bool:
+    """Enable ARI Forwarding in the upstream port if both ends support ARI (Linux pci_configure_ari)."""
+    bridge = dev.upstream_bridge()
+    if bridge is None or await find_ext_capability(dev, pci.PCI_EXT_CAP_ID_ARI) is None:
+        return False
+    exp = await find_capability(bridge, pci.PCI_CAP_ID_EXP)
+    if exp is None or not await bridge.config_read_dword(exp + pci.PCI_EXP_DEVCAP2) & pci.PCI_EXP_DEVCAP2_ARI:
+        return False
+    ctl2 = await bridge.config_read_word(exp + pci.PCI_EXP_DEVCTL2)
+    await bridge.config_write_word(exp + pci.PCI_EXP_DEVCTL2, ctl2 | pci.PCI_EXP_DEVCTL2_ARI)
+    return True
+
+
+async def pci_bus_reserve(dev: PciDevice, last_bus: int) -> None:
+    """Make the upstream bridge forward config requests up to ``last_bus``.
+
+    Linux reserves the VF bus range while scanning (``pci_iov_bus_range``); the
+    cocotbext host scan does not, so the range is extended here, which is only
+    possible while no other bridge owns the next bus numbers.
+    """
+    bridge = dev.upstream_bridge()
+    if bridge is None or last_bus <= dev.bus.last_bus_num:
+        return
+    for other in bridge.bus.devices:
+        sub = other.subordinate
+        if other is not bridge and sub is not None and sub.bus_num <= last_bus:
+            raise PciError(f"buses up to {last_bus:02x} are not free for the VFs of {dev.pcie_id}")
+    buses = await bridge.config_read_dword(0x18)
+    await bridge.config_write_dword(0x18, (buses & 0xFF00FFFF) | (last_bus << 16))
+    dev.bus.last_bus_num = last_bus
+
+
+async def pci_mmio_reserve(dev: PciDevice, size: int, align: int) -> int:
+    """Extend the non-prefetchable window above ``dev`` by ``size`` bytes; return the base.
+
+    Stands in for the resource reservation Linux makes for IOV BARs at scan
+    time: the new space is taken from the end of the host's 32-bit MMIO window,
+    and every bridge on the path to ``dev`` grows its window to cover it.
+    """
+    rc = dev.rc
+    base = (rc.mem_limit + align - 1) // align * align
+    end = base + size
+    window_end = rc.mem_base + (rc.mem_base & -rc.mem_base)
+    if end > window_end:
+        raise PciError(f"no room for {size:#x} bytes of MMIO below {window_end:#x}")
+    bridge = dev.upstream_bridge()
+    while bridge is not None:
+        bridge.mem_limit = max(bridge.mem_limit, ((end + 0xFFFFF) & ~0xFFFFF) - 1)
+        await bridge.setup_bridge()
+        bridge = bridge.upstream_bridge()
+    rc.mem_limit = rc.host_bridge.mem_limit = rc.upstream_bridge.mem_limit = end
+    return base
+
+
+def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:
+    """The host bus object for ``bus_num``: the PF's own, or a virtual bus for VFs past it."""
+    if bus_num == pf.bus.bus_num:
+        return pf.bus
+    for child in pf.bus.children:
+        if child.bus_num == bus_num and child.bridge is None:
+            return child
+    vbus = PciBus(pf.bus, None, bus_num)
+    pf.bus.children.append(vbus)
+    return vbus
+
+
+async def pci_iov_add_virtfn(pf: PciDevice, rid: int, vendor_id: int, device_id: int,
+                             bars: dict[int, tuple[int, int]]) -> PciDevice:
+    """Add one VF to the host's view (Linux ``pci_iov_add_virtfn``).
+
+    ``bars`` maps BAR index to (address, size) computed from the PF's VF BARs;
+    a VF's own BAR registers read 0, so they are not probed.
+    """
+    bus = pci_bus_for(pf, rid >> 8)
+    vf = PciDevice(bus)
+    vf.pcie_id = PcieId.from_int(rid)
+    vf.vendor_id, vf.device_id = vendor_id, device_id
+    vf.is_virtfn = True
+    vf.physfn = pf
+    await vf.setup()
+    for idx, (addr, size) in bars.items():
+        vf.bar[idx] = vf.bar_addr[idx] = addr
+        vf.bar_size[idx] = size
+        vf.bar_window[idx] = pf.rc.mem_address_space.create_window(addr, size)
+    bus.devices.append(vf)
+    return vf
+
+
+def pci_iov_remove_virtfn(vf: PciDevice) -> None:
+    """Remove a VF from the host's view."""
+    vf.bus.devices.remove(vf)
+    if vf.bus is not vf.physfn.bus and not vf.bus.devices:
+        vf.bus.parent.children.remove(vf.bus)

@@ -1,0 +1,168 @@
+"""SR-IOV enabling in the Linux order (drivers/pci/iov.c: sriov_init, sriov_enable).
+
+``sriov_init`` runs at PF probe: it reads the capability, enables ARI when the
+hierarchy supports it, reserves the VF bus range and VF BAR space. Then
+``sriov_configure(num_vfs)`` enables or disables VFs and adds/removes them from
+the host's view.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from cocotb.triggers import Timer
+from cocotbext.pcie.core.pci import PciDevice
+
+from datasheet import pci
+from pf_driver import pci_core
+from pf_driver.pci_core import PciError
+
+#: page size of the simulated host (x86-64 base page)
+HOST_PAGE_SIZE = 4096
+
+
+@dataclass
+class SriovState:
+    """What the host knows of one PF's SR-IOV capability (Linux ``struct pci_sriov``)."""
+    pos: int
+    total_vfs: int
+    initial_vfs: int
+    offset: int
+    stride: int
+    vf_device: int
+    pgsz: int
+    ari: bool
+    bar_size: dict[int, int] = field(default_factory=dict)     # per-VF size by VF BAR index
+    bar_base: dict[int, int] = field(default_factory=dict)
+    num_vfs: int = 0
+    virtfns: list[PciDevice] = field(default_factory=list)
+
+
+class Sriov:
+    def __init__(self, pf: PciDevice, log: logging.Logger):
+        self.pf = pf
+        self.log = log
+        self.state: SriovState | None = None
+
+    async def _rd(self, off: int, width: int = 4) -> int:
+        pos = self.state.pos + off
+        if width == 2:
+            return await self.pf.config_read_word(pos)
+        return await self.pf.config_read_dword(pos)
+
+    async def _wr(self, off: int, value: int, width: int = 4) -> None:
+        pos = self.state.pos + off
+        if width == 2:
+            await self.pf.config_write_word(pos, value)
+        else:
+            await self.pf.config_write_dword(pos, value)
+
+    async def init(self) -> SriovState:
+        """sriov_init: probe the capability and reserve what VFs will need."""
+        pos = await pci_core.find_ext_capability(self.pf, pci.PCI_EXT_CAP_ID_SRIOV)
+        if pos is None:
+            raise PciError(f"{self.pf.pcie_id}: no SR-IOV capability")
+        self.state = st = SriovState(pos=pos, total_vfs=0, initial_vfs=0, offset=0, stride=0,
+                                     vf_device=0, pgsz=0, ari=False)
+        ctrl = await self._rd(pci.PCI_SRIOV_CTRL, 2)
+        if ctrl & pci.PCI_SRIOV_CTRL_VFE:   # left enabled (e.g. by firmware): start clean
+            await self._wr(pci.PCI_SRIOV_CTRL, 0, 2)
+            await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
+        st.ari = await pci_core.pci_enable_ari(self.pf)
+        await self._wr(pci.PCI_SRIOV_CTRL, pci.PCI_SRIOV_CTRL_ARI if st.ari else 0, 2)
+        st.total_vfs = await self._rd(pci.PCI_SRIOV_TOTAL_VF, 2)
+        st.initial_vfs = await self._rd(pci.PCI_SRIOV_INITIAL_VF, 2)
+        st.offset = await self._rd(pci.PCI_SRIOV_VF_OFFSET, 2)
+        st.stride = await self._rd(pci.PCI_SRIOV_VF_STRIDE, 2)
+        st.vf_device = await self._rd(pci.PCI_SRIOV_VF_DID, 2)
+
+        # System Page Size: the host's page size if supported, else the smallest supported
+        supported = await self._rd(pci.PCI_SRIOV_SUP_PGSIZE)
+        host_pg = HOST_PAGE_SIZE >> pci.PCI_SRIOV_PAGE_SHIFT
+        st.pgsz = host_pg if supported & host_pg else supported & -supported
+        await self._wr(pci.PCI_SRIOV_SYS_PGSIZE, st.pgsz)
+
+        await self._size_vf_bars()
+        await pci_core.pci_bus_reserve(self.pf, self.vf_rid(st.total_vfs - 1) >> 8)
+        for idx, size in st.bar_size.items():
+            total = size * st.total_vfs
+            st.bar_base[idx] = base = await pci_core.pci_mmio_reserve(self.pf, total, size)
+            await self._wr(pci.PCI_SRIOV_BAR + idx * 4, base & 0xFFFFFFFF)
+            await self._wr(pci.PCI_SRIOV_BAR + (idx + 1) * 4, base >> 32)
+        self.log.info("SR-IOV: TotalVFs %d, offset %d, stride %d, VF DID %04x, ARI %s, VF BARs %s",
+                      st.total_vfs, st.offset, st.stride, st.vf_device, st.ari,
+                      {i: f"{b:#x}+n*{st.bar_size[i]:#x}" for i, b in st.bar_base.items()})
+        return st
+
+    async def _size_vf_bars(self) -> None:
+        """Size VF BAR0..5 by writing all ones (SR-IOV 1.1 §3.3.14); 64-bit BARs are pairs."""
+        st = self.state
+        idx = 0
+        while idx < pci.PCI_SRIOV_NUM_BARS:
+            off = pci.PCI_SRIOV_BAR + idx * 4
+            orig = await self._rd(off)
+            await self._wr(off, 0xFFFFFFFF)
+            val = await self._rd(off)
+            await self._wr(off, orig)
+            if val == 0:
+                idx += 1
+                continue
+            if val & pci.PCI_BASE_ADDRESS_MEM_TYPE_64:
+                orig_hi = await self._rd(off + 4)
+                await self._wr(off + 4, 0xFFFFFFFF)
+                val |= await self._rd(off + 4) << 32
+                await self._wr(off + 4, orig_hi)
+                mask = val & pci.PCI_BASE_ADDRESS_MEM_MASK & 0xFFFFFFFFFFFFFFFF
+                st.bar_size[idx] = (~mask & 0xFFFFFFFFFFFFFFFF) + 1
+                idx += 2
+            else:
+                st.bar_size[idx] = (~(val & pci.PCI_BASE_ADDRESS_MEM_MASK) & 0xFFFFFFFF) + 1
+                idx += 1
+
+    def vf_rid(self, index: int) -> int:
+        st = self.state
+        return pci.vf_rid(int(self.pf.pcie_id), st.offset, st.stride, index)
+
+    async def configure(self, num_vfs: int) -> int:
+        """sriov_configure: enable ``num_vfs`` VFs (0 disables); returns the number enabled."""
+        st = self.state
+        if num_vfs == st.num_vfs:
+            return num_vfs
+        if st.num_vfs:
+            await self.disable()
+        if num_vfs == 0:
+            return 0
+        if num_vfs > st.total_vfs:
+            raise PciError(f"{self.pf.pcie_id}: {num_vfs} VFs requested, TotalVFs is {st.total_vfs}")
+        await self._wr(pci.PCI_SRIOV_NUM_VF, num_vfs, 2)
+        # offset/stride may change with NumVFs (SR-IOV 1.1 §3.3.10): re-read
+        st.offset = await self._rd(pci.PCI_SRIOV_VF_OFFSET, 2)
+        st.stride = await self._rd(pci.PCI_SRIOV_VF_STRIDE, 2)
+        ctrl = await self._rd(pci.PCI_SRIOV_CTRL, 2)
+        ctrl |= pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE
+        await self._wr(pci.PCI_SRIOV_CTRL, ctrl, 2)
+        await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
+        if not await self._rd(pci.PCI_SRIOV_CTRL, 2) & pci.PCI_SRIOV_CTRL_VFE:
+            raise PciError(f"{self.pf.pcie_id}: device refused VF Enable")
+        for n in range(num_vfs):
+            bars = {idx: (st.bar_base[idx] + n * size, size) for idx, size in st.bar_size.items()}
+            vf = await pci_core.pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id,
+                                                   st.vf_device, bars)
+            vf.virtfn_index = n
+            st.virtfns.append(vf)
+        st.num_vfs = num_vfs
+        self.log.info("SR-IOV: enabled %d VFs", num_vfs)
+        return num_vfs
+
+    async def disable(self) -> None:
+        """sriov_disable: remove the VFs from the host's view, then clear VF Enable and VF MSE."""
+        st = self.state
+        for vf in reversed(st.virtfns):
+            pci_core.pci_iov_remove_virtfn(vf)
+        st.virtfns.clear()
+        ctrl = await self._rd(pci.PCI_SRIOV_CTRL, 2)
+        await self._wr(pci.PCI_SRIOV_CTRL, ctrl & ~(pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE), 2)
+        await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
+        st.num_vfs = 0
+        self.log.info("SR-IOV: VFs disabled")

@@ -1,0 +1,1 @@
+"""Testbench: builds the simulated system and runs cocotb/pyuvm scenarios under Verilator."""

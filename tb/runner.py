@@ -1,0 +1,95 @@
+"""Build the HDL harness once and run cocotb test modules under Verilator.
+
+Used by ``make sim`` (all modules, one JUnit ``results.xml``) and by the pytest
+suite (one pytest test per cocotb module, sharing one build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import sys
+from pathlib import Path
+
+from tb.toolchain import setup_environment
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = ROOT / "sim_build"
+HDL = Path(__file__).resolve().parent / "hdl" / "nic_harness.sv"
+TOPLEVEL = "nic_harness"
+
+#: cocotb test modules run by ``make sim`` (in this order)
+SIM_MODULES = [
+    "tb.test_enumeration",
+    "tb.test_sriov_config",
+]
+
+
+def get_runner(waves: bool = False):
+    """Return a Verilator runner whose build is up to date (built at most once)."""
+    setup_environment(BUILD_DIR / ".bin")
+    from cocotb_tools.runner import get_runner as _get_runner  # noqa: PLC0415
+
+    runner = _get_runner("verilator")
+    build_dir = BUILD_DIR / ("waves" if waves else "default")
+    stamp = build_dir / TOPLEVEL
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as lock:       # parallel pytest workers build once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.stat().st_mtime < HDL.stat().st_mtime:
+            runner.build(
+                sources=[HDL],
+                hdl_toplevel=TOPLEVEL,
+                build_dir=build_dir,
+                build_args=["--trace-fst", "--trace-structs"] if waves else [],
+                waves=waves,
+                timescale=("1ns", "1ps"),
+            )
+    runner.build_dir = build_dir
+    return runner
+
+
+def run(modules: list[str], testcase: str | None = None, waves: bool = False,
+        results_xml: Path | None = None, extra_env: dict[str, str] | None = None,
+        seed: int | None = None) -> Path:
+    """Run cocotb ``modules`` in one simulator process; return the JUnit results path."""
+    runner = get_runner(waves)
+    env = {"PYTHONPATH": str(ROOT)}
+    env.update(extra_env or {})
+    return runner.test(
+        test_module=modules,
+        hdl_toplevel=TOPLEVEL,
+        hdl_toplevel_lang="verilog",
+        testcase=testcase,
+        build_dir=runner.build_dir,
+        test_dir=runner.build_dir,
+        results_xml=str(results_xml) if results_xml else None,
+        waves=waves,
+        test_args=["--trace-file", str(ROOT / "sim_build" / "dump.fst")] if waves else [],
+        extra_env=env,
+        seed=seed,
+        timescale=("1ns", "1ps"),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("modules", nargs="*", default=SIM_MODULES, help="cocotb test modules")
+    ap.add_argument("--testcase", help="comma-separated test names to run")
+    ap.add_argument("--waves", action="store_true", default=os.environ.get("WAVES") == "1")
+    ap.add_argument("--results", default=str(ROOT / "results.xml"))
+    ap.add_argument("--seed", type=int)
+    args = ap.parse_args(argv)
+    from cocotb_tools.check_results import get_results  # noqa: PLC0415
+
+    results = run(args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed)
+    total, failed = get_results(results)
+    print(f"{total - failed}/{total} cocotb tests passed; results in {results}")
+    if args.waves:
+        print(f"waveform: {ROOT / 'sim_build' / 'dump.fst'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
