@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from tb.toolchain import setup_environment
+from tb.toolchain import lz4_flags, setup_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_DIR = ROOT / "sim_build"
@@ -42,7 +42,8 @@ def get_runner(waves: bool = False):
                 sources=[HDL],
                 hdl_toplevel=TOPLEVEL,
                 build_dir=build_dir,
-                build_args=["--trace-fst", "--trace-structs"] if waves else [],
+                build_args=(["--trace-fst", "--trace-structs", *lz4_flags(BUILD_DIR / ".lz4")]
+                            if waves else []),
                 waves=waves,
                 timescale=("1ns", "1ps"),
             )

