@@ -31,6 +31,14 @@ class ContextCache:
         self.hits = 0
         self.misses = 0
 
+    def lookup(self, source_id: int) -> Context | None:
+        ctx = self.entries.get(source_id)
+        if ctx is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return ctx
+
     def invalidate(self, did: int | None = None, source_id: int | None = None) -> None:
         """Global (no arguments), domain-selective or device-selective invalidation (§6.5.1.1)."""
         if source_id is not None:
@@ -73,10 +81,10 @@ class Iotlb:
         return None
 
     def insert(self, did: int, iova: int, entry: IotlbEntry) -> None:
-        if len(self.entries) >= self.capacity:
-            self._drop([next(iter(self.entries))])
         key = (did, entry.shift, iova >> entry.shift)
         if key not in self.entries:
+            if len(self.entries) >= self.capacity:
+                self._drop([next(iter(self.entries))])
             self._count[entry.shift] = self._count.get(entry.shift, 0) + 1
             self._shifts = sorted(self._count)
         self.entries[key] = entry

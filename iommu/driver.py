@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from .allocator import ExtentAllocator, PageAllocator
 from .remapping import Iommu
 from .vtd_format import (
-    AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE,
+    AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT,
     RE_CTP_MASK, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W, SLPTE_SIZE,
     TABLE_SIZE, TT_PASS_THROUGH, aw_bits, aw_levels, context_entry, level_shift, pack_u64,
-    root_entry, slpte, slpte_offset, unpack_entry128, unpack_u64,
+    context_entry_addr, root_entry, root_entry_addr, slpte, slpte_offset, unpack_entry128, unpack_u64,
 )
 
 IOMMU_READ = SL_R
@@ -98,14 +98,14 @@ class IommuDriver:
     # -- context entries -------------------------------------------------------
     def _context_slot(self, rid: int, create: bool) -> int | None:
         """Host address of ``rid``'s context entry; allocates the bus's context table."""
-        root_slot = self.root_table + (rid >> 8) * ROOT_ENTRY_SIZE
+        root_slot = root_entry_addr(self.root_table, rid)
         lo, _hi = unpack_entry128(self.memory.read(root_slot, ROOT_ENTRY_SIZE))
         if not lo & RE_P:
             if not create:
                 return None
             lo = self.pages.alloc(CONTEXT_ENTRIES * CONTEXT_ENTRY_SIZE)
             self.memory.write(root_slot, root_entry(lo))
-        return (lo & RE_CTP_MASK) + (rid & 0xFF) * CONTEXT_ENTRY_SIZE
+        return context_entry_addr(lo & RE_CTP_MASK, rid)
 
     def _set_context(self, rid: int, domain: IommuDomain | None) -> None:
         """Point ``rid``'s context entry at ``domain`` (None: clear it), then

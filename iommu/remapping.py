@@ -8,6 +8,8 @@ request: a blocked request yields a :class:`FaultRecord` (§7).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .caches import Context, ContextCache, Iotlb, IotlbEntry
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import HostMemory, HostMemoryError
@@ -16,10 +18,27 @@ from .vtd_format import (
     CE_SLPTPTR_MASK, CE_TT_MASK, CE_TT_SHIFT, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, RE_CTP_MASK,
     RE_HI_RSVD, RE_LO_RSVD, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W,
     SLPTE_SIZE, SUPPORTED_AW, TT_PASS_THROUGH, TT_UNTRANSLATED, aw_bits, aw_levels, level_shift,
-    slpte_offset, slpte_reserved, unpack_entry128, unpack_u64,
+    context_entry_addr, root_entry_addr, slpte_offset, slpte_reserved, unpack_entry128, unpack_u64,
 )
 
 Chunks = list[tuple[int, int]]
+
+
+class _EntryKind(NamedTuple):
+    size: int
+    present: int
+    rsvd_lo: int
+    rsvd_hi: int
+    access_error: FaultReason
+    not_present: FaultReason
+    reserved: FaultReason
+
+
+_ROOT_ENTRY = _EntryKind(ROOT_ENTRY_SIZE, RE_P, RE_LO_RSVD, RE_HI_RSVD, FaultReason.ROOT_TABLE_ACCESS_ERROR,
+                         FaultReason.ROOT_ENTRY_NOT_PRESENT, FaultReason.ROOT_ENTRY_RESERVED)  # §9.1
+_CONTEXT_ENTRY = _EntryKind(CONTEXT_ENTRY_SIZE, CE_P, CE_LO_RSVD, CE_HI_RSVD,
+                            FaultReason.CONTEXT_TABLE_ACCESS_ERROR, FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
+                            FaultReason.CONTEXT_ENTRY_RESERVED)  # §9.3
 
 
 class _Blocked(Exception):
@@ -90,33 +109,28 @@ class Iommu:
         except HostMemoryError:
             raise _Blocked(reason, level) from None
 
+    def _entry128(self, addr: int, kind: _EntryKind) -> tuple[int, int]:
+        """Fetch a root or context entry; fault if unreadable, not present or reserved bits set."""
+        lo, hi = unpack_entry128(self._fetch(addr, kind.size, kind.access_error))
+        if not lo & kind.present:
+            raise _Blocked(kind.not_present)
+        if lo & kind.rsvd_lo or hi & kind.rsvd_hi:
+            raise _Blocked(kind.reserved)
+        return lo, hi
+
     def _context(self, source_id: int) -> Context:
-        cache = self.context_cache
-        ctx = cache.entries.get(source_id)
+        ctx = self.context_cache.lookup(source_id)
         if ctx is not None:
-            cache.hits += 1
             return ctx
-        cache.misses += 1
-        bus, devfn = source_id >> 8, source_id & 0xFF
-        lo, hi = unpack_entry128(self._fetch(self.root_table_address + bus * ROOT_ENTRY_SIZE,
-                                             ROOT_ENTRY_SIZE, FaultReason.ROOT_TABLE_ACCESS_ERROR))
-        if not lo & RE_P:
-            raise _Blocked(FaultReason.ROOT_ENTRY_NOT_PRESENT)
-        if lo & RE_LO_RSVD or hi & RE_HI_RSVD:
-            raise _Blocked(FaultReason.ROOT_ENTRY_RESERVED)
-        lo, hi = unpack_entry128(self._fetch((lo & RE_CTP_MASK) + devfn * CONTEXT_ENTRY_SIZE,
-                                             CONTEXT_ENTRY_SIZE, FaultReason.CONTEXT_TABLE_ACCESS_ERROR))
-        if not lo & CE_P:
-            raise _Blocked(FaultReason.CONTEXT_ENTRY_NOT_PRESENT)
-        if lo & CE_LO_RSVD or hi & CE_HI_RSVD:
-            raise _Blocked(FaultReason.CONTEXT_ENTRY_RESERVED)
+        lo, _hi = self._entry128(root_entry_addr(self.root_table_address, source_id), _ROOT_ENTRY)
+        lo, hi = self._entry128(context_entry_addr(lo & RE_CTP_MASK, source_id), _CONTEXT_ENTRY)
         tt = (lo & CE_TT_MASK) >> CE_TT_SHIFT
         aw = hi & CE_HI_AW_MASK
         if tt not in (TT_UNTRANSLATED, TT_PASS_THROUGH) or (tt == TT_UNTRANSLATED and aw not in SUPPORTED_AW):
             raise _Blocked(FaultReason.CONTEXT_ENTRY_INVALID)
         ctx = Context(did=(hi & CE_HI_DID_MASK) >> CE_HI_DID_SHIFT, tt=tt, slptptr=lo & CE_SLPTPTR_MASK,
                       levels=aw_levels(aw), aw_bits=aw_bits(aw), fpd=bool(lo & CE_FPD))
-        cache.entries[source_id] = ctx
+        self.context_cache.entries[source_id] = ctx
         return ctx
 
     # -- second-level walk (§3.7, §9.8) ----------------------------------------

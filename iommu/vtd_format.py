@@ -24,6 +24,12 @@ RE_LO_RSVD = 0xFFE  # bits 11:1
 RE_CTP_MASK = 0xFFFF_FFFF_FFFF_F000  # context-table pointer, bits 63:12
 RE_HI_RSVD = (1 << 64) - 1  # upper qword reserved in legacy mode
 
+
+def root_entry_addr(root_table: int, rid: int) -> int:
+    """Address of the root entry for requester ID ``rid`` (indexed by its bus, §3.4.2)."""
+    return root_table + (rid >> 8) % ROOT_ENTRIES * ROOT_ENTRY_SIZE
+
+
 # -- context entry (§9.3), 16 bytes, indexed by devfn ------------------------
 CONTEXT_ENTRY_SIZE = 16
 CONTEXT_ENTRIES = 256
@@ -37,6 +43,12 @@ CE_HI_AW_MASK = 0x7  # address width, bits 66:64
 CE_HI_DID_SHIFT = 8
 CE_HI_DID_MASK = 0xFFFF << CE_HI_DID_SHIFT  # domain identifier, bits 87:72
 CE_HI_RSVD = (1 << 7) | (((1 << 64) - 1) & ~((1 << 24) - 1))  # bit 71, bits 127:88
+
+
+def context_entry_addr(context_table: int, rid: int) -> int:
+    """Address of the context entry for ``rid`` (indexed by its device:function)."""
+    return context_table + (rid & (CONTEXT_ENTRIES - 1)) * CONTEXT_ENTRY_SIZE
+
 
 TT_UNTRANSLATED = 0b00  # untranslated requests translated through SL tables
 TT_DEVICE_TLB = 0b01  # as 00 plus translated requests (needs ECAP.DT; not supported)

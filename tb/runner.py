@@ -23,6 +23,7 @@ TOPLEVEL = "nic_harness"
 SIM_MODULES = [
     "tb.test_enumeration",
     "tb.test_sriov_config",
+    "tb.test_iommu_rc",
 ]
 
 
