@@ -48,3 +48,16 @@ MAX_PAYLOAD_SIZE_SUPPORTED = 2
 #: value of the NIC_ID register, and the register-map version
 NIC_ID_MAGIC = 0x53524E43     # "SRNC"
 REG_MAP_VERSION = 0x00010000
+
+#: queue pairs per function (TX+RX); rings are configured through the mailbox (VF) or BAR0 (PF)
+VF_QUEUE_PAIRS = 4
+PF_QUEUE_PAIRS = 8
+RING_MIN_DESCS = 8
+RING_MAX_DESCS = 4096
+RING_ALIGN = 128
+RX_BUF_MIN = 256
+RX_BUF_MAX = 16384
+
+#: MSI-X vector that carries mailbox (and reset) events, on the PF and on every VF
+PF_MBX_VECTOR = 0
+VF_MBX_VECTOR = 0

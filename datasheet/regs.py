@@ -61,6 +61,18 @@ class Register:
     write_mask: int = 0
     scope: Scope = Scope.ALL
     fields: tuple[Field, ...] = field(default_factory=tuple)
+    count: int = 1          # >1: an array of ``count`` registers ``stride`` bytes apart
+    stride: int = 4
+
+    def at(self, index: int) -> int:
+        """Offset of element ``index`` of an array register."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name}[{index}] out of range")
+        return self.offset + index * self.stride
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.count * self.stride
 
     def field(self, name: str) -> Field:
         for f in self.fields:
@@ -93,9 +105,10 @@ SCRATCH = Register("SCRATCH", 0x0018, Access.RW, "Scratch register for driver se
 # -- error reporting ------------------------------------------------------------
 ERR_STATUS = Register(
     "ERR_STATUS", 0x0020, Access.W1C, "Sticky error flags of bad register accesses.",
-    write_mask=0x00000003,
+    write_mask=0x00000007,
     fields=(Field("UNIMPL", 0, 1, "access to an unimplemented offset"),
-            Field("RO_WRITE", 1, 1, "write to a read-only register")))
+            Field("RO_WRITE", 1, 1, "write to a read-only register"),
+            Field("MBX", 2, 1, "mailbox buffer written without holding it, or a disabled VF's mailbox used")))
 ERR_UNIMPL_COUNT = Register("ERR_UNIMPL_COUNT", 0x0024, Access.RO,
                             "Number of accesses to unimplemented offsets (saturates).")
 ERR_LAST_OFFSET = Register("ERR_LAST_OFFSET", 0x0028, Access.RO,
@@ -105,9 +118,58 @@ ERR_LAST_OFFSET = Register("ERR_LAST_OFFSET", 0x0028, Access.RO,
 PF_NUM_VFS = Register("PF_NUM_VFS", 0x0100, Access.RO,
                       "VFs currently enabled (NumVFs latched at VF Enable).", scope=Scope.PF)
 
+PF_CTRL_EXT = Register(
+    "PF_CTRL_EXT", 0x0104, Access.RW, "PF extended control.", write_mask=0x00000001, scope=Scope.PF,
+    fields=(Field("PFRSTD", 0, 1, "PF driver ready: write 1 to clear RSTI and set RSTD in every VF "
+                                  "mailbox; cleared by a PF reset"),))
+PF_MBX_IMR = Register(
+    "PF_MBX_IMR", 0x0108, Access.RW, "Mailbox interrupt enables for the PF's mailbox vector.",
+    write_mask=0x00000007, scope=Scope.PF,
+    fields=(Field("REQ", 0, 1, "a VF rang its doorbell (REQ)"),
+            Field("ACK", 1, 1, "a VF acknowledged a PF message"),
+            Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset")))
+
+# -- PF<->VF mailbox (igb/82576 style): VF side ---------------------------------------
+VF_MAILBOX = Register(
+    "VF_MAILBOX", 0x0200, Access.RW,
+    "VF mailbox control. A read clears PFSTS, PFACK and RSTD; writing REQ or ACK with VFU "
+    "clear releases the buffer.", write_mask=0x00000007, scope=Scope.VF,
+    fields=(Field("REQ", 0, 1, "write 1: doorbell, a message for the PF is in the buffer"),
+            Field("ACK", 1, 1, "write 1: the VF has read the PF's message"),
+            Field("VFU", 2, 1, "VF holds the buffer (granted only while PFU is clear)"),
+            Field("PFU", 3, 1, "RO: the PF holds the buffer"),
+            Field("PFSTS", 4, 1, "RC: the PF wrote a message"),
+            Field("PFACK", 5, 1, "RC: the PF acknowledged the VF's message"),
+            Field("RSTI", 6, 1, "RO: PF reset in progress"),
+            Field("RSTD", 7, 1, "RC: reset done, the VF may (re)start its handshake")))
+VF_MBMEM = Register("VF_MBMEM", 0x0800, Access.RW,
+                    "Mailbox buffer, writable by the VF only while it holds VFU.",
+                    write_mask=0xFFFFFFFF, scope=Scope.VF, count=16)
+
+# -- PF<->VF mailbox: PF side, one element per VF -------------------------------------
+PF_MBX_REQ = Register("PF_MBX_REQ", 0x0200, Access.W1C, "Bit n of element i: VF 32i+n rang REQ.",
+                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_MBX_ACK = Register("PF_MBX_ACK", 0x0220, Access.W1C, "Bit n of element i: VF 32i+n wrote ACK.",
+                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_VFLRE = Register("PF_VFLRE", 0x0240, Access.W1C,
+                    "Bit n of element i: VF 32i+n completed FLR or software reset (VFLR event).",
+                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_MAILBOX = Register(
+    "PF_MAILBOX", 0x1000, Access.RW, "PF's mailbox control for VF n (element n).",
+    write_mask=0x0000001B, scope=Scope.PF, count=256,
+    fields=(Field("STS", 0, 1, "write 1: doorbell, a message for the VF is in the buffer"),
+            Field("ACK", 1, 1, "write 1: the PF has read the VF's message"),
+            Field("VFU", 2, 1, "RO: the VF holds the buffer"),
+            Field("PFU", 3, 1, "PF holds the buffer (granted only while VFU is clear)"),
+            Field("RVFU", 4, 1, "write 1: release the VF's lock (recovery)")))
+PF_MBMEM = Register("PF_MBMEM", 0x4000, Access.RW,
+                    "Mailbox buffers: VF n's 16 dwords at 0x4000 + 64n, writable while PFU is held.",
+                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=256 * 16)
+
 REGISTERS: tuple[Register, ...] = (
     NIC_ID, VERSION, FUNC_INFO, CTRL, STATUS, SCRATCH,
-    ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS,
+    ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS, PF_CTRL_EXT, PF_MBX_IMR,
+    VF_MAILBOX, VF_MBMEM, PF_MBX_REQ, PF_MBX_ACK, PF_VFLRE, PF_MAILBOX, PF_MBMEM,
 )
 
 #: saturation value of the error counters
@@ -128,15 +190,14 @@ def by_name(name: str) -> Register:
 
 
 def _check_layout() -> None:
-    seen: dict[int, str] = {}
-    for r in REGISTERS:
-        if r.offset % 4:
-            raise ValueError(f"{r.name} is not dword aligned")
-        if r.offset in seen:
-            raise ValueError(f"{r.name} overlaps {seen[r.offset]}")
-        if r.offset >= device.VF_REG_BAR_SIZE and r.scope is not Scope.PF:
-            raise ValueError(f"{r.name} lies outside the VF BAR0")
-        seen[r.offset] = r.name
+    for is_vf, bar_size in ((False, device.PF_REG_BAR_SIZE), (True, device.VF_REG_BAR_SIZE)):
+        spans = sorted((r.offset, r.end, r.name) for r in registers_for(is_vf))
+        for (start, end, name), (nxt, _, other) in zip(spans, spans[1:]):
+            if end > nxt:
+                raise ValueError(f"{name} overlaps {other}")
+        for start, end, name in spans:
+            if start % 4 or end > bar_size:
+                raise ValueError(f"{name} is misaligned or outside BAR0")
 
 
 _check_layout()

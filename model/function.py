@@ -74,6 +74,7 @@ class NicFunction(MemoryEndpoint):
         self.log.info("function software reset")
         self.regs.reset()
         self.strap()
+        self.nic.function_reset(self)
 
     def strap(self) -> None:
         """Hardware-strapped register values (FUNC_INFO)."""

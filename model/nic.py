@@ -12,6 +12,7 @@ import logging
 
 from datasheet import device, pci, regs
 from model.device import NicDevice, pcie_id
+from model.mailbox import MailboxUnit
 from model.pf import PhysicalFunction
 from model.vf import VirtualFunction
 
@@ -24,6 +25,7 @@ class Nic:
         self.vfs: list[VirtualFunction] = []
         self._by_rid: dict[int, object] = {}
         self._index_rids()
+        self.mailbox = MailboxUnit(self)
 
     # -- wiring -------------------------------------------------------------------
     @property
@@ -60,6 +62,7 @@ class Nic:
         for vf in self.vfs:
             self.device.attach_function(vf)
         self.renumber_vfs()
+        self.mailbox.vfs_enabled(self.vfs)
         self.pf.regs.set(regs.PF_NUM_VFS, num_vfs)
         self.log.info("VF Enable: %d VFs, RIDs %s..%s", num_vfs,
                       *(pci.rid_str(self.vf_rid(i)) for i in (0, max(num_vfs - 1, 0))))
@@ -69,7 +72,15 @@ class Nic:
         self.log.info("VF Enable cleared: removing %d VFs", len(self.vfs))
         self.vfs = []
         self._index_rids()
+        self.mailbox.vfs_disabled()
         self.pf.regs.set(regs.PF_NUM_VFS, 0)
+
+    def function_reset(self, function) -> None:
+        """A function finished a software reset or FLR: the device-level consequences."""
+        if function.is_vf:
+            self.mailbox.vf_reset(function)
+        else:
+            self.mailbox.pf_reset()
 
     def vf_bar_lookup(self, addr: int):
         """(vf, bar index, offset) decoded from the PF's VF BARs, or None.

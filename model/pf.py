@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datasheet import device
+from datasheet import device, regs
 from model.caps import AriExtendedCapability, SriovExtendedCapability
 from model.function import NicFunction
 
@@ -25,6 +25,9 @@ class PhysicalFunction(NicFunction):
     def _configure_bars(self) -> None:
         self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
         self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
+
+    def strap(self) -> None:
+        self.regs.set(regs.PF_NUM_VFS, len(self.nic.vfs))
 
     def match_bar(self, addr, io=False):
         """BARs decode only while Command.Memory Space Enable is set (PCI 3.0 §6.2.2)."""

@@ -2,9 +2,11 @@
 
 Bus accesses (from MMIO TLPs) go through :meth:`RegisterFile.read` /
 :meth:`RegisterFile.write`, which apply the declared access types; the device
-core uses :meth:`get` / :meth:`set` to change hardware-owned values. Anything
-not declared follows one rule: reads return 0, writes are ignored, and the
-access is logged and counted in ERR_STATUS / ERR_UNIMPL_COUNT / ERR_LAST_OFFSET.
+core uses :meth:`get` / :meth:`set` to change hardware-owned values, and
+:meth:`bind` to hand a register (or register array) whose behaviour is more
+than storage (e.g. the mailbox) to the block that owns it. Anything not
+declared follows one rule: reads return 0, writes are ignored, and the access
+is logged and counted in ERR_STATUS / ERR_UNIMPL_COUNT / ERR_LAST_OFFSET.
 """
 
 from __future__ import annotations
@@ -15,40 +17,54 @@ from typing import Callable
 from datasheet import regs
 from datasheet.regs import Access, Register
 
-WriteHook = Callable[[int, int], None]   # (old value, new value)
+WriteHook = Callable[[int, int], None]              # (old value, new value)
+BoundRead = Callable[[int], int]                    # (index) -> value
+BoundWrite = Callable[[int, int, int], None]        # (index, value, byte-lane bit mask)
 
 
 class RegisterFile:
     def __init__(self, registers: tuple[Register, ...], log: logging.Logger):
         self.log = log
-        self._by_offset: dict[int, Register] = {r.offset: r for r in registers}
-        self._values: dict[str, int] = {r.name: r.reset for r in registers}
+        self._by_offset: dict[int, tuple[Register, int]] = {}
+        for r in registers:
+            for i in range(r.count):
+                self._by_offset[r.at(i)] = (r, i)
+        self._values: dict[str, list[int]] = {r.name: [r.reset] * r.count for r in registers}
         self._hooks: dict[str, WriteHook] = {}
+        self._bound: dict[str, tuple[BoundRead, BoundWrite]] = {}
 
     # -- hardware side -------------------------------------------------------
-    def get(self, reg: Register) -> int:
-        return self._values[reg.name]
+    def get(self, reg: Register, index: int = 0) -> int:
+        return self._values[reg.name][index]
 
-    def set(self, reg: Register, value: int) -> None:
-        self._values[reg.name] = value & 0xFFFFFFFF
+    def set(self, reg: Register, value: int, index: int = 0) -> None:
+        self._values[reg.name][index] = value & 0xFFFFFFFF
 
     def on_write(self, reg: Register, hook: WriteHook) -> None:
         """Call ``hook(old, new)`` after every bus write to ``reg``."""
         self._hooks[reg.name] = hook
 
+    def bind(self, reg: Register, read: BoundRead, write: BoundWrite) -> None:
+        """Serve bus accesses to ``reg`` (all elements) with the owner's handlers."""
+        self._bound[reg.name] = (read, write)
+
     def reset(self) -> None:
-        for r in self._by_offset.values():
-            self._values[r.name] = r.reset
+        for name, values in self._values.items():
+            values[:] = [regs.by_name(name).reset] * len(values)
 
     def implements(self, reg: Register) -> bool:
         return reg.name in self._values
+
+    def flag_error(self, field_name: str, offset: int) -> None:
+        """Record a bad access in ERR_STATUS (used by bound blocks for their own rules)."""
+        self._values["ERR_STATUS"][0] |= regs.ERR_STATUS.field(field_name).mask
+        self._values["ERR_LAST_OFFSET"][0] = offset
 
     # -- bus side ------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
         out = bytearray()
         base = offset & ~3
-        end = offset + length
-        for dword in range(base, end, 4):
+        for dword in range(base, offset + length, 4):
             out += self._read_dword(dword).to_bytes(4, "little")
         start = offset - base
         return bytes(out[start:start + length])
@@ -65,40 +81,50 @@ class RegisterFile:
             pos += n
 
     def _read_dword(self, offset: int) -> int:
-        reg = self._by_offset.get(offset)
-        if reg is None:
-            self._bad_access(offset, "read of unimplemented offset", regs.ERR_STATUS.field("UNIMPL"))
+        hit = self._by_offset.get(offset)
+        if hit is None:
+            self._bad_access(offset, "read of unimplemented offset", "UNIMPL")
             return 0
-        value = self._values[reg.name]
+        reg, index = hit
+        bound = self._bound.get(reg.name)
+        if bound is not None:
+            return bound[0](index) & 0xFFFFFFFF
+        values = self._values[reg.name]
+        value = values[index]
         if reg.access is Access.RC:
-            self._values[reg.name] = 0
+            values[index] = 0
         return value
 
     def _write_dword(self, offset: int, value: int, byte_mask: int) -> None:
-        reg = self._by_offset.get(offset)
-        if reg is None:
-            self._bad_access(offset, "write to unimplemented offset", regs.ERR_STATUS.field("UNIMPL"))
+        hit = self._by_offset.get(offset)
+        if hit is None:
+            self._bad_access(offset, "write to unimplemented offset", "UNIMPL")
             return
+        reg, index = hit
         if reg.access in (Access.RO, Access.RC):
-            self._bad_access(offset, f"write to read-only {reg.name}", regs.ERR_STATUS.field("RO_WRITE"),
-                             count=False)
+            self._bad_access(offset, f"write to read-only {reg.name}", "RO_WRITE", count=False)
             return
-        old = self._values[reg.name]
+        bound = self._bound.get(reg.name)
+        if bound is not None:
+            bound[1](index, value, byte_mask)
+            return
+        values = self._values[reg.name]
+        old = values[index]
         mask = reg.write_mask & byte_mask
         if reg.access is Access.W1C:
             new = old & ~(value & mask)
         else:
             new = (old & ~mask) | (value & mask)
-        self._values[reg.name] = new
+        values[index] = new
         hook = self._hooks.get(reg.name)
         if hook is not None:
             hook(old, new)
 
-    def _bad_access(self, offset: int, what: str, flag, count: bool = True) -> None:
+    def _bad_access(self, offset: int, what: str, flag: str, count: bool = True) -> None:
         self.log.warning("BAR0 %s at 0x%05x: ignored", what, offset)
         if not self.implements(regs.ERR_STATUS):
             return
-        self._values["ERR_STATUS"] |= flag.mask
-        self._values["ERR_LAST_OFFSET"] = offset
+        self.flag_error(flag, offset)
         if count:
-            self._values["ERR_UNIMPL_COUNT"] = min(self._values["ERR_UNIMPL_COUNT"] + 1, regs.COUNTER_MAX)
+            counter = self._values["ERR_UNIMPL_COUNT"]
+            counter[0] = min(counter[0] + 1, regs.COUNTER_MAX)

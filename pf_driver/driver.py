@@ -1,14 +1,20 @@
-"""PF driver probe and ``sriov_configure`` (the Linux ``pci_driver`` shape)."""
+"""PF driver: probe, ``sriov_configure``, mailbox service and VF policy (the Linux
+``pci_driver`` + ``ndo_set_vf_*`` shape)."""
 
 from __future__ import annotations
 
 import logging
 
+from cocotb.triggers import Timer
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import device, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import Message, Opcode
 from pf_driver import pci_core
+from pf_driver.mailbox import PfMailbox
 from pf_driver.sriov import Sriov
+from pf_driver.vf_info import LinkState, VfInfo
 
 
 class PfDriver:
@@ -19,10 +25,12 @@ class PfDriver:
         self.log = logging.getLogger(f"cocotb.pf_driver[{pdev.pcie_id}]")
         self.bar0 = None
         self.sriov = Sriov(pdev, self.log)
+        self.mailbox = PfMailbox(self)
         self.msix_vectors = 0
+        self.link_up, self.link_speed = True, 10_000
 
     async def probe(self) -> None:
-        """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV."""
+        """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
         dev = self.pdev
         if (dev.vendor_id, dev.device_id) != (device.VENDOR_ID, device.PF_DEVICE_ID):
             raise pci_core.PciError(f"{dev.pcie_id}: not our PF ({dev.vendor_id:04x}:{dev.device_id:04x})")
@@ -36,18 +44,24 @@ class PfDriver:
             raise pci_core.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
         self.msix_vectors = await dev.alloc_irq_vectors(1, device.PF_MSIX_VECTORS)
         await self.sriov.init()
+        await self.mailbox.start()
         self.log.info("probed: NIC_ID %#x, %d MSI-X vectors, TotalVFs %d",
                       nic_id, self.msix_vectors, self.sriov.state.total_vfs)
 
-    async def read_reg(self, reg: regs.Register) -> int:
-        return await self.bar0.read_dword(reg.offset)
+    async def read_reg(self, reg: regs.Register, index: int = 0) -> int:
+        return await self.bar0.read_dword(reg.at(index))
 
-    async def write_reg(self, reg: regs.Register, value: int) -> None:
-        await self.bar0.write_dword(reg.offset, value)
+    async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
+        await self.bar0.write_dword(reg.at(index), value)
 
+    # -- SR-IOV ----------------------------------------------------------------------------
     async def sriov_configure(self, num_vfs: int) -> int:
         """Enable ``num_vfs`` VFs (0 disables them); returns how many are enabled."""
-        return await self.sriov.configure(num_vfs)
+        if self.num_vfs:
+            self.mailbox.vfs_disabled()
+        enabled = await self.sriov.configure(num_vfs)
+        self.mailbox.vfs_enabled(enabled)
+        return enabled
 
     @property
     def num_vfs(self) -> int:
@@ -58,10 +72,45 @@ class PfDriver:
         """Host view of the enabled VFs, index order, for binding VF drivers."""
         return list(self.sriov.state.virtfns) if self.sriov.state else []
 
-    async def flr(self) -> None:
-        """PF Function Level Reset; VFs vanish with it."""
-        self.sriov.state.virtfns.clear()
-        await pci_core.pcie_flr(self.pdev)
+    async def reset(self) -> None:
+        """PF software reset (CTRL.RST): VFs see RSTI; re-init and signal RSTD (PFRSTD)."""
+        await self.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
+        await self.read_reg(regs.STATUS)          # flush the posted write
+        await Timer(10, "us")
+        await self.mailbox.restart()
 
+    # -- administrator policy (ip link set <pf> vf N ...) ------------------------------------
+    def vf_info(self, n: int) -> VfInfo:
+        return self.mailbox.vfs[n]
 
+    def set_vf_mac(self, n: int, mac: bytes) -> None:
+        """``vf N mac``: an administrator MAC an untrusted VF cannot override."""
+        vf = self.vf_info(n)
+        vf.mac, vf.admin_mac = bytes(mac), True
 
+    def set_vf_vlan(self, n: int, vid: int | None) -> None:
+        """``vf N vlan``: a port VLAN (None removes it); VF VLAN requests are then refused."""
+        self.vf_info(n).admin_vlan = vid
+
+    def set_vf_spoofchk(self, n: int, on: bool) -> None:
+        self.vf_info(n).spoofchk = on
+
+    def set_vf_trust(self, n: int, on: bool) -> None:
+        self.vf_info(n).trust = on
+
+    def set_vf_link_state(self, n: int, state: LinkState) -> None:
+        """``vf N state auto|enable|disable``: the VF is told its effective link."""
+        vf = self.vf_info(n)
+        vf.link_state = state
+        self._notify_link(vf)
+
+    def set_link(self, up: bool, speed_mbps: int = 10_000) -> None:
+        """The uplink changed: tell every VF whose link state follows it."""
+        self.link_up, self.link_speed = up, speed_mbps
+        for vf in self.mailbox.vfs:
+            if vf.link_state is LinkState.AUTO:
+                self._notify_link(vf)
+
+    def _notify_link(self, vf: VfInfo) -> None:
+        up = {LinkState.AUTO: self.link_up, LinkState.ENABLE: True, LinkState.DISABLE: False}[vf.link_state]
+        self.mailbox.notify(vf, Message(Opcode.LINK_STATUS, [mbx.LINK_UP.put(0, int(up)), self.link_speed]))

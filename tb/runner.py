@@ -24,6 +24,7 @@ SIM_MODULES = [
     "tb.test_enumeration",
     "tb.test_sriov_config",
     "tb.test_iommu_rc",
+    "tb.test_mailbox",
 ]
 
 

@@ -6,12 +6,13 @@ from datasheet import device, pci, regs
 
 
 def test_registers_are_aligned_unique_and_fit_their_bars():
-    offsets = [r.offset for r in regs.REGISTERS]
-    assert len(offsets) == len(set(offsets))
+    for is_vf in (False, True):
+        spans = sorted((r.offset, r.end) for r in regs.registers_for(is_vf))
+        assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:]))
     for r in regs.REGISTERS:
-        assert r.offset % 4 == 0
+        assert r.offset % 4 == 0 and r.stride % 4 == 0
         limit = device.PF_REG_BAR_SIZE if r.scope is regs.Scope.PF else device.VF_REG_BAR_SIZE
-        assert r.offset < limit
+        assert r.end <= limit
         for f in r.fields:
             assert f.mask & ~0xFFFFFFFF == 0
         if r.access is regs.Access.RO:
@@ -55,10 +56,28 @@ def test_sriov_layout_is_the_spec_layout():
     assert device.SUPPORTED_PAGE_SIZES & 1   # 4K must be supported
 
 
-def test_generated_register_docs_are_current():
+@pytest.mark.parametrize("name", ["registers.md", "mailbox.md"])
+def test_generated_docs_are_current(name):
     from pathlib import Path
 
     from datasheet import docgen
 
-    committed = (Path(__file__).resolve().parent.parent / "docs" / "registers.md").read_text()
-    assert committed == docgen.render(), "docs/registers.md is stale: run `make docs`"
+    committed = (Path(__file__).resolve().parent.parent / "docs" / name).read_text()
+    assert committed == docgen.DOCS[name](), f"docs/{name} is stale: run `make docs`"
+
+
+def test_mailbox_message_encoding_roundtrip_and_limits():
+    from datasheet import mailbox as mbx
+
+    msg = mbx.Message(mbx.Opcode.RESET, mbx.mac_to_words(bytes.fromhex("025f01000003")), ack=True, cts=True)
+    words = msg.encode()
+    assert words[0] == (1 << 31) | (1 << 29) | (2 << 16) | 0x0001
+    back = mbx.Message.decode(words + [0xDEAD] * 13)
+    assert back.payload == msg.payload and back.ack and back.cts and not back.nack
+    assert mbx.words_to_mac(back.payload) == bytes.fromhex("025f01000003")
+    with pytest.raises(ValueError):
+        mbx.Message(1, [0] * 16).encode()
+    # a header claiming more than the buffer holds keeps its declared length for validation
+    hostile = mbx.Message.decode([0x00FF0002] + [0] * 15)
+    assert hostile.declared_len == 0xFF and len(hostile.payload) == mbx.MAX_PAYLOAD
+    assert {m.opcode for m in mbx.MESSAGES} == set(mbx.Opcode)

@@ -1,13 +1,25 @@
-"""VF driver probe: enable the VF, map BAR0, read its identification registers."""
+"""VF driver: probe (identity, MSI-X, mailbox reset handshake), link notifications,
+and recovery when the PF resets (RSTI, then RSTD)."""
 
 from __future__ import annotations
 
 import logging
 
+import cocotb
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import device, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import Message, Opcode
 from pf_driver.pci_core import PciError
+from vf_driver.mailbox import MailboxTimeout, VfMailbox
+
+#: how long probe waits for RSTD (the PF may still be initialising)
+RESET_WAIT_NS = 20_000_000
+
+
+class VfError(Exception):
+    """The PF refused or did not answer a step the driver cannot do without."""
 
 
 class VfDriver:
@@ -19,6 +31,16 @@ class VfDriver:
         self.bar0 = None
         self.vf_index = None
         self.msix_vectors = 0
+        self.mbx = VfMailbox(self)
+        self.ready = False
+        self.mac = b""
+        self.api_version: tuple[int, int] | None = None
+        self.num_tx_queues = self.num_rx_queues = self.default_queue = 0
+        self.link_up: bool | None = None
+        self.link_speed = 0
+        self.link_events: list[tuple[bool, int]] = []
+        self.resets = 0
+        self._recovering = None
 
     async def probe(self) -> None:
         dev = self.pdev
@@ -33,11 +55,71 @@ class VfDriver:
         if not regs.FUNC_INFO.field("IS_VF").get(info):
             raise PciError(f"{dev.pcie_id}: FUNC_INFO says this is not a VF")
         self.vf_index = regs.FUNC_INFO.field("VF_INDEX").get(info)
-        self.msix_vectors = await dev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
-        self.log.info("probed VF %d", self.vf_index)
+        if not dev.msix_enabled:
+            self.msix_vectors = await dev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
+            self.mbx.start()
+        await self.handshake()
+        self.log.info("probed VF %d, MAC %s, API %s", self.vf_index, mbx.mac_str(self.mac), self.api_version)
 
-    async def read_reg(self, reg: regs.Register) -> int:
-        return await self.bar0.read_dword(reg.offset)
+    # -- registers (a removed VF reads all ones, as on a real bus) ----------------------------
+    async def read_reg(self, reg: regs.Register, index: int = 0) -> int:
+        try:
+            return await self.bar0.read_dword(reg.at(index))
+        except Exception:   # cocotbext raises on a UR completion
+            return 0xFFFFFFFF
 
-    async def write_reg(self, reg: regs.Register, value: int) -> None:
-        await self.bar0.write_dword(reg.offset, value)
+    async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
+        await self.bar0.write_dword(reg.at(index), value)
+
+    # -- mailbox protocol --------------------------------------------------------------------
+    async def request(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
+        return await self.mbx.request(opcode, payload)
+
+    async def _must(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
+        reply = await self.request(opcode, payload)
+        if not reply.ack:
+            raise VfError(f"{opcode.name} refused: {mbx.MbxError(reply.payload[0]).name}")
+        return reply
+
+    async def handshake(self) -> None:
+        """Wait RSTD, RESET (MAC + CTS), API negotiation, queue allotment (igbvf/iavf order)."""
+        self.ready = False
+        if not await self.mbx.wait_for("RSTD", RESET_WAIT_NS):
+            raise VfError(f"{self.pdev.pcie_id}: no RSTD from the PF (RSTI={self.mbx.rsti})")
+        reply = await self._must(Opcode.RESET)
+        if not reply.cts or len(reply.payload) != 2:
+            raise VfError("RESET reply without CTS or MAC")
+        self.mac = mbx.words_to_mac(reply.payload)
+        major, minor = mbx.API_VERSION
+        reply = await self._must(Opcode.API_NEGOTIATE, [major << 16 | minor])
+        self.api_version = (reply.payload[0] >> 16, reply.payload[0] & 0xFFFF)
+        reply = await self._must(Opcode.GET_QUEUES)
+        self.num_tx_queues, self.num_rx_queues, self.default_queue = reply.payload[:3]
+        self.ready = True
+
+    def on_notification(self, msg: Message) -> None:
+        if msg.opcode == Opcode.LINK_STATUS and len(msg.payload) == 2:
+            self.link_up = bool(mbx.LINK_UP.get(msg.payload[0]))
+            self.link_speed = msg.payload[1]
+            self.link_events.append((self.link_up, self.link_speed))
+            self.log.info("link %s, %d Mb/s", "up" if self.link_up else "down", self.link_speed)
+        else:
+            self.log.warning("unexpected PF message %#x", msg.opcode)
+
+    def check_reset(self) -> None:
+        """After probe, RSTI or RSTD means the PF (or an FLR) reset us: redo the handshake."""
+        if self.ready and self._recovering is None and (self.mbx.rsti or self.mbx.bits & self.mbx_rstd):
+            self.ready = False
+            self._recovering = cocotb.start_soon(self._recover())
+
+    mbx_rstd = regs.VF_MAILBOX.field("RSTD").mask
+
+    async def _recover(self) -> None:
+        try:
+            await self.handshake()
+            self.resets += 1
+            self.log.info("recovered after reset")
+        except (VfError, MailboxTimeout) as exc:
+            self.log.warning("recovery failed: %s", exc)
+        finally:
+            self._recovering = None

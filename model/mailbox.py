@@ -1,0 +1,188 @@
+"""PF<->VF mailbox hardware (after the igb/82576 VMMailbox and VMBMEM registers).
+
+One :class:`Mailbox` per VF holds the 16-dword buffer and both sides' control
+bits. :class:`MailboxUnit` is the PF-wide part: per-VF request/ack/VFLR summary
+bits, the PF interrupt mask, the PFRSTD (PF ready) state, and the register
+bindings for the PF's and each VF's BAR0. Ownership is enforced here: a side
+may write the buffer only while it holds its lock (VFU/PFU); a lock is granted
+only while the other side's is clear; a refused write is ignored and flagged
+in the writer's ERR_STATUS.MBX.
+"""
+
+from __future__ import annotations
+
+import cocotb
+
+from datasheet import device, regs
+from datasheet.mailbox import MBX_DWORDS
+
+V = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
+P = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
+IMR = {f.name: f.mask for f in regs.PF_MBX_IMR.fields}
+
+
+class Mailbox:
+    """One VF's mailbox: buffer, locks and the VF-visible status bits."""
+
+    def __init__(self):
+        self.buf = [0] * MBX_DWORDS
+        self.vfu = self.pfu = False
+        self.pfsts = self.pfack = self.rsti = self.rstd = False
+        self.violations = 0
+
+    def clear(self, ready: bool) -> None:
+        """Reset state: buffer and locks cleared; RSTD if the PF is ready, else RSTI."""
+        self.__init__()
+        self.rstd, self.rsti = ready, not ready
+
+
+class MailboxUnit:
+    def __init__(self, nic):
+        self.nic = nic
+        self.boxes: list[Mailbox] = []
+        self.req = self.ack = self.vflre = 0        # per-VF summary bitmaps
+        self.pf_ready = False                      # PF_CTRL_EXT.PFRSTD
+        pf_regs = nic.pf.regs
+        pf_regs.bind(regs.PF_MAILBOX, self._pf_ctrl_read, self._pf_ctrl_write)
+        pf_regs.bind(regs.PF_MBMEM, self._pf_mem_read, self._pf_mem_write)
+        for reg, attr in ((regs.PF_MBX_REQ, "req"), (regs.PF_MBX_ACK, "ack"), (regs.PF_VFLRE, "vflre")):
+            pf_regs.bind(reg, self._summary_read(attr), self._summary_write(attr))
+        pf_regs.on_write(regs.PF_CTRL_EXT, self._ctrl_ext_written)
+
+    # -- lifecycle ------------------------------------------------------------------
+    def vfs_enabled(self, vfs) -> None:
+        self.boxes = []
+        for vf in vfs:
+            box = Mailbox()
+            box.clear(self.pf_ready)
+            self.boxes.append(box)
+            vf.regs.bind(regs.VF_MAILBOX, self._vf_ctrl_read(vf, box), self._vf_ctrl_write(vf, box))
+            vf.regs.bind(regs.VF_MBMEM, lambda i, box=box: box.buf[i], self._vf_mem_write(vf, box))
+        self.req = self.ack = self.vflre = 0
+
+    def vfs_disabled(self) -> None:
+        self.boxes = []
+        self.req = self.ack = self.vflre = 0
+
+    def vf_reset(self, vf) -> None:
+        """VF FLR or software reset: that VF's mailbox cleared, VFLR event to the PF."""
+        if vf.index >= len(self.boxes):
+            return
+        self.boxes[vf.index].clear(self.pf_ready)
+        bit = 1 << vf.index
+        self.req &= ~bit
+        self.ack &= ~bit
+        self.vflre |= bit
+        self._pf_irq("VFLR")
+
+    def pf_reset(self) -> None:
+        """PF software reset: every VF sees RSTI until the PF driver sets PFRSTD again."""
+        self.pf_ready = False
+        self.req = self.ack = self.vflre = 0
+        for vf, box in zip(self.nic.vfs, self.boxes):
+            box.clear(False)
+            self._vf_irq(vf)
+
+    def _ctrl_ext_written(self, old: int, new: int) -> None:
+        ready = bool(regs.PF_CTRL_EXT.field("PFRSTD").get(new))
+        if ready and not self.pf_ready:
+            self.pf_ready = True
+            for vf, box in zip(self.nic.vfs, self.boxes):
+                box.rsti, box.rstd = False, True
+                self._vf_irq(vf)
+        self.pf_ready = ready
+
+    # -- interrupts -------------------------------------------------------------------
+    def _pf_irq(self, cause: str) -> None:
+        if self.nic.pf.regs.get(regs.PF_MBX_IMR) & IMR[cause]:
+            cocotb.start_soon(self.nic.pf.msix.fire(device.PF_MBX_VECTOR))
+
+    @staticmethod
+    def _vf_irq(vf) -> None:
+        cocotb.start_soon(vf.msix.fire(device.VF_MBX_VECTOR))
+
+    # -- VF side ------------------------------------------------------------------------
+    def _vf_ctrl_read(self, vf, box: Mailbox):
+        def read(_index: int) -> int:
+            value = ((V["VFU"] if box.vfu else 0) | (V["PFU"] if box.pfu else 0)
+                     | (V["PFSTS"] if box.pfsts else 0) | (V["PFACK"] if box.pfack else 0)
+                     | (V["RSTI"] if box.rsti else 0) | (V["RSTD"] if box.rstd else 0))
+            box.pfsts = box.pfack = box.rstd = False         # read-to-clear bits
+            return value
+        return read
+
+    def _vf_ctrl_write(self, vf, box: Mailbox):
+        def write(_index: int, value: int, byte_mask: int) -> None:
+            value &= byte_mask
+            box.vfu = bool(value & V["VFU"]) and not box.pfu
+            bit = 1 << vf.index
+            if value & V["REQ"]:
+                self.req |= bit
+                self._pf_irq("REQ")
+            if value & V["ACK"]:
+                self.ack |= bit
+                self._pf_irq("ACK")
+        return write
+
+    def _vf_mem_write(self, vf, box: Mailbox):
+        def write(index: int, value: int, byte_mask: int) -> None:
+            if not box.vfu:
+                box.violations += 1
+                vf.regs.flag_error("MBX", regs.VF_MBMEM.at(index))
+                vf.log.warning("mailbox: VF wrote the buffer without holding VFU: ignored")
+                return
+            box.buf[index] = (box.buf[index] & ~byte_mask) | (value & byte_mask)
+        return write
+
+    # -- PF side ------------------------------------------------------------------------
+    def _box(self, n: int, offset: int) -> Mailbox | None:
+        if n < len(self.boxes):
+            return self.boxes[n]
+        self.nic.pf.regs.flag_error("MBX", offset)
+        return None
+
+    def _pf_ctrl_read(self, n: int) -> int:
+        box = self.boxes[n] if n < len(self.boxes) else None
+        if box is None:
+            return 0
+        return (P["VFU"] if box.vfu else 0) | (P["PFU"] if box.pfu else 0)
+
+    def _pf_ctrl_write(self, n: int, value: int, byte_mask: int) -> None:
+        box = self._box(n, regs.PF_MAILBOX.at(n))
+        if box is None:
+            return
+        value &= byte_mask
+        if value & P["RVFU"]:
+            box.vfu = False
+        box.pfu = bool(value & P["PFU"]) and not box.vfu
+        vf = self.nic.vfs[n]
+        if value & P["STS"]:
+            box.pfsts = True
+            self._vf_irq(vf)
+        if value & P["ACK"]:
+            box.pfack = True
+            self._vf_irq(vf)
+
+    def _pf_mem_read(self, index: int) -> int:
+        n, word = divmod(index, MBX_DWORDS)
+        return self.boxes[n].buf[word] if n < len(self.boxes) else 0
+
+    def _pf_mem_write(self, index: int, value: int, byte_mask: int) -> None:
+        n, word = divmod(index, MBX_DWORDS)
+        box = self._box(n, regs.PF_MBMEM.at(index))
+        if box is None:
+            return
+        if not box.pfu:
+            box.violations += 1
+            self.nic.pf.regs.flag_error("MBX", regs.PF_MBMEM.at(index))
+            self.nic.pf.log.warning("mailbox: PF wrote VF %d's buffer without holding PFU: ignored", n)
+            return
+        box.buf[word] = (box.buf[word] & ~byte_mask) | (value & byte_mask)
+
+    def _summary_read(self, attr: str):
+        return lambda i: (getattr(self, attr) >> (32 * i)) & 0xFFFFFFFF
+
+    def _summary_write(self, attr: str):
+        def write(i: int, value: int, byte_mask: int) -> None:   # write 1 to clear
+            setattr(self, attr, getattr(self, attr) & ~((value & byte_mask) << (32 * i)))
+        return write

@@ -1,0 +1,203 @@
+"""PF side of the mailbox: interrupt-driven service of every VF's requests.
+
+One service coroutine wakes on the PF's mailbox MSI-X vector (with a slow poll
+as a watchdog), reads the REQ/ACK/VFLR summary bits, and serves requesting VFs
+round-robin, one message per VF per round, under a per-VF token-bucket rate
+limit: a flooding VF gets NACK RATE_LIMITED and never delays another VF by more
+than one message. Notifications to a VF (LINK_STATUS) are sent only when that
+VF has no request pending and has acknowledged the previous PF message, so a
+PF write never overwrites an unread message.
+"""
+
+from __future__ import annotations
+
+import cocotb
+from cocotb.triggers import Event, First, Timer
+from cocotb.utils import get_sim_time
+
+from datasheet import device, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import MbxError, Message
+from pf_driver.vf_info import VfInfo, VfState
+from pf_driver.vf_requests import handle_request
+
+PFU = regs.PF_MAILBOX.field("PFU").mask
+STS = regs.PF_MAILBOX.field("STS").mask
+ACK = regs.PF_MAILBOX.field("ACK").mask
+IMR_ALL = regs.PF_MBX_IMR.write_mask
+#: watchdog poll of the summary registers, in case an interrupt was lost
+SERVICE_POLL_NS = 1_000_000
+
+
+class PfMailbox:
+    def __init__(self, drv):
+        self.drv = drv
+        self.log = drv.log
+        self.vfs: list[VfInfo] = []
+        self.wake = Event()
+        self.timeouts = 0
+        self.rounds = 0
+        self._task = None
+        self._next = 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Enable mailbox interrupts, hook the vector, tell the VFs the PF is ready."""
+        self.drv.pdev.request_irq(device.PF_MBX_VECTOR, self._irq)
+        await self.restart()
+        self._task = cocotb.start_soon(self._service())
+
+    async def restart(self) -> None:
+        """(Re)initialise after probe or PF reset: every VF must redo RESET."""
+        for vf in self.vfs:
+            vf.state = VfState.NOT_RESET
+            vf.clear_requested_state()
+            vf.awaiting_ack = False
+        await self.drv.write_reg(regs.PF_MBX_IMR, IMR_ALL)
+        await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def vfs_enabled(self, num_vfs: int) -> None:
+        self.vfs = [VfInfo(i, self.permanent_mac(i)) for i in range(num_vfs)]
+        for vf in self.vfs:
+            vf.clear_requested_state()
+
+    def vfs_disabled(self) -> None:
+        self.vfs = []
+
+    def permanent_mac(self, index: int) -> bytes:
+        """A locally administered MAC per VF, derived from the PF's Routing ID."""
+        rid = int(self.drv.pdev.pcie_id)
+        return bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, index >> 8, index & 0xFF])
+
+    async def _irq(self) -> None:
+        self.wake.set()
+
+    # -- service loop ---------------------------------------------------------------------
+    async def _service(self) -> None:
+        while True:
+            await First(self.wake.wait(), Timer(SERVICE_POLL_NS, "ns"))
+            self.wake.clear()
+            try:
+                await self.service_once()
+            except Exception:   # a VF that vanished mid-message must not kill the service
+                self.log.exception("mailbox service round failed")
+
+    async def _summary(self, reg: regs.Register, words: int) -> int:
+        bits = 0
+        for i in range(words):
+            value = await self.drv.read_reg(reg, i)
+            if value:
+                await self.drv.write_reg(reg, value, i)     # write 1 to clear what we took
+            bits |= value << (32 * i)
+        return bits
+
+    async def service_once(self) -> None:
+        vfs = self.vfs
+        words = (len(vfs) + 31) // 32
+        if not words:
+            return
+        self.rounds += 1
+        vflr = await self._summary(regs.PF_VFLRE, words)
+        acks = await self._summary(regs.PF_MBX_ACK, words)
+        reqs = await self._summary(regs.PF_MBX_REQ, words)
+        if vfs is not self.vfs:
+            return                                      # SR-IOV reconfigured meanwhile
+        now = get_sim_time("ns")
+        for vf in vfs:
+            bit = 1 << vf.index
+            if vflr & bit:
+                self.log.info("VF %d: VFLR, state cleared", vf.index)
+                vf.state = VfState.NOT_RESET
+                vf.clear_requested_state()
+                vf.awaiting_ack = False
+            if acks & bit or (vf.awaiting_ack and now - vf.awaiting_since > mbx.MBX_TIMEOUT_NS):
+                if not acks & bit:
+                    self.timeouts += 1
+                vf.awaiting_ack = False
+        order = vfs[self._next:] + vfs[:self._next]
+        self._next = (self._next + 1) % len(vfs)
+        for vf in order:
+            if reqs >> vf.index & 1:
+                await self._serve_request(vf)
+            elif vf.pending_notifications and not vf.awaiting_ack:
+                await self._send(vf, vf.pending_notifications.pop(0))
+            if vfs is not self.vfs:
+                return
+
+    def _take_token(self, vf: VfInfo) -> bool:
+        now = get_sim_time("ns")
+        vf.tokens = min(mbx.MBX_RATE_BURST, vf.tokens + (now - vf.last_refill_ns) / mbx.MBX_RATE_REFILL_NS)
+        vf.last_refill_ns = now
+        if vf.tokens < 1:
+            return False
+        vf.tokens -= 1
+        return True
+
+    async def _serve_request(self, vf: VfInfo) -> None:
+        words = await self._receive(vf.index)
+        if words is None:
+            return
+        vf.received += 1
+        msg = Message.decode(words)
+        if self._take_token(vf):
+            reply = handle_request(vf, msg)
+        else:
+            vf.rate_limited += 1
+            vf.nacked += 1
+            reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
+        if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:   # a flood must not flood the log
+            self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
+        await self._send(vf, reply)
+
+    # -- transport --------------------------------------------------------------------------
+    async def _lock(self, n: int) -> bool:
+        deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS
+        while True:
+            await self.drv.write_reg(regs.PF_MAILBOX, PFU, n)
+            if await self.drv.read_reg(regs.PF_MAILBOX, n) & PFU:
+                return True
+            if get_sim_time("ns") > deadline:
+                self.timeouts += 1
+                self.log.warning("VF %d: mailbox lock not granted (VF holds VFU)", n)
+                return False
+            await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
+
+    async def _receive(self, n: int) -> list[int] | None:
+        """Take the lock, read the VF's message, ACK it (which releases the lock)."""
+        if not await self._lock(n):
+            return None
+        base = n * mbx.MBX_DWORDS
+        hdr = await self.drv.read_reg(regs.PF_MBMEM, base)
+        length = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
+        words = [hdr] + [await self.drv.read_reg(regs.PF_MBMEM, base + 1 + i) for i in range(length)]
+        await self.drv.write_reg(regs.PF_MAILBOX, ACK, n)
+        return words
+
+    async def _send(self, vf: VfInfo, msg: Message) -> bool:
+        """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
+        if not await self._lock(vf.index):
+            return False
+        base = vf.index * mbx.MBX_DWORDS
+        for i, word in enumerate(msg.encode()):
+            await self.drv.write_reg(regs.PF_MBMEM, word, base + i)
+        await self.drv.write_reg(regs.PF_MAILBOX, STS, vf.index)
+        vf.awaiting_ack = True
+        vf.awaiting_since = get_sim_time("ns")
+        return True
+
+    def notify(self, vf: VfInfo, msg: Message) -> None:
+        """Queue a PF->VF notification; the service sends it when the buffer is free."""
+        vf.pending_notifications.append(msg)
+        self.wake.set()
+
+
+def _name(opcode: int) -> str:
+    try:
+        return mbx.Opcode(opcode).name
+    except ValueError:
+        return f"opcode {opcode:#x}"

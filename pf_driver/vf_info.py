@@ -1,0 +1,71 @@
+"""Per-VF state the PF driver keeps, and the administrator's policy over each VF.
+
+Shaped after ``ip link set <pf> vf N mac|vlan|spoofchk|trust|state`` and the
+Linux ``struct vf_data_storage`` of igb.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from datasheet import mailbox as mbx
+
+
+class VfState(enum.Enum):
+    NOT_RESET = "not-reset"     # no RESET yet (or after VFLR / PF reset): only RESET is accepted
+    CTS = "cleared-to-send"     # RESET accepted
+    CONFIGURED = "configured"   # at least one ring configured
+
+
+class LinkState(enum.Enum):
+    AUTO = "auto"       # follow the uplink
+    ENABLE = "enable"   # always up
+    DISABLE = "disable"  # always down
+
+
+@dataclass
+class RingConfig:
+    iova: int
+    length: int
+    buf_size: int
+
+
+@dataclass
+class VfInfo:
+    index: int
+    permanent_mac: bytes
+    state: VfState = VfState.NOT_RESET
+    mac: bytes = b""
+    admin_mac: bool = False
+    admin_vlan: int | None = None
+    trust: bool = False
+    spoofchk: bool = True
+    link_state: LinkState = LinkState.AUTO
+    api_version: tuple[int, int] | None = None
+    multicast: list[bytes] = field(default_factory=list)
+    vlans: set[int] = field(default_factory=set)
+    promisc_unicast: bool = False
+    promisc_multicast: bool = False
+    tx_rings: dict[int, RingConfig] = field(default_factory=dict)
+    rx_rings: dict[int, RingConfig] = field(default_factory=dict)
+    # service bookkeeping
+    tokens: float = mbx.MBX_RATE_BURST
+    last_refill_ns: float = 0.0
+    awaiting_ack: bool = False
+    awaiting_since: float = 0.0
+    pending_notifications: list[mbx.Message] = field(default_factory=list)
+    received: int = 0
+    nacked: int = 0
+    rate_limited: int = 0
+
+    def clear_requested_state(self) -> None:
+        """What RESET, VFLR and PF reset undo: everything the VF asked for, not admin policy."""
+        if not self.admin_mac:
+            self.mac = self.permanent_mac
+        self.multicast.clear()
+        self.vlans.clear()
+        self.promisc_unicast = self.promisc_multicast = False
+        self.tx_rings.clear()
+        self.rx_rings.clear()
+        self.api_version = None

@@ -1,0 +1,286 @@
+"""PF<->VF mailbox: every opcode end to end, policy, malformed input, flood, FLR, PF reset, disable."""
+
+import cocotb
+from cocotb.triggers import Combine, First, Timer
+from cocotb.utils import get_sim_time
+
+from datasheet import device, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import MbxError, Opcode
+from pf_driver import pci_core
+from pf_driver.vf_info import LinkState, VfState
+from tb.system import build_system
+from vf_driver.mailbox import MailboxTimeout
+
+MAC_A = bytes.fromhex("02aabbccdd01")
+MCAST = [bytes.fromhex("01005e000001"), bytes.fromhex("3333000000fb")]
+
+
+def nack_code(reply):
+    assert reply.nack and not reply.ack, f"expected NACK, got {reply}"
+    return MbxError(reply.payload[0])
+
+
+async def wait_until(cond, timeout_ns=50_000_000, step_ns=20_000):
+    deadline = get_sim_time("ns") + timeout_ns
+    while not cond():
+        assert get_sim_time("ns") < deadline, "condition not reached in time"
+        await Timer(step_ns, "ns")
+
+
+async def exercise_every_opcode(sys_, vf):
+    """All VF->PF opcodes with valid input; check the PF's view after each."""
+    info = sys_.pf.vf_info(vf.vf_index)
+    assert info.state is VfState.CTS and info.api_version == mbx.API_VERSION
+    assert vf.mac == info.permanent_mac and (vf.num_tx_queues, vf.num_rx_queues) == (device.VF_QUEUE_PAIRS,) * 2
+    mac = MAC_A[:5] + bytes([vf.vf_index])
+    assert (await vf.request(Opcode.SET_MAC, mbx.mac_to_words(mac))).ack
+    assert info.mac == mac
+    words = [len(MCAST)] + [w for m in MCAST for w in mbx.mac_to_words(m)]
+    assert (await vf.request(Opcode.SET_MULTICAST, words)).ack
+    assert info.multicast == MCAST
+    assert (await vf.request(Opcode.SET_VLAN, [mbx.VLAN_ADD.put(100, 1)])).ack
+    assert (await vf.request(Opcode.SET_VLAN, [mbx.VLAN_ADD.put(200, 1)])).ack
+    assert (await vf.request(Opcode.SET_VLAN, [100])).ack
+    assert info.vlans == {200}
+    sys_.pf.set_vf_trust(vf.vf_index, True)
+    assert (await vf.request(Opcode.SET_PROMISC, [mbx.PROMISC_MULTICAST.mask])).ack
+    assert info.promisc_multicast and not info.promisc_unicast
+    iova = 0x10_0000 * (vf.vf_index + 1)
+    assert (await vf.request(Opcode.CONFIG_QUEUES, [mbx.QCFG_RX.put(1, 1), iova, 0, 256, 2048])).ack
+    assert info.state is VfState.CONFIGURED and info.rx_rings[1].iova == iova
+    reply = await vf.request(Opcode.GET_QUEUES)
+    assert reply.payload == [device.VF_QUEUE_PAIRS, device.VF_QUEUE_PAIRS, 0]
+    reply = await vf.request(Opcode.API_NEGOTIATE, [1 << 16 | 9])
+    assert reply.payload == [1 << 16 | mbx.API_VERSION[1]]
+    assert (await vf.request(Opcode.RESET)).cts           # RESET again clears what the VF asked for
+    assert info.multicast == [] and info.vlans == set() and info.mac == info.permanent_mac
+
+
+@cocotb.test()
+@cocotb.parametrize(num_vfs=[1, 8, 64])
+async def every_opcode_happy_path(dut, num_vfs):
+    sys_ = await build_system(dut, total_vfs=64)
+    vfs = await sys_.enable_vfs(num_vfs)
+    assert len({vf.mac for vf in vfs}) == num_vfs
+    await Combine(*(cocotb.start_soon(exercise_every_opcode(sys_, vf)) for vf in vfs))
+    # LINK_STATUS: PF -> every VF, acknowledged
+    sys_.pf.set_link(False, 10_000)
+    await wait_until(lambda: all(vf.link_up is False for vf in vfs))
+    sys_.pf.set_link(True, 25_000)
+    await wait_until(lambda: all(vf.link_events[-1:] == [(True, 25_000)] for vf in vfs))
+    await wait_until(lambda: not any(i.awaiting_ack for i in sys_.pf.mailbox.vfs))
+    assert sys_.pf.mailbox.timeouts == 0 and all(vf.mbx.timeouts == 0 for vf in vfs)
+
+
+@cocotb.test()
+async def administrator_policy(dut):
+    """Admin MAC vs untrusted/trusted VF, promiscuous needs trust, port VLAN, link state, spoofchk."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(2)
+    vf, info = vfs[0], sys_.pf.vf_info(0)
+    sys_.pf.set_vf_mac(0, MAC_A)
+    assert (await vf.request(Opcode.RESET)).payload == mbx.mac_to_words(MAC_A)
+    other = bytes.fromhex("02aabbccdd99")
+    assert nack_code(await vf.request(Opcode.SET_MAC, mbx.mac_to_words(other))) is MbxError.POLICY
+    assert info.mac == MAC_A
+    assert nack_code(await vf.request(Opcode.SET_PROMISC, [mbx.PROMISC_UNICAST.mask])) is MbxError.POLICY
+    assert not info.promisc_unicast
+    sys_.pf.set_vf_trust(0, True)
+    assert (await vf.request(Opcode.SET_MAC, mbx.mac_to_words(other))).ack and info.mac == other
+    assert (await vf.request(Opcode.SET_PROMISC, [mbx.PROMISC_UNICAST.mask])).ack and info.promisc_unicast
+    sys_.pf.set_vf_vlan(1, 42)
+    assert nack_code(await vfs[1].request(Opcode.SET_VLAN, [mbx.VLAN_ADD.put(7, 1)])) is MbxError.POLICY
+    sys_.pf.set_vf_spoofchk(1, False)
+    assert not sys_.pf.vf_info(1).spoofchk and sys_.pf.vf_info(0).spoofchk
+    sys_.pf.set_vf_link_state(1, LinkState.DISABLE)
+    await wait_until(lambda: vfs[1].link_up is False)
+    assert vfs[0].link_up is None                      # only VF 1 was told
+
+
+@cocotb.test()
+async def malformed_messages_get_documented_replies(dut):
+    """Unknown opcode, bad lengths, bad parameters, message before RESET: NACK, nothing changes."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(2)
+    vf, info = vfs[0], sys_.pf.vf_info(0)
+    before = (info.mac, list(info.multicast), set(info.vlans), info.state)
+    cases = [
+        (0x0077, [], MbxError.UNKNOWN_OPCODE),
+        (Opcode.LINK_STATUS, [1, 1000], MbxError.UNKNOWN_OPCODE),          # PF->VF opcode from a VF
+        (Opcode.SET_MAC, [1], MbxError.BAD_LENGTH),
+        (Opcode.RESET, [1, 2, 3], MbxError.BAD_LENGTH),
+        (Opcode.SET_MULTICAST, [3, 1, 2], MbxError.BAD_LENGTH),
+        (Opcode.SET_MULTICAST, [8] + [0] * 14, MbxError.INVALID),
+        (Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(MAC_A), MbxError.INVALID),   # unicast in mc list
+        (Opcode.SET_MAC, mbx.mac_to_words(MCAST[0]), MbxError.INVALID),
+        (Opcode.SET_MAC, [0, 0], MbxError.INVALID),
+        (Opcode.SET_VLAN, [4095 | 1 << 31], MbxError.INVALID),
+        (Opcode.SET_VLAN, [5 | 1 << 20], MbxError.INVALID),
+        (Opcode.CONFIG_QUEUES, [device.VF_QUEUE_PAIRS, 0x1000, 0, 256, 0], MbxError.INVALID),
+        (Opcode.CONFIG_QUEUES, [0, 0x1040, 0, 256, 0], MbxError.INVALID),           # misaligned ring
+        (Opcode.CONFIG_QUEUES, [0, 0x1000, 0, 100, 0], MbxError.INVALID),           # not a power of two
+        (Opcode.CONFIG_QUEUES, [1 << 31, 0x1000, 0, 256, 64], MbxError.INVALID),    # RX buffer too small
+        (Opcode.API_NEGOTIATE, [2 << 16], MbxError.UNSUPPORTED_API),
+    ]
+    for opcode, payload, expected in cases:
+        await Timer(mbx.MBX_RATE_REFILL_NS, "ns")          # stay under the rate limit
+        reply = await vf.mbx.request(opcode, payload)
+        assert reply.opcode == opcode and nack_code(reply) is expected, f"{opcode:#x} {payload}"
+    assert (info.mac, info.multicast, info.vlans, info.state) == before
+    # a header whose LEN disagrees with the opcode's layout
+    assert nack_code(await vf.mbx.request(Opcode.GET_QUEUES, [0] * 15)) is MbxError.BAD_LENGTH
+
+    # before RESET: a VF that skipped the handshake (after its FLR) is refused
+    await pci_core.pcie_flr(vf.pdev)
+    await vf.pdev.set_master()
+    vf.pdev.msix_enabled = False
+    await vf.pdev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
+    await wait_until(lambda: info.state is VfState.NOT_RESET)
+    assert nack_code(await vf.mbx.request(Opcode.SET_MAC, mbx.mac_to_words(MAC_A))) is MbxError.NOT_RESET
+    assert info.mac == info.permanent_mac
+    assert (await vfs[1].request(Opcode.GET_QUEUES)).ack          # the other VF is unaffected
+
+
+@cocotb.test()
+async def buffer_ownership_enforced(dut):
+    """Writing a mailbox buffer without holding its lock is ignored and flagged, on both sides."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(2, probe=False)
+    from vf_driver import VfDriver  # noqa: F401  (VFs left unprobed: raw register access)
+    bar = sys_.pf.virtfns[0].bar_window[device.REG_BAR]
+    VFU = regs.VF_MAILBOX.field("VFU").mask
+    await bar.write_dword(regs.VF_MBMEM.at(3), 0x11111111)          # no VFU held
+    assert await sys_.pf.read_reg(regs.PF_MBMEM, 3) == 0
+    assert regs.ERR_STATUS.field("MBX").get(await bar.read_dword(regs.ERR_STATUS.offset))
+    # PF holds PFU: the VF cannot take VFU, its writes are still refused
+    PFU = regs.PF_MAILBOX.field("PFU").mask
+    await sys_.pf.write_reg(regs.PF_MAILBOX, PFU, 0)
+    await bar.write_dword(regs.VF_MAILBOX.offset, VFU)
+    assert not await bar.read_dword(regs.VF_MAILBOX.offset) & VFU
+    await bar.write_dword(regs.VF_MBMEM.at(3), 0x22222222)
+    assert await sys_.pf.read_reg(regs.PF_MBMEM, 3) == 0
+    await sys_.pf.write_reg(regs.PF_MBMEM, 0x33333333, 3)              # the lock holder may write
+    assert await bar.read_dword(regs.VF_MBMEM.at(3)) == 0x33333333
+    await sys_.pf.write_reg(regs.PF_MAILBOX, 0, 0)                    # release
+    # VF takes VFU: the PF is refused
+    await bar.write_dword(regs.VF_MAILBOX.offset, VFU)
+    assert await bar.read_dword(regs.VF_MAILBOX.offset) & VFU
+    await sys_.pf.write_reg(regs.PF_MAILBOX, PFU, 0)
+    assert not await sys_.pf.read_reg(regs.PF_MAILBOX, 0) & PFU
+    await sys_.pf.write_reg(regs.PF_MBMEM, 0x44444444, 3)
+    assert await bar.read_dword(regs.VF_MBMEM.at(3)) == 0x33333333
+    assert regs.ERR_STATUS.field("MBX").get(await sys_.pf.read_reg(regs.ERR_STATUS))
+    # RVFU releases a stuck VF lock; VF 1's buffer was never touched
+    await sys_.pf.write_reg(regs.PF_MAILBOX, regs.PF_MAILBOX.field("RVFU").mask, 0)
+    assert not await sys_.pf.read_reg(regs.PF_MAILBOX, 0) & regs.PF_MAILBOX.field("VFU").mask
+    assert [await sys_.pf.read_reg(regs.PF_MBMEM, 16 + i) for i in range(16)] == [0] * 16
+    # the mailbox of a VF that does not exist: write flagged, read 0, no crash
+    await sys_.pf.write_reg(regs.PF_MAILBOX, PFU, 5)
+    assert await sys_.pf.read_reg(regs.PF_MAILBOX, 5) == 0
+    assert await sys_.pf.read_reg(regs.ERR_LAST_OFFSET) == regs.PF_MAILBOX.at(5)
+
+
+@cocotb.test()
+async def flood_from_one_vf_does_not_starve_others(dut):
+    """VF 0 floods; it is rate limited, while every other VF keeps getting prompt replies."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(8)
+    flood_replies = []
+
+    async def flood():
+        for _ in range(120):
+            flood_replies.append(await vfs[0].request(Opcode.GET_QUEUES))
+
+    latencies = []
+
+    async def polite(vf):
+        for _ in range(6):
+            t0 = get_sim_time("ns")
+            assert (await vf.request(Opcode.GET_QUEUES)).ack
+            latencies.append(get_sim_time("ns") - t0)
+            await Timer(50, "us")
+
+    flooder = cocotb.start_soon(flood())
+    await Combine(*(cocotb.start_soon(polite(vf)) for vf in vfs[1:]))
+    await flooder
+    limited = sum(1 for r in flood_replies if r.nack and r.payload[0] == MbxError.RATE_LIMITED)
+    assert limited > 0, "the flood was never rate limited"
+    assert sys_.pf.vf_info(0).rate_limited == limited
+    assert all(sys_.pf.vf_info(i).rate_limited == 0 for i in range(1, 8))
+    assert max(latencies) < mbx.MBX_TIMEOUT_NS / 4, f"a polite VF waited {max(latencies)} ns"
+
+
+async def chatter(vf, stop, counts):
+    """Background mailbox traffic of one VF: count successful exchanges."""
+    while not stop():
+        reply = await vf.request(Opcode.GET_QUEUES)
+        assert reply.ack, f"VF {vf.vf_index} got {reply}"
+        counts[vf.vf_index] = counts.get(vf.vf_index, 0) + 1
+        await Timer(1, "ms")
+
+
+@cocotb.test()
+async def flr_of_one_vf_leaves_others_untouched(dut):
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(4)
+    for vf in vfs:
+        sys_.pf.set_vf_trust(vf.vf_index, True)
+        assert (await vf.request(Opcode.SET_VLAN, [mbx.VLAN_ADD.put(10 + vf.vf_index, 1)])).ack
+    done = False
+    counts = {}
+    tasks = [cocotb.start_soon(chatter(vf, lambda: done, counts)) for vf in vfs if vf.vf_index != 2]
+    await Timer(3, "ms")
+    before = dict(counts)
+    await pci_core.pcie_flr(vfs[2].pdev)
+    await wait_until(lambda: sys_.pf.vf_info(2).state is VfState.NOT_RESET)
+    assert sys_.pf.vf_info(2).vlans == set()
+    await Timer(3, "ms")
+    done = True
+    for t in tasks:
+        await t
+    for i in (0, 1, 3):
+        assert counts[i] > before[i], f"VF {i} stalled during VF 2's FLR"
+        assert sys_.pf.vf_info(i).vlans == {10 + i} and sys_.pf.vf_info(i).state is VfState.CTS
+    # VF 2 comes back with a fresh probe
+    vfs[2].pdev.msix_enabled = False
+    await vfs[2].probe()
+    assert vfs[2].ready and sys_.pf.vf_info(2).state is VfState.CTS
+
+
+@cocotb.test()
+async def pf_reset_and_recovery_of_all_vfs(dut):
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(8)
+    macs = [vf.mac for vf in vfs]
+    await sys_.pf.reset()
+    await wait_until(lambda: all(vf.ready and vf.resets == 1 for vf in vfs))
+    assert [vf.mac for vf in vfs] == macs
+    assert all(sys_.pf.vf_info(i).state is VfState.CTS for i in range(8))
+    for vf in vfs:
+        assert (await vf.request(Opcode.GET_QUEUES)).ack
+
+
+@cocotb.test()
+async def sriov_disable_mid_conversation(dut):
+    """sriov_configure(0) while VFs talk: their requests fail cleanly, the PF carries on."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(4)
+    outcome = {}
+
+    async def talk(vf):
+        try:
+            while True:
+                await vf.request(Opcode.GET_QUEUES)
+                await Timer(20, "us")
+        except MailboxTimeout as exc:
+            outcome[vf.vf_index] = type(exc).__name__
+
+    tasks = [cocotb.start_soon(talk(vf)) for vf in vfs]
+    await Timer(200, "us")
+    await sys_.pf.sriov_configure(0)
+    await First(Combine(*tasks), Timer(100, "ms"))
+    assert sorted(outcome) == [0, 1, 2, 3], f"VF requests hung: {outcome}"
+    assert await sys_.pf.read_reg(regs.NIC_ID) == device.NIC_ID_MAGIC
+    vfs = await sys_.enable_vfs(2)
+    assert all(vf.ready for vf in vfs)

@@ -1,0 +1,147 @@
+"""VF side of the mailbox: request/reply with timeouts and bounded retries, and
+notifications (LINK_STATUS) handled from the mailbox interrupt.
+
+The read-to-clear status bits (PFSTS, PFACK, RSTD) are accumulated in software
+(as igbvf does), so no event is lost to a read made for another purpose.
+"""
+
+from __future__ import annotations
+
+import cocotb
+from cocotb.triggers import Event, First, Lock, Timer
+from cocotb.utils import get_sim_time
+
+from datasheet import device, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import Message, Opcode
+
+F = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
+STICKY = F["PFSTS"] | F["PFACK"] | F["RSTD"]
+
+
+class MailboxTimeout(Exception):
+    """The PF did not answer within the protocol's timeout and retries."""
+
+
+class DeviceGone(MailboxTimeout):
+    """The VF's registers read all ones: the VF was disabled or removed."""
+
+
+class VfMailbox:
+    def __init__(self, drv):
+        self.drv = drv
+        self.log = drv.log
+        self.bits = 0                 # accumulated PFSTS / PFACK / RSTD
+        self.rsti = False
+        self.irq = Event()
+        self.lock = Lock()            # one request/reply exchange at a time
+        self.notifications: list[Message] = []
+        self.timeouts = 0
+
+    def start(self) -> None:
+        self.drv.pdev.request_irq(device.VF_MBX_VECTOR, self._irq)
+
+    async def _irq(self) -> None:
+        self.irq.set()
+        if not self.lock.locked():
+            cocotb.start_soon(self._poll_notifications())
+
+    async def read_ctrl(self) -> int:
+        value = await self.drv.read_reg(regs.VF_MAILBOX)
+        if value == 0xFFFFFFFF:
+            raise DeviceGone(f"{self.drv.pdev.pcie_id}: VF registers read all ones")
+        self.bits |= value & STICKY
+        self.rsti = bool(value & F["RSTI"])
+        return value
+
+    def take(self, bit: str) -> bool:
+        if self.bits & F[bit]:
+            self.bits &= ~F[bit]
+            return True
+        return False
+
+    async def wait_for(self, bit: str, timeout_ns: int = mbx.MBX_TIMEOUT_NS) -> bool:
+        """Wait (interrupt-driven, re-checking the register) until ``bit`` was seen."""
+        deadline = get_sim_time("ns") + timeout_ns
+        while True:
+            self.irq.clear()
+            await self.read_ctrl()
+            if self.take(bit):
+                return True
+            left = deadline - get_sim_time("ns")
+            if left <= 0:
+                return False
+            await First(self.irq.wait(), Timer(min(left, timeout_ns // 8) or 1, "ns"))
+
+    async def _lock_buffer(self) -> bool:
+        deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS
+        while True:
+            await self.drv.write_reg(regs.VF_MAILBOX, F["VFU"])
+            if await self.read_ctrl() & F["VFU"]:
+                return True
+            if get_sim_time("ns") > deadline:
+                return False
+            await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
+
+    async def _write(self, msg: Message) -> bool:
+        if not await self._lock_buffer():
+            return False
+        for i, word in enumerate(msg.encode()):
+            await self.drv.write_reg(regs.VF_MBMEM, word, i)
+        await self.drv.write_reg(regs.VF_MAILBOX, F["REQ"])      # doorbell; releases VFU
+        return True
+
+    async def _read(self) -> Message | None:
+        if not await self._lock_buffer():
+            return None
+        hdr = await self.drv.read_reg(regs.VF_MBMEM, 0)
+        n = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
+        words = [hdr] + [await self.drv.read_reg(regs.VF_MBMEM, 1 + i) for i in range(n)]
+        await self.drv.write_reg(regs.VF_MAILBOX, F["ACK"])      # acknowledge; releases VFU
+        return Message.decode(words)
+
+    def _notification(self, msg: Message) -> None:
+        self.notifications.append(msg)
+        self.drv.on_notification(msg)
+
+    async def request(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
+        """Send a request and return the PF's reply (ACK or NACK); raise MailboxTimeout."""
+        msg = Message(opcode, list(payload or []))
+        async with self.lock:
+            for attempt in range(mbx.MBX_RETRIES):
+                reply = await self._exchange(msg)
+                if reply is not None:
+                    return reply
+                self.timeouts += 1
+                self.log.warning("mailbox: %s attempt %d timed out", opcode.name, attempt + 1)
+        raise MailboxTimeout(f"{opcode.name}: no reply after {mbx.MBX_RETRIES} attempts")
+
+    async def _exchange(self, msg: Message) -> Message | None:
+        """One attempt: write, ring REQ, wait PFACK, then PFSTS and the reply."""
+        self.take("PFACK")
+        if not await self._write(msg) or not await self.wait_for("PFACK"):
+            return None
+        while await self.wait_for("PFSTS"):
+            reply = await self._read()
+            if reply is None:
+                return None
+            if not reply.is_reply:
+                self._notification(reply)
+            elif reply.opcode == msg.opcode:
+                return reply
+            else:
+                self.log.warning("mailbox: stale reply %#x while waiting for %s", reply.opcode, msg.opcode)
+        return None
+
+    async def _poll_notifications(self) -> None:
+        try:
+            async with self.lock:
+                await self.read_ctrl()
+                while self.take("PFSTS"):
+                    msg = await self._read()
+                    if msg is not None and not msg.is_reply:
+                        self._notification(msg)
+                    await self.read_ctrl()
+        except DeviceGone:
+            return
+        self.drv.check_reset()
