@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make sim    build the Verilator harness and run the cocotb testbench (results.xml)
 #   make test   the whole suite through pytest (unit tests + cocotb tests)
+#   make bench  wall-clock benchmarks under Verilator (tables; JSON in sim_build/)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -28,6 +29,9 @@ unit: $(STAMP)
 
 lspci: $(STAMP)
 	$(PY) -m tb.lspci --num-vfs $(NUM_VFS)
+
+bench: $(STAMP)
+	$(PY) -m tb.bench
 
 docs: $(STAMP)
 	$(PY) -m datasheet.docgen docs

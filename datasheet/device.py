@@ -61,3 +61,15 @@ RX_BUF_MAX = 16384
 #: MSI-X vector that carries mailbox (and reset) events, on the PF and on every VF
 PF_MBX_VECTOR = 0
 VF_MBX_VECTOR = 0
+
+#: embedded switch filter capacity per function
+SW_MC_PER_FN = 8
+SW_VLANS_PER_FN = 8
+#: largest frame (without FCS) a descriptor chain may carry, and the uplink's rate
+MAX_FRAME = 9018
+UPLINK_SPEED_MBPS = 10_000
+#: descriptors fetched per DMA read, and descriptors processed per doorbell before yielding
+DESC_FETCH_BATCH = 8
+QUEUE_BUDGET = 64
+#: a TX frame may span at most this many descriptors; longer chains complete with ERR_LEN
+TX_MAX_FRAME_DESCS = 16

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from datasheet import device
 from datasheet.regs import Field
 
 MBX_DWORDS = 16
@@ -33,8 +34,8 @@ HDR_ACK = Field("ACK", 31, 1, "request done; payload per the opcode's reply")
 API_VERSION = (1, 1)
 #: multicast addresses one SET_MULTICAST can carry (2 dwords each, after a count dword)
 MAX_MULTICAST = 7
-#: VLAN filters a VF may hold
-MAX_VLANS = 32
+#: VLAN filters a VF may hold: the switch's per-function table
+MAX_VLANS = device.SW_VLANS_PER_FN
 
 
 class Opcode(enum.IntEnum):

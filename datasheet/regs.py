@@ -98,7 +98,8 @@ CTRL = Register(
 STATUS = Register(
     "STATUS", 0x0014, Access.RO, "Function status.",
     reset=0x00000001,
-    fields=(Field("RST_DONE", 0, 1, "function is out of reset and ready for its driver"),))
+    fields=(Field("RST_DONE", 0, 1, "function is out of reset and ready for its driver"),
+            Field("LINK_UP", 1, 1, "the uplink port is up")))
 SCRATCH = Register("SCRATCH", 0x0018, Access.RW, "Scratch register for driver self-test.",
                    write_mask=0xFFFFFFFF)
 
@@ -122,12 +123,13 @@ PF_CTRL_EXT = Register(
     "PF_CTRL_EXT", 0x0104, Access.RW, "PF extended control.", write_mask=0x00000001, scope=Scope.PF,
     fields=(Field("PFRSTD", 0, 1, "PF driver ready: write 1 to clear RSTI and set RSTD in every VF "
                                   "mailbox; cleared by a PF reset"),))
-PF_MBX_IMR = Register(
-    "PF_MBX_IMR", 0x0108, Access.RW, "Mailbox interrupt enables for the PF's mailbox vector.",
-    write_mask=0x00000007, scope=Scope.PF,
+PF_IMR = Register(
+    "PF_IMR", 0x0108, Access.RW, "Interrupt enables of the PF's misc vector (mailbox, VFLR, link).",
+    write_mask=0x0000000F, scope=Scope.PF,
     fields=(Field("REQ", 0, 1, "a VF rang its doorbell (REQ)"),
             Field("ACK", 1, 1, "a VF acknowledged a PF message"),
-            Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset")))
+            Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset"),
+            Field("LSC", 3, 1, "the uplink went up or down (STATUS.LINK_UP)")))
 
 # -- PF<->VF mailbox (igb/82576 style): VF side ---------------------------------------
 VF_MAILBOX = Register(
@@ -166,10 +168,98 @@ PF_MBMEM = Register("PF_MBMEM", 0x4000, Access.RW,
                     "Mailbox buffers: VF n's 16 dwords at 0x4000 + 64n, writable while PFU is held.",
                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=256 * 16)
 
+# -- queues: one 0x40-byte block per queue pair (PCIe function's own BAR0) -------------
+QUEUE_BLOCK = 0x2000
+QUEUE_STRIDE = 0x40
+
+
+def _q(name: str, off: int, access: Access, doc: str, write_mask: int = 0, fields=()) -> Register:
+    return Register(name, QUEUE_BLOCK + off, access, doc, write_mask=write_mask, count=device.PF_QUEUE_PAIRS,
+                    stride=QUEUE_STRIDE, fields=fields)
+
+
+_QCTL_FIELDS = (
+    Field("ENABLE", 0, 1, "queue enabled; refused (stays 0, ERR set) for a bad ring base or length"),
+    Field("VECTOR", 16, 8, "MSI-X vector raised on completions"),
+    Field("ERR", 24, 8, "RO: why the queue stopped (QueueError), 0 if running"),
+)
+TDBAL = _q("TDBAL", 0x00, Access.RW, "TX ring base (IOVA) low; 128-byte aligned", 0xFFFFFFFF)
+TDBAH = _q("TDBAH", 0x04, Access.RW, "TX ring base (IOVA) high", 0xFFFFFFFF)
+TDLEN = _q("TDLEN", 0x08, Access.RW, "TX ring length in descriptors (power of two)", 0xFFFFFFFF)
+TDH = _q("TDH", 0x0C, Access.RO, "TX head: next descriptor the device will process")
+TDT = _q("TDT", 0x10, Access.RW, "TX tail doorbell: one past the last descriptor given to the device",
+         0xFFFFFFFF)
+TXDCTL = _q("TXDCTL", 0x14, Access.RW, "TX queue control", 0x00FF0001, _QCTL_FIELDS)
+RDBAL = _q("RDBAL", 0x20, Access.RW, "RX ring base (IOVA) low; 128-byte aligned", 0xFFFFFFFF)
+RDBAH = _q("RDBAH", 0x24, Access.RW, "RX ring base (IOVA) high", 0xFFFFFFFF)
+RDLEN = _q("RDLEN", 0x28, Access.RW, "RX ring length in descriptors (power of two)", 0xFFFFFFFF)
+RDH = _q("RDH", 0x2C, Access.RO, "RX head: next descriptor the device will fill")
+RDT = _q("RDT", 0x30, Access.RW, "RX tail doorbell: one past the last buffer given to the device",
+         0xFFFFFFFF)
+RXDCTL = _q("RXDCTL", 0x34, Access.RW, "RX queue control", 0x00FF0001, _QCTL_FIELDS)
+QRX_NOBUF = _q("QRX_NOBUF", 0x38, Access.RO, "frames dropped because the RX ring had no free buffer")
+QERR_COUNT = _q("QERR_COUNT", 0x3C, Access.RO, "bad-input events on this queue pair (see QueueError)")
+
+#: interrupt throttle per MSI-X vector: minimum interval between two messages
+EITR = Register("EITR", 0x3000, Access.RW, "Interrupt throttle of vector n, in microseconds (0: off)",
+                write_mask=0x0000FFFF, count=device.PF_MSIX_VECTORS)
+
+# -- statistics of the function (free-running, 32-bit wrap) ----------------------------
+_STATS = ("TX_PACKETS", "TX_BYTES", "TX_DROPS", "TX_ERRORS", "RX_PACKETS", "RX_BYTES", "RX_DROPS", "RX_ERRORS")
+STATS = tuple(Register(f"STAT_{n}", 0x0300 + 4 * i, Access.RO, f"{n.replace('_', ' ').lower()} of this function")
+              for i, n in enumerate(_STATS))
+#: the same eight counters of every VF, in the PF's BAR0 (8 dwords per VF)
+PF_VF_STATS = Register("PF_VF_STATS", 0x12000, Access.RO,
+                       "VF n's counters at +32n, in STAT_* order", scope=Scope.PF, count=256 * len(_STATS))
+
+# -- embedded switch (VEB) filters, programmed by the PF; element fn: 0 = PF, 1 + i = VF i --
+SW_FUNCTIONS = 1 + device.MAX_TOTAL_VFS
+SW_FN_CTRL = Register(
+    "SW_FN_CTRL", 0x8000, Access.RW, "Switch port control of function fn", write_mask=0x0FFF073F,
+    scope=Scope.PF, count=SW_FUNCTIONS,
+    fields=(Field("BAM", 0, 1, "accept broadcast"),
+            Field("UPE", 1, 1, "unicast promiscuous: a copy of every unicast frame"),
+            Field("MPE", 2, 1, "multicast promiscuous"),
+            Field("SPOOFCHK", 3, 1, "drop frames this function sends with a source MAC other than SW_MAC"),
+            Field("RX_EN", 4, 1, "the switch delivers to this function"),
+            Field("PVLAN_EN", 5, 1, "port VLAN: tag TX with PVID, accept only PVID on RX and strip it"),
+            Field("DEFQ", 8, 3, "RX queue that receives this function's frames"),
+            Field("PVID", 16, 12, "port VLAN ID")))
+SW_MAC_LO = Register("SW_MAC_LO", 0x8800, Access.RW,
+                     "Unicast MAC of function fn, bytes 0-3 (byte 0 in bits 7:0, as on the wire)",
+                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=SW_FUNCTIONS)
+SW_MAC_HI = Register("SW_MAC_HI", 0x9000, Access.RW, "Unicast MAC of function fn, bytes 4-5; VALID [31]",
+                     write_mask=0x8000FFFF, scope=Scope.PF, count=SW_FUNCTIONS,
+                     fields=(Field("MAC", 0, 16, "bytes 4-5"), Field("VALID", 31, 1, "entry in use")))
+SW_MC_LO = Register("SW_MC_LO", 0xA000, Access.RW,
+                    f"Multicast filter k of function fn at element fn*{device.SW_MC_PER_FN}+k, bytes 0-3",
+                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_MC_PER_FN)
+SW_MC_HI = Register("SW_MC_HI", 0xC100, Access.RW, "Multicast filter bytes 4-5; VALID [31]",
+                    write_mask=0x8000FFFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_MC_PER_FN,
+                    fields=SW_MAC_HI.fields)
+SW_VLAN = Register("SW_VLAN", 0xE200, Access.RW,
+                   f"VLAN filter k of function fn at element fn*{device.SW_VLANS_PER_FN}+k",
+                   write_mask=0x80000FFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_VLANS_PER_FN,
+                   fields=(Field("VID", 0, 12, "VLAN ID"), Field("VALID", 31, 1, "entry in use")))
+SW_STATS = tuple(Register(f"SW_{n}", 0x0140 + 4 * i, Access.RO, f"switch decisions: {doc}", scope=Scope.PF)
+                 for i, (n, doc) in enumerate((
+                     ("UNICAST_INTERNAL", "unicast frames delivered to at least one function"),
+                     ("TO_UPLINK", "frames handed to the uplink port (unknown unicast, broadcast, multicast)"),
+                     ("BROADCAST", "broadcast frames replicated (once per frame)"),
+                     ("MULTICAST", "multicast frames replicated (once per frame)"),
+                     ("DROP_SPOOF", "frames dropped by anti-spoofing"),
+                     ("DROP_NO_MATCH", "frames no port accepted (e.g. unknown unicast from the uplink)"),
+                     ("DROP_VLAN", "frames dropped by VLAN filtering: tagged from a port-VLAN port, or refused "
+                                   "by every receiver's VLAN filter"),
+                     ("DROP_MALFORMED", f"frames shorter than 14 bytes (18 if tagged) or longer than "
+                                        f"{device.MAX_FRAME + 4}"))))
+
 REGISTERS: tuple[Register, ...] = (
     NIC_ID, VERSION, FUNC_INFO, CTRL, STATUS, SCRATCH,
-    ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS, PF_CTRL_EXT, PF_MBX_IMR,
+    ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS, PF_CTRL_EXT, PF_IMR,
     VF_MAILBOX, VF_MBMEM, PF_MBX_REQ, PF_MBX_ACK, PF_VFLRE, PF_MAILBOX, PF_MBMEM,
+    TDBAL, TDBAH, TDLEN, TDH, TDT, TXDCTL, RDBAL, RDBAH, RDLEN, RDH, RDT, RXDCTL, QRX_NOBUF, QERR_COUNT,
+    EITR, *STATS, PF_VF_STATS, SW_FN_CTRL, SW_MAC_LO, SW_MAC_HI, SW_MC_LO, SW_MC_HI, SW_VLAN, *SW_STATS,
 )
 
 #: saturation value of the error counters
@@ -189,15 +279,24 @@ def by_name(name: str) -> Register:
     raise KeyError(name)
 
 
+def element_offsets(is_vf: bool) -> dict[int, str]:
+    """Every implemented dword of a PF's or a VF's BAR0; raises on overlap or misplacement."""
+    bar_size = device.VF_REG_BAR_SIZE if is_vf else device.PF_REG_BAR_SIZE
+    seen: dict[int, str] = {}
+    for r in registers_for(is_vf):
+        if r.offset % 4 or r.stride % 4 or r.offset + (r.count - 1) * r.stride >= bar_size:
+            raise ValueError(f"{r.name} is misaligned or outside BAR0")
+        for i in range(r.count):
+            off = r.offset + i * r.stride
+            if off in seen:
+                raise ValueError(f"{r.name}[{i}] overlaps {seen[off]}")
+            seen[off] = r.name
+    return seen
+
+
 def _check_layout() -> None:
-    for is_vf, bar_size in ((False, device.PF_REG_BAR_SIZE), (True, device.VF_REG_BAR_SIZE)):
-        spans = sorted((r.offset, r.end, r.name) for r in registers_for(is_vf))
-        for (start, end, name), (nxt, _, other) in zip(spans, spans[1:]):
-            if end > nxt:
-                raise ValueError(f"{name} overlaps {other}")
-        for start, end, name in spans:
-            if start % 4 or end > bar_size:
-                raise ValueError(f"{name} is misaligned or outside BAR0")
+    element_offsets(is_vf=False)
+    element_offsets(is_vf=True)
 
 
 _check_layout()

@@ -57,18 +57,26 @@ class IommuRootComplex(RootComplex):
                          tlp.requester_id, tlp.address, tlp.first_be, data.hex())
 
     def _translate(self, tlp: Tlp, is_write: bool) -> Tlp | None:
-        """A copy of ``tlp`` addressed to host physical memory, or None if blocked.
+        """A copy of ``tlp`` addressed to host physical memory (``tlp`` itself when the
+        address is unchanged, as in pass-through), or None if blocked.
 
         A TLP never crosses 4 KiB (``Tlp.check``, asserted on receive) and mapping
         pages are 4 KiB-aligned, so it translates to one chunk whose low 12 address
         bits equal the IOVA's: the stock completion split (RCB, lower address) is
-        unchanged by the retarget.
+        unchanged by the retarget.  The copy is shallow (the payload is shared and
+        never written) and made by hand: ``Tlp(tlp)`` re-validates every field and
+        copies the data, and ``copy.copy`` goes through the pickle protocol; each cost
+        more per TLP than the IOTLB look-up itself.  The requester's TLP is left as it
+        crossed the link.
         """
         result = self.iommu.translate(int(tlp.requester_id), tlp.address, tlp.length * 4, is_write)
         if isinstance(result, FaultRecord):
             return None
         ((phys, _length),) = result
-        host_tlp = Tlp(tlp)
+        if phys == tlp.address:  # pass-through (or an identity mapping): nothing to retarget
+            return tlp
+        host_tlp = Tlp.__new__(Tlp)
+        host_tlp.__dict__.update(tlp.__dict__)
         host_tlp.address = phys
         return host_tlp
 

@@ -13,6 +13,7 @@ from cocotbext.pcie.core.endpoint import MemoryEndpoint
 from datasheet import device, pci, regs
 from model.caps import NicPcieCapability
 from model.msix import MsixTable, NicMsixCapability
+from model.queues import QueueEngine
 from model.regfile import RegisterFile
 
 import struct
@@ -23,7 +24,7 @@ class NicFunction(MemoryEndpoint):
 
     is_vf = False
 
-    def __init__(self, nic, msix_vectors: int):
+    def __init__(self, nic, msix_vectors: int, queue_pairs: int):
         super().__init__()
         self.nic = nic
         self.vendor_id = device.VENDOR_ID
@@ -44,6 +45,8 @@ class NicFunction(MemoryEndpoint):
 
         self.regs = RegisterFile(regs.registers_for(self.is_vf), self.log)
         self.regs.on_write(regs.CTRL, self._ctrl_written)
+        self.strap()
+        self.queues = QueueEngine(self, queue_pairs, msix_vectors)
         self.regions[device.REG_BAR] = (self._read_regs, self._write_regs)
         self.regions[device.MSIX_BAR] = (self._read_msix, self._write_msix)
 
@@ -73,11 +76,15 @@ class NicFunction(MemoryEndpoint):
         """CTRL.RST: device-level state of this function back to reset; config space kept."""
         self.log.info("function software reset")
         self.regs.reset()
+        self.queues.reset()
         self.strap()
         self.nic.function_reset(self)
 
     def strap(self) -> None:
-        """Hardware-strapped register values (FUNC_INFO)."""
+        """Hardware-owned register values after reset: link state (and FUNC_INFO in a VF)."""
+        uplink = getattr(self.nic, "uplink", None)      # None while the Nic is being built
+        if uplink is not None:
+            uplink.apply_status(self)
 
     async def flr(self) -> None:
         """Function Level Reset (PCIe Base 6.0 §6.6.2): function state and config to defaults."""

@@ -18,7 +18,7 @@ from datasheet.mailbox import MBX_DWORDS
 
 V = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
 P = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
-IMR = {f.name: f.mask for f in regs.PF_MBX_IMR.fields}
+IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
 
 
 class Mailbox:
@@ -94,7 +94,7 @@ class MailboxUnit:
 
     # -- interrupts -------------------------------------------------------------------
     def _pf_irq(self, cause: str) -> None:
-        if self.nic.pf.regs.get(regs.PF_MBX_IMR) & IMR[cause]:
+        if self.nic.pf.regs.get(regs.PF_IMR) & IMR[cause]:
             cocotb.start_soon(self.nic.pf.msix.fire(device.PF_MBX_VECTOR))
 
     @staticmethod

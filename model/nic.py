@@ -13,7 +13,10 @@ import logging
 from datasheet import device, pci, regs
 from model.device import NicDevice, pcie_id
 from model.mailbox import MailboxUnit
+from model.pcap import PcapWriter
 from model.pf import PhysicalFunction
+from model.switch import Switch
+from model.uplink import UplinkPort
 from model.vf import VirtualFunction
 
 
@@ -26,6 +29,10 @@ class Nic:
         self._by_rid: dict[int, object] = {}
         self._index_rids()
         self.mailbox = MailboxUnit(self)
+        self.pf.regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
+        self.switch = Switch(self)
+        self.uplink = UplinkPort(self)
+        self.pcap: PcapWriter | None = None          # capture of every frame entering the switch
 
     # -- wiring -------------------------------------------------------------------
     @property
@@ -38,6 +45,22 @@ class Nic:
     @property
     def sriov(self):
         return self.pf.sriov_cap
+
+    # -- uplink and capture ---------------------------------------------------------
+    @property
+    def link_up(self) -> bool:
+        return self.uplink.link_up
+
+    def open_pcap(self, path) -> PcapWriter:
+        """Capture every frame entering the switch to ``path`` (libpcap), replacing any open capture."""
+        self.close_pcap()
+        self.pcap = PcapWriter(path)
+        return self.pcap
+
+    def close_pcap(self) -> None:
+        if self.pcap is not None:
+            self.pcap.close()
+            self.pcap = None
 
     # -- Routing IDs --------------------------------------------------------------
     def vf_rid(self, index: int) -> int:
@@ -75,12 +98,39 @@ class Nic:
         self.mailbox.vfs_disabled()
         self.pf.regs.set(regs.PF_NUM_VFS, 0)
 
+    # -- datapath: function <-> switch ---------------------------------------------------------
+    def port_of(self, function) -> int:
+        """Switch port number: 0 for the PF, 1 + i for VF i."""
+        return 1 + function.index if function.is_vf else 0
+
+    def function_at(self, port: int):
+        if port == 0:
+            return self.pf
+        return self.vfs[port - 1] if 0 < port <= len(self.vfs) else None
+
+    def transmit(self, function, frame: bytes) -> bool:
+        """A frame a function's TX engine sent; False if the switch dropped it (anti-spoofing)."""
+        return self.switch.forward(frame, self.port_of(function)) is not False
+
+    def rx_deliver(self, port: int, frame: bytes) -> bool:
+        """The switch hands a frame to a function's default RX queue (SW_FN_CTRL.DEFQ)."""
+        function = self.function_at(port)
+        if function is None:
+            return False
+        queue = regs.SW_FN_CTRL.field("DEFQ").get(self.pf.regs.get(regs.SW_FN_CTRL, port))
+        return function.queues.deliver(queue, frame)
+
+    def _vf_stat(self, index: int) -> int:
+        n, stat = divmod(index, len(regs.STATS))
+        return self.vfs[n].regs.get(regs.STATS[stat]) if n < len(self.vfs) else 0
+
     def function_reset(self, function) -> None:
         """A function finished a software reset or FLR: the device-level consequences."""
         if function.is_vf:
             self.mailbox.vf_reset(function)
         else:
             self.mailbox.pf_reset()
+        self.switch.function_reset(function)
 
     def vf_bar_lookup(self, addr: int):
         """(vf, bar index, offset) decoded from the PF's VF BARs, or None.

@@ -9,7 +9,7 @@ from model.function import NicFunction
 
 class PhysicalFunction(NicFunction):
     def __init__(self, nic, total_vfs: int):
-        super().__init__(nic, device.PF_MSIX_VECTORS)
+        super().__init__(nic, device.PF_MSIX_VECTORS, device.PF_QUEUE_PAIRS)
         self.device_id = device.PF_DEVICE_ID
         self.subsystem_id = device.PF_SUBSYSTEM_ID
         self._configure_bars()
@@ -27,7 +27,8 @@ class PhysicalFunction(NicFunction):
         self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
 
     def strap(self) -> None:
-        self.regs.set(regs.PF_NUM_VFS, len(self.nic.vfs))
+        super().strap()
+        self.regs.set(regs.PF_NUM_VFS, len(getattr(self.nic, "vfs", ())))
 
     def match_bar(self, addr, io=False):
         """BARs decode only while Command.Memory Space Enable is set (PCI 3.0 §6.2.2)."""

@@ -55,6 +55,10 @@ class RegisterFile:
     def implements(self, reg: Register) -> bool:
         return reg.name in self._values
 
+    def unimplemented(self, offset: int, what: str) -> None:
+        """A bound block declares an access unimplemented (e.g. a queue beyond the allotment)."""
+        self._bad_access(offset, what, "UNIMPL")
+
     def flag_error(self, field_name: str, offset: int) -> None:
         """Record a bad access in ERR_STATUS (used by bound blocks for their own rules)."""
         self._values["ERR_STATUS"][0] |= regs.ERR_STATUS.field(field_name).mask

@@ -11,7 +11,9 @@ from cocotbext.pcie.core.pci import PciDevice
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
+from netdev import NetDev
 from pf_driver import pci_core
+from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
 from pf_driver.sriov import Sriov
 from pf_driver.vf_info import LinkState, VfInfo
@@ -27,7 +29,11 @@ class PfDriver:
         self.sriov = Sriov(pdev, self.log)
         self.mailbox = PfMailbox(self)
         self.msix_vectors = 0
-        self.link_up, self.link_speed = True, 10_000
+        self.link_up, self.link_speed = True, device.UPLINK_SPEED_MBPS
+        rid = int(pdev.pcie_id)
+        self.mac = bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, 0xFF, 0xFF])   # the PF's own netdev MAC
+        self.dma = None            # DMA API for the PF's own queues (set by the platform)
+        self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -44,6 +50,7 @@ class PfDriver:
             raise pci_core.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
         self.msix_vectors = await dev.alloc_irq_vectors(1, device.PF_MSIX_VECTORS)
         await self.sriov.init()
+        await program_function(self, 0, self.mac)
         await self.mailbox.start()
         self.log.info("probed: NIC_ID %#x, %d MSI-X vectors, TotalVFs %d",
                       nic_id, self.msix_vectors, self.sriov.state.total_vfs)
@@ -72,6 +79,13 @@ class PfDriver:
         """Host view of the enabled VFs, index order, for binding VF drivers."""
         return list(self.sriov.state.virtfns) if self.sriov.state else []
 
+    async def open(self, ring_size: int = 256) -> None:
+        """ndo_open of the PF's own net device."""
+        await self.netdev.open(ring_size)
+
+    async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None:
+        """The PF programs its own rings directly; nothing to ask."""
+
     async def reset(self) -> None:
         """PF software reset (CTRL.RST): VFs see RSTI; re-init and signal RSTD (PFRSTD)."""
         await self.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
@@ -83,17 +97,20 @@ class PfDriver:
     def vf_info(self, n: int) -> VfInfo:
         return self.mailbox.vfs[n]
 
-    def set_vf_mac(self, n: int, mac: bytes) -> None:
+    async def set_vf_mac(self, n: int, mac: bytes) -> None:
         """``vf N mac``: an administrator MAC an untrusted VF cannot override."""
         vf = self.vf_info(n)
         vf.mac, vf.admin_mac = bytes(mac), True
+        await program_vf(self, vf)
 
-    def set_vf_vlan(self, n: int, vid: int | None) -> None:
+    async def set_vf_vlan(self, n: int, vid: int | None) -> None:
         """``vf N vlan``: a port VLAN (None removes it); VF VLAN requests are then refused."""
         self.vf_info(n).admin_vlan = vid
+        await program_vf(self, self.vf_info(n))
 
-    def set_vf_spoofchk(self, n: int, on: bool) -> None:
+    async def set_vf_spoofchk(self, n: int, on: bool) -> None:
         self.vf_info(n).spoofchk = on
+        await program_vf(self, self.vf_info(n))
 
     def set_vf_trust(self, n: int, on: bool) -> None:
         self.vf_info(n).trust = on
@@ -104,7 +121,7 @@ class PfDriver:
         vf.link_state = state
         self._notify_link(vf)
 
-    def set_link(self, up: bool, speed_mbps: int = 10_000) -> None:
+    def set_link(self, up: bool, speed_mbps: int = device.UPLINK_SPEED_MBPS) -> None:
         """The uplink changed: tell every VF whose link state follows it."""
         self.link_up, self.link_speed = up, speed_mbps
         for vf in self.mailbox.vfs:

@@ -18,13 +18,18 @@ from cocotb.utils import get_sim_time
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import MbxError, Message
+from datasheet.mailbox import Opcode
+from pf_driver.filters import program_vf
 from pf_driver.vf_info import VfInfo, VfState
 from pf_driver.vf_requests import handle_request
+
+#: requests whose acceptance changes the VF's switch filters
+FILTER_OPCODES = {Opcode.RESET, Opcode.SET_MAC, Opcode.SET_MULTICAST, Opcode.SET_VLAN, Opcode.SET_PROMISC}
 
 PFU = regs.PF_MAILBOX.field("PFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
-IMR_ALL = regs.PF_MBX_IMR.write_mask
+IMR_ALL = regs.PF_IMR.write_mask
 #: watchdog poll of the summary registers, in case an interrupt was lost
 SERVICE_POLL_NS = 1_000_000
 
@@ -53,7 +58,8 @@ class PfMailbox:
             vf.state = VfState.NOT_RESET
             vf.clear_requested_state()
             vf.awaiting_ack = False
-        await self.drv.write_reg(regs.PF_MBX_IMR, IMR_ALL)
+            await program_vf(self.drv, vf)
+        await self.drv.write_reg(regs.PF_IMR, IMR_ALL)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
 
     def stop(self) -> None:
@@ -102,6 +108,9 @@ class PfMailbox:
         if not words:
             return
         self.rounds += 1
+        link_up = bool(regs.STATUS.field("LINK_UP").get(await self.drv.read_reg(regs.STATUS)))
+        if link_up != self.drv.link_up:
+            self.drv.set_link(link_up, self.drv.link_speed)
         vflr = await self._summary(regs.PF_VFLRE, words)
         acks = await self._summary(regs.PF_MBX_ACK, words)
         reqs = await self._summary(regs.PF_MBX_REQ, words)
@@ -115,6 +124,7 @@ class PfMailbox:
                 vf.state = VfState.NOT_RESET
                 vf.clear_requested_state()
                 vf.awaiting_ack = False
+                await program_vf(self.drv, vf)
             if acks & bit or (vf.awaiting_ack and now - vf.awaiting_since > mbx.MBX_TIMEOUT_NS):
                 if not acks & bit:
                     self.timeouts += 1
@@ -146,6 +156,8 @@ class PfMailbox:
         msg = Message.decode(words)
         if self._take_token(vf):
             reply = handle_request(vf, msg)
+            if reply.ack and msg.opcode in FILTER_OPCODES:
+                await program_vf(self.drv, vf)
         else:
             vf.rate_limited += 1
             vf.nacked += 1

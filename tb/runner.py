@@ -25,6 +25,8 @@ SIM_MODULES = [
     "tb.test_sriov_config",
     "tb.test_iommu_rc",
     "tb.test_mailbox",
+    "tb.test_iommu_nic",
+    "tb.test_datapath",
 ]
 
 

@@ -6,6 +6,14 @@ This is the stable entry point driver developers and outside tests use::
     vfs = await system.enable_vfs(8)          # sriov_configure + VF driver probe
     await vfs[0].read_reg(regs.NIC_ID)
 
+With ``iommu=True`` the root complex remaps device DMA (VT-d, :mod:`iommu`): the
+PF is in pass-through, every VF is blocked until the host assigns it a domain::
+
+    system = await build_system(dut, total_vfs=16, iommu=True)
+    vfs = await system.enable_vfs(2)
+    dev = system.attach_vf_domain(vfs[0])     # also vfs[0].dma
+    buf, iova = dev.dma_alloc_coherent(4096)  # program iova into the device
+
 Everything the drivers do crosses the simulated PCIe link as TLPs.
 """
 
@@ -21,9 +29,15 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import device
+from iommu import DmaDevice, IommuDriver
 from model import Nic
 from pf_driver import PfDriver
 from vf_driver import VfDriver
+
+#: host pages for the IOMMU's tables and the DMA API's buffers (``iommu=True``): a
+#: 4-level domain whose mappings fit in 2 MiB of IOVA has 4 table pages (16 KiB), so
+#: 256 VF domains take 4 MiB and leave ~60 MiB for their rings and buffers
+IOMMU_POOL_SIZE = 64 << 20
 
 #: harness reference clock (100 kHz): the model is event driven and never waits on it,
 #: so a slow clock keeps the 100 ms SR-IOV/FLR waits cheap in wall time
@@ -48,6 +62,11 @@ class System:
     pf_dev: PciDevice
     pf: PfDriver
     vfs: list[VfDriver] = field(default_factory=list)
+    #: the host's IOMMU driver (None when built without ``iommu``)
+    iommu_driver: IommuDriver | None = None
+    #: the PF driver's DMA API: the pass-through domain, so IOVA = host physical address
+    pf_dma: DmaDevice | None = None
+    _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
     async def enable_vfs(self, num_vfs: int, probe: bool = True) -> list[VfDriver]:
         """``sriov_configure(num_vfs)`` then bind and probe a VF driver on each VF."""
@@ -59,8 +78,40 @@ class System:
         return self.vfs
 
     async def disable_vfs(self) -> None:
+        for rid in list(self._vf_dma):   # VFs vanish: drop them from the IOMMU first
+            self._detach(rid)
         self.vfs = []
         await self.pf.sriov_configure(0)
+
+    # -- IOMMU: the host assigns each VF its own DMA address space -------------------
+    def _vf_driver(self, vf: VfDriver | int) -> VfDriver:
+        return self.vfs[vf] if isinstance(vf, int) else vf
+
+    def attach_vf_domain(self, vf: VfDriver | int) -> DmaDevice:
+        """Give a VF (driver or index into ``vfs``) a fresh IOMMU domain and attach
+        its requester ID; returns the VF driver's DMA API over it, also set as
+        ``vf.dma``.  The driver sees only IOVAs of that domain."""
+        if self.iommu_driver is None:
+            raise RuntimeError("build_system(..., iommu=True) is needed for VF DMA domains")
+        vf = self._vf_driver(vf)
+        rid = int(vf.pdev.pcie_id)
+        if rid in self._vf_dma:
+            self._detach(rid)
+        vf.dma = self._vf_dma[rid] = DmaDevice.for_rid(self.iommu_driver, rid)
+        return vf.dma
+
+    def detach_vf(self, vf: VfDriver | int) -> DmaDevice:
+        """Clear a VF's context entry: its DMA is blocked from the next request on.
+        ``vf.dma`` becomes None; the DmaDevice (buffers, domain) is returned."""
+        vf = self._vf_driver(vf)
+        dev = self._detach(int(vf.pdev.pcie_id))
+        vf.dma = None
+        return dev
+
+    def _detach(self, rid: int) -> DmaDevice:
+        dev = self._vf_dma.pop(rid)
+        self.iommu_driver.detach_device(rid)
+        return dev
 
 
 async def start_harness(dut) -> None:
@@ -76,15 +127,25 @@ async def start_harness(dut) -> None:
 
 
 async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool = True,
-                       rc: RootComplex | None = None, verbose: bool | None = None) -> System:
+                       rc: RootComplex | None = None, verbose: bool | None = None,
+                       iommu: bool = False) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
     the PF densely on its bus; without it they start on the next bus). ``rc``
-    lets a caller supply a root complex subclass (e.g. one with an IOMMU).
+    lets a caller supply a root complex subclass.  ``iommu`` builds an
+    :class:`~iommu.IommuRootComplex` (unless ``rc`` is one already) and loads the
+    IOMMU driver after enumeration, before the PF driver probes, as a kernel does:
+    translation on, the PF attached in pass-through (the host trusts its own PF
+    driver), every VF blocked until :meth:`System.attach_vf_domain`.
     """
     quiet_logging(verbose)
     await start_harness(dut)
+    if iommu and rc is None:
+        from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
+        rc = IommuRootComplex()
+    if iommu and not hasattr(rc, "iommu"):
+        raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
     rc = rc or RootComplex()
     root_port = rc.make_port()
     root_port.pcie_cap.ari_forwarding_supported = ari
@@ -95,6 +156,11 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     await rc.enumerate()
     dut.link_up.value = 1
     pf_dev = rc.find_device(nic.pf.pcie_id)
+    iommu_driver = pf_dma = None
+    if iommu:
+        iommu_driver = IommuDriver.for_root_complex(rc, pool_size=IOMMU_POOL_SIZE)
+        pf_dma = DmaDevice(iommu_driver, iommu_driver.attach_passthrough(int(nic.pf.pcie_id)))
     pf = PfDriver(pf_dev)
     await pf.probe()
-    return System(dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf)
+    return System(dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf,
+                  iommu_driver=iommu_driver, pf_dma=pf_dma)

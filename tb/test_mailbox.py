@@ -64,11 +64,11 @@ async def every_opcode_happy_path(dut, num_vfs):
     vfs = await sys_.enable_vfs(num_vfs)
     assert len({vf.mac for vf in vfs}) == num_vfs
     await Combine(*(cocotb.start_soon(exercise_every_opcode(sys_, vf)) for vf in vfs))
-    # LINK_STATUS: PF -> every VF, acknowledged
-    sys_.pf.set_link(False, 10_000)
+    # LINK_STATUS: the uplink goes down and up; the PF (LSC interrupt) tells every VF, which ACKs
+    sys_.nic.uplink.set_link(False)
     await wait_until(lambda: all(vf.link_up is False for vf in vfs))
-    sys_.pf.set_link(True, 25_000)
-    await wait_until(lambda: all(vf.link_events[-1:] == [(True, 25_000)] for vf in vfs))
+    sys_.nic.uplink.set_link(True)
+    await wait_until(lambda: all(vf.link_events[-1:] == [(True, device.UPLINK_SPEED_MBPS)] for vf in vfs))
     await wait_until(lambda: not any(i.awaiting_ack for i in sys_.pf.mailbox.vfs))
     assert sys_.pf.mailbox.timeouts == 0 and all(vf.mbx.timeouts == 0 for vf in vfs)
 
@@ -79,7 +79,7 @@ async def administrator_policy(dut):
     sys_ = await build_system(dut, total_vfs=8)
     vfs = await sys_.enable_vfs(2)
     vf, info = vfs[0], sys_.pf.vf_info(0)
-    sys_.pf.set_vf_mac(0, MAC_A)
+    await sys_.pf.set_vf_mac(0, MAC_A)
     assert (await vf.request(Opcode.RESET)).payload == mbx.mac_to_words(MAC_A)
     other = bytes.fromhex("02aabbccdd99")
     assert nack_code(await vf.request(Opcode.SET_MAC, mbx.mac_to_words(other))) is MbxError.POLICY
@@ -89,9 +89,9 @@ async def administrator_policy(dut):
     sys_.pf.set_vf_trust(0, True)
     assert (await vf.request(Opcode.SET_MAC, mbx.mac_to_words(other))).ack and info.mac == other
     assert (await vf.request(Opcode.SET_PROMISC, [mbx.PROMISC_UNICAST.mask])).ack and info.promisc_unicast
-    sys_.pf.set_vf_vlan(1, 42)
+    await sys_.pf.set_vf_vlan(1, 42)
     assert nack_code(await vfs[1].request(Opcode.SET_VLAN, [mbx.VLAN_ADD.put(7, 1)])) is MbxError.POLICY
-    sys_.pf.set_vf_spoofchk(1, False)
+    await sys_.pf.set_vf_spoofchk(1, False)
     assert not sys_.pf.vf_info(1).spoofchk and sys_.pf.vf_info(0).spoofchk
     sys_.pf.set_vf_link_state(1, LinkState.DISABLE)
     await wait_until(lambda: vfs[1].link_up is False)

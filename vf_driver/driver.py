@@ -11,6 +11,7 @@ from cocotbext.pcie.core.pci import PciDevice
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
+from netdev import NetDev
 from pf_driver.pci_core import PciError
 from vf_driver.mailbox import MailboxTimeout, VfMailbox
 
@@ -41,6 +42,8 @@ class VfDriver:
         self.link_events: list[tuple[bool, int]] = []
         self.resets = 0
         self._recovering = None
+        self.dma = None            # DMA API over this VF's IOMMU domain (set by the platform)
+        self.netdev = None
 
     async def probe(self) -> None:
         dev = self.pdev
@@ -96,6 +99,27 @@ class VfDriver:
         reply = await self._must(Opcode.GET_QUEUES)
         self.num_tx_queues, self.num_rx_queues, self.default_queue = reply.payload[:3]
         self.ready = True
+
+    # -- net device ----------------------------------------------------------------------
+    async def open(self, ring_size: int = 256) -> None:
+        """ndo_open: rings from this VF's DMA domain, validated by the PF, then enabled."""
+        if not self.ready:
+            raise VfError("open before the reset handshake completed")
+        if self.dma is None:
+            raise VfError("no DMA domain attached to this VF")
+        self.netdev = NetDev(self, self.num_tx_queues, first_vector=device.VF_MBX_VECTOR + 1)
+        await self.netdev.open(ring_size)
+
+    async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None:
+        payload = [mbx.QCFG_RX.put(queue, int(rx)), iova & 0xFFFFFFFF, iova >> 32, size, buf_size if rx else 0]
+        await self._must(Opcode.CONFIG_QUEUES, payload)
+
+    async def stop(self) -> None:
+        if self.netdev is not None:
+            await self.netdev.stop()
+
+    async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
+        return await self.netdev.start_xmit(frame, queue)
 
     def on_notification(self, msg: Message) -> None:
         if msg.opcode == Opcode.LINK_STATUS and len(msg.payload) == 2:

@@ -1,0 +1,153 @@
+"""A NAPI-style net device over the NIC's queue pairs, shared by the PF and VF drivers.
+
+The owning driver supplies register access (``read_reg``/``write_reg`` on its own
+BAR0), its ``pdev`` (MSI-X table in BAR2) and a ``dma`` device (DMA API over its
+IOMMU domain). Queue ``q`` uses MSI-X vector ``first_vector + q``.
+
+Interrupt handling follows Linux NAPI: the interrupt handler masks the vector
+(MSI-X Vector Control mask bit) and schedules a poll; the poll cleans TX and
+receives RX within a budget; when it finishes under budget it unmasks the vector
+and then re-checks the rings, rescheduling itself if work arrived in between.
+A completion that lands while the vector is masked sets its pending bit, and the
+device sends the message when the vector is unmasked, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cocotb
+from cocotb.queue import Queue
+
+from datasheet import device, pci, regs
+from netdev.ring import RxRing, TxRing
+
+ENABLE = regs.TXDCTL.field("ENABLE")
+VECTOR = regs.TXDCTL.field("VECTOR")
+NAPI_BUDGET = 64
+
+
+@dataclass
+class QueueStats:
+    packets: int = 0
+    bytes: int = 0
+    errors: int = 0
+    dropped: int = 0
+    busy: int = 0
+
+
+class NetDev:
+    def __init__(self, owner, num_queues: int, first_vector: int = 1):
+        self.owner = owner
+        self.num_queues = num_queues
+        self.first_vector = first_vector
+        self.tx: list[TxRing] = []
+        self.rx: list[RxRing] = []
+        self.queue_stats: dict[tuple[int, str], QueueStats] = {}
+        self.received: Queue[tuple[int, bytes]] = Queue()
+        self.napi_scheduled = [False] * num_queues
+        self.polls = [0] * num_queues
+        self.reschedules = [0] * num_queues
+        self.is_open = False
+        self.before_unmask = None     # test hook: called between napi_complete and the unmask
+
+    # -- what the rings need from their driver ----------------------------------------------
+    @property
+    def dma(self):
+        return self.owner.dma
+
+    async def write_reg(self, reg, value, index=0):
+        await self.owner.write_reg(reg, value, index)
+
+    def stats(self, queue: int, kind: str) -> QueueStats:
+        return self.queue_stats.setdefault((queue, kind), QueueStats())
+
+    # -- ndo_open / ndo_stop -----------------------------------------------------------------
+    async def open(self, ring_size: int = 256, buf_size: int = 2048) -> None:
+        """Allocate rings from the DMA API, program and enable the queues, unmask their vectors."""
+        self.tx = [TxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
+        self.rx = [RxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
+        for q in range(self.num_queues):
+            vector = self.first_vector + q
+            self.owner.pdev.request_irq(vector, self._irq_handler(q))
+            for ring in (self.tx[q], self.rx[q]):
+                await self.owner.configure_queue(q, ring is self.rx[q], ring.desc_iova, ring.size, ring.buf_size)
+            for ring, (lo, hi, ln, ctl) in ((self.tx[q], (regs.TDBAL, regs.TDBAH, regs.TDLEN, regs.TXDCTL)),
+                                            (self.rx[q], (regs.RDBAL, regs.RDBAH, regs.RDLEN, regs.RXDCTL))):
+                await self.write_reg(lo, ring.desc_iova & 0xFFFFFFFF, q)
+                await self.write_reg(hi, ring.desc_iova >> 32, q)
+                await self.write_reg(ln, ring.size, q)
+                await self.write_reg(ctl, ENABLE.put(VECTOR.put(0, vector), 1), q)
+            await self.rx[q].fill()
+            await self.set_vector_mask(vector, False)
+        self.is_open = True
+
+    async def stop(self) -> None:
+        """Disable the queues and mask their vectors; buffers go back to the DMA API."""
+        self.is_open = False
+        for q in range(self.num_queues):
+            await self.write_reg(regs.TXDCTL, 0, q)
+            await self.write_reg(regs.RXDCTL, 0, q)
+            await self.set_vector_mask(self.first_vector + q, True)
+        await self.owner.read_reg(regs.STATUS)      # flush the posted writes before freeing memory
+        for ring in self.tx + self.rx:
+            ring.release()
+        self.tx, self.rx = [], []
+
+    async def set_vector_mask(self, vector: int, masked: bool) -> None:
+        table = self.owner.pdev.bar_window[device.MSIX_BAR]
+        await table.write_dword(device.MSIX_TABLE_OFFSET + vector * pci.PCI_MSIX_ENTRY_SIZE
+                                + pci.PCI_MSIX_ENTRY_VECTOR_CTRL,
+                                pci.PCI_MSIX_ENTRY_CTRL_MASKBIT if masked else 0)
+
+    # -- ndo_start_xmit ------------------------------------------------------------------------
+    async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
+        """Queue a frame for transmission; False if the ring is full (NETDEV_TX_BUSY)."""
+        return await self.tx[queue].xmit(frame)
+
+    # -- NAPI --------------------------------------------------------------------------------
+    def _irq_handler(self, q: int):
+        async def handler() -> None:
+            if self.is_open and not self.napi_scheduled[q]:
+                self.napi_scheduled[q] = True
+                await self.set_vector_mask(self.first_vector + q, True)
+                cocotb.start_soon(self._napi_run(q))
+        return handler
+
+    async def _napi_run(self, q: int) -> None:
+        while self.is_open:
+            work = await self.poll(q, NAPI_BUDGET)
+            if work >= NAPI_BUDGET:
+                continue
+            self.napi_scheduled[q] = False                 # napi_complete_done
+            if self.before_unmask is not None:
+                await self.before_unmask(q)
+            await self.set_vector_mask(self.first_vector + q, False)
+            if not (self.tx[q].done() or self.rx[q].done()):
+                return
+            self.reschedules[q] += 1                       # work raced the re-enable: poll again
+            self.napi_scheduled[q] = True
+            await self.set_vector_mask(self.first_vector + q, True)
+
+    def napi_disable(self, q: int) -> None:
+        """Stop polling queue ``q`` (Linux napi_disable): completions wait in the ring."""
+        self.napi_scheduled[q] = True
+
+    def napi_enable(self, q: int) -> None:
+        self.napi_scheduled[q] = False
+        cocotb.start_soon(self._irq_handler(q)())
+
+    async def poll(self, q: int, budget: int) -> int:
+        """Clean TX, receive RX (at most ``budget`` frames), refill RX; returns RX work done."""
+        self.polls[q] += 1
+        self.tx[q].clean(self.tx[q].size)
+        frames = self.rx[q].receive(budget)
+        for frame in frames:
+            self.received.put_nowait((q, frame))
+        if frames:
+            await self.rx[q].fill()
+        return len(frames)
+
+    async def recv(self) -> tuple[int, bytes]:
+        """Next received (queue, frame), as a protocol stack would get it."""
+        return await self.received.get()
