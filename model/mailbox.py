@@ -69,6 +69,7 @@ class MailboxUnit:
         if vf.index >= len(self.boxes):
             return
         self.boxes[vf.index].clear(self.pf_ready)
+        self._vf_irq(vf)                    # RSTD for its driver (dropped while MSI-X is off, e.g. FLR)
         bit = 1 << vf.index
         self.req &= ~bit
         self.ack &= ~bit

@@ -27,6 +27,7 @@ SIM_MODULES = [
     "tb.test_mailbox",
     "tb.test_iommu_nic",
     "tb.test_datapath",
+    "tb.test_lifecycle",
 ]
 
 

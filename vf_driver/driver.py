@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 import cocotb
+from cocotb.triggers import Timer
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import device, regs
@@ -79,7 +80,12 @@ class VfDriver:
         return await self.mbx.request(opcode, payload)
 
     async def _must(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
-        reply = await self.request(opcode, payload)
+        """A request the driver cannot do without: back off and retry when rate limited."""
+        for _ in range(mbx.MBX_RETRIES):
+            reply = await self.request(opcode, payload)
+            if not (reply.nack and reply.payload[:1] == [mbx.MbxError.RATE_LIMITED]):
+                break
+            await Timer(mbx.MBX_RATE_BURST * mbx.MBX_RATE_REFILL_NS, "ns")
         if not reply.ack:
             raise VfError(f"{opcode.name} refused: {mbx.MbxError(reply.payload[0]).name}")
         return reply
@@ -107,6 +113,7 @@ class VfDriver:
             raise VfError("open before the reset handshake completed")
         if self.dma is None:
             raise VfError("no DMA domain attached to this VF")
+        self.ring_size = ring_size
         self.netdev = NetDev(self, self.num_tx_queues, first_vector=device.VF_MBX_VECTOR + 1)
         await self.netdev.open(ring_size)
 
@@ -140,7 +147,11 @@ class VfDriver:
 
     async def _recover(self) -> None:
         try:
+            reopen = self.netdev is not None and self.netdev.is_open
             await self.handshake()
+            if reopen:                       # the reset stopped the queues: rebuild them
+                await self.netdev.stop()
+                await self.netdev.open(self.ring_size)
             self.resets += 1
             self.log.info("recovered after reset")
         except (VfError, MailboxTimeout) as exc:
