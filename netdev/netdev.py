@@ -63,8 +63,12 @@ class NetDev:
         return self.queue_stats.setdefault((queue, kind), QueueStats())
 
     # -- ndo_open / ndo_stop -----------------------------------------------------------------
-    async def open(self, ring_size: int = 256, buf_size: int = 2048) -> None:
-        """Allocate rings from the DMA API, program and enable the queues, unmask their vectors."""
+    async def open(self, ring_size: int = 256, buf_size: int = 2048, num_queues: int | None = None) -> None:
+        """Allocate rings from the DMA API, program and enable the queues, unmask their vectors.
+
+        ``num_queues`` opens only the first queues of the allotment (default: all)."""
+        if num_queues is not None:
+            self.num_queues = min(num_queues, self.num_queues)
         self.tx = [TxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         self.rx = [RxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         for q in range(self.num_queues):

@@ -28,7 +28,34 @@ from tb.runner import BUILD_DIR, run
 #: benchmark name -> cocotb module; each writes sim_build/bench_<name>.json
 BENCHES = {
     "iommu": "tb.bench_iommu",
+    "datapath": "tb.bench_datapath",
 }
+
+
+PROFILE_AREAS = ("/iommu/", "/cocotbext/pcie/", "/cocotbext/", "/cocotb/", "/model/", "/netdev/",
+                 "/pf_driver/", "/vf_driver/", "/tb/")
+
+
+def profile_areas(profile, out: Path, count: int = 25) -> dict:
+    """Dump ``profile`` to ``out``; return own-time shares by area and the top functions."""
+    import io  # noqa: PLC0415
+    import pstats  # noqa: PLC0415
+
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    stats.dump_stats(out)
+    total = sum(v[2] for v in stats.stats.values())
+    areas: dict[str, float] = {}
+    for (file, _line, _name), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():
+        area = next((a.strip("/") for a in PROFILE_AREAS if a in file), "other (stdlib, builtins)")
+        areas[area] = areas.get(area, 0.0) + tt
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
+    return {
+        "total_s": round(total, 3),
+        "own_time_share": {a: round(t / total, 4) for a, t in sorted(areas.items(), key=lambda kv: -kv[1])},
+        "top_tottime": [{"function": f"{Path(file).name}:{line}:{name}", "calls": nc,
+                         "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)}
+                        for (file, line, name), (_cc, nc, tt, ct, _callers) in rows],
+    }
 
 
 def result_path(name: str) -> Path:

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import cProfile
 import gc
-import io
 import json
 import os
-import pstats
 import statistics
 import time
 from contextlib import nullcontext
@@ -42,6 +40,7 @@ from pathlib import Path
 import cocotb
 from cocotbext.pcie.core.tlp import TlpType
 
+from tb.bench import profile_areas
 from tb.system import build_system
 
 OUT = Path(__file__).resolve().parent.parent / "sim_build" / "bench_iommu.json"
@@ -83,27 +82,10 @@ async def run_ops(vf, kind: str, addr: int, data: bytes, n: int) -> float:
 
 
 #: where profiled own-time is booked: the first of these path pieces in a function's file
-PROFILE_AREAS = ("/iommu/", "/cocotbext/pcie/", "/cocotbext/", "/cocotb/", "/model/", "/tb/")
-
-
 def profile_summary(profile: cProfile.Profile, count: int = 25) -> dict:
-    """Dump the stats; return own-time shares by area and the top functions by own time."""
-    stats = pstats.Stats(profile, stream=io.StringIO())
-    stats.dump_stats(PROFILE_OUT)
-    total = sum(v[2] for v in stats.stats.values())
-    areas: dict[str, float] = {}
-    for (file, _line, _name), (_cc, _nc, tt, _ct, _callers) in stats.stats.items():
-        area = next((a.strip("/") for a in PROFILE_AREAS if a in file), "other (stdlib, builtins)")
-        areas[area] = areas.get(area, 0.0) + tt
-    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:count]
-    return {
-        "note": "cProfile of the translated runs only: their timings above include profiler overhead",
-        "total_s": round(total, 3),
-        "own_time_share": {a: round(t / total, 4) for a, t in sorted(areas.items(), key=lambda kv: -kv[1])},
-        "top_tottime": [{"function": f"{Path(file).name}:{line}:{name}", "calls": nc,
-                         "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)}
-                        for (file, line, name), (_cc, nc, tt, ct, _callers) in rows],
-    }
+    summary = profile_areas(profile, PROFILE_OUT, count)
+    summary["note"] = "cProfile of the translated runs only: their timings above include profiler overhead"
+    return summary
 
 
 async def measure(system, setups, payload, ops, rounds, profile) -> tuple[dict, dict]:

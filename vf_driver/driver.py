@@ -107,7 +107,7 @@ class VfDriver:
         self.ready = True
 
     # -- net device ----------------------------------------------------------------------
-    async def open(self, ring_size: int = 256) -> None:
+    async def open(self, ring_size: int = 256, num_queues: int | None = None) -> None:
         """ndo_open: rings from this VF's DMA domain, validated by the PF, then enabled."""
         if not self.ready:
             raise VfError("open before the reset handshake completed")
@@ -115,7 +115,7 @@ class VfDriver:
             raise VfError("no DMA domain attached to this VF")
         self.ring_size = ring_size
         self.netdev = NetDev(self, self.num_tx_queues, first_vector=device.VF_MBX_VECTOR + 1)
-        await self.netdev.open(ring_size)
+        await self.netdev.open(ring_size, num_queues=num_queues)
 
     async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None:
         payload = [mbx.QCFG_RX.put(queue, int(rx)), iova & 0xFFFFFFFF, iova >> 32, size, buf_size if rx else 0]
