@@ -28,6 +28,7 @@ SIM_MODULES = [
     "tb.test_iommu_nic",
     "tb.test_datapath",
     "tb.test_lifecycle",
+    "tb.test_quickstart",
 ]
 
 
