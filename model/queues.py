@@ -124,39 +124,28 @@ class QueueEngine:
                     self._writer(reg, lambda q, v, rings=rings, reg=reg: self._control(rings[q], v & reg.write_mask)))
         rf.bind(regs.QRX_NOBUF, self._reader(regs.QRX_NOBUF, lambda q: self.rx_nobuf[q]), None)
         rf.bind(regs.QERR_COUNT, self._reader(regs.QERR_COUNT, lambda q: self.qerr[q]), None)
-        rf.bind(regs.EITR, self._vreader(), self._vwriter())
+        rf.bind(regs.EITR, self._reader(regs.EITR, lambda v: self.eitr[v], self.num_vectors),
+                self._writer(regs.EITR, self._set_eitr, self.num_vectors))
 
-    def _reader(self, reg, get):
-        def read(q: int) -> int:
-            if q >= self.num_queues:
-                self.fn.regs.unimplemented(reg.at(q), f"read of {reg.name}[{q}] beyond the queue allotment")
+    def _reader(self, reg, get, limit: int | None = None):
+        """Bus read of element ``i`` of ``reg``; elements past ``limit`` are unimplemented."""
+        def read(i: int) -> int:
+            if i >= (self.num_queues if limit is None else limit):
+                self.fn.regs.unimplemented(reg.at(i), f"read of {reg.name}[{i}] beyond this function's allotment")
                 return 0
-            return get(q)
+            return get(i)
         return read
 
-    def _writer(self, reg, put):
-        def write(q: int, value: int, byte_mask: int) -> None:
-            if q >= self.num_queues:
-                self.fn.regs.unimplemented(reg.at(q), f"write to {reg.name}[{q}] beyond the queue allotment")
+    def _writer(self, reg, put, limit: int | None = None):
+        def write(i: int, value: int, byte_mask: int) -> None:
+            if i >= (self.num_queues if limit is None else limit):
+                self.fn.regs.unimplemented(reg.at(i), f"write to {reg.name}[{i}] beyond this function's allotment")
                 return
-            put(q, value & byte_mask)
+            put(i, value & byte_mask)
         return write
 
-    def _vreader(self):
-        def read(v: int) -> int:
-            if v >= self.num_vectors:
-                self.fn.regs.unimplemented(regs.EITR.at(v), f"read of EITR[{v}] beyond the vectors")
-                return 0
-            return self.eitr[v]
-        return read
-
-    def _vwriter(self):
-        def write(v: int, value: int, byte_mask: int) -> None:
-            if v >= self.num_vectors:
-                self.fn.regs.unimplemented(regs.EITR.at(v), f"write to EITR[{v}] beyond the vectors")
-                return
-            self.eitr[v] = value & byte_mask & regs.EITR.write_mask
-        return write
+    def _set_eitr(self, vector: int, value: int) -> None:
+        self.eitr[vector] = value & regs.EITR.write_mask
 
     def _set_geometry(self, ring: Ring, attr: str, value: int) -> None:
         if ring.enabled:
