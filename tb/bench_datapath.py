@@ -28,7 +28,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import cocotb
-from cocotb.triggers import Combine, Timer
+from cocotb.triggers import Timer, gather
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -71,7 +71,7 @@ async def full_path(vfs, active: int, size: int, total: int) -> float:
     t0 = time.perf_counter()
     tasks = [cocotb.start_soon(send(v, f)) for v, f in zip(senders, frames)]
     tasks += [cocotb.start_soon(drain(r, expected[id(r)])) for r in {id(r): r for r in receivers}.values()]
-    await Combine(*tasks)
+    await gather(*tasks)
     return (time.perf_counter() - t0) / (per * active)
 
 

@@ -1,7 +1,7 @@
 """Per-VF datapath with the IOMMU on: rings, doorbells, MSI-X, embedded switch, uplink."""
 
 import cocotb
-from cocotb.triggers import Combine, Timer
+from cocotb.triggers import Timer, gather
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
@@ -225,7 +225,7 @@ async def eight_vfs_send_concurrently(dut):
             while not await vfs[i].start_xmit(frame(vfs[i].mac, dst.mac, i * 100 + n)):
                 await Timer(1, "us")
 
-    await Combine(*(cocotb.start_soon(send(i)) for i in range(8)))
+    await gather(*(send(i) for i in range(8)))
     for i in range(8):
         src = vfs[(i - 1) % 8]
         got = [await recv(vfs[i].netdev) for _ in range(per_vf)]
@@ -243,7 +243,7 @@ async def concurrent_xmit_on_one_queue(dut):
             while not await vfs[0].start_xmit(frame(vfs[0].mac, vfs[1].mac, k * 1000 + n)):
                 await Timer(1, "us")
 
-    await Combine(*(cocotb.start_soon(sender(k)) for k in range(4)))
+    await gather(*(sender(k) for k in range(4)))
     got = [await recv(vfs[1].netdev) for _ in range(60)]
     ids = sorted(int.from_bytes(g[42:46], "big") for g in got)
     assert ids == sorted(k * 1000 + n for k in range(4) for n in range(15))

@@ -1,7 +1,7 @@
 """VF FLR and software reset during traffic, pcap capture of the switch."""
 
 import cocotb
-from cocotb.triggers import Combine, Timer
+from cocotb.triggers import Timer, gather
 from scapy.utils import rdpcap
 
 from datasheet import regs
@@ -34,7 +34,7 @@ async def vf_flr_during_traffic_others_lose_nothing(dut):
              cocotb.start_soon(stream(vfs[0], vfs[3], 200, 5000))]
     await Timer(30, "us")
     await pci_core.pcie_flr(vfs[0].pdev)
-    await Combine(*flows)
+    await gather(*flows)
     got = [await recv(vfs[2].netdev) for _ in range(60)]
     assert got == [frame(vfs[1].mac, vfs[2].mac, 1000 + n) for n in range(60)]
     assert await vfs[0].read_reg(regs.TXDCTL, 0) == 0               # queues stopped by the FLR

@@ -1,7 +1,7 @@
 """PF<->VF mailbox: every opcode end to end, policy, malformed input, flood, FLR, PF reset, disable."""
 
 import cocotb
-from cocotb.triggers import Combine, First, Timer
+from cocotb.triggers import First, Timer, gather
 from cocotb.utils import get_sim_time
 
 from datasheet import device, regs
@@ -63,7 +63,7 @@ async def every_opcode_happy_path(dut, num_vfs):
     sys_ = await build_system(dut, total_vfs=64)
     vfs = await sys_.enable_vfs(num_vfs)
     assert len({vf.mac for vf in vfs}) == num_vfs
-    await Combine(*(cocotb.start_soon(exercise_every_opcode(sys_, vf)) for vf in vfs))
+    await gather(*(exercise_every_opcode(sys_, vf) for vf in vfs))
     # LINK_STATUS: the uplink goes down and up; the PF (LSC interrupt) tells every VF, which ACKs
     sys_.nic.uplink.set_link(False)
     await wait_until(lambda: all(vf.link_up is False for vf in vfs))
@@ -202,7 +202,7 @@ async def flood_from_one_vf_does_not_starve_others(dut):
             await Timer(50, "us")
 
     flooder = cocotb.start_soon(flood())
-    await Combine(*(cocotb.start_soon(polite(vf)) for vf in vfs[1:]))
+    await gather(*(polite(vf) for vf in vfs[1:]))
     await flooder
     limited = sum(1 for r in flood_replies if r.nack and r.payload[0] == MbxError.RATE_LIMITED)
     assert limited > 0, "the flood was never rate limited"
@@ -279,7 +279,7 @@ async def sriov_disable_mid_conversation(dut):
     tasks = [cocotb.start_soon(talk(vf)) for vf in vfs]
     await Timer(200, "us")
     await sys_.pf.sriov_configure(0)
-    await First(Combine(*tasks), Timer(100, "ms"))
+    await First(cocotb.start_soon(gather(*tasks)), Timer(100, "ms"))
     assert sorted(outcome) == [0, 1, 2, 3], f"VF requests hung: {outcome}"
     assert await sys_.pf.read_reg(regs.NIC_ID) == device.NIC_ID_MAGIC
     vfs = await sys_.enable_vfs(2)
