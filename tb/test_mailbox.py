@@ -1,7 +1,7 @@
 """PF<->VF mailbox: every opcode end to end, policy, malformed input, flood, FLR, PF reset, disable."""
 
 import cocotb
-from cocotb.triggers import First, Timer, gather
+from cocotb.triggers import Timer, gather, select
 from cocotb.utils import get_sim_time
 
 from datasheet import device, regs
@@ -279,7 +279,7 @@ async def sriov_disable_mid_conversation(dut):
     tasks = [cocotb.start_soon(talk(vf)) for vf in vfs]
     await Timer(200, "us")
     await sys_.pf.sriov_configure(0)
-    await First(cocotb.start_soon(gather(*tasks)), Timer(100, "ms"))
+    await select(gather(*tasks), Timer(100, "ms"))
     assert sorted(outcome) == [0, 1, 2, 3], f"VF requests hung: {outcome}"
     assert await sys_.pf.read_reg(regs.NIC_ID) == device.NIC_ID_MAGIC
     vfs = await sys_.enable_vfs(2)
