@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 
-from datasheet import device, pci, regs
+from datasheet import device, regs
 from model.caps import NicPcieCapability
 from model.msix import MsixTable, NicMsixCapability
 from model.queues import QueueEngine

@@ -146,8 +146,7 @@ async def malformed_messages_get_documented_replies(dut):
 async def buffer_ownership_enforced(dut):
     """Writing a mailbox buffer without holding its lock is ignored and flagged, on both sides."""
     sys_ = await build_system(dut, total_vfs=8)
-    vfs = await sys_.enable_vfs(2, probe=False)
-    from vf_driver import VfDriver  # noqa: F401  (VFs left unprobed: raw register access)
+    await sys_.enable_vfs(2, probe=False)           # no VF driver: raw register access
     bar = sys_.pf.virtfns[0].bar_window[device.REG_BAR]
     VFU = regs.VF_MAILBOX.field("VFU").mask
     await bar.write_dword(regs.VF_MBMEM.at(3), 0x11111111)          # no VFU held

@@ -15,7 +15,7 @@ Each rejected write is logged and counted in :attr:`rejected_writes`.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from cocotbext.pcie.core.caps import PciExtCap, PciExtCapId
 from cocotbext.pcie.core.utils import byte_mask_update
