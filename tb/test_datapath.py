@@ -282,3 +282,18 @@ async def interrupt_moderation_coalesces(dut):
     assert len(got) == 20
     raised = engine.irqs_raised[1] - before
     assert 1 <= raised < 10, f"{raised} interrupts for 20 frames with EITR=50us"
+
+
+@cocotb.test()
+async def jumbo_frame_spans_descriptors_both_ways(dut):
+    """A 9000-byte frame: five TX buffers chained to EOP, five RX buffers reassembled byte-exact."""
+    sys_, vfs = await up(dut, num_vfs=2)
+    pkt = frame(vfs[0].mac, vfs[1].mac, 42, 9000)
+    assert await vfs[0].start_xmit(pkt)
+    assert await recv(vfs[1].netdev) == pkt
+    assert vfs[0].netdev.tx[0].next_to_use == 5 and vfs[1].netdev.rx[0].next_to_clean == 5
+    assert await stat(vfs[1], "RX_BYTES") == len(pkt) and await stat(vfs[1], "RX_ERRORS") == 0
+    too_big = frame(vfs[0].mac, vfs[1].mac, 43, device.MAX_FRAME + 100)
+    assert await vfs[0].start_xmit(too_big)                   # the device refuses it: ERR_LEN
+    await Timer(50, "us")
+    assert await recv(vfs[1].netdev, 20) is None and vfs[0].netdev.stats(0, "tx").errors == 1
