@@ -38,3 +38,18 @@ docs: $(STAMP)
 
 clean:
 	rm -rf sim_build results.xml
+
+# Coverage-driven verification (docs/verification.md):
+#   make regress SEEDS=20   the pyuvm random tests over SEEDS seeds on JOBS workers, merged
+#                           coverage, sim_build/regress/report.{txt,html}
+#   make testplan           every testplan.yaml feature with its tests, their results and coverage
+SEEDS ?= 20
+JOBS  ?= 2
+.PHONY: regress testplan
+
+regress: $(STAMP)
+	$(PY) -m tb.regress --seeds $(SEEDS) --jobs $(JOBS)
+
+testplan: $(STAMP)
+	-$(PY) -m pytest tests -m "not sim" -q -p no:cacheprovider --junitxml=sim_build/pytest.xml
+	$(PY) -m tb.testplan

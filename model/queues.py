@@ -20,8 +20,9 @@ Engine rules:
   oversized TX descriptors complete with ERR_LEN and the frame is not sent.
 * RX buffer writes are posted: a faulting one cannot be seen by the device (as on
   real hardware); the IOMMU records it and the data is lost.
-* A function reset (FLR, CTRL.RST) bumps a generation number: work in flight is
-  abandoned after its current DMA ("pending DMA dropped").
+* A function reset (FLR, CTRL.RST) or disabling a queue starts a new epoch of
+  the ring: work in flight is abandoned after its current DMA ("pending DMA
+  dropped"); a frame being fetched is not sent.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ class Ring:
         self.engine = engine
         self.index = index
         self.rx = rx
+        self.epoch = 0          # bumped by reset or disable: work in flight from before is abandoned
+        self.clear()
+
+    def clear(self) -> None:
+        """Back to reset values; in-flight work of the previous epoch is abandoned."""
+        self.epoch += 1
         self.base_lo = self.base_hi = self.length = 0
         self.head = self.tail = 0
         self.ctl = 0
@@ -94,7 +101,6 @@ class QueueEngine:
         self.log = function.log
         self.num_queues = num_queues
         self.num_vectors = num_vectors
-        self.generation = 0
         self.tx = [Ring(self, q, rx=False) for q in range(num_queues)]
         self.rx = [Ring(self, q, rx=True) for q in range(num_queues)]
         self.qerr = [0] * num_queues
@@ -171,6 +177,10 @@ class QueueEngine:
             ring.staged.clear()
             ring.fifo.clear()
         elif not enable and ring.enabled:
+            ring.epoch += 1                     # a disabled queue stops mid-frame: nothing more is sent
+            ring.busy = False                   # the worker of the old epoch is abandoned
+            ring.cache.clear()
+            ring.staged.clear()
             ring.fifo.clear()
         ring.ctl = VECTOR.put(ENABLE.put(0, int(enable)), vector)
 
@@ -196,9 +206,8 @@ class QueueEngine:
 
     def reset(self) -> None:
         """Function reset: queues stopped and cleared, in-flight work abandoned."""
-        self.generation += 1
         for ring in self.tx + self.rx:
-            ring.__init__(self, ring.index, ring.rx)
+            ring.clear()
         self.qerr = [0] * self.num_queues
         self.rx_nobuf = [0] * self.num_queues
         self.eitr = [0] * self.num_vectors
@@ -249,29 +258,33 @@ class QueueEngine:
             cocotb.start_soon(self._run(ring))
 
     async def _run(self, ring: Ring) -> None:
-        gen = self.generation
+        gen = ring.epoch
         try:
             more = await (self._rx_work(ring, gen) if ring.rx else self._tx_work(ring, gen))
         except DmaFault as exc:
-            if gen == self.generation:
+            if gen == ring.epoch:
                 self._bad(ring, QueueError.DMA_FAULT, str(exc))
                 self.count("RX_ERRORS" if ring.rx else "TX_ERRORS")
             more = False
+        if gen != ring.epoch:
+            return                  # reset or disabled meanwhile: a new epoch owns the ring
         ring.busy = False
-        if more and gen == self.generation:
+        if more:
             self._kick(ring)        # budget used up: yield, then continue
 
-    async def _fetch(self, ring: Ring) -> bool:
+    async def _fetch(self, ring: Ring, gen: int) -> bool:
         """Prefetch up to a batch of posted descriptors into ``ring.cache``; False if none."""
         n = min((ring.tail - ring.fetch) % ring.length, ring.length - ring.fetch, device.DESC_FETCH_BATCH)
         if n == 0:
             return False
         raw = await self._dma_read(ring.base + ring.fetch * d.DESC_SIZE, n * d.DESC_SIZE)
+        if gen != ring.epoch:
+            return False
         ring.cache.extend(d.parse_read(raw[i * d.DESC_SIZE:(i + 1) * d.DESC_SIZE]) for i in range(n))
         ring.fetch = (ring.fetch + n) % ring.length
         return True
 
-    async def _complete(self, ring: Ring, descs, results) -> None:
+    async def _complete(self, ring: Ring, descs, results, gen: int) -> None:
         """Write back ``descs`` (starting at the head) in place and advance the head."""
         out = b"".join(addr.to_bytes(8, "little") + d.writeback(length, status)
                        for (addr, _, _), (length, status) in zip(descs, results))
@@ -280,30 +293,42 @@ class QueueEngine:
         await self._dma_write(ring.base + first * d.DESC_SIZE, out[:split])
         if split < len(out):                                  # the span wraps the ring
             await self._dma_write(ring.base, out[split:])
-        ring.head = (first + len(descs)) % ring.length
+        if gen == ring.epoch:
+            ring.head = (first + len(descs)) % ring.length
 
     # -- TX -------------------------------------------------------------------------------
     async def _tx_work(self, ring: Ring, gen: int) -> bool:
         budget = device.QUEUE_BUDGET
         done = 0
         while budget > done and ring.enabled:
-            if not ring.cache and not await self._fetch(ring):
+            if not ring.cache and not await self._fetch(ring, gen):
                 break
-            if gen != self.generation:
+            if gen != ring.epoch:
                 return False
             desc = ring.cache.popleft()
             ring.staged.append(desc)
             if not d.TX_CMD_EOP.get(desc[2]) and len(ring.staged) < device.TX_MAX_FRAME_DESCS:
                 continue
             frame, ring.staged = ring.staged, []
-            results = await self._transmit(ring, frame, gen)
-            if gen != self.generation:
+            try:
+                results = await self._transmit(ring, frame, gen)
+            except DmaFault:
+                await self._complete_failed(ring, frame, gen)
+                raise
+            if gen != ring.epoch:
                 return False
-            await self._complete(ring, frame, results)
+            await self._complete(ring, frame, results, gen)
             done += len(frame)
         if done:
             self.raise_irq(ring.vector)
         return ring.enabled and (ring.tail - ring.fetch) % ring.length > 0
+
+    async def _complete_failed(self, ring: Ring, descs, gen: int) -> None:
+        """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
+        try:
+            await self._complete(ring, descs, [(0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask)] * len(descs), gen)
+        except DmaFault:
+            pass
 
     async def _transmit(self, ring: Ring, descs, gen: int) -> list[tuple[int, int]]:
         """Send one frame made of ``descs``; return the write-back (length, status) of each."""
@@ -314,7 +339,7 @@ class QueueEngine:
             self.log.warning("%s: bad frame (buffer lengths %s): not sent", ring.name, lengths)
             return [(0, d.STATUS_DD.mask | d.STATUS_ERR_LEN.mask)] * len(descs)
         data = b"".join([await self._dma_read(addr, length) for addr, length, _ in descs])
-        if gen != self.generation:
+        if gen != ring.epoch:
             return []
         delivered = self.fn.nic.transmit(self.fn, data)
         status = d.STATUS_DD.mask | (0 if delivered else d.STATUS_DROPPED.mask)
@@ -343,9 +368,9 @@ class QueueEngine:
             frame = ring.fifo.popleft()
             used, results, pos = [], [], 0
             while pos < len(frame) or not used:
-                if not ring.cache and not await self._fetch(ring):
+                if not ring.cache and not await self._fetch(ring, gen):
                     break                                   # out of buffers mid-frame: truncate
-                if gen != self.generation:
+                if gen != ring.epoch:
                     return False
                 addr, size, _ = ring.cache.popleft()
                 chunk = frame[pos:pos + size]
@@ -361,9 +386,9 @@ class QueueEngine:
             last_len, last_status = results[-1]
             last_status |= d.STATUS_EOP.mask | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
             results[-1] = (last_len, last_status)
-            if gen != self.generation:
+            if gen != ring.epoch:
                 return False
-            await self._complete(ring, used, results)
+            await self._complete(ring, used, results, gen)
             done += len(used)
             if pos < len(frame):
                 self.count("RX_ERRORS")

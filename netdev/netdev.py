@@ -49,6 +49,7 @@ class NetDev:
         self.polls = [0] * num_queues
         self.reschedules = [0] * num_queues
         self.is_open = False
+        self._irqs: set[int] = set()
         self.before_unmask = None     # test hook: called between napi_complete and the unmask
 
     # -- what the rings need from their driver ----------------------------------------------
@@ -73,7 +74,9 @@ class NetDev:
         self.rx = [RxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         for q in range(self.num_queues):
             vector = self.first_vector + q
-            self.owner.pdev.request_irq(vector, self._irq_handler(q))
+            if vector not in self._irqs:              # a reopen keeps the handler it has
+                self._irqs.add(vector)
+                self.owner.pdev.request_irq(vector, self._irq_handler(q))
             for ring in (self.tx[q], self.rx[q]):
                 await self.owner.configure_queue(q, ring is self.rx[q], ring.desc_iova, ring.size, ring.buf_size)
             for ring, (lo, hi, ln, ctl) in ((self.tx[q], (regs.TDBAL, regs.TDBAH, regs.TDLEN, regs.TXDCTL)),

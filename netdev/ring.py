@@ -87,7 +87,7 @@ class TxRing(_Ring):
             length, status = self.slot_status(slot)
             self.stats.bytes += length
             if self.eop[slot]:
-                if status & d.STATUS_ERR_LEN.mask:
+                if status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask):
                     self.stats.errors += 1
                 elif status & d.STATUS_DROPPED.mask:
                     self.stats.dropped += 1

@@ -81,16 +81,24 @@ class PfDriver:
 
     async def open(self, ring_size: int = 256) -> None:
         """ndo_open of the PF's own net device."""
+        self.ring_size = ring_size
         await self.netdev.open(ring_size)
 
     async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None:
         """The PF programs its own rings directly; nothing to ask."""
 
     async def reset(self) -> None:
-        """PF software reset (CTRL.RST): VFs see RSTI; re-init and signal RSTD (PFRSTD)."""
+        """PF software reset (CTRL.RST): VFs see RSTI; the PF's own port and queues are
+        rebuilt, then RSTD is signalled to the VFs (PFRSTD)."""
+        reopen = self.netdev.is_open
+        if reopen:
+            await self.netdev.stop()
         await self.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
         await self.read_reg(regs.STATUS)          # flush the posted write
         await Timer(10, "us")
+        await program_function(self, 0, self.mac)
+        if reopen:
+            await self.netdev.open(self.ring_size)
         await self.mailbox.restart()
 
     # -- administrator policy (ip link set <pf> vf N ...) ------------------------------------

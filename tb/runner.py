@@ -29,6 +29,7 @@ SIM_MODULES = [
     "tb.test_datapath",
     "tb.test_lifecycle",
     "tb.test_quickstart",
+    "tb.test_uvm",
 ]
 
 

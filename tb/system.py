@@ -44,13 +44,24 @@ IOMMU_POOL_SIZE = 64 << 20
 HARNESS_CLOCK_NS = 10_000
 
 
-def quiet_logging(verbose: bool | None = None) -> None:
+class _ScanMissFilter(logging.Filter):
+    """Enumeration probes every empty device slot; the RC's warning for each is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to route config type 0 TLP")
+
+
+_SCAN_MISS_FILTER = _ScanMissFilter()
+
+
+def quiet_logging(verbose: bool | None = None) -> bool:
     """cocotbext-pcie logs every TLP at INFO, a large share of wall time: quiet unless asked."""
     if verbose is None:
         verbose = os.environ.get("NIC_VERBOSE", "0") == "1"
     level = logging.DEBUG if verbose else logging.WARNING
     logging.getLogger("cocotb.pcie").setLevel(level)
     logging.getLogger("cocotb.nic").setLevel(logging.DEBUG if verbose else logging.INFO)
+    return verbose
 
 
 @dataclass
@@ -114,14 +125,24 @@ class System:
         return dev
 
 
+#: observation inputs of tb/hdl/nic_harness.sv, all driven from Python on events only
+#: (tb/uvm/probe.py); they start at 0
+HARNESS_PROBES = (
+    "link_up", "last_rid", "cfg_access", "num_vfs",
+    "msix_pulse", "msix_rid", "msix_vector", "msix_count",
+    "doorbell_pulse", "doorbell_rid", "doorbell_reg", "doorbell_value", "doorbell_count",
+    "dma_fault_pulse", "dma_fault_rid", "dma_fault_count",
+    "reset_pulse", "reset_kind", "reset_rid", "frames_switched", "frames_to_uplink",
+)
+
+
 async def start_harness(dut) -> None:
-    """Clock and reset of the HDL harness; link_up follows the PCIe link."""
+    """Clock and reset of the HDL harness; every observation input starts at 0
+    (link_up follows the PCIe link, the rest is driven by the pyuvm monitors)."""
     Clock(dut.clk, HARNESS_CLOCK_NS, unit="ns").start()
     dut.rst.value = 1
-    dut.link_up.value = 0
-    dut.last_rid.value = 0
-    dut.cfg_access.value = 0
-    dut.msix_pulse.value = 0
+    for name in HARNESS_PROBES:
+        getattr(dut, name).value = 0
     await Timer(4 * HARNESS_CLOCK_NS, "ns")
     dut.rst.value = 0
 
@@ -139,7 +160,7 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     translation on, the PF attached in pass-through (the host trusts its own PF
     driver), every VF blocked until :meth:`System.attach_vf_domain`.
     """
-    quiet_logging(verbose)
+    verbose = quiet_logging(verbose)
     await start_harness(dut)
     if iommu and rc is None:
         from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
@@ -147,6 +168,8 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     if iommu and not hasattr(rc, "iommu"):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
     rc = rc or RootComplex()
+    if not verbose:
+        rc.log.addFilter(_SCAN_MISS_FILTER)
     root_port = rc.make_port()
     root_port.pcie_cap.ari_forwarding_supported = ari
     root_port.downstream_port.max_link_speed = device.LINK_SPEED_GEN

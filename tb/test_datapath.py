@@ -192,6 +192,7 @@ async def bad_descriptors_and_doorbells(dut):
     fault = sys_.iommu_driver.iommu.faults.records[-1]
     assert fault.source_id == int(vf.pdev.pcie_id) and fault.address == 0x7F00_0000 and not fault.is_write
     assert vf.netdev.polls[0] > irqs                 # the driver was interrupted
+    assert vf.netdev.stats(0, "tx").errors == 3      # its descriptor came back DD | ERR_DMA
     await traffic_ok(vfs, 2)
     # a doorbell on the (now disabled) queue: ignored, counted
     before = await vf.read_reg(regs.QERR_COUNT, 0)

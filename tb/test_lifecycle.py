@@ -84,3 +84,18 @@ async def pcap_records_every_frame_entering_the_switch(dut):
     await Timer(20, "us")
     sys_.nic.close_pcap()
     assert [bytes(p) for p in rdpcap(str(path))] == sent + [inbound]
+
+
+@cocotb.test()
+async def pf_reset_with_traffic_rebuilds_every_port(dut):
+    """PF reset: VFs see RSTI then RSTD and rebuild; the PF's own port and rings come back too."""
+    sys_, vfs = await up(dut, num_vfs=2, open_pf=True)
+    await sys_.pf.reset()
+    await wait_until(lambda: all(vf.ready and vf.resets == 1 for vf in vfs))
+    pkt = frame(vfs[0].mac, "ff:ff:ff:ff:ff:ff", 11)
+    assert await vfs[0].start_xmit(pkt)
+    assert await recv(vfs[1].netdev) == pkt
+    assert await recv(sys_.pf.netdev) == pkt
+    pkt = frame(sys_.pf.mac, vfs[1].mac, 12)
+    assert await sys_.pf.netdev.start_xmit(pkt)
+    assert await recv(vfs[1].netdev) == pkt

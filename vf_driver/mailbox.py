@@ -71,7 +71,7 @@ class VfMailbox:
             left = deadline - get_sim_time("ns")
             if left <= 0:
                 return False
-            await First(self.irq.wait(), Timer(min(left, timeout_ns // 8) or 1, "ns"))
+            await First(self.irq.wait(), Timer(max(int(min(left, timeout_ns // 8)), 1), "ns"))
 
     async def _lock_buffer(self) -> bool:
         deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS

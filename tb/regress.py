@@ -1,0 +1,298 @@
+"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, merged coverage, a report.
+
+Each seed is one simulator process running every test of ``tb.test_uvm`` with
+``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``; workers share the one
+Verilator build (``tb.runner`` builds it once, under a lock) and each writes its own
+results file, log and coverage file::
+
+    sim_build/regress/results/<seed>.xml     JUnit results
+    sim_build/regress/logs/<seed>.log        simulator output
+    sim_build/coverage/<seed>.xml            cocotb-coverage database of the run
+    sim_build/coverage/merged.xml            all seeds merged (also used by ``make testplan``)
+    sim_build/regress/report.txt, report.html
+
+    python -m tb.regress --seeds 20 --jobs 2          # seeds 1..20
+    python -m tb.regress --seed 7                     # one seed, e.g. to reproduce a failure
+    python -m tb.regress --seeds 4 --first-seed 100
+    python -m tb.regress --report-only                # the report again, from the last results
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as et
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tb.runner import BUILD_DIR, ROOT
+
+REGRESS_DIR = BUILD_DIR / "regress"
+COVERAGE_DIR = BUILD_DIR / "coverage"
+MERGED = COVERAGE_DIR / "merged.xml"
+MODULE = "tb.test_uvm"
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    wall_s: float = 0.0
+    tests: dict = field(default_factory=dict)     # test name -> "pass" / "fail" / "skip"
+    messages: dict = field(default_factory=dict)  # test name -> failure message
+    error: str = ""                                # simulator crash, missing results
+
+    @property
+    def failed(self) -> list[str]:
+        return [t for t, s in self.tests.items() if s == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.failed and bool(self.tests)
+
+
+def repro_command(seed: int, test: str | None = None) -> str:
+    case = f" --testcase {test}" if test else ""
+    return f"NIC_UVM_LEVEL=regress PYTHONHASHSEED=0 .venv/bin/python -m tb.runner {MODULE} --seed {seed}{case}"
+
+
+_EXCEPTION = re.compile(r"^[\s|]*(\w+(?:Error|Exception)): (.*)$")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def failure_message(child) -> list[str]:
+    """The failure's message; for an exception group, the first exception inside it (with the
+    file and line it was raised at), which says more than 'Multiple exceptions in test'."""
+    message = (child.get("message") or "").strip()
+    text = child.text or ""
+    if message.startswith("Multiple exceptions") or not message:
+        where = ""
+        for line in text.splitlines():
+            frame = _FRAME.search(line)
+            if frame:
+                where = f"{frame.group(1).replace(str(ROOT) + '/', '')}:{frame.group(2)}"
+            found = _EXCEPTION.match(line)
+            if found and found.group(1) != "ExceptionGroup":
+                return [f"{found.group(1)}: {found.group(2)} (at {where})" if where else line.strip(" |")]
+    return (message or text.strip()).splitlines()[0:1]
+
+
+def read_junit(path: Path) -> tuple[dict, dict]:
+    """(test name -> pass/fail/skip, test name -> message) of a cocotb JUnit file."""
+    tests, messages = {}, {}
+    for case in et.parse(path).getroot().iter("testcase"):
+        name = case.get("name")
+        status = "pass"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                status = "fail"
+                messages[name] = failure_message(child)
+            elif child.tag == "skipped":
+                status = "skip"
+        tests[name] = status
+    return tests, messages
+
+
+def run_seed(seed: int, testcase: str | None = None) -> SeedResult:
+    results = REGRESS_DIR / "results" / f"{seed}.xml"
+    log = REGRESS_DIR / "logs" / f"{seed}.log"
+    (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
+    results.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "tb.runner", MODULE, "--seed", str(seed), "--results", str(results)]
+    if testcase:
+        cmd += ["--testcase", testcase]
+    env = dict(os.environ, NIC_UVM_LEVEL="regress", PYTHONHASHSEED="0", NIC_COVERAGE_DIR=str(COVERAGE_DIR))
+    env.pop("WAVES", None)
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    res = SeedResult(seed, time.monotonic() - t0)
+    if results.exists():
+        res.tests, res.messages = read_junit(results)
+    if not res.tests:
+        res.error = f"no results (exit code {proc.returncode}); see {log}"
+    return res
+
+
+# -- coverage -----------------------------------------------------------------------------------
+@dataclass
+class Point:
+    name: str
+    covered: int
+    size: int
+    bins: list          # (bin, hits)
+    at_least: int = 1
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.covered / self.size if self.size else 0.0
+
+
+def merge(files: list[Path], out: Path = MERGED) -> Path | None:
+    from cocotb_coverage.coverage import merge_coverage
+    files = [f for f in files if f.exists()]
+    if not files:
+        return None
+    merge_coverage(lambda *_: None, str(out), *map(str, files))
+    return out
+
+
+def read_coverage(path: Path) -> tuple[dict, dict]:
+    """(node name -> (covered, size)) of every group and (coverpoint name -> Point), from an
+    exported or merged cocotb-coverage XML file; names without the leading ``top.``."""
+    nodes, points = {}, {}
+    for elem in et.parse(path).getroot().iter():
+        name = elem.get("abs_name", "")
+        if "bin" in elem.tag or not name:
+            continue
+        name = name.removeprefix("top.")
+        covered, size = int(elem.get("coverage", 0)), int(elem.get("size", 0))
+        nodes[name] = (covered, size)
+        if elem.get("weight") is not None:
+            bins = [(b.get("bin"), int(b.get("hits"))) for b in elem if "bin" in b.tag]
+            points[name] = Point(name, covered, size, bins, int(elem.get("at_least", 1)))
+    return nodes, points
+
+
+def uncovered(points: dict) -> list[tuple[str, str]]:
+    return [(p.name, b) for p in points.values() for b, hits in p.bins if hits < p.at_least]
+
+
+# -- report -------------------------------------------------------------------------------------
+def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: int) -> tuple[str, str]:
+    from tb.uvm.coverage import GROUPS
+    lines, rows = [], []
+    passed = sum(r.ok for r in results)
+    lines.append(f"regression of {MODULE}: {len(results)} seed(s), {passed} passed, {len(results) - passed} failed; "
+                 f"{jobs} worker(s), wall time {wall_s:.0f} s")
+    nodes, points = read_coverage(merged) if merged else ({}, {})
+    if "nic" in nodes:
+        cov, size = nodes["nic"]
+        lines.append(f"total functional coverage: {100 * cov / size:.1f}% ({cov}/{size} bins), merged in {merged}")
+    lines.append("")
+    lines.append("per covergroup:")
+    for group, doc in GROUPS.items():
+        if group in nodes:
+            cov, size = nodes[group]
+            lines.append(f"  {group:<14} {100 * cov / size:5.1f}%  {cov:>3}/{size:<3}  {doc}")
+            for p in sorted(points.values(), key=lambda p: p.name):
+                if p.name.startswith(group + "."):
+                    lines.append(f"      {p.name[len(group) + 1:]:<26} {p.percent:5.1f}%  {p.covered}/{p.size}")
+    holes = uncovered(points)
+    lines.append("")
+    lines.append(f"uncovered bins ({len(holes)}):")
+    lines += [f"  {name}: {b}" for name, b in holes]
+    lines.append("")
+    lines.append("seeds:")
+    for r in results:
+        status = "PASS" if r.ok else "FAIL"
+        tests = ", ".join(f"{t}:{s}" for t, s in r.tests.items()) or r.error
+        lines.append(f"  seed {r.seed:<6} {status}  {r.wall_s:6.1f} s  {tests}")
+        for t in r.failed:
+            lines.append(f"      {t}: {' '.join(r.messages.get(t, []))}")
+            lines.append(f"      reproduce: {repro_command(r.seed, t)}")
+        if r.error:
+            lines.append(f"      reproduce: {repro_command(r.seed)}")
+    text = "\n".join(lines) + "\n"
+
+    def esc(s):
+        return html.escape(str(s))
+    for r in results:
+        cls = "pass" if r.ok else "fail"
+        fails = "<br>".join(f"{esc(t)}: {esc(' '.join(r.messages.get(t, [])))}<br><code>{esc(repro_command(r.seed, t))}</code>"
+                            for t in r.failed) or esc(r.error)
+        rows.append(f"<tr class={cls}><td>{r.seed}</td><td>{'PASS' if r.ok else 'FAIL'}</td><td>{r.wall_s:.1f}</td>"
+                    f"<td>{esc(', '.join(f'{t}:{s}' for t, s in r.tests.items()))}</td><td>{fails}</td></tr>")
+    groups = []
+    for group, doc in GROUPS.items():
+        if group in nodes:
+            cov, size = nodes[group]
+            sub = "".join(f"<tr><td>&nbsp;&nbsp;{esc(p.name)}</td><td>{p.percent:.1f}%</td><td>{p.covered}/{p.size}</td>"
+                          f"<td>{esc(', '.join(b for b, h in p.bins if h < p.at_least))}</td></tr>"
+                          for p in sorted(points.values(), key=lambda p: p.name) if p.name.startswith(group + "."))
+            groups.append(f"<tr class=group><td>{esc(group)}</td><td>{100 * cov / size:.1f}%</td><td>{cov}/{size}</td>"
+                          f"<td>{esc(doc)}</td></tr>{sub}")
+    total = ""
+    if "nic" in nodes:
+        cov, size = nodes["nic"]
+        total = f"<p><b>Total functional coverage: {100 * cov / size:.1f}%</b> ({cov}/{size} bins)</p>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>NIC regression</title>
+<style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 6px}}
+tr.fail{{background:#fdd}} tr.pass{{background:#dfd}} tr.group{{background:#eef;font-weight:bold}}</style></head><body>
+<h1>Regression of {MODULE}</h1><p>{esc(lines[0])}</p>{total}
+<h2>Coverage by covergroup (uncovered bins listed)</h2>
+<table><tr><th>covergroup / coverpoint</th><th>coverage</th><th>bins</th><th>uncovered bins / description</th></tr>
+{''.join(groups)}</table>
+<h2>Seeds</h2><table><tr><th>seed</th><th>result</th><th>wall s</th><th>tests</th><th>failures and how to reproduce</th></tr>
+{''.join(rows)}</table></body></html>
+"""
+    return text, page
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("SEEDS", "20")), help="number of seeds")
+    ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, action="append", help="run exactly these seeds (repeatable)")
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
+    ap.add_argument("--testcase", help="only these tests (comma-separated)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rebuild the report from the last regression's results, running nothing")
+    args = ap.parse_args(argv)
+    if args.report_only:
+        return write_report(*reload_last())
+    seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
+    for sub in ("results", "logs"):                 # a report speaks of this regression only
+        (REGRESS_DIR / sub).mkdir(parents=True, exist_ok=True)
+        for old in (REGRESS_DIR / sub).iterdir():
+            old.unlink()
+    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
+    from tb.runner import get_runner
+    get_runner()                                   # build once, before the workers start
+    print(f"regress: {len(seeds)} seed(s) on {args.jobs} worker(s): {seeds}", flush=True)
+    t0 = time.monotonic()
+    results = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for res in pool.map(lambda s: run_seed(s, args.testcase), seeds):
+            print(f"  seed {res.seed}: {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
+                  + (f" ({', '.join(res.failed) or res.error})" if not res.ok else ""), flush=True)
+            results.append(res)
+    wall = time.monotonic() - t0
+    (REGRESS_DIR / "run.json").write_text(json.dumps(
+        {"wall_s": wall, "jobs": args.jobs, "seeds": {r.seed: r.wall_s for r in results}}))
+    return write_report(results, wall, args.jobs)
+
+
+def reload_last() -> tuple[list[SeedResult], float, int]:
+    """The last regression's seeds and results, from sim_build/regress/."""
+    run = json.loads((REGRESS_DIR / "run.json").read_text())
+    results = []
+    for seed, wall in run["seeds"].items():
+        res = SeedResult(int(seed), wall)
+        path = REGRESS_DIR / "results" / f"{seed}.xml"
+        if path.exists():
+            res.tests, res.messages = read_junit(path)
+        else:
+            res.error = "no results"
+        results.append(res)
+    return results, run["wall_s"], run["jobs"]
+
+
+def write_report(results: list[SeedResult], wall: float, jobs: int) -> int:
+    merged = merge([COVERAGE_DIR / f"{r.seed}.xml" for r in results])
+    text, page = report(results, merged, wall, jobs)
+    (REGRESS_DIR / "report.txt").write_text(text)
+    (REGRESS_DIR / "report.html").write_text(page)
+    print(text)
+    print(f"report: {REGRESS_DIR / 'report.txt'} and {REGRESS_DIR / 'report.html'}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

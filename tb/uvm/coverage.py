@@ -1,0 +1,290 @@
+"""Functional coverage (cocotb-coverage) sampled from the monitors' analysis ports.
+
+Every coverpoint lives under ``nic.<group>``; :data:`GROUPS` lists the groups the
+report shows.  The collector is a set of analysis exports: each monitor stream
+calls one ``sample_*`` method, decorated with the coverpoints and crosses it
+feeds.  Nothing here is sampled by hand from a test.
+
+Per run the database is exported to ``sim_build/coverage/<seed>.xml`` (see
+:func:`export`); :mod:`tb.regress` merges the runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cocotb_coverage.coverage import CoverCross, CoverPoint, coverage_db
+from pyuvm import uvm_component
+
+from datasheet import descriptors as d
+from datasheet.mailbox import MbxError, Opcode
+from tb.uvm import reference as ref
+from tb.uvm.items import (
+    DmaEvent,
+    Doorbell,
+    IotlbFill,
+    MailboxEvent,
+    MsiEvent,
+    ResetEvent,
+    SwitchEvent,
+    Writeback,
+)
+from tb.uvm.scoreboard import imp
+
+ROOT = Path(__file__).resolve().parents[2]
+COVERAGE_DIR = ROOT / "sim_build" / "coverage"
+
+# -- bins ------------------------------------------------------------------------------------
+NUM_VFS_BINS = ["1", "2-7", "8", "9-63", "64+"]
+
+
+def num_vfs_bucket(n: int) -> str:
+    if n >= 64:
+        return "64+"
+    if n >= 9:
+        return "9-63"
+    if n == 8:
+        return "8"
+    return "2-7" if n >= 2 else "1"
+
+
+OPCODES = [op.name for op in Opcode if op is not Opcode.LINK_STATUS] + ["UNKNOWN"]
+REPLIES = ["ACK", "NACK"]
+VF_STATES = ["not-reset", "cleared-to-send", "configured"]
+NACK_ERRORS = [e.name for e in MbxError]
+#: impossible by the protocol: an opcode other than RESET accepted before RESET, an unknown opcode accepted
+MBX_IGNORE = [(op, "ACK", "not-reset") for op in OPCODES if op != "RESET"] + \
+             [("UNKNOWN", "ACK", s) for s in VF_STATES if s != "not-reset"]
+
+
+def opcode_name(opcode: int) -> str:
+    try:
+        op = Opcode(opcode)
+    except ValueError:
+        return "UNKNOWN"
+    return "UNKNOWN" if op is Opcode.LINK_STATUS else op.name
+
+
+FRAME_LEN_BINS = ["runt", "min", "typical", "max", "jumbo", "bad"]
+
+
+def frame_len_bin(frame: bytes) -> str:
+    n = len(frame) - (ref.VLAN_HLEN if ref.vlan_of(frame) is not None else 0)
+    if n < 60:
+        return "runt"
+    if n == 60:
+        return "min"
+    if n < 1514:
+        return "typical"
+    return "max" if n == 1514 else "jumbo"
+
+
+DESC_STATUS_BINS = ["tx_ok", "tx_err_len", "tx_dropped", "tx_err_dma", "rx_eop", "rx_more", "rx_trunc"]
+
+
+def desc_status_bin(wb: Writeback) -> str:
+    s = wb.status
+    if not wb.rx:
+        if s & d.STATUS_ERR_DMA.mask:
+            return "tx_err_dma"
+        if s & d.STATUS_ERR_LEN.mask:
+            return "tx_err_len"
+        return "tx_dropped" if s & d.STATUS_DROPPED.mask else "tx_ok"
+    if s & d.STATUS_TRUNC.mask:
+        return "rx_trunc"
+    return "rx_eop" if s & d.STATUS_EOP.mask else "rx_more"
+
+
+FAULT_REASONS = ["ROOT_ENTRY_NOT_PRESENT", "CONTEXT_ENTRY_NOT_PRESENT", "SLPTE_NOT_PRESENT", "WRITE_DENIED",
+                 "READ_DENIED", "ADDRESS_BEYOND_AW"]
+REQUESTERS = ["pf", "vf"]
+#: the PF is attached in pass-through on its own bus: only a missing context entry can stop it
+FAULT_IGNORE = [(r, "pf") for r in FAULT_REASONS if r != "CONTEXT_ENTRY_NOT_PRESENT"]
+PAGE_SIZES = ["4K", "2M", "1G"]
+PAGE_SHIFTS = {12: "4K", 21: "2M", 30: "1G"}
+RESET_KINDS = ["vf_flr", "vf_soft", "pf_reset"]
+SWITCH_DECISIONS = list(ref.DECISIONS)
+SOURCES = ["pf", "vf", "uplink"]
+#: a frame from the uplink is never spoof-checked nor sent back to the uplink; the PF is not spoof-checked
+SWITCH_IGNORE = [(ref.DROP_SPOOF, "uplink"), (ref.TO_UPLINK, "uplink"), (ref.DROP_SPOOF, "pf")]
+
+#: group -> one-line description, in report order
+GROUPS = {
+    "nic.sriov": "SR-IOV configuration: NumVFs buckets",
+    "nic.mailbox": "mailbox opcode x reply x VF state, NACK codes, notifications",
+    "nic.datapath": "descriptor status, frame lengths, ring wrap",
+    "nic.iommu": "IOMMU fault reason x requester kind, page sizes used",
+    "nic.irq": "MSI-X messages with and without interrupt moderation",
+    "nic.reset": "reset kind x traffic in flight",
+    "nic.switch": "switch decisions x source port kind",
+}
+
+
+def _kind(port) -> str:
+    if port is None or port == ref.UPLINK:
+        return "uplink"
+    return "pf" if port == 0 else "vf"
+
+
+# -- the sampling functions: one per monitor stream -------------------------------------------
+@CoverPoint("nic.sriov.num_vfs", xf=num_vfs_bucket, bins=NUM_VFS_BINS)
+def _sample_num_vfs(n):
+    pass
+
+
+@CoverPoint("nic.mailbox.opcode", xf=lambda e: opcode_name(e.opcode), bins=OPCODES)
+@CoverPoint("nic.mailbox.reply", xf=lambda e: e.reply, bins=REPLIES)
+@CoverPoint("nic.mailbox.vf_state", xf=lambda e: e.vf_state, bins=VF_STATES)
+@CoverCross("nic.mailbox.opcode_x_reply_x_state",
+            items=["nic.mailbox.opcode", "nic.mailbox.reply", "nic.mailbox.vf_state"], ign_bins=MBX_IGNORE)
+def _sample_request(e):
+    pass
+
+
+@CoverPoint("nic.mailbox.nack_error", xf=lambda e: MbxError(e).name if e in MbxError._value2member_map_ else None,
+            bins=NACK_ERRORS)
+def _sample_nack(error):
+    pass
+
+
+@CoverPoint("nic.mailbox.notification", xf=lambda e: "LINK_STATUS" if e.opcode == Opcode.LINK_STATUS else "OTHER",
+            bins=["LINK_STATUS"])
+def _sample_notification(e):
+    pass
+
+
+@CoverPoint("nic.datapath.desc_status", xf=desc_status_bin, bins=DESC_STATUS_BINS)
+def _sample_writeback(wb):
+    pass
+
+
+@CoverPoint("nic.datapath.frame_len", xf=lambda x: x, bins=FRAME_LEN_BINS)
+def _sample_frame_len(kind):
+    pass
+
+
+@CoverPoint("nic.datapath.ring_wrap", xf=lambda db: "rx_wrap" if db.rx else "tx_wrap", bins=["tx_wrap", "rx_wrap"])
+def _sample_wrap(db):
+    pass
+
+
+def crossed(group: str, first: tuple, second: tuple, ignore=()):
+    """Decorator: coverpoints ``<group>.<first name>`` and ``<group>.<second name>`` sampled
+    from the decorated function's two arguments (``first``/``second`` = (name, bins, map of
+    the argument to a bin)) and their cross ``<group>.<first>_x_<second>``."""
+    (a, a_bins, a_map), (b, b_bins, b_map) = first, second
+
+    point_a = CoverPoint(f"{group}.{a}", xf=lambda x, y: a_map(x), bins=a_bins)
+    point_b = CoverPoint(f"{group}.{b}", xf=lambda x, y: b_map(y), bins=b_bins)
+    cross = CoverCross(f"{group}.{a}_x_{b}", items=[f"{group}.{a}", f"{group}.{b}"], ign_bins=ignore)
+    return lambda f: point_a(point_b(cross(f)))           # the points sample first, then the cross
+
+
+def _same(x):
+    return x
+
+
+@crossed("nic.iommu", ("fault_reason", FAULT_REASONS, _same), ("requester", REQUESTERS, _same), FAULT_IGNORE)
+def _sample_fault(reason, who):
+    pass
+
+
+@CoverPoint("nic.iommu.page_size", xf=lambda shift: PAGE_SHIFTS.get(shift), bins=PAGE_SIZES)
+def _sample_page(shift):
+    pass
+
+
+@crossed("nic.irq", ("function", ["pf", "vf"], _same),
+         ("moderation", ["off", "on"], lambda moderated: "on" if moderated else "off"))
+def _sample_msi(who, moderated):
+    pass
+
+
+@crossed("nic.reset", ("kind", RESET_KINDS, _same),
+         ("traffic", ["idle", "in_flight"], lambda busy: "in_flight" if busy else "idle"))
+def _sample_reset(kind, busy):
+    pass
+
+
+@crossed("nic.switch", ("decision", SWITCH_DECISIONS, _same), ("source", SOURCES, _same), SWITCH_IGNORE)
+def _sample_switch(decision, source):
+    pass
+
+
+class CoverageCollector(uvm_component):
+    """Subscribes to the monitors; each ``write_*`` turns one observation into samples."""
+
+    def build_phase(self):
+        self.sriov_export = imp(self, "sriov_export", self.write_sriov)
+        self.mailbox_export = imp(self, "mailbox_export", self.write_mailbox)
+        self.wb_export = imp(self, "wb_export", self.write_wb)
+        self.doorbell_export = imp(self, "doorbell_export", self.write_doorbell)
+        self.dma_export = imp(self, "dma_export", self.write_dma)
+        self.iotlb_export = imp(self, "iotlb_export", self.write_iotlb)
+        self.msi_export = imp(self, "msi_export", self.write_msi)
+        self.reset_export = imp(self, "reset_export", self.write_reset)
+        self.switch_export = imp(self, "switch_export", self.write_switch)
+        self.port_of_rid = lambda rid: None
+
+    def write_sriov(self, num_vfs: int) -> None:
+        if num_vfs:
+            _sample_num_vfs(num_vfs)
+
+    def write_mailbox(self, e: MailboxEvent) -> None:
+        if e.reply == "NOTIFY":
+            _sample_notification(e)
+            return
+        _sample_request(e)
+        if e.error is not None:
+            _sample_nack(e.error)
+
+    def write_wb(self, wb: Writeback) -> None:
+        _sample_writeback(wb)
+        if not wb.rx and wb.status & d.STATUS_ERR_LEN.mask:
+            _sample_frame_len("bad")
+
+    def write_doorbell(self, db: Doorbell) -> None:
+        if db.wrapped:
+            _sample_wrap(db)
+
+    def write_dma(self, e: DmaEvent) -> None:
+        if e.fault_reason is not None:
+            _sample_fault(e.fault_reason, _kind(self.port_of_rid(e.rid)))
+
+    def write_iotlb(self, e: IotlbFill) -> None:
+        _sample_page(e.page_shift)
+
+    def write_msi(self, e: MsiEvent) -> None:
+        if e.port is not None:
+            _sample_msi(_kind(e.port), e.moderated)
+
+    def write_reset(self, e: ResetEvent) -> None:
+        _sample_reset(e.kind, e.traffic_in_flight)
+
+    def write_switch(self, e: SwitchEvent) -> None:
+        source = _kind(e.src)
+        _sample_frame_len(frame_len_bin(e.frame))
+        _sample_switch(ref.primary_kind(e.counters), source)
+        if any(not accepted for _, _, accepted in e.deliveries):
+            _sample_switch(ref.DROP_NO_BUFFER, source)
+
+
+# -- export / totals ---------------------------------------------------------------------------
+def export(seed, path: Path | None = None) -> Path:
+    """Write the whole coverage database (XML) of this run (regression ``seed``) to
+    ``$NIC_COVERAGE_DIR/<seed>.xml`` (default ``sim_build/coverage``); returns the path."""
+    path = path or Path(os.environ.get("NIC_COVERAGE_DIR", COVERAGE_DIR)) / f"{seed}.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    coverage_db.export_to_xml(filename=str(path))
+    return path
+
+
+def totals() -> tuple[int, int]:
+    """(covered bins, bins) over every group."""
+    cov = size = 0
+    for name in GROUPS:
+        if name in coverage_db:
+            cov += coverage_db[name].coverage
+            size += coverage_db[name].size
+    return cov, size
