@@ -35,11 +35,20 @@ SRIOV_LAYOUT = [
 ]
 
 
+def _bits(f) -> str:
+    """A field's bit range as datasheets write it: ``7:4`` or ``3``."""
+    return f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
+
+
+def _field_rows(fields) -> list[str]:
+    return [f"| {_bits(f)} | `{f.name}` | {f.doc} |" for f in fields]
+
+
 def _fields(r: regs.Register) -> str:
     if not r.fields:
         return ""
     return "<br>".join(
-        f"`{f.name}` [{f.lsb + f.width - 1}:{f.lsb}]" if f.width > 1 else f"`{f.name}` [{f.lsb}]"
+        f"`{f.name}` [{_bits(f)}]"
         for f in r.fields)
 
 
@@ -77,8 +86,7 @@ def render() -> str:
     for r in sorted(regs.REGISTERS, key=lambda r: (r.scope.value, r.offset)):
         if r.fields:
             out += [f"`{r.name}` ({r.scope.value})", "", "| bits | field | meaning |", "|---|---|---|"]
-            out += [f"| {f.lsb + f.width - 1}:{f.lsb} | `{f.name}` | {f.doc} |" if f.width > 1
-                    else f"| {f.lsb} | `{f.name}` | {f.doc} |" for f in r.fields]
+            out += _field_rows(r.fields)
             out.append("")
     out += ["", "## SR-IOV extended capability (PF)", "",
             "| offset | register | value / behaviour |", "|---|---|---|"]
@@ -119,9 +127,7 @@ def render_mailbox() -> str:
            "driver sets PFRSTD again, and redoes the handshake. A VF FLR or software reset clears that "
            "VF's mailbox and raises its bit in PF_VFLRE.", "",
            "## Message header (dword 0)", "", "| bits | field | meaning |", "|---|---|---|"]
-    for f in (mbx.HDR_OPCODE, mbx.HDR_LEN, mbx.HDR_CTS, mbx.HDR_NACK, mbx.HDR_ACK):
-        bits = f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
-        out.append(f"| {bits} | `{f.name}` | {f.doc} |")
+    out += _field_rows((mbx.HDR_OPCODE, mbx.HDR_LEN, mbx.HDR_CTS, mbx.HDR_NACK, mbx.HDR_ACK))
     out += ["", f"API version {mbx.API_VERSION[0]}.{mbx.API_VERSION[1]}.", "",
             "## Messages", "",
             "| opcode | name | direction | request payload | dwords | reply | meaning |",
@@ -149,11 +155,6 @@ def render_mailbox() -> str:
             f"{mbx.MBX_RETRIES} times, then reports a timeout. A VF whose registers read all ones "
             "(disabled or removed) fails its request at once.", ""]
     return "\n".join(out)
-
-
-def _field_rows(fields) -> list[str]:
-    return [f"| {f.lsb + f.width - 1}:{f.lsb} | `{f.name}` | {f.doc} |" if f.width > 1
-            else f"| {f.lsb} | `{f.name}` | {f.doc} |" for f in fields]
 
 
 def render_datapath() -> str:
