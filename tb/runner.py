@@ -7,6 +7,7 @@ suite (one pytest test per cocotb module, sharing one build).
 from __future__ import annotations
 
 import argparse
+from xml.etree import ElementTree
 import fcntl
 import os
 import sys
@@ -93,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = run(args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed)
     total, failed = get_results(results)
-    print(f"{total - failed}/{total} cocotb tests passed; results in {results}")
+    skipped = len(ElementTree.parse(results).getroot().findall(".//testcase/skipped"))
+    print(f"{total - failed - skipped}/{total} cocotb tests passed, {skipped} skipped, {failed} failed; "
+          f"results in {results}")
     if args.waves:
         print(f"waveform: {ROOT / 'sim_build' / 'dump.fst'}")
     return 1 if failed else 0
