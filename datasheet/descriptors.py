@@ -46,8 +46,9 @@ class QueueError(enum.IntEnum):
     NONE = 0
     BAD_RING = 1        # base not 128-byte aligned, zero, or length not a power of two in range
     BAD_TAIL = 2        # tail written beyond the ring length
-    DMA_FAULT = 3       # a descriptor or buffer access faulted (IOMMU / UR)
-    DISABLED_DOORBELL = 4   # a doorbell on a disabled queue (counted; the queue is not stopped)
+    DMA_FAULT = 3       # a descriptor or buffer access failed (IOMMU fault, UR, bus mastering off)
+    DISABLED_DOORBELL = 4   # a doorbell on a disabled queue (counted; shown if no other cause is)
+    FN_ERROR = 5        # the function is in the error state (STATUS.FN_ERR); cleared by a function reset
 
 
 def tx_desc(addr: int, length: int, eop: bool = True) -> bytes:

@@ -58,6 +58,21 @@ RING_ALIGN = 128
 RX_BUF_MIN = 256
 RX_BUF_MAX = 16384
 
+#: Function index, used wherever the device numbers its functions (embedded switch port, per-function
+#: register arrays such as SW_FN_CTRL[fn], events): the PF is 0, VF i is 1 + i.
+PF_PORT = 0
+
+
+def vf_port(vf_index: int) -> int:
+    """Function index (switch port) of VF ``vf_index`` (0-based)."""
+    return 1 + vf_index
+
+
+def port_vf(port: int) -> int | None:
+    """VF index of function index ``port``; None for the PF."""
+    return None if port == PF_PORT else port - 1
+
+
 #: MSI-X vector that carries mailbox (and reset) events, on the PF and on every VF
 PF_MBX_VECTOR = 0
 VF_MBX_VECTOR = 0
@@ -68,8 +83,10 @@ SW_VLANS_PER_FN = 8
 #: largest frame (without FCS) a descriptor chain may carry, and the uplink's rate
 MAX_FRAME = 9018
 UPLINK_SPEED_MBPS = 10_000
-#: descriptors fetched per DMA read, and descriptors processed per doorbell before yielding
+#: descriptors fetched per DMA read, and descriptors one queue may process per turn of a DMA engine
 DESC_FETCH_BATCH = 8
 QUEUE_BUDGET = 64
+#: DMA engines shared by every queue of every function, served round-robin one turn at a time
+DMA_ENGINES = 4
 #: a TX frame may span at most this many descriptors; longer chains complete with ERR_LEN
 TX_MAX_FRAME_DESCS = 16

@@ -35,6 +35,14 @@ SRIOV_LAYOUT = [
 ]
 
 
+FN_ERROR_MEANING = {
+    regs.FnError.NONE: "not in the error state",
+    regs.FnError.ENGINE: "a DMA engine turn of one of the function's queues failed unexpectedly",
+    regs.FnError.ACCESS: "a BAR access to the function failed unexpectedly",
+    regs.FnError.TASK: "another task of the function (interrupt delivery, moderation timer) failed unexpectedly",
+}
+
+
 def _bits(f) -> str:
     """A field's bit range as datasheets write it: ``7:4`` or ``3``."""
     return f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
@@ -88,6 +96,9 @@ def render() -> str:
             out += [f"`{r.name}` ({r.scope.value})", "", "| bits | field | meaning |", "|---|---|---|"]
             out += _field_rows(r.fields)
             out.append("")
+    out += ["`FN_ERROR.CAUSE` values (a function enters the error state when the model's guard catches a "
+            "fault inside it; see [security](security.md)):", "", "| value | name | meaning |", "|---|---|---|"]
+    out += [f"| {int(e)} | `{e.name}` | {FN_ERROR_MEANING[e]} |" for e in regs.FnError]
     out += ["", "## SR-IOV extended capability (PF)", "",
             "| offset | register | value / behaviour |", "|---|---|---|"]
     out += [f"| `+{off:#04x}` | {name} | {doc} |" for off, name, doc in SRIOV_LAYOUT]

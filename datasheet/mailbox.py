@@ -170,6 +170,9 @@ MBX_TIMEOUT_NS = 2_000_000
 MBX_RETRIES = 3
 #: interval between attempts to take a buffer lock held by the other side
 MBX_LOCK_RETRY_NS = 1_000
+#: longest the PF waits for a VF to release the buffer (VFU) before taking it back with RVFU;
+#: each take-back is counted against the VF
+MBX_LOCK_HOLD_NS = 50_000
 #: PF-side rate limit per VF: burst size and refill interval (one message per interval)
 MBX_RATE_BURST = 16
 MBX_RATE_REFILL_NS = 20_000

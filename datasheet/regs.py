@@ -99,9 +99,29 @@ STATUS = Register(
     "STATUS", 0x0014, Access.RO, "Function status.",
     reset=0x00000001,
     fields=(Field("RST_DONE", 0, 1, "function is out of reset and ready for its driver"),
-            Field("LINK_UP", 1, 1, "the uplink port is up")))
+            Field("LINK_UP", 1, 1, "the uplink port is up"),
+            Field("FN_ERR", 2, 1, "the function is in the error state (see FN_ERROR): its queues are stopped "
+                                  "and refuse to start until a function reset")))
 SCRATCH = Register("SCRATCH", 0x0018, Access.RW, "Scratch register for driver self-test.",
                    write_mask=0xFFFFFFFF)
+
+
+class FnError(enum.IntEnum):
+    """Value of FN_ERROR.CAUSE: why a function entered the error state (the model's guard caught
+    a fault inside it, as "malicious driver detection" does on ixgbe/i40e/ice)."""
+
+    NONE = 0
+    ENGINE = 1       # a queue engine turn of the function failed unexpectedly
+    ACCESS = 2       # a BAR access to the function failed unexpectedly
+    TASK = 3         # another task of the function (interrupt delivery, mailbox event) failed
+
+
+FN_ERROR = Register(
+    "FN_ERROR", 0x001C, Access.RO,
+    "Error state of the function: the first cause since the last function reset, and the number of "
+    "error events (a function reset clears both).",
+    fields=(Field("CAUSE", 0, 8, "FnError of the first error event, 0 if none"),
+            Field("EVENTS", 16, 16, "error events since the last function reset (saturates)")))
 
 # -- error reporting ------------------------------------------------------------
 ERR_STATUS = Register(
@@ -124,12 +144,13 @@ PF_CTRL_EXT = Register(
     fields=(Field("PFRSTD", 0, 1, "PF driver ready: write 1 to clear RSTI and set RSTD in every VF "
                                   "mailbox; cleared by a PF reset"),))
 PF_IMR = Register(
-    "PF_IMR", 0x0108, Access.RW, "Interrupt enables of the PF's misc vector (mailbox, VFLR, link).",
-    write_mask=0x0000000F, scope=Scope.PF,
+    "PF_IMR", 0x0108, Access.RW, "Interrupt enables of the PF's misc vector (mailbox, VFLR, link, errors).",
+    write_mask=0x0000001F, scope=Scope.PF,
     fields=(Field("REQ", 0, 1, "a VF rang its doorbell (REQ)"),
             Field("ACK", 1, 1, "a VF acknowledged a PF message"),
             Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset"),
-            Field("LSC", 3, 1, "the uplink went up or down (STATUS.LINK_UP)")))
+            Field("LSC", 3, 1, "the uplink went up or down (STATUS.LINK_UP)"),
+            Field("FN_ERR", 4, 1, "a function (the PF or a VF, see PF_VFERR) entered the error state")))
 
 # -- PF<->VF mailbox (igb/82576 style): VF side ---------------------------------------
 VF_MAILBOX = Register(
@@ -156,6 +177,13 @@ PF_MBX_ACK = Register("PF_MBX_ACK", 0x0220, Access.W1C, "Bit n of element i: VF 
 PF_VFLRE = Register("PF_VFLRE", 0x0240, Access.W1C,
                     "Bit n of element i: VF 32i+n completed FLR or software reset (VFLR event).",
                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_VFERR = Register("PF_VFERR", 0x0260, Access.W1C,
+                    "Bit n of element i: VF 32i+n entered the error state (its FN_ERROR says why).",
+                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_VFRTRIG = Register("PF_VFRTRIG", 0x0280, Access.RW,
+                      "Write 1 to bit n of element i: software reset of VF 32i+n (as its own CTRL.RST: "
+                      "RSTD to its driver, VFLR to the PF); reads 0.",
+                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
 PF_MAILBOX = Register(
     "PF_MAILBOX", 0x1000, Access.RW, "PF's mailbox control for VF n (element n).",
     write_mask=0x0000001B, scope=Scope.PF, count=256,
@@ -163,7 +191,7 @@ PF_MAILBOX = Register(
             Field("ACK", 1, 1, "write 1: the PF has read the VF's message"),
             Field("VFU", 2, 1, "RO: the VF holds the buffer"),
             Field("PFU", 3, 1, "PF holds the buffer (granted only while VFU is clear)"),
-            Field("RVFU", 4, 1, "write 1: release the VF's lock (recovery)")))
+            Field("RVFU", 4, 1, "write 1: take the buffer back from a VF that holds VFU (recovery)")))
 PF_MBMEM = Register("PF_MBMEM", 0x4000, Access.RW,
                     "Mailbox buffers: VF n's 16 dwords at 0x4000 + 64n, writable while PFU is held.",
                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=256 * 16)
@@ -255,9 +283,9 @@ SW_STATS = tuple(Register(f"SW_{n}", 0x0140 + 4 * i, Access.RO, f"switch decisio
                                         f"{device.MAX_FRAME + 4}"))))
 
 REGISTERS: tuple[Register, ...] = (
-    NIC_ID, VERSION, FUNC_INFO, CTRL, STATUS, SCRATCH,
+    NIC_ID, VERSION, FUNC_INFO, CTRL, STATUS, SCRATCH, FN_ERROR,
     ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS, PF_CTRL_EXT, PF_IMR,
-    VF_MAILBOX, VF_MBMEM, PF_MBX_REQ, PF_MBX_ACK, PF_VFLRE, PF_MAILBOX, PF_MBMEM,
+    VF_MAILBOX, VF_MBMEM, PF_MBX_REQ, PF_MBX_ACK, PF_VFLRE, PF_VFERR, PF_VFRTRIG, PF_MAILBOX, PF_MBMEM,
     TDBAL, TDBAH, TDLEN, TDH, TDT, TXDCTL, RDBAL, RDBAH, RDLEN, RDH, RDT, RXDCTL, QRX_NOBUF, QERR_COUNT,
     EITR, *STATS, PF_VF_STATS, SW_FN_CTRL, SW_MAC_LO, SW_MAC_HI, SW_MC_LO, SW_MC_HI, SW_VLAN, *SW_STATS,
 )

@@ -11,14 +11,13 @@ in the writer's ERR_STATUS.MBX.
 
 from __future__ import annotations
 
-import cocotb
-
 from datasheet import device, regs
 from datasheet.mailbox import MBX_DWORDS
+from model import events as ev
+from model.regfile import SummaryBits
 
 V = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
 P = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
-IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
 
 
 class Mailbox:
@@ -29,6 +28,7 @@ class Mailbox:
         self.vfu = self.pfu = False
         self.pfsts = self.pfack = self.rsti = self.rstd = False
         self.violations = 0
+        self.taken_back = 0          # times the PF took the buffer back with RVFU
 
     def clear(self, ready: bool) -> None:
         """Reset state: buffer and locks cleared; RSTD if the PF is ready, else RSTI."""
@@ -40,14 +40,15 @@ class MailboxUnit:
     def __init__(self, nic):
         self.nic = nic
         self.boxes: list[Mailbox] = []
-        self.req = self.ack = self.vflre = 0        # per-VF summary bitmaps
-        self.pf_ready = False                      # PF_CTRL_EXT.PFRSTD
         pf_regs = nic.pf.regs
+        self.req = SummaryBits(pf_regs, regs.PF_MBX_REQ)
+        self.ack = SummaryBits(pf_regs, regs.PF_MBX_ACK)
+        self.vflre = SummaryBits(pf_regs, regs.PF_VFLRE)
+        self.pf_ready = False                      # PF_CTRL_EXT.PFRSTD
         pf_regs.bind(regs.PF_MAILBOX, self._pf_ctrl_read, self._pf_ctrl_write)
         pf_regs.bind(regs.PF_MBMEM, self._pf_mem_read, self._pf_mem_write)
-        for reg, attr in ((regs.PF_MBX_REQ, "req"), (regs.PF_MBX_ACK, "ack"), (regs.PF_VFLRE, "vflre")):
-            pf_regs.bind(reg, self._summary_read(attr), self._summary_write(attr))
         pf_regs.on_write(regs.PF_CTRL_EXT, self._ctrl_ext_written)
+        self._violation = nic.events.topic(ev.MailboxViolation)
 
     # -- lifecycle ------------------------------------------------------------------
     def vfs_enabled(self, vfs) -> None:
@@ -58,11 +59,15 @@ class MailboxUnit:
             self.boxes.append(box)
             vf.regs.bind(regs.VF_MAILBOX, self._vf_ctrl_read(vf, box), self._vf_ctrl_write(vf, box))
             vf.regs.bind(regs.VF_MBMEM, lambda i, box=box: box.buf[i], self._vf_mem_write(vf, box))
-        self.req = self.ack = self.vflre = 0
+        self._clear_summaries()
 
     def vfs_disabled(self) -> None:
         self.boxes = []
-        self.req = self.ack = self.vflre = 0
+        self._clear_summaries()
+
+    def _clear_summaries(self) -> None:
+        for summary in (self.req, self.ack, self.vflre):
+            summary.bits = 0
 
     def vf_reset(self, vf) -> None:
         """VF FLR or software reset: that VF's mailbox cleared, VFLR event to the PF."""
@@ -70,16 +75,15 @@ class MailboxUnit:
             return
         self.boxes[vf.index].clear(self.pf_ready)
         self._vf_irq(vf)                    # RSTD for its driver (dropped while MSI-X is off, e.g. FLR)
-        bit = 1 << vf.index
-        self.req &= ~bit
-        self.ack &= ~bit
-        self.vflre |= bit
+        self.req.clear(vf.index)
+        self.ack.clear(vf.index)
+        self.vflre.set(vf.index)
         self._pf_irq("VFLR")
 
     def pf_reset(self) -> None:
         """PF software reset: every VF sees RSTI until the PF driver sets PFRSTD again."""
         self.pf_ready = False
-        self.req = self.ack = self.vflre = 0
+        self._clear_summaries()
         for vf, box in zip(self.nic.vfs, self.boxes):
             box.clear(False)
             self._vf_irq(vf)
@@ -95,12 +99,11 @@ class MailboxUnit:
 
     # -- interrupts -------------------------------------------------------------------
     def _pf_irq(self, cause: str) -> None:
-        if self.nic.pf.regs.get(regs.PF_IMR) & IMR[cause]:
-            cocotb.start_soon(self.nic.pf.msix.fire(device.PF_MBX_VECTOR))
+        self.nic.pf_interrupt(cause)
 
     @staticmethod
     def _vf_irq(vf) -> None:
-        cocotb.start_soon(vf.msix.fire(device.VF_MBX_VECTOR))
+        vf.msix.signal(device.VF_MBX_VECTOR)
 
     # -- VF side ------------------------------------------------------------------------
     def _vf_ctrl_read(self, vf, box: Mailbox):
@@ -116,12 +119,11 @@ class MailboxUnit:
         def write(_index: int, value: int, byte_mask: int) -> None:
             value &= byte_mask
             box.vfu = bool(value & V["VFU"]) and not box.pfu
-            bit = 1 << vf.index
             if value & V["REQ"]:
-                self.req |= bit
+                self.req.set(vf.index)
                 self._pf_irq("REQ")
             if value & V["ACK"]:
-                self.ack |= bit
+                self.ack.set(vf.index)
                 self._pf_irq("ACK")
         return write
 
@@ -131,6 +133,8 @@ class MailboxUnit:
                 box.violations += 1
                 vf.regs.flag_error("MBX", regs.VF_MBMEM.at(index))
                 vf.log.warning("mailbox: VF wrote the buffer without holding VFU: ignored")
+                if self._violation:
+                    self._violation.emit(ev.MailboxViolation(vf.fn, "vf"))
                 return
             box.buf[index] = (box.buf[index] & ~byte_mask) | (value & byte_mask)
         return write
@@ -153,8 +157,11 @@ class MailboxUnit:
         if box is None:
             return
         value &= byte_mask
-        if value & P["RVFU"]:
+        if value & P["RVFU"] and box.vfu:
             box.vfu = False
+            box.taken_back += 1
+            if self._violation:
+                self._violation.emit(ev.MailboxViolation(device.vf_port(n), "rvfu"))
         box.pfu = bool(value & P["PFU"]) and not box.vfu
         vf = self.nic.vfs[n]
         if value & P["STS"]:
@@ -177,13 +184,7 @@ class MailboxUnit:
             box.violations += 1
             self.nic.pf.regs.flag_error("MBX", regs.PF_MBMEM.at(index))
             self.nic.pf.log.warning("mailbox: PF wrote VF %d's buffer without holding PFU: ignored", n)
+            if self._violation:
+                self._violation.emit(ev.MailboxViolation(device.PF_PORT, "pf"))
             return
         box.buf[word] = (box.buf[word] & ~byte_mask) | (value & byte_mask)
-
-    def _summary_read(self, attr: str):
-        return lambda i: (getattr(self, attr) >> (32 * i)) & 0xFFFFFFFF
-
-    def _summary_write(self, attr: str):
-        def write(i: int, value: int, byte_mask: int) -> None:   # write 1 to clear
-            setattr(self, attr, getattr(self, attr) & ~((value & byte_mask) << (32 * i)))
-        return write

@@ -13,10 +13,10 @@ import logging
 import struct
 from typing import Awaitable, Callable
 
-import cocotb
 from cocotbext.pcie.core.caps import MsixCapability
 
 from datasheet import device, pci
+from model import events as ev
 
 SendMessage = Callable[[int, int], Awaitable[None]]   # (address, data)
 
@@ -46,18 +46,30 @@ class NicMsixCapability(MsixCapability):
 
 
 class MsixTable:
-    """Table + PBA of one function; ``fire(vector)`` raises an interrupt."""
+    """Table + PBA of one function; :meth:`signal` raises an interrupt.
 
-    def __init__(self, cap: NicMsixCapability, send: SendMessage, log: logging.Logger):
+    A message is sent only while MSI-X is enabled, neither the vector nor the function
+    is masked, and the function may master the bus (Command.Bus Master Enable; a
+    function with BME clear issues no memory request, and an MSI-X message is one). A
+    masked vector or a function with BME clear gets its pending bit set instead, and
+    the message goes out when the mask is cleared or BME is set again (:meth:`deliver_pending`).
+    With MSI-X disabled the event is dropped (a VF has no INTx to fall back on).
+    """
+
+    def __init__(self, fn: int, cap: NicMsixCapability, send: SendMessage, bus_master: Callable[[], bool],
+                 spawn: Callable, events: ev.EventBus, log: logging.Logger):
+        self.fn = fn
         self.cap = cap
         self.num_vectors = cap.msix_table_size + 1
         self.send = send
+        self.bus_master = bus_master
+        self.spawn = spawn
         self.log = log
         self.table = bytearray(self.num_vectors * ENTRY)
         self.pending = 0
         self.sent = [0] * self.num_vectors          # messages delivered per vector
-        self.bad_accesses = 0
-        cap.on_control_change = self._schedule_pending
+        self._interrupt = events.topic(ev.Interrupt)
+        cap.on_control_change = self.deliver_pending
         self.reset()
 
     def reset(self) -> None:
@@ -85,34 +97,46 @@ class MsixTable:
         return (hi << 32) | lo, self._word(vector, pci.PCI_MSIX_ENTRY_DATA)
 
     # -- interrupt generation --------------------------------------------------
-    async def fire(self, vector: int) -> bool:
-        """Signal ``vector``; returns True if a message was sent, False if held or dropped."""
+    def _outcome(self, vector: int, outcome: str, why: str = "") -> str:
+        if self._interrupt:
+            self._interrupt.emit(ev.Interrupt(self.fn, vector, outcome, why))
+        return outcome
+
+    def signal(self, vector: int) -> str:
+        """Signal ``vector``: returns ``sent``, ``held`` (pending bit set) or ``dropped``."""
         if not 0 <= vector < self.num_vectors:
             self.log.error("MSI-X vector %d out of range (table size %d): dropped", vector, self.num_vectors)
-            return False
+            return self._outcome(vector, "dropped", "vector out of range")
         if not self.cap.msix_enable:
             self.log.debug("MSI-X disabled: vector %d dropped", vector)
-            return False
+            return self._outcome(vector, "dropped", "MSI-X disabled")
         if self.masked(vector):
             self.pending |= 1 << vector
-            return False
-        await self._send(vector)
-        return True
+            return self._outcome(vector, "held", "masked")
+        if not self.bus_master():
+            self.pending |= 1 << vector
+            return self._outcome(vector, "held", "bus mastering disabled")
+        self.pending &= ~(1 << vector)
+        self.spawn(self._send(vector))
+        return self._outcome(vector, "sent")
 
     async def _send(self, vector: int) -> None:
-        self.pending &= ~(1 << vector)
         addr, data = self.message(vector)
         self.sent[vector] += 1
-        await self.send(addr, data)
+        try:
+            await self.send(addr, data)
+        except Exception as exc:   # e.g. BME cleared while the message waited for the link
+            self.sent[vector] -= 1
+            self.pending |= 1 << vector
+            self.log.warning("MSI-X vector %d not sent (%s): pending", vector, exc)
 
-    def _schedule_pending(self) -> None:
-        if self.pending and self.cap.msix_enable and not self.cap.msix_function_mask:
-            cocotb.start_soon(self._deliver_pending())
-
-    async def _deliver_pending(self) -> None:
+    def deliver_pending(self) -> None:
+        """Send every pending message that is now allowed (unmask, enable, BME set)."""
+        if not (self.pending and self.cap.msix_enable and self.bus_master()):
+            return
         for v in range(self.num_vectors):
-            if self.pending >> v & 1 and self.cap.msix_enable and not self.masked(v):
-                await self._send(v)
+            if self.pending >> v & 1 and not self.masked(v):
+                self.signal(v)
 
     # -- BAR access -------------------------------------------------------------
     def _pba_bytes(self) -> bytes:
@@ -140,8 +164,7 @@ class MsixTable:
         for v in range(first, last + 1):
             ctrl = self._word(v, pci.PCI_MSIX_ENTRY_VECTOR_CTRL)
             self._set_ctrl(v, ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)   # other bits reserved
-        self._schedule_pending()
+        self.deliver_pending()
 
     def _bad(self, offset: int, what: str) -> None:
-        self.bad_accesses += 1
         self.log.warning("MSI-X BAR %s at 0x%04x outside table/PBA: ignored", what, offset)

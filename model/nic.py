@@ -12,24 +12,35 @@ import logging
 
 from datasheet import device, pci, regs
 from model.device import NicDevice, pcie_id
+from model.events import EventBus
+from model.inject import InjectionPoints
 from model.mailbox import MailboxUnit
 from model.pcap import PcapWriter
 from model.pf import PhysicalFunction
+from model.regfile import SummaryBits
+from model.scheduler import Scheduler
 from model.switch import Switch
 from model.uplink import UplinkPort
 from model.vf import VirtualFunction
+
+IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
 
 
 class Nic:
     def __init__(self, total_vfs: int = device.DEFAULT_TOTAL_VFS):
         self.log = logging.getLogger("cocotb.nic")
+        self.events = EventBus()
+        self.scheduler = Scheduler()
         self.pf = PhysicalFunction(self, total_vfs)
         self.device = NicDevice(self)
         self.vfs: list[VirtualFunction] = []
         self._by_rid: dict[int, object] = {}
         self._index_rids()
         self.mailbox = MailboxUnit(self)
+        self.vferr = SummaryBits(self.pf.regs, regs.PF_VFERR)
         self.pf.regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
+        self.pf.regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
+        self.inject = InjectionPoints(self)
         self.switch = Switch(self)
         self.uplink = UplinkPort(self)
         self.pcap: PcapWriter | None = None          # capture of every frame entering the switch
@@ -93,7 +104,10 @@ class Nic:
     async def sriov_vf_disable(self) -> None:
         """VF Enable 1->0: every VF vanishes with its state."""
         self.log.info("VF Enable cleared: removing %d VFs", len(self.vfs))
+        for vf in self.vfs:
+            vf.queues.reset()              # their rings' work is cancelled with them
         self.vfs = []
+        self.vferr.bits = 0
         self._index_rids()
         self.mailbox.vfs_disabled()
         self.pf.regs.set(regs.PF_NUM_VFS, 0)
@@ -123,6 +137,25 @@ class Nic:
     def _vf_stat(self, index: int) -> int:
         n, stat = divmod(index, len(regs.STATS))
         return self.vfs[n].regs.get(regs.STATS[stat]) if n < len(self.vfs) else 0
+
+    def pf_interrupt(self, cause: str) -> None:
+        """Raise the PF's misc vector for ``cause`` (a PF_IMR field) if the PF enabled it."""
+        if self.pf.regs.get(regs.PF_IMR) & IMR[cause]:
+            self.pf.msix.signal(device.PF_MBX_VECTOR)
+
+    def function_error(self, function) -> None:
+        """A function entered the error state: a VF's goes to PF_VFERR; the PF is interrupted."""
+        if function.is_vf:
+            self.vferr.set(function.index)
+        self.pf_interrupt("FN_ERR")
+
+    def _vf_reset_trigger(self, i: int, value: int, byte_mask: int) -> None:
+        """PF_VFRTRIG: software reset of every VF whose bit is written 1."""
+        bits = value & byte_mask
+        for n in range(32):
+            index = 32 * i + n
+            if bits >> n & 1 and index < len(self.vfs):
+                self.vfs[index].software_reset()
 
     def function_reset(self, function) -> None:
         """A function finished a software reset or FLR: the device-level consequences."""

@@ -9,7 +9,7 @@ from model.function import NicFunction
 
 class PhysicalFunction(NicFunction):
     def __init__(self, nic, total_vfs: int):
-        super().__init__(nic, device.PF_MSIX_VECTORS, device.PF_QUEUE_PAIRS)
+        super().__init__(nic, device.PF_PORT, device.PF_MSIX_VECTORS, device.PF_QUEUE_PAIRS)
         self.device_id = device.PF_DEVICE_ID
         self.subsystem_id = device.PF_SUBSYSTEM_ID
         self._configure_bars()
@@ -21,6 +21,7 @@ class PhysicalFunction(NicFunction):
             {device.REG_BAR: device.VF_REG_BAR_SIZE, device.MSIX_BAR: device.VF_MSIX_BAR_SIZE},
             self.log)
         self.register_extended_capability(self.sriov_cap)
+        self.capture_reset_state()
 
     def _configure_bars(self) -> None:
         self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
@@ -37,10 +38,10 @@ class PhysicalFunction(NicFunction):
         return super().match_bar(addr, io)
 
     async def flr(self) -> None:
-        """PF FLR also disables SR-IOV: VFs vanish, the capability returns to reset values."""
+        """PF FLR also disables SR-IOV: VFs vanish, the capability returns to reset values
+        (SR-IOV 1.1 §3.3.3.1); the rest is :meth:`NicFunction.flr`."""
         if self.sriov_cap.vf_enable:
             self.sriov_cap.vf_enable = False
             await self.nic.sriov_vf_disable()
         self.sriov_cap.reset()
-        self._configure_bars()
         await super().flr()

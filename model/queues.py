@@ -2,40 +2,53 @@
 
 Each function (PF or VF) owns ``n`` queue pairs whose registers sit in its own
 BAR0 (``datasheet.regs`` TDBAL..QERR_COUNT, EITR). All descriptor and buffer
-DMA is issued by that function, so it carries the function's Requester ID and
-the IOMMU translates it with that function's domain.
+DMA is issued by that function through its :class:`DmaPort`, so it carries the
+function's Requester ID and the IOMMU translates it with that function's domain.
 
-Engine rules:
+Containment by construction (``docs/security.md``):
 
-* A tail write schedules work; a queue's worker runs as its own coroutine, so
-  the register write returns at once and a DMA completion never re-enters the
-  engine. One run handles at most ``QUEUE_BUDGET`` descriptors, then yields.
-* Descriptors are fetched ``DESC_FETCH_BATCH`` at a time and written back in
-  place (DD set) with one DMA write per batch.
-* Bad input, each logged and counted in QERR_COUNT, never touching other queues:
-  enabling with a bad ring base/length is refused (ERR=BAD_RING); a tail beyond
-  the ring stops the queue (BAD_TAIL); a descriptor or TX buffer read that faults
-  (IOMMU fault / UR) stops the queue (DMA_FAULT); both raise the queue's vector.
-  A doorbell on a disabled queue is ignored (DISABLED_DOORBELL). Zero-length or
-  oversized TX descriptors complete with ERR_LEN and the frame is not sent.
-* RX buffer writes are posted: a faulting one cannot be seen by the device (as on
-  real hardware); the IOMMU records it and the data is lost.
-* A function reset (FLR, CTRL.RST) or disabling a queue starts a new epoch of
-  the ring: work in flight is abandoned after its current DMA ("pending DMA
-  dropped"); a frame being fetched is not sent.
+* Enabling a ring takes a :class:`RingRun`: a snapshot of its geometry (base, length,
+  vector) plus the device's working state (head, fetch pointer, prefetched
+  descriptors, the frame being assembled, RX frames waiting). The engine works only
+  on runs, never on the ring registers; a doorbell hands the run its new tail.
+* A function reset, an FLR, disabling the ring or an error stop *cancels* the run.
+  Every DMA of a run goes through :meth:`QueueEngine._dma_read` / ``_dma_write``,
+  which refuse to start for a cancelled run and raise :class:`Cancelled` when the run
+  was cancelled while the request was in flight, so a cancelled run stops at its next
+  await and publishes nothing: no head update, no write-back, no frame. (Killing the
+  coroutine instead would leak cocotbext-pcie's completion tags.)
+* Every exception a memory request raises (IOMMU fault / UR, bus mastering off, an
+  address the fabric cannot route) becomes that queue's ``DMA_FAULT``: the queue
+  stops, ``QERR_COUNT`` and ``STAT_{TX,RX}_ERRORS`` count it, its vector is raised.
+* Anything else a turn raises is a fault of the model itself: the turn's guard hands it
+  to the function (``on_error``), which enters the error state; nothing propagates.
+
+Work is scheduled by the device's :class:`~model.scheduler.Scheduler`: one turn is at
+most ``QUEUE_BUDGET`` descriptors; descriptors are fetched ``DESC_FETCH_BATCH`` at a
+time and written back in place (DD set) with one DMA write per batch.
+
+Bad input, each logged and counted in QERR_COUNT, never touching other queues: enabling
+with a bad ring base/length is refused (ERR=BAD_RING); a tail beyond the ring stops the
+queue (BAD_TAIL); a doorbell on a disabled queue is ignored (DISABLED_DOORBELL, shown
+unless another cause already is). Zero-length or oversized TX descriptors complete with
+ERR_LEN and the frame is not sent. RX buffer writes are posted: a faulting one is not
+seen by the device (as on real hardware); the IOMMU records it and the data is lost.
 """
 
 from __future__ import annotations
 
 import collections
+from typing import Callable, Protocol
 
-import cocotb
 from cocotb.triggers import Timer
 from cocotb.utils import get_sim_time
 
 from datasheet import descriptors as d
 from datasheet import device, regs
 from datasheet.descriptors import QueueError
+from datasheet.regs import FnError
+from model import events as ev
+from model.scheduler import Scheduler
 
 ENABLE = regs.TXDCTL.field("ENABLE")
 VECTOR = regs.TXDCTL.field("VECTOR")
@@ -44,30 +57,38 @@ STAT = {r.name[len("STAT_"):]: r for r in regs.STATS}
 
 
 class DmaFault(Exception):
-    """A non-posted DMA access failed (IOMMU fault, UR, or bus mastering off)."""
+    """A DMA request of the function failed (IOMMU fault / UR, bus mastering off, bad address)."""
+
+
+class Cancelled(Exception):
+    """The ring's run was cancelled (reset, disable, error stop) while it was working."""
+
+
+class InjectedFault(Exception):
+    """Raised inside a turn by the ``engine_fault`` injection point (verification only)."""
+
+
+class DmaPort(Protocol):
+    """How the function reaches host memory: its bus-master interface on the fabric."""
+
+    @property
+    def bus_master_enable(self) -> bool: ...
+
+    async def dma_read(self, addr: int, length: int) -> bytes: ...
+
+    async def dma_write(self, addr: int, data: bytes) -> None: ...
 
 
 class Ring:
     """Register state of one ring (TX or RX half of a queue pair)."""
 
-    def __init__(self, engine: "QueueEngine", index: int, rx: bool):
-        self.engine = engine
+    def __init__(self, index: int, rx: bool):
         self.index = index
         self.rx = rx
-        self.epoch = 0          # bumped by reset or disable: work in flight from before is abandoned
-        self.clear()
-
-    def clear(self) -> None:
-        """Back to reset values; in-flight work of the previous epoch is abandoned."""
-        self.epoch += 1
         self.base_lo = self.base_hi = self.length = 0
         self.head = self.tail = 0
         self.ctl = 0
-        self.busy = False
-        self.fetch = 0                                                # next descriptor to prefetch
-        self.cache: collections.deque = collections.deque()          # prefetched, not yet used
-        self.staged: list = []                                        # TX: descriptors of a frame in progress
-        self.fifo: collections.deque[bytes] = collections.deque()   # RX: frames awaiting DMA
+        self.run: RingRun | None = None
 
     @property
     def name(self) -> str:
@@ -85,34 +106,79 @@ class Ring:
     def vector(self) -> int:
         return VECTOR.get(self.ctl)
 
-    def free(self) -> int:
-        """Descriptors the driver has handed over and the device has not used."""
-        return (self.tail - self.head) % self.length if self.length else 0
-
     def valid_geometry(self) -> bool:
         n = self.length
         return (self.base != 0 and self.base % device.RING_ALIGN == 0 and n & (n - 1) == 0
                 and device.RING_MIN_DESCS <= n <= device.RING_MAX_DESCS)
 
 
+class RingRun:
+    """The device's working state of one enabled ring, over a snapshot of its geometry."""
+
+    __slots__ = ("engine", "ring", "base", "length", "vector", "tail", "head", "fetch", "cache", "staged",
+                 "fifo", "cancelled", "queued", "active", "again")
+
+    def __init__(self, engine: "QueueEngine", ring: Ring):
+        self.engine = engine
+        self.ring = ring
+        self.base, self.length, self.vector = ring.base, ring.length, ring.vector
+        self.tail = self.head = self.fetch = 0
+        self.cache: collections.deque = collections.deque()   # prefetched, not yet used
+        self.staged: list = []                                  # TX: descriptors of a frame in progress
+        self.fifo: collections.deque[bytes] = collections.deque()   # RX: frames awaiting buffers
+        self.cancelled = self.queued = self.active = self.again = False
+
+    def free(self) -> int:
+        """Descriptors the driver has handed over and the device has not used."""
+        return (self.tail - self.head) % self.length
+
+    def posted(self) -> int:
+        """Descriptors the driver has handed over and the device has not fetched."""
+        return (self.tail - self.fetch) % self.length
+
+    def turn(self):
+        return self.engine.turn(self)
+
+
 class QueueEngine:
-    def __init__(self, function, num_queues: int, num_vectors: int):
-        self.fn = function
-        self.log = function.log
+    def __init__(self, fn: int, rf, num_queues: int, num_vectors: int, *, port: DmaPort,
+                 transmit: Callable[[bytes], bool], signal: Callable[[int], None],
+                 spawn: Callable, scheduler: Scheduler, events: ev.EventBus,
+                 on_error: Callable[[FnError, str], None], log):
+        self.fn = fn
+        self.rf = rf
+        self.log = log
         self.num_queues = num_queues
         self.num_vectors = num_vectors
-        self.tx = [Ring(self, q, rx=False) for q in range(num_queues)]
-        self.rx = [Ring(self, q, rx=True) for q in range(num_queues)]
-        self.qerr = [0] * num_queues
-        self.eitr = [0] * num_vectors
-        self.last_irq = [-1e30] * num_vectors
-        self.irq_scheduled = [False] * num_vectors
-        self.irqs_raised = [0] * num_vectors
-        self._bind(function.regs)
+        self.port = port
+        self.transmit = transmit
+        self.signal = signal
+        self.spawn = spawn
+        self.scheduler = scheduler
+        self.on_error = on_error
+        self.tx = [Ring(q, rx=False) for q in range(num_queues)]
+        self.rx = [Ring(q, rx=True) for q in range(num_queues)]
+        self.in_error = False
+        self.inject_fault = False              # engine_fault injection point: next turn raises
+        self._doorbell = events.topic(ev.Doorbell)
+        self._fetched = events.topic(ev.DescriptorFetch)
+        self._writeback = events.topic(ev.Writeback)
+        self._stopped = events.topic(ev.QueueStopped)
+        self._delivery = events.topic(ev.Delivery)
+        self._clear_counters()
+        self._bind(rf)
+
+    def _clear_counters(self) -> None:
+        self.qerr = [0] * self.num_queues
+        self.rx_nobuf = [0] * self.num_queues
+        self.eitr = [0] * self.num_vectors
+        self.last_irq = [-1e30] * self.num_vectors
+        self.irq_scheduled = [False] * self.num_vectors
+        self.irqs_raised = [0] * self.num_vectors
+        self.irq_epoch = 0
 
     # -- registers -------------------------------------------------------------------
     def _bind(self, rf) -> None:
-        self.rx_nobuf = [0] * self.num_queues
         for reg, rings in ((regs.TDH, self.tx), (regs.RDH, self.rx)):      # RO: writes never reach here
             rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].head), None)
         fields = {
@@ -124,7 +190,7 @@ class QueueEngine:
                     self._writer(reg, lambda q, v, rings=rings, attr=attr: self._set_geometry(rings[q], attr, v)))
         for reg, rings in ((regs.TDT, self.tx), (regs.RDT, self.rx)):
             rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].tail),
-                    self._writer(reg, lambda q, v, rings=rings: self._doorbell(rings[q], v)))
+                    self._writer(reg, lambda q, v, rings=rings: self._doorbell_write(rings[q], v)))
         for reg, rings in ((regs.TXDCTL, self.tx), (regs.RXDCTL, self.rx)):
             rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].ctl),
                     self._writer(reg, lambda q, v, rings=rings, reg=reg: self._control(rings[q], v & reg.write_mask)))
@@ -137,7 +203,7 @@ class QueueEngine:
         """Bus read of element ``i`` of ``reg``; elements past ``limit`` are unimplemented."""
         def read(i: int) -> int:
             if i >= (self.num_queues if limit is None else limit):
-                self.fn.regs.unimplemented(reg.at(i), f"read of {reg.name}[{i}] beyond this function's allotment")
+                self.rf.unimplemented(reg.at(i), f"read of {reg.name}[{i}] beyond this function's allotment")
                 return 0
             return get(i)
         return read
@@ -145,7 +211,7 @@ class QueueEngine:
     def _writer(self, reg, put, limit: int | None = None):
         def write(i: int, value: int, byte_mask: int) -> None:
             if i >= (self.num_queues if limit is None else limit):
-                self.fn.regs.unimplemented(reg.at(i), f"write to {reg.name}[{i}] beyond this function's allotment")
+                self.rf.unimplemented(reg.at(i), f"write to {reg.name}[{i}] beyond this function's allotment")
                 return
             put(i, value & byte_mask)
         return write
@@ -155,7 +221,7 @@ class QueueEngine:
 
     def _set_geometry(self, ring: Ring, attr: str, value: int) -> None:
         if ring.enabled:
-            self._bad(ring, QueueError.NONE, f"{attr} written while enabled: ignored", stop=False)
+            self._count_bad(ring, f"{attr} written while enabled: ignored")
             return
         setattr(ring, attr, value)
 
@@ -163,59 +229,90 @@ class QueueEngine:
         enable = bool(ENABLE.get(value))
         vector = VECTOR.get(value)
         if vector >= self.num_vectors:
-            self._bad(ring, QueueError.NONE, f"vector {vector} beyond the function's {self.num_vectors}",
-                      stop=False)
+            self._count_bad(ring, f"vector {vector} beyond the function's {self.num_vectors}")
             vector = 0
         if enable and not ring.enabled:
+            if self.in_error:
+                ring.ctl = VECTOR.put(ERR.put(0, QueueError.FN_ERROR), vector)
+                self._refuse(ring, QueueError.FN_ERROR, "the function is in the error state: enable refused")
+                return
             if not ring.valid_geometry():
                 ring.ctl = VECTOR.put(ERR.put(0, QueueError.BAD_RING), vector)
-                self._bad(ring, QueueError.BAD_RING,
-                          f"base {ring.base:#x} / length {ring.length} invalid: enable refused", stop=False)
+                self._refuse(ring, QueueError.BAD_RING,
+                             f"base {ring.base:#x} / length {ring.length} invalid: enable refused")
                 return
-            ring.head = ring.tail = ring.fetch = 0
-            ring.cache.clear()
-            ring.staged.clear()
-            ring.fifo.clear()
-        elif not enable and ring.enabled:
-            ring.epoch += 1                     # a disabled queue stops mid-frame: nothing more is sent
-            ring.busy = False                   # the worker of the old epoch is abandoned
-            ring.cache.clear()
-            ring.staged.clear()
-            ring.fifo.clear()
+            ring.ctl = VECTOR.put(ENABLE.put(0, 1), vector)
+            ring.head = ring.tail = 0
+            ring.run = RingRun(self, ring)
+            return
+        if not enable and ring.enabled:
+            self._cancel(ring)                  # a disabled queue stops mid-frame: nothing more is sent
         ring.ctl = VECTOR.put(ENABLE.put(0, int(enable)), vector)
 
-    def _doorbell(self, ring: Ring, tail: int) -> None:
-        if not ring.enabled:
+    def _doorbell_write(self, ring: Ring, tail: int) -> None:
+        if self._doorbell:
+            self._doorbell.emit(ev.Doorbell(self.fn, ring.index, ring.rx, tail))
+        run = ring.run
+        if run is None:
             self.qerr[ring.index] += 1
+            if not ERR.get(ring.ctl):
+                ring.ctl = ERR.put(ring.ctl, QueueError.DISABLED_DOORBELL)
             self.log.warning("%s: doorbell (tail %d) on a disabled queue: ignored", ring.name, tail)
             return
-        if tail >= ring.length:
-            self._bad(ring, QueueError.BAD_TAIL, f"tail {tail} beyond ring length {ring.length}")
+        if tail >= run.length:
+            self._stop(run, QueueError.BAD_TAIL, f"tail {tail} beyond ring length {run.length}")
             return
-        ring.tail = tail
-        if not ring.rx:
-            self._kick(ring)
+        ring.tail = run.tail = tail
+        if not ring.rx or run.fifo:
+            self.scheduler.kick(run)
 
-    def _bad(self, ring: Ring, error: QueueError, why: str, stop: bool = True) -> None:
+    def _count_bad(self, ring: Ring, why: str) -> None:
         self.qerr[ring.index] += 1
         self.log.warning("%s: %s", ring.name, why)
-        if stop:
-            ring.ctl = ERR.put(ENABLE.put(ring.ctl, 0), error)
-            ring.fifo.clear()
-            self.raise_irq(ring.vector)
+
+    def _refuse(self, ring: Ring, error: QueueError, why: str) -> None:
+        self._count_bad(ring, why)
+        if self._stopped:
+            self._stopped.emit(ev.QueueStopped(self.fn, ring.index, ring.rx, int(error), why))
+
+    def _cancel(self, ring: Ring) -> None:
+        run, ring.run = ring.run, None
+        if run is not None:
+            run.cancelled = True
+            run.fifo.clear()
+
+    def _stop(self, run: RingRun, error: QueueError, why: str) -> None:
+        """Stop the ring ``run`` belongs to (if it still does) with ``error`` and raise its vector."""
+        ring = run.ring
+        if ring.run is not run:
+            return
+        self._cancel(ring)
+        ring.ctl = ERR.put(ENABLE.put(ring.ctl, 0), error)
+        self._refuse(ring, error, why)
+        self.raise_irq(run.vector)
 
     def reset(self) -> None:
-        """Function reset: queues stopped and cleared, in-flight work abandoned."""
+        """Function reset: queues stopped and cleared, in-flight work cancelled."""
         for ring in self.tx + self.rx:
-            ring.clear()
-        self.qerr = [0] * self.num_queues
-        self.rx_nobuf = [0] * self.num_queues
-        self.eitr = [0] * self.num_vectors
+            self._cancel(ring)
+            ring.__init__(ring.index, ring.rx)
+        self.in_error = False
+        self.inject_fault = False
+        epoch = self.irq_epoch + 1
+        self._clear_counters()
+        self.irq_epoch = epoch
+
+    def fail(self) -> None:
+        """The function entered the error state: every queue stops with FN_ERROR."""
+        self.in_error = True
+        for ring in self.tx + self.rx:
+            if ring.run is not None:
+                self._stop(ring.run, QueueError.FN_ERROR, "the function entered the error state")
 
     # -- statistics --------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
         reg = STAT[name]
-        self.fn.regs.set(reg, self.fn.regs.get(reg) + n)
+        self.rf.set(reg, self.rf.get(reg) + n)
 
     # -- interrupts with moderation ---------------------------------------------------------
     def raise_irq(self, vector: int) -> None:
@@ -228,120 +325,136 @@ class QueueEngine:
             self._fire(vector, now)
         else:
             self.irq_scheduled[vector] = True
-            cocotb.start_soon(self._fire_later(vector, wait))
+            self.spawn(self._fire_later(vector, wait, self.irq_epoch))
 
     def _fire(self, vector: int, now: float) -> None:
         self.last_irq[vector] = now
         self.irqs_raised[vector] += 1
-        cocotb.start_soon(self.fn.msix.fire(vector))
+        self.signal(vector)
 
-    async def _fire_later(self, vector: int, wait: float) -> None:
+    async def _fire_later(self, vector: int, wait: float, epoch: int) -> None:
         await Timer(int(wait) or 1, "ns")
-        self.irq_scheduled[vector] = False
-        self._fire(vector, get_sim_time("ns"))
+        if epoch == self.irq_epoch:            # a function reset meanwhile drops it
+            self.irq_scheduled[vector] = False
+            self._fire(vector, get_sim_time("ns"))
 
-    # -- DMA ----------------------------------------------------------------------------
-    async def _dma_read(self, addr: int, length: int) -> bytes:
+    # -- DMA: every request of a run goes through these two ---------------------------------
+    async def _dma_read(self, run: RingRun, addr: int, length: int) -> bytes:
+        if run.cancelled:
+            raise Cancelled()
+        if not self.port.bus_master_enable:
+            raise DmaFault(f"read of {length} bytes at {addr:#x}: bus mastering disabled")
+        failure = None
         try:
-            return bytes(await self.fn.mem_read(addr, length))
-        except Exception as exc:   # cocotbext raises on UR completions and when BME is off
-            raise DmaFault(f"read of {length} bytes at {addr:#x}: {exc}") from exc
+            data = await self.port.dma_read(addr, length)
+        except Exception as exc:   # any failure of a memory request is a DMA fault of this queue
+            failure = exc
+        if run.cancelled:
+            raise Cancelled()
+        if failure is not None:
+            raise DmaFault(f"read of {length} bytes at {addr:#x}: {failure}")
+        return bytes(data)
 
-    async def _dma_write(self, addr: int, data: bytes) -> None:
-        if not self.fn.bus_master_enable:
+    async def _dma_write(self, run: RingRun, addr: int, data: bytes) -> None:
+        if run.cancelled:
+            raise Cancelled()
+        if not self.port.bus_master_enable:
             raise DmaFault(f"write at {addr:#x}: bus mastering disabled")
-        await self.fn.mem_write(addr, data)
-
-    def _kick(self, ring: Ring) -> None:
-        if not ring.busy:
-            ring.busy = True
-            cocotb.start_soon(self._run(ring))
-
-    async def _run(self, ring: Ring) -> None:
-        gen = ring.epoch
+        failure = None
         try:
-            more = await (self._rx_work(ring, gen) if ring.rx else self._tx_work(ring, gen))
-        except DmaFault as exc:
-            if gen == ring.epoch:
-                self._bad(ring, QueueError.DMA_FAULT, str(exc))
-                self.count("RX_ERRORS" if ring.rx else "TX_ERRORS")
-            more = False
-        if gen != ring.epoch:
-            return                  # reset or disabled meanwhile: a new epoch owns the ring
-        ring.busy = False
-        if more:
-            self._kick(ring)        # budget used up: yield, then continue
+            await self.port.dma_write(addr, data)
+        except Exception as exc:
+            failure = exc
+        if run.cancelled:
+            raise Cancelled()
+        if failure is not None:
+            raise DmaFault(f"write of {len(data)} bytes at {addr:#x}: {failure}")
 
-    async def _fetch(self, ring: Ring, gen: int) -> bool:
-        """Prefetch up to a batch of posted descriptors into ``ring.cache``; False if none."""
-        n = min((ring.tail - ring.fetch) % ring.length, ring.length - ring.fetch, device.DESC_FETCH_BATCH)
+    # -- a turn of the DMA engine ------------------------------------------------------------
+    async def turn(self, run: RingRun) -> bool:
+        """One turn for ``run``; True if it has more work. Never raises."""
+        try:
+            if self.inject_fault:
+                self.inject_fault = False
+                raise InjectedFault(f"injected fault in {run.ring.name}")
+            return await (self._rx_turn(run) if run.ring.rx else self._tx_turn(run))
+        except Cancelled:
+            return False
+        except DmaFault as exc:
+            self._stop(run, QueueError.DMA_FAULT, str(exc))
+            self.count("RX_ERRORS" if run.ring.rx else "TX_ERRORS")
+            return False
+        except Exception as exc:   # the guard: a fault of the model, contained in this function
+            self.on_error(FnError.ENGINE, f"{run.ring.name}: {type(exc).__name__}: {exc}")
+            return False
+
+    async def _fetch(self, run: RingRun) -> bool:
+        """Prefetch up to a batch of posted descriptors into ``run.cache``; False if none."""
+        first = run.fetch
+        n = min(run.posted(), run.length - first, device.DESC_FETCH_BATCH)
         if n == 0:
             return False
-        raw = await self._dma_read(ring.base + ring.fetch * d.DESC_SIZE, n * d.DESC_SIZE)
-        if gen != ring.epoch:
-            return False
-        ring.cache.extend(d.parse_read(raw[i * d.DESC_SIZE:(i + 1) * d.DESC_SIZE]) for i in range(n))
-        ring.fetch = (ring.fetch + n) % ring.length
+        raw = await self._dma_read(run, run.base + first * d.DESC_SIZE, n * d.DESC_SIZE)
+        run.cache.extend(d.parse_read(raw[i * d.DESC_SIZE:(i + 1) * d.DESC_SIZE]) for i in range(n))
+        run.fetch = (first + n) % run.length
+        if self._fetched:
+            self._fetched.emit(ev.DescriptorFetch(self.fn, run.ring.index, run.ring.rx, first, n))
         return True
 
-    async def _complete(self, ring: Ring, descs, results, gen: int) -> None:
+    async def _complete(self, run: RingRun, descs, results) -> None:
         """Write back ``descs`` (starting at the head) in place and advance the head."""
         out = b"".join(addr.to_bytes(8, "little") + d.writeback(length, status)
                        for (addr, _, _), (length, status) in zip(descs, results))
-        first = ring.head
-        split = min(len(descs), ring.length - first) * d.DESC_SIZE
-        await self._dma_write(ring.base + first * d.DESC_SIZE, out[:split])
+        first = run.head
+        split = min(len(descs), run.length - first) * d.DESC_SIZE
+        await self._dma_write(run, run.base + first * d.DESC_SIZE, out[:split])
         if split < len(out):                                  # the span wraps the ring
-            await self._dma_write(ring.base, out[split:])
-        if gen == ring.epoch:
-            ring.head = (first + len(descs)) % ring.length
+            await self._dma_write(run, run.base, out[split:])
+        run.head = run.ring.head = (first + len(descs)) % run.length
+        if self._writeback:
+            for k, (length, status) in enumerate(results):
+                self._writeback.emit(ev.Writeback(self.fn, run.ring.index, run.ring.rx,
+                                                  (first + k) % run.length, length, status))
 
     # -- TX -------------------------------------------------------------------------------
-    async def _tx_work(self, ring: Ring, gen: int) -> bool:
-        budget = device.QUEUE_BUDGET
+    async def _tx_turn(self, run: RingRun) -> bool:
         done = 0
-        while budget > done and ring.enabled:
-            if not ring.cache and not await self._fetch(ring, gen):
+        while done < device.QUEUE_BUDGET:
+            if not run.cache and not await self._fetch(run):
                 break
-            if gen != ring.epoch:
-                return False
-            desc = ring.cache.popleft()
-            ring.staged.append(desc)
-            if not d.TX_CMD_EOP.get(desc[2]) and len(ring.staged) < device.TX_MAX_FRAME_DESCS:
+            desc = run.cache.popleft()
+            run.staged.append(desc)
+            if not d.TX_CMD_EOP.get(desc[2]) and len(run.staged) < device.TX_MAX_FRAME_DESCS:
                 continue
-            frame, ring.staged = ring.staged, []
+            frame, run.staged = run.staged, []
             try:
-                results = await self._transmit(ring, frame, gen)
+                results = await self._transmit(run, frame)
             except DmaFault:
-                await self._complete_failed(ring, frame, gen)
+                await self._complete_failed(run, frame)
                 raise
-            if gen != ring.epoch:
-                return False
-            await self._complete(ring, frame, results, gen)
+            await self._complete(run, frame, results)
             done += len(frame)
         if done:
-            self.raise_irq(ring.vector)
-        return ring.enabled and (ring.tail - ring.fetch) % ring.length > 0
+            self.raise_irq(run.vector)
+        return bool(run.cache) or run.posted() > 0
 
-    async def _complete_failed(self, ring: Ring, descs, gen: int) -> None:
+    async def _complete_failed(self, run: RingRun, descs) -> None:
         """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
         try:
-            await self._complete(ring, descs, [(0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask)] * len(descs), gen)
+            await self._complete(run, descs, [(0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask)] * len(descs))
         except DmaFault:
             pass
 
-    async def _transmit(self, ring: Ring, descs, gen: int) -> list[tuple[int, int]]:
+    async def _transmit(self, run: RingRun, descs) -> list[tuple[int, int]]:
         """Send one frame made of ``descs``; return the write-back (length, status) of each."""
         lengths = [length for _, length, _ in descs]
         if not d.TX_CMD_EOP.get(descs[-1][2]) or 0 in lengths or sum(lengths) > device.MAX_FRAME:
-            self.qerr[ring.index] += 1
+            self.qerr[run.ring.index] += 1
             self.count("TX_ERRORS")
-            self.log.warning("%s: bad frame (buffer lengths %s): not sent", ring.name, lengths)
+            self.log.warning("%s: bad frame (buffer lengths %s): not sent", run.ring.name, lengths)
             return [(0, d.STATUS_DD.mask | d.STATUS_ERR_LEN.mask)] * len(descs)
-        data = b"".join([await self._dma_read(addr, length) for addr, length, _ in descs])
-        if gen != ring.epoch:
-            return []
-        delivered = self.fn.nic.transmit(self.fn, data)
+        data = b"".join([await self._dma_read(run, addr, length) for addr, length, _ in descs])
+        delivered = self.transmit(data)
         status = d.STATUS_DD.mask | (0 if delivered else d.STATUS_DROPPED.mask)
         if delivered:
             self.count("TX_PACKETS")
@@ -352,48 +465,46 @@ class QueueEngine:
     def deliver(self, queue: int, frame: bytes) -> bool:
         """A frame for this function from the switch; False if dropped for lack of buffers."""
         q = queue if queue < self.num_queues else 0
-        ring = self.rx[q]
-        if not ring.enabled or ring.free() <= len(ring.fifo):
+        run = self.rx[q].run
+        accepted = run is not None and run.free() > len(run.fifo)
+        if accepted:
+            run.fifo.append(frame)
+            self.scheduler.kick(run)
+        else:
             self.rx_nobuf[q] += 1
             self.count("RX_DROPS")
-            return False
-        ring.fifo.append(frame)
-        self._kick(ring)
-        return True
+        if self._delivery:
+            self._delivery.emit(ev.Delivery(self.fn, q, frame, accepted))
+        return accepted
 
-    async def _rx_work(self, ring: Ring, gen: int) -> bool:
-        budget = device.QUEUE_BUDGET
+    async def _rx_turn(self, run: RingRun) -> bool:
         done = 0
-        while ring.fifo and budget > done and ring.enabled:
-            frame = ring.fifo.popleft()
+        while run.fifo and done < device.QUEUE_BUDGET:
+            frame = run.fifo.popleft()
             used, results, pos = [], [], 0
             while pos < len(frame) or not used:
-                if not ring.cache and not await self._fetch(ring, gen):
+                if not run.cache and not await self._fetch(run):
                     break                                   # out of buffers mid-frame: truncate
-                if gen != ring.epoch:
-                    return False
-                addr, size, _ = ring.cache.popleft()
+                addr, size, _ = run.cache.popleft()
                 chunk = frame[pos:pos + size]
                 if chunk:
-                    await self._dma_write(addr, chunk)
+                    await self._dma_write(run, addr, chunk)
                 used.append((addr, size, 0))
                 results.append((len(chunk), d.STATUS_DD.mask))
                 pos += len(chunk)
             if not used:
-                self.rx_nobuf[ring.index] += 1
+                self.rx_nobuf[run.ring.index] += 1
                 self.count("RX_DROPS")
                 continue
             last_len, last_status = results[-1]
             last_status |= d.STATUS_EOP.mask | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
             results[-1] = (last_len, last_status)
-            if gen != ring.epoch:
-                return False
-            await self._complete(ring, used, results, gen)
+            await self._complete(run, used, results)
             done += len(used)
             if pos < len(frame):
                 self.count("RX_ERRORS")
             self.count("RX_PACKETS")
             self.count("RX_BYTES", pos)
         if done:
-            self.raise_irq(ring.vector)
-        return bool(ring.fifo) and ring.enabled
+            self.raise_irq(run.vector)
+        return bool(run.fifo)

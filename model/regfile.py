@@ -132,3 +132,28 @@ class RegisterFile:
         if count:
             counter = self._values["ERR_UNIMPL_COUNT"]
             counter[0] = min(counter[0] + 1, regs.COUNTER_MAX)
+
+
+class SummaryBits:
+    """A per-VF event bitmap behind a PF register array: bit n of element i is VF 32i+n;
+    the PF driver writes 1 to clear what it took (W1C)."""
+
+    def __init__(self, rf: RegisterFile, reg: Register):
+        self.bits = 0
+        rf.bind(reg, self._read, self._write)
+
+    def _read(self, i: int) -> int:
+        return (self.bits >> (32 * i)) & 0xFFFFFFFF
+
+    def _write(self, i: int, value: int, byte_mask: int) -> None:
+        self.bits &= ~((value & byte_mask) << (32 * i))
+
+    def set(self, n: int) -> None:
+        self.bits |= 1 << n
+
+    def clear(self, n: int) -> None:
+        self.bits &= ~(1 << n)
+
+    def __contains__(self, n: int) -> bool:
+        return bool(self.bits >> n & 1)
+

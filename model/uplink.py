@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import cocotb
 from cocotb.queue import Queue
 from cocotb.triggers import SimTimeoutError, Timer, with_timeout
 from cocotb.utils import get_sim_time
@@ -31,7 +30,6 @@ from datasheet import device, regs
 from model.switch import PORT_UPLINK
 
 LINK_UP = regs.STATUS.field("LINK_UP")
-LSC = regs.PF_IMR.field("LSC")
 #: bytes a frame occupies on the wire besides its own: preamble + SFD, FCS, inter-frame gap
 WIRE_OVERHEAD = 8 + 4 + 12
 MIN_FRAME_NO_FCS = 60
@@ -79,8 +77,7 @@ class UplinkPort:
         self.nic.log.info("uplink: link %s", "up" if up else "down")
         for function in (self.nic.pf, *self.nic.vfs):
             self.apply_status(function)
-        if self.nic.pf.regs.get(regs.PF_IMR) & LSC.mask:
-            cocotb.start_soon(self.nic.pf.msix.fire(device.PF_MBX_VECTOR))
+        self.nic.pf_interrupt("LSC")
         for callback in self._callbacks:
             callback(up)
 

@@ -18,12 +18,13 @@ class VirtualFunction(NicFunction):
 
     def __init__(self, nic, index: int):
         self.index = index
-        super().__init__(nic, device.VF_MSIX_VECTORS, device.VF_QUEUE_PAIRS)
+        super().__init__(nic, device.vf_port(index), device.VF_MSIX_VECTORS, device.VF_QUEUE_PAIRS)
         self.vendor_id = 0xFFFF
         self.device_id = 0xFFFF
         self.subsystem_id = device.VF_SUBSYSTEM_ID
         self.ari_cap = AriExtendedCapability(next_function_number=0)
         self.register_extended_capability(self.ari_cap)
+        self.capture_reset_state()
 
     def strap(self) -> None:
         super().strap()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from cocotb.triggers import Timer
+from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import device, regs
@@ -16,7 +17,7 @@ from pf_driver import pci_core
 from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
 from pf_driver.sriov import Sriov
-from pf_driver.vf_info import LinkState, VfInfo
+from pf_driver.vf_info import LinkState, MddPolicy, VfInfo, VfState
 
 
 class PfDriver:
@@ -34,6 +35,7 @@ class PfDriver:
         self.mac = bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, 0xFF, 0xFF])   # the PF's own netdev MAC
         self.dma = None            # DMA API for the PF's own queues (set by the platform)
         self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
+        self.mdd_policy = MddPolicy()
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -100,6 +102,36 @@ class PfDriver:
         if reopen:
             await self.netdev.open(self.ring_size)
         await self.mailbox.restart()
+
+    # -- VF error events (malicious driver detection) ----------------------------------------
+    async def vf_error_event(self, vf: VfInfo) -> None:
+        """VF ``vf`` entered the error state: log and count it, then reset the VF, or leave it
+        disabled when :attr:`mdd_policy` says it had too many events too quickly."""
+        now = get_sim_time("ns")
+        vf.errors += 1
+        vf.error_times = [t for t in vf.error_times if now - t <= self.mdd_policy.window_ns] + [now]
+        limit = self.mdd_policy.disable_after
+        if vf.state is VfState.DISABLED:
+            return
+        if limit is not None and len(vf.error_times) >= limit:
+            self.log.error("VF %d: error event %d (%d within %d us): VF disabled", vf.index, vf.errors,
+                           len(vf.error_times), self.mdd_policy.window_ns // 1000)
+            vf.state = VfState.DISABLED
+            await program_vf(self, vf)
+            return
+        self.log.error("VF %d: error event %d (malicious driver detection): resetting the VF", vf.index, vf.errors)
+        await self.trigger_vf_reset(vf.index)
+
+    async def trigger_vf_reset(self, n: int) -> None:
+        """Software reset of VF ``n`` (PF_VFRTRIG): its queues stop, its driver sees RSTD."""
+        word, bit = divmod(n, 32)
+        await self.write_reg(regs.PF_VFRTRIG, 1 << bit, word)
+
+    async def reset_vf(self, n: int) -> None:
+        """Re-admit VF ``n`` (e.g. one the MDD policy disabled): reset it and forget its errors."""
+        vf = self.vf_info(n)
+        vf.state, vf.error_times = VfState.NOT_RESET, []
+        await self.trigger_vf_reset(n)
 
     # -- administrator policy (ip link set <pf> vf N ...) ------------------------------------
     def vf_info(self, n: int) -> VfInfo:

@@ -42,7 +42,7 @@ async def program_function(pf, fn: int, mac: bytes | None, multicast=(), vlans=(
 
 async def program_vf(pf, vf: VfInfo) -> None:
     """The switch view of VF ``vf`` after a request, a VFLR or an administrator change."""
-    active = vf.state is not VfState.NOT_RESET
+    active = vf.state not in (VfState.NOT_RESET, VfState.DISABLED)
     await program_function(pf, 1 + vf.index, vf.mac if active else None, vf.multicast, vf.vlans,
                            rx_en=active, upe=vf.promisc_unicast, mpe=vf.promisc_multicast,
                            spoofchk=vf.spoofchk, pvid=vf.admin_vlan)

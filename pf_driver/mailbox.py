@@ -27,6 +27,8 @@ from pf_driver.vf_requests import handle_request
 FILTER_OPCODES = {Opcode.RESET, Opcode.SET_MAC, Opcode.SET_MULTICAST, Opcode.SET_VLAN, Opcode.SET_PROMISC}
 
 PFU = regs.PF_MAILBOX.field("PFU").mask
+VFU = regs.PF_MAILBOX.field("VFU").mask
+RVFU = regs.PF_MAILBOX.field("RVFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
@@ -112,6 +114,7 @@ class PfMailbox:
         if link_up != self.drv.link_up:
             self.drv.set_link(link_up, self.drv.link_speed)
         vflr = await self._summary(regs.PF_VFLRE, words)
+        errors = await self._summary(regs.PF_VFERR, words)
         acks = await self._summary(regs.PF_MBX_ACK, words)
         reqs = await self._summary(regs.PF_MBX_REQ, words)
         if vfs is not self.vfs:
@@ -119,7 +122,9 @@ class PfMailbox:
         now = get_sim_time("ns")
         for vf in vfs:
             bit = 1 << vf.index
-            if vflr & bit:
+            if errors & bit:
+                await self.drv.vf_error_event(vf)
+            if vflr & bit and vf.state is not VfState.DISABLED:
                 self.log.info("VF %d: VFLR, state cleared", vf.index)
                 vf.state = VfState.NOT_RESET
                 vf.clear_requested_state()
@@ -168,11 +173,22 @@ class PfMailbox:
 
     # -- transport --------------------------------------------------------------------------
     async def _lock(self, n: int) -> bool:
-        deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS
+        """Take VF ``n``'s buffer; a VF holding it past MBX_LOCK_HOLD_NS loses it (RVFU), counted."""
+        start = get_sim_time("ns")
+        deadline = start + mbx.MBX_TIMEOUT_NS
         while True:
             await self.drv.write_reg(regs.PF_MAILBOX, PFU, n)
-            if await self.drv.read_reg(regs.PF_MAILBOX, n) & PFU:
+            value = await self.drv.read_reg(regs.PF_MAILBOX, n)
+            if value & PFU:
                 return True
+            if value & VFU and get_sim_time("ns") - start > mbx.MBX_LOCK_HOLD_NS:
+                await self.drv.write_reg(regs.PF_MAILBOX, RVFU | PFU, n)
+                if await self.drv.read_reg(regs.PF_MAILBOX, n) & PFU:
+                    if n < len(self.vfs):
+                        self.vfs[n].lock_hogs += 1
+                    self.log.warning("VF %d held the mailbox past %d us: taken back (RVFU)",
+                                     n, mbx.MBX_LOCK_HOLD_NS // 1000)
+                    return True
             if get_sim_time("ns") > deadline:
                 self.timeouts += 1
                 self.log.warning("VF %d: mailbox lock not granted (VF holds VFU)", n)

@@ -16,6 +16,18 @@ class VfState(enum.Enum):
     NOT_RESET = "not-reset"     # no RESET yet (or after VFLR / PF reset): only RESET is accepted
     CTS = "cleared-to-send"     # RESET accepted
     CONFIGURED = "configured"   # at least one ring configured
+    DISABLED = "disabled"       # the PF disabled the VF after repeated error events (MddPolicy)
+
+
+@dataclass(frozen=True)
+class MddPolicy:
+    """What the PF does when a VF enters the error state (Linux i40e/ice "malicious driver
+    detection"): it always logs and counts the event; it resets the VF, unless the VF had
+    ``disable_after`` events within ``window_ns``, in which case the VF stays disabled
+    until the administrator re-admits it (``PfDriver.reset_vf``)."""
+
+    disable_after: int | None = None
+    window_ns: float = 10_000_000
 
 
 class LinkState(enum.Enum):
@@ -58,6 +70,9 @@ class VfInfo:
     received: int = 0
     nacked: int = 0
     rate_limited: int = 0
+    lock_hogs: int = 0          # times the PF took the mailbox back with RVFU
+    errors: int = 0             # error events (the VF entered the error state)
+    error_times: list[float] = field(default_factory=list)
 
     def clear_requested_state(self) -> None:
         """What RESET, VFLR and PF reset undo: everything the VF asked for, not admin policy."""

@@ -29,6 +29,8 @@ def handle_request(vf: VfInfo, msg: Message) -> Message:
         lo, hi = spec.request_len
         if not lo <= msg.declared_len <= hi:
             raise Refused(MbxError.BAD_LENGTH, f"{spec.opcode.name} with {msg.declared_len} dwords")
+        if vf.state is VfState.DISABLED:
+            raise Refused(MbxError.POLICY, "the PF disabled this VF after repeated error events")
         if vf.state is VfState.NOT_RESET and msg.opcode != Opcode.RESET:
             raise Refused(MbxError.NOT_RESET, f"{spec.opcode.name} before RESET")
         payload, flags = _HANDLERS[Opcode(msg.opcode)](vf, msg.payload)

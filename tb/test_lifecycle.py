@@ -5,6 +5,7 @@ from cocotb.triggers import Timer, gather
 from scapy.utils import rdpcap
 
 from datasheet import regs
+from datasheet.descriptors import QueueError
 from pf_driver import pci_core
 from pf_driver.vf_info import VfState
 from tb.runner import BUILD_DIR
@@ -37,7 +38,9 @@ async def vf_flr_during_traffic_others_lose_nothing(dut):
     await gather(*flows)
     got = [await recv(vfs[2].netdev) for _ in range(60)]
     assert got == [frame(vfs[1].mac, vfs[2].mac, 1000 + n) for n in range(60)]
-    assert await vfs[0].read_reg(regs.TXDCTL, 0) == 0               # queues stopped by the FLR
+    ctl = await vfs[0].read_reg(regs.TXDCTL, 0)                     # queues stopped by the FLR; the
+    assert not regs.TXDCTL.field("ENABLE").get(ctl)                 # driver's later doorbells are refused
+    assert regs.TXDCTL.field("ERR").get(ctl) == QueueError.DISABLED_DOORBELL
     await wait_until(lambda: sys_.pf.vf_info(0).state is VfState.NOT_RESET)
     await Timer(20, "us")
     ctrl = await sys_.pf.read_reg(regs.SW_FN_CTRL, vf0_port)

