@@ -120,6 +120,17 @@ class Writeback:
 
 
 @dataclass(frozen=True, slots=True)
+class Turn:
+    """A DMA engine gave ring (``queue``, ``rx``) of function ``fn`` one turn: ``number`` counts
+    the device's turns, ``descriptors`` is how many the ring completed in it."""
+    fn: int
+    queue: int
+    rx: bool
+    number: int
+    descriptors: int
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStopped:
     """A queue stopped or refused to start; ``error`` is its QueueError, ``why`` the detail."""
     fn: int

@@ -116,7 +116,7 @@ class RingRun:
     """The device's working state of one enabled ring, over a snapshot of its geometry."""
 
     __slots__ = ("engine", "ring", "base", "length", "vector", "tail", "head", "fetch", "cache", "staged",
-                 "fifo", "cancelled", "queued", "active", "again")
+                 "fifo", "cancelled", "queued", "active", "again", "turn_number")
 
     def __init__(self, engine: "QueueEngine", ring: Ring):
         self.engine = engine
@@ -127,6 +127,7 @@ class RingRun:
         self.staged: list = []                                  # TX: descriptors of a frame in progress
         self.fifo: collections.deque[bytes] = collections.deque()   # RX: frames awaiting buffers
         self.cancelled = self.queued = self.active = self.again = False
+        self.turn_number = 0                                    # the scheduler's count at this turn
 
     def free(self) -> int:
         """Descriptors the driver has handed over and the device has not used."""
@@ -164,6 +165,7 @@ class QueueEngine:
         self._fetched = events.topic(ev.DescriptorFetch)
         self._writeback = events.topic(ev.Writeback)
         self._stopped = events.topic(ev.QueueStopped)
+        self._turn = events.topic(ev.Turn)
         self._delivery = events.topic(ev.Delivery)
         self._clear_counters()
         self._bind(rf)
@@ -377,7 +379,10 @@ class QueueEngine:
             if self.inject_fault:
                 self.inject_fault = False
                 raise InjectedFault(f"injected fault in {run.ring.name}")
-            return await (self._rx_turn(run) if run.ring.rx else self._tx_turn(run))
+            more, done = await (self._rx_turn(run) if run.ring.rx else self._tx_turn(run))
+            if self._turn:
+                self._turn.emit(ev.Turn(self.fn, run.ring.index, run.ring.rx, run.turn_number, done))
+            return more
         except Cancelled:
             return False
         except DmaFault as exc:
@@ -417,7 +422,7 @@ class QueueEngine:
                                                   (first + k) % run.length, length, status))
 
     # -- TX -------------------------------------------------------------------------------
-    async def _tx_turn(self, run: RingRun) -> bool:
+    async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
         done = 0
         while done < device.QUEUE_BUDGET:
             if not run.cache and not await self._fetch(run):
@@ -436,7 +441,7 @@ class QueueEngine:
             done += len(frame)
         if done:
             self.raise_irq(run.vector)
-        return bool(run.cache) or run.posted() > 0
+        return bool(run.cache) or run.posted() > 0, done
 
     async def _complete_failed(self, run: RingRun, descs) -> None:
         """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
@@ -477,7 +482,7 @@ class QueueEngine:
             self._delivery.emit(ev.Delivery(self.fn, q, frame, accepted))
         return accepted
 
-    async def _rx_turn(self, run: RingRun) -> bool:
+    async def _rx_turn(self, run: RingRun) -> tuple[bool, int]:
         done = 0
         while run.fifo and done < device.QUEUE_BUDGET:
             frame = run.fifo.popleft()
@@ -507,4 +512,4 @@ class QueueEngine:
             self.count("RX_BYTES", pos)
         if done:
             self.raise_irq(run.vector)
-        return bool(run.fifo)
+        return bool(run.fifo), done

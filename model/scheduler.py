@@ -8,8 +8,8 @@ other: a victim queue waits at most one turn of each ring ahead of it
 (``docs/security.md``). Workers exist only while there is work: an idle device costs
 no coroutine and no timer.
 
-``turns`` counts turns; :attr:`Scheduler.turn_log` (when enabled) records which ring
-each turn served, so tests can measure fairness in engine turns.
+``turns`` counts turns; each turn is numbered (``run.turn_number``) and reported as a
+:class:`~model.events.Turn` event, so fairness can be measured in engine turns.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Runnable(Protocol):
     queued: bool
     active: bool
     again: bool
+    turn_number: int
 
     def turn(self) -> Awaitable[bool]: ...
 
@@ -43,7 +44,6 @@ class Scheduler:
         self.ready: collections.deque = collections.deque()
         self.running = 0
         self.turns = 0
-        self.turn_log: list | None = None      # set to a list to record (turn, run) pairs
 
     def kick(self, run: Runnable) -> None:
         """``run`` has work: queue it for a turn (once), starting an engine if one is free."""
@@ -69,8 +69,7 @@ class Scheduler:
                     continue
                 run.active, run.again = True, False
                 self.turns += 1
-                if self.turn_log is not None:
-                    self.turn_log.append((self.turns, run))
+                run.turn_number = self.turns
                 try:
                     more = await run.turn()            # a turn contains its own faults
                 finally:

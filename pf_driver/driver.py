@@ -36,6 +36,7 @@ class PfDriver:
         self.dma = None            # DMA API for the PF's own queues (set by the platform)
         self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
         self.mdd_policy = MddPolicy()
+        self.errors = 0            # times the PF itself entered the error state
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -121,6 +122,13 @@ class PfDriver:
             return
         self.log.error("VF %d: error event %d (malicious driver detection): resetting the VF", vf.index, vf.errors)
         await self.trigger_vf_reset(vf.index)
+
+    async def pf_error_event(self) -> None:
+        """The PF itself entered the error state (STATUS.FN_ERR): log, count, reset the PF."""
+        self.errors += 1
+        cause = regs.FN_ERROR.field("CAUSE").get(await self.read_reg(regs.FN_ERROR))
+        self.log.error("PF entered the error state (%s): resetting the PF", regs.FnError(cause).name)
+        await self.reset()
 
     async def trigger_vf_reset(self, n: int) -> None:
         """Software reset of VF ``n`` (PF_VFRTRIG): its queues stop, its driver sees RSTD."""

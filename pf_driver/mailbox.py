@@ -107,12 +107,16 @@ class PfMailbox:
     async def service_once(self) -> None:
         vfs = self.vfs
         words = (len(vfs) + 31) // 32
-        if not words:
-            return
         self.rounds += 1
-        link_up = bool(regs.STATUS.field("LINK_UP").get(await self.drv.read_reg(regs.STATUS)))
+        status = await self.drv.read_reg(regs.STATUS)
+        if regs.STATUS.field("FN_ERR").get(status):
+            await self.drv.pf_error_event()
+            return
+        link_up = bool(regs.STATUS.field("LINK_UP").get(status))
         if link_up != self.drv.link_up:
             self.drv.set_link(link_up, self.drv.link_speed)
+        if not words:
+            return
         vflr = await self._summary(regs.PF_VFLRE, words)
         errors = await self._summary(regs.PF_VFERR, words)
         acks = await self._summary(regs.PF_MBX_ACK, words)

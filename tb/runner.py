@@ -29,6 +29,7 @@ SIM_MODULES = [
     "tb.test_iommu_nic",
     "tb.test_datapath",
     "tb.test_lifecycle",
+    "tb.test_containment",
     "tb.test_quickstart",
     "tb.test_uvm",
 ]

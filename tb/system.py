@@ -149,19 +149,20 @@ async def start_harness(dut) -> None:
 
 async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool = True,
                        rc: RootComplex | None = None, verbose: bool | None = None,
-                       iommu: bool = False) -> System:
+                       iommu: bool = False, nic: Nic | None = None) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
     the PF densely on its bus; without it they start on the next bus). ``rc``
-    lets a caller supply a root complex subclass.  ``iommu`` builds an
+    lets a caller supply a root complex subclass, ``nic`` a NIC it built itself (``total_vfs``
+    is then the NIC's; build it without yielding to the simulator before this call, as its
+    link port starts at once).  ``iommu`` builds an
     :class:`~iommu.IommuRootComplex` (unless ``rc`` is one already) and loads the
     IOMMU driver after enumeration, before the PF driver probes, as a kernel does:
     translation on, the PF attached in pass-through (the host trusts its own PF
     driver), every VF blocked until :meth:`System.attach_vf_domain`.
     """
     verbose = quiet_logging(verbose)
-    await start_harness(dut)
     if iommu and rc is None:
         from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
         rc = IommuRootComplex()
@@ -174,8 +175,9 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     root_port.pcie_cap.ari_forwarding_supported = ari
     root_port.downstream_port.max_link_speed = device.LINK_SPEED_GEN
     root_port.downstream_port.max_link_width = device.LINK_WIDTH
-    nic = Nic(total_vfs=total_vfs)
-    root_port.connect(nic.device)
+    nic = nic or Nic(total_vfs=total_vfs)
+    root_port.connect(nic.device)               # before anything yields: the ports start at once
+    await start_harness(dut)
     await rc.enumerate()
     dut.link_up.value = 1
     pf_dev = rc.find_device(nic.pf.pcie_id)
