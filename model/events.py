@@ -91,11 +91,13 @@ class MmioWrite:
 
 @dataclass(frozen=True, slots=True)
 class Doorbell:
-    """A tail write to queue ``queue`` (``rx`` ring or TX) of function ``fn``."""
+    """A tail write to queue ``queue`` (``rx`` ring or TX) of function ``fn``; ``turns`` is how
+    many DMA engine turns the device had started when it arrived (see :class:`Turn`)."""
     fn: int
     queue: int
     rx: bool
     tail: int
+    turns: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ seen by the device (as on real hardware); the IOMMU records it and the data is l
 from __future__ import annotations
 
 import collections
+import math
 from typing import Callable, Protocol
 
 from cocotb.triggers import Timer
@@ -253,7 +254,7 @@ class QueueEngine:
 
     def _doorbell_write(self, ring: Ring, tail: int) -> None:
         if self._doorbell:
-            self._doorbell.emit(ev.Doorbell(self.fn, ring.index, ring.rx, tail))
+            self._doorbell.emit(ev.Doorbell(self.fn, ring.index, ring.rx, tail, self.scheduler.turns))
         run = ring.run
         if run is None:
             self.qerr[ring.index] += 1
@@ -335,7 +336,7 @@ class QueueEngine:
         self.signal(vector)
 
     async def _fire_later(self, vector: int, wait: float, epoch: int) -> None:
-        await Timer(int(wait) or 1, "ns")
+        await Timer(max(math.ceil(wait * 1000), 1), "ps")        # never early
         if epoch == self.irq_epoch:            # a function reset meanwhile drops it
             self.irq_scheduled[vector] = False
             self._fire(vector, get_sim_time("ns"))

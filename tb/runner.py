@@ -30,6 +30,7 @@ SIM_MODULES = [
     "tb.test_datapath",
     "tb.test_lifecycle",
     "tb.test_containment",
+    "tb.test_fairness",
     "tb.test_quickstart",
     "tb.test_uvm",
 ]
