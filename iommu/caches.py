@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from observe import EventBus
+
+from .events import IotlbFill, IotlbInvalidate
 from .vtd_format import PAGE_SHIFT
 
 
@@ -61,8 +64,11 @@ class Iotlb:
     ``capacity`` bounds the entries; the oldest one is evicted first.
     """
 
-    def __init__(self, capacity: int = 8192):
+    def __init__(self, capacity: int = 8192, events: EventBus | None = None):
         self.capacity = capacity
+        events = events or EventBus()
+        self._fill = events.topic(IotlbFill)
+        self._invalidate = events.topic(IotlbInvalidate)
         self.entries: dict[tuple[int, int, int], IotlbEntry] = {}
         self._count: dict[int, int] = {}  # entries per page shift
         self._shifts: list[int] = []  # page shifts present, smallest first
@@ -88,6 +94,8 @@ class Iotlb:
             self._count[entry.shift] = self._count.get(entry.shift, 0) + 1
             self._shifts = sorted(self._count)
         self.entries[key] = entry
+        if self._fill:
+            self._fill.emit(IotlbFill(did, iova, entry.shift))
 
     def _drop(self, keys) -> None:
         for key in keys:
@@ -99,6 +107,8 @@ class Iotlb:
 
     def invalidate(self, did: int | None = None) -> None:
         """Global (``did`` None) or domain-selective invalidation (§6.5.1.2)."""
+        if self._invalidate:
+            self._invalidate.emit(IotlbInvalidate(did))
         if did is None:
             self._drop(list(self.entries))
         else:
@@ -107,6 +117,8 @@ class Iotlb:
     def invalidate_pages(self, did: int, addr: int, am: int) -> None:
         """Page-selective-within-domain invalidation: the 2**am 4 KiB pages at
         ``addr`` (aligned down to that size) and any larger page overlapping them."""
+        if self._invalidate:
+            self._invalidate.emit(IotlbInvalidate(did, addr, am))
         span = PAGE_SHIFT + am
         start = addr >> span << span
         last = start + (1 << span) - 1

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Callable
 
+from observe import EventBus
+
+from .events import Fault
+
 log = logging.getLogger("iommu.faults")
 
 
@@ -76,7 +80,9 @@ class FaultLog:
     fires once per recorded fault.
     """
 
-    def __init__(self, capacity: int = 16, callback: Callable[[FaultRecord], None] | None = None):
+    def __init__(self, capacity: int = 16, callback: Callable[[FaultRecord], None] | None = None,
+                 events: EventBus | None = None):
+        self._fault = (events or EventBus()).topic(Fault)
         self.capacity = capacity
         self.callback = callback
         self.records: list[FaultRecord] = []
@@ -87,10 +93,13 @@ class FaultLog:
 
     def report(self, record: FaultRecord, fpd: bool = False) -> None:
         self.total += 1
+        logged = not fpd and len(self.records) < self.capacity
+        if self._fault:
+            self._fault.emit(Fault(record, logged))
         if fpd:
             self.suppressed += 1
             return
-        if len(self.records) >= self.capacity:
+        if not logged:
             self.overflow = True
             self.dropped += 1
             return

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from observe import EventBus
+
 from .caches import Context, ContextCache, Iotlb, IotlbEntry
+from .events import Translation
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import HostMemory, HostMemoryError
 from .vtd_format import (
@@ -59,22 +62,34 @@ class Iommu:
     ``iotlb.invalidate`` / ``iotlb.invalidate_pages`` (IOTLB_REG, §6.5.1).
     ``reserved_regions`` lists the (base, size) ranges that are not DMA-remapped
     (the interrupt window), for software to keep out of every IOVA space.
+    ``events`` publishes every translation, IOTLB fill and invalidation and fault
+    (:mod:`iommu.events`).
     """
 
     def __init__(self, memory: HostMemory, fault_log_size: int = 16, fault_callback=None,
                  iotlb_capacity: int = 8192):
         self.memory = memory
+        self.events = EventBus()
+        self._translation = self.events.topic(Translation)
         self.root_table_address = 0
         self.translation_enabled = False
         self.context_cache = ContextCache()
-        self.iotlb = Iotlb(iotlb_capacity)
-        self.faults = FaultLog(fault_log_size, fault_callback)
+        self.iotlb = Iotlb(iotlb_capacity, self.events)
+        self.faults = FaultLog(fault_log_size, fault_callback, self.events)
         self.reserved_regions: list[tuple[int, int]] = []
 
     # -- translation ---------------------------------------------------------
     def translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
         """Host-physical (addr, len) chunks for a DMA of ``length`` bytes at ``iova``,
         split where the mapping's pages end, or the FaultRecord of a blocked request."""
+        result = self._translate(source_id, iova, length, is_write)
+        if self._translation:
+            fault = result if isinstance(result, FaultRecord) else None
+            self._translation.emit(Translation(source_id, iova, length, is_write,
+                                               () if fault else tuple(result), fault))
+        return result
+
+    def _translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
         if not self.translation_enabled:
             return [(iova, length)]
         ctx = None

@@ -1,17 +1,9 @@
 """What the device did, as typed events: the model's observation interface.
 
-Monitors, coverage, scoreboards and tools subscribe here instead of wrapping model
-methods. Publishing costs one truth test when nobody listens::
+Monitors, coverage, scoreboards and tools subscribe to ``nic.events`` (an
+:class:`observe.EventBus`) instead of wrapping model methods::
 
-    bus = EventBus()
-    bus.subscribe(Doorbell, lambda ev: print(ev))
-    topic = bus.topic(Doorbell)          # held by the publisher
-    if topic:                            # false while nobody listens
-        topic.emit(Doorbell(fn=1, queue=0, rx=False, tail=5))
-
-Callbacks run synchronously, in subscription order, and must not await: an observer
-cannot change the order of events in the simulation. An exception raised by a
-callback is logged and the callback is dropped; the device carries on.
+    nic.events.subscribe(Doorbell, lambda ev: print(ev))
 
 ``fn`` in every event is the function index of the device: 0 for the PF, 1 + i for
 VF i (the same numbering as the embedded switch's ports, ``datasheet.device``).
@@ -19,53 +11,11 @@ VF i (the same numbering as the embedded switch's ports, ``datasheet.device``).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from typing import Callable, TypeVar
 
-log = logging.getLogger("cocotb.nic.events")
+from observe import EventBus, Topic
 
-E = TypeVar("E")
-
-
-class Topic:
-    """The subscribers of one event type; truthy while there is at least one."""
-
-    __slots__ = ("kind", "callbacks")
-
-    def __init__(self, kind: type):
-        self.kind = kind
-        self.callbacks: list[Callable] = []
-
-    def __bool__(self) -> bool:
-        return bool(self.callbacks)
-
-    def emit(self, event) -> None:
-        for callback in tuple(self.callbacks):
-            try:
-                callback(event)
-            except Exception:  # an observer's bug must not break the device
-                log.exception("event observer %r failed on %s; unsubscribed", callback, event)
-                self.callbacks.remove(callback)
-
-
-class EventBus:
-    """Topics by event type."""
-
-    def __init__(self):
-        self._topics: dict[type, Topic] = {}
-
-    def topic(self, kind: type) -> Topic:
-        topic = self._topics.get(kind)
-        if topic is None:
-            topic = self._topics[kind] = Topic(kind)
-        return topic
-
-    def subscribe(self, kind: type[E], callback: Callable[[E], None]) -> Callable[[], None]:
-        """Call ``callback(event)`` for every event of type ``kind``; returns the unsubscribe function."""
-        topic = self.topic(kind)
-        topic.callbacks.append(callback)
-        return lambda: callback in topic.callbacks and topic.callbacks.remove(callback)
+__all__ = ["EventBus", "Topic"]
 
 
 # -- the events ---------------------------------------------------------------------------------

@@ -1,0 +1,52 @@
+"""What the remapping hardware did, as typed events on ``iommu.events`` (an
+:class:`observe.EventBus`): every translation with its outcome, IOTLB fills and
+invalidations, and every recorded fault.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .faults import FaultRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """A DMA request of ``length`` bytes at ``iova`` from ``source_id``: ``chunks`` are the host
+    (address, length) pieces it maps to, empty when it was blocked (``fault``)."""
+    source_id: int
+    iova: int
+    length: int
+    is_write: bool
+    chunks: tuple
+    fault: FaultRecord | None
+
+    @property
+    def phys(self) -> int | None:
+        """Host address of the first byte, None if blocked."""
+        return self.chunks[0][0] if self.chunks else None
+
+
+@dataclass(frozen=True, slots=True)
+class IotlbFill:
+    """A page walk filled the IOTLB: domain ``did``, page of 2**``shift`` bytes at ``iova``."""
+    did: int
+    iova: int
+    shift: int
+
+
+@dataclass(frozen=True, slots=True)
+class IotlbInvalidate:
+    """Software invalidated the IOTLB: ``did`` None is global; ``addr``/``am`` a page range."""
+    did: int | None
+    addr: int | None = None
+    am: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A fault was recorded in the fault log (or counted as overflow / suppressed)."""
+    record: FaultRecord
+    logged: bool
