@@ -125,15 +125,15 @@ FN_ERROR = Register(
 
 # -- error reporting ------------------------------------------------------------
 ERR_STATUS = Register(
-    "ERR_STATUS", 0x0020, Access.W1C, "Sticky error flags of bad register accesses.",
+    "ERR_STATUS", 0x0020, Access.W1C, "Sticky error flags of bad register accesses (BAR0 and the MSI-X BAR).",
     write_mask=0x00000007,
     fields=(Field("UNIMPL", 0, 1, "access to an unimplemented offset"),
             Field("RO_WRITE", 1, 1, "write to a read-only register"),
             Field("MBX", 2, 1, "mailbox buffer written without holding it, or a disabled VF's mailbox used")))
 ERR_UNIMPL_COUNT = Register("ERR_UNIMPL_COUNT", 0x0024, Access.RO,
-                            "Number of accesses to unimplemented offsets (saturates).")
+                            "Number of accesses to unimplemented offsets of BAR0 or the MSI-X BAR (saturates).")
 ERR_LAST_OFFSET = Register("ERR_LAST_OFFSET", 0x0028, Access.RO,
-                           "BAR0 offset of the last bad access.")
+                           "Offset (in the BAR it went to) of the last bad access.")
 
 # -- PF-only view of the SR-IOV state -------------------------------------------
 PF_NUM_VFS = Register("PF_NUM_VFS", 0x0100, Access.RO,

@@ -34,7 +34,7 @@ class DmaBuffer:
 
     def __init__(self, memory, phys: int, size: int):
         self._memory = memory
-        self._phys = phys
+        self.phys = phys          # host physical address (Linux virt_to_phys); the device sees IOVAs
         self.size = size
 
     def __len__(self) -> int:
@@ -47,11 +47,11 @@ class DmaBuffer:
     def read(self, offset: int = 0, length: int | None = None) -> bytes:
         length = self.size - offset if length is None else length
         self._check(offset, length)
-        return self._memory.read(self._phys + offset, length)
+        return self._memory.read(self.phys + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
-        self._memory.write(self._phys + offset, bytes(data))
+        self._memory.write(self.phys + offset, bytes(data))
 
 
 class DmaDevice:
@@ -77,13 +77,13 @@ class DmaDevice:
         return DmaBuffer(self._pages.memory, self._pages.alloc(size, align), size)
 
     def free_buffer(self, buf: DmaBuffer) -> None:
-        self._pages.free(buf._phys)
+        self._pages.free(buf.phys)
 
     # -- streaming mappings ------------------------------------------------------
     def dma_map(self, buf: DmaBuffer | int, size: int, direction: DmaDirection) -> int:
         """Make ``size`` bytes of ``buf`` (or host physical address ``buf``) reachable
         by the device in ``direction``; returns the IOVA of its first byte."""
-        phys = buf._phys if isinstance(buf, DmaBuffer) else buf
+        phys = buf.phys if isinstance(buf, DmaBuffer) else buf
         if self.domain.passthrough:
             return phys
         first = phys & ~PAGE_MASK

@@ -13,7 +13,7 @@ from .allocator import ExtentAllocator, PageAllocator
 from .remapping import Iommu
 from .vtd_format import (
     AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT,
-    RE_CTP_MASK, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W, SLPTE_SIZE,
+    RE_CTP_MASK, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W, SLPT_ENTRIES, SLPTE_SIZE,
     TABLE_SIZE, TT_PASS_THROUGH, aw_bits, aw_levels, context_entry, level_shift, pack_u64,
     context_entry_addr, root_entry, root_entry_addr, slpte, slpte_offset, unpack_entry128, unpack_u64,
 )
@@ -245,6 +245,25 @@ class IommuDriver:
             self.iommu.iotlb.invalidate(domain.did)
         else:
             self.iommu.iotlb.invalidate_pages(domain.did, first << PAGE_SHIFT, am)
+
+    def mappings(self, domain: IommuDomain) -> list[tuple[int, int, int, int]]:
+        """Every leaf mapping of ``domain`` as (iova, phys, size, prot), by a software walk."""
+        out = []
+
+        def walk(table: int, level: int, base: int) -> None:
+            for index in range(SLPT_ENTRIES):
+                pte = self._read_pte(table + index * SLPTE_SIZE)
+                if not pte & SL_RW:
+                    continue
+                iova = base | index << level_shift(level)
+                if level == 1 or (level in LARGE_PAGE_LEVELS and pte & SL_PS):
+                    out.append((iova, pte & SL_ADDR_MASK, 1 << level_shift(level), pte & SL_RW))
+                else:
+                    walk(pte & SL_ADDR_MASK, level - 1, iova)
+
+        if not domain.passthrough:
+            walk(domain.pgd, domain.levels, 0)
+        return out
 
     def iova_to_phys(self, domain: IommuDomain, iova: int) -> int | None:
         """Software walk of ``domain``'s tables (Linux ``iommu_iova_to_phys``)."""

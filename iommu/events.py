@@ -50,3 +50,14 @@ class Fault:
     """A fault was recorded in the fault log (or counted as overflow / suppressed)."""
     record: FaultRecord
     logged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MsiRequest:
+    """A write from ``source_id`` reached the interrupt window: ``delivered`` if it raised the
+    vector its ``data`` names, else ``why`` it was not."""
+    source_id: int
+    address: int
+    data: bytes
+    delivered: bool
+    why: str = ""

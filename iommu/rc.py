@@ -12,6 +12,7 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
+from .events import MsiRequest
 from .faults import FaultRecord
 from .memory import RcHostMemory
 from .remapping import Iommu
@@ -36,6 +37,7 @@ class IommuRootComplex(RootComplex):
         self._msi_end = self._msi_base + self.msi_region.size
         self.msi_delivered = 0
         self.msi_bogus = 0
+        self._msi_request = self.iommu.events.topic(MsiRequest)
         # IOVA ranges the IOMMU must never hand out: the interrupt window, and
         # the bridge memory window (peer-to-peer routing would win over the RC)
         self.iommu.reserved_regions += [(self._msi_base, self.msi_region.size),
@@ -47,12 +49,17 @@ class IommuRootComplex(RootComplex):
     async def _msi_write(self, tlp: Tlp) -> None:
         """Deliver a well-formed MSI write through the stock MsiRegion; count the rest."""
         data = bytes(tlp.get_data())
+        source = int(tlp.requester_id)
         if tlp.address == self._msi_base and tlp.length == 1 and tlp.first_be == MSI_DWORD_BE:
             if int.from_bytes(data, "little") in self.msi_region.msi_vectors:
                 self.msi_delivered += 1
+                if self._msi_request:
+                    self._msi_request.emit(MsiRequest(source, tlp.address, data, True))
                 await self.msi_region.write(0, data)
                 return
         self.msi_bogus += 1
+        if self._msi_request:
+            self._msi_request.emit(MsiRequest(source, tlp.address, data, False, "names no allocated vector"))
         self.log.warning("Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
                          tlp.requester_id, tlp.address, tlp.first_be, data.hex())
 

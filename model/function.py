@@ -73,10 +73,9 @@ class NicFunction(MemoryEndpoint):
 
         self.msix_cap = NicMsixCapability(msix_vectors)
         self.register_capability(self.msix_cap)
-        self.msix = MsixTable(fn, self.msix_cap, self._send_msi, lambda: self.bus_master_enable, self.spawn,
-                              nic.events, self.log)
-
         self.regs = RegisterFile(regs.registers_for(self.is_vf), self.log)
+        self.msix = MsixTable(fn, self.msix_cap, self._send_msi, lambda: self.bus_master_enable, self.spawn,
+                              nic.events, self.log, self.regs.bad_access)
         self.regs.on_write(regs.CTRL, self._ctrl_written)
         self.strap()
         self.queues = QueueEngine(fn, self.regs, queue_pairs, msix_vectors, port=self,

@@ -57,7 +57,8 @@ class MsixTable:
     """
 
     def __init__(self, fn: int, cap: NicMsixCapability, send: SendMessage, bus_master: Callable[[], bool],
-                 spawn: Callable, events: ev.EventBus, log: logging.Logger):
+                 spawn: Callable, events: ev.EventBus, log: logging.Logger,
+                 on_bad_access: Callable[[int, str, bool], None]):
         self.fn = fn
         self.cap = cap
         self.num_vectors = cap.msix_table_size + 1
@@ -69,6 +70,7 @@ class MsixTable:
         self.pending = 0
         self.sent = [0] * self.num_vectors          # messages delivered per vector
         self._interrupt = events.topic(ev.Interrupt)
+        self.on_bad_access = on_bad_access          # (offset, what, read_only) -> the function's ERR_*
         cap.on_control_change = self.deliver_pending
         self.reset()
 
@@ -150,13 +152,15 @@ class MsixTable:
         pba = self._pba_bytes()
         if p0 <= offset and offset + length <= p0 + len(pba):
             return pba[offset - p0:offset - p0 + length]
-        self._bad(offset, "read")
+        self.on_bad_access(offset, "MSI-X BAR read outside the table and PBA", False)
         return bytes(length)
 
     def write(self, offset: int, data: bytes) -> None:
-        t0 = device.MSIX_TABLE_OFFSET
+        t0, p0 = device.MSIX_TABLE_OFFSET, device.MSIX_PBA_OFFSET
         if not (t0 <= offset and offset + len(data) <= t0 + len(self.table)):
-            self._bad(offset, "write")   # PBA is read-only; outside table/PBA is unimplemented
+            in_pba = p0 <= offset < p0 + len(self._pba_bytes())
+            self.on_bad_access(offset, "MSI-X BAR write to the read-only PBA" if in_pba
+                               else "MSI-X BAR write outside the table", in_pba)
             return
         start = offset - t0
         self.table[start:start + len(data)] = data
@@ -165,6 +169,3 @@ class MsixTable:
             ctrl = self._word(v, pci.PCI_MSIX_ENTRY_VECTOR_CTRL)
             self._set_ctrl(v, ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)   # other bits reserved
         self.deliver_pending()
-
-    def _bad(self, offset: int, what: str) -> None:
-        self.log.warning("MSI-X BAR %s at 0x%04x outside table/PBA: ignored", what, offset)

@@ -59,6 +59,10 @@ class RegisterFile:
         """A bound block declares an access unimplemented (e.g. a queue beyond the allotment)."""
         self._bad_access(offset, what, "UNIMPL")
 
+    def bad_access(self, offset: int, what: str, read_only: bool) -> None:
+        """A bad access to another BAR of the function (the MSI-X BAR): flagged and counted here."""
+        self._bad_access(offset, what, "RO_WRITE" if read_only else "UNIMPL", count=not read_only)
+
     def flag_error(self, field_name: str, offset: int) -> None:
         """Record a bad access in ERR_STATUS (used by bound blocks for their own rules)."""
         self._values["ERR_STATUS"][0] |= regs.ERR_STATUS.field(field_name).mask
@@ -87,7 +91,7 @@ class RegisterFile:
     def _read_dword(self, offset: int) -> int:
         hit = self._by_offset.get(offset)
         if hit is None:
-            self._bad_access(offset, "read of unimplemented offset", "UNIMPL")
+            self._bad_access(offset, "BAR0 read of unimplemented offset", "UNIMPL")
             return 0
         reg, index = hit
         bound = self._bound.get(reg.name)
@@ -102,11 +106,11 @@ class RegisterFile:
     def _write_dword(self, offset: int, value: int, byte_mask: int) -> None:
         hit = self._by_offset.get(offset)
         if hit is None:
-            self._bad_access(offset, "write to unimplemented offset", "UNIMPL")
+            self._bad_access(offset, "BAR0 write to unimplemented offset", "UNIMPL")
             return
         reg, index = hit
         if reg.access in (Access.RO, Access.RC):
-            self._bad_access(offset, f"write to read-only {reg.name}", "RO_WRITE", count=False)
+            self._bad_access(offset, f"BAR0 write to read-only {reg.name}", "RO_WRITE", count=False)
             return
         bound = self._bound.get(reg.name)
         if bound is not None:
@@ -125,7 +129,7 @@ class RegisterFile:
             hook(old, new)
 
     def _bad_access(self, offset: int, what: str, flag: str, count: bool = True) -> None:
-        self.log.warning("BAR0 %s at 0x%05x: ignored", what, offset)
+        self.log.warning("%s at 0x%05x: ignored", what, offset)
         if not self.implements(regs.ERR_STATUS):
             return
         self.flag_error(flag, offset)

@@ -82,6 +82,34 @@ async def list_capabilities(dev: PciDevice) -> tuple[list[tuple[int, int]], list
     return std, ext
 
 
+async def pci_save_state(dev: PciDevice) -> dict[int, int]:
+    """The function's writable configuration, by dword offset (Linux ``pci_save_state``):
+    Command, Cache Line Size, Interrupt Line, BARs, and the PCIe and MSI-X capabilities'
+    control registers."""
+    offsets = [pci.PCI_COMMAND, pci.PCI_CACHE_LINE_SIZE & ~3, pci.PCI_INTERRUPT_LINE]
+    offsets += [pci.PCI_BASE_ADDRESS_0 + 4 * i for i in range(pci.PCI_NUM_BARS)]
+    exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
+    if exp is not None:
+        offsets += [exp + pci.PCI_EXP_DEVCTL, exp + pci.PCI_EXP_LNKCTL, exp + pci.PCI_EXP_DEVCTL2]
+    msix = await find_capability(dev, pci.PCI_CAP_ID_MSIX)
+    if msix is not None:
+        offsets.append(msix)
+    return {off: await dev.config_read_dword(off) for off in offsets}
+
+
+async def pci_restore_state(dev: PciDevice, state: dict[int, int]) -> None:
+    """Write back what :func:`pci_save_state` read (Linux ``pci_restore_state``), the
+    Command register last so decode and bus mastering come back on a restored function."""
+    exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
+    devctl = exp + pci.PCI_EXP_DEVCTL if exp is not None else None
+    for off, value in state.items():
+        if off == devctl:
+            value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR & 0xFFFF      # never re-initiate an FLR
+        if off != pci.PCI_COMMAND:
+            await dev.config_write_dword(off, value)
+    await dev.config_write_dword(pci.PCI_COMMAND, state[pci.PCI_COMMAND] & 0xFFFF)
+
+
 async def pcie_flr(dev: PciDevice) -> None:
     """Initiate Function Level Reset and wait the 100 ms the spec allows (PCIe 6.0 §6.6.2)."""
     exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)

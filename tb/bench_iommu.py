@@ -165,8 +165,8 @@ async def iommu_dma_cost(dut):
     buf, iova = dev.dma_alloc_coherent(max(SIZES))
     # mode -> (function issuing the DMA, address it uses, GCMD.TE)
     setups = {"translated": (system.nic.vfs[0], iova, True),
-              "pass-through": (system.nic.vfs[1], buf._phys, True),
-              "off": (system.nic.vfs[0], buf._phys, False)}
+              "pass-through": (system.nic.vfs[1], buf.phys, True),
+              "off": (system.nic.vfs[0], buf.phys, False)}
     payload = {size: bytes((k * 13 + size) & 0xFF for k in range(size)) for size in SIZES}
 
     samples, iotlb, handler = await measure(system, setups, payload, ops, rounds, profile)

@@ -94,7 +94,7 @@ async def each_vf_dma_reaches_only_its_own_domain(dut):
     buf_a, iova_a = dev_a.dma_alloc_coherent(0x3000)
     buf_b, iova_b = dev_b.dma_alloc_coherent(0x3000)
     assert iova_a == iova_b  # the same IOVA names different host pages in each domain
-    assert buf_a._phys != buf_b._phys and iova_a != buf_a._phys
+    assert buf_a.phys != buf_b.phys and iova_a != buf_a.phys
     data_a = bytes(range(256)) * 0x27  # 0x2700 bytes from 0x7F9: touches all three pages
     data_b = bytes(255 - k % 256 for k in range(len(data_a)))
     vf_a, vf_b = system.nic.vfs[0], system.nic.vfs[1]
@@ -123,14 +123,14 @@ async def vf_cannot_reach_another_domain_the_pf_or_unmapped_pages(dut):
     only_b, iova_b2 = dev_b.dma_alloc_coherent(0x1000)  # mapped in B's domain only
     only_b.write(0, b"B's private page")
     pf_buf, pf_phys = system.pf_dma.dma_alloc_coherent(0x1000)
-    assert pf_phys == pf_buf._phys  # pass-through: the PF's IOVA is the physical address
+    assert pf_phys == pf_buf.phys  # pass-through: the PF's IOVA is the physical address
     pf_buf.write(0, b"PF private data")
     assert system.iommu_driver.iova_to_phys(dev_a.domain, iova_b2) is None
 
     await expect_blocked(system, 0, iova_b2, FaultReason.SLPTE_NOT_PRESENT)
     await expect_blocked(system, 0, pf_phys, FaultReason.SLPTE_NOT_PRESENT)
     await expect_blocked(system, 0, UNMAPPED_IOVA + 0x10, FaultReason.SLPTE_NOT_PRESENT)
-    await expect_blocked(system, 0, buf_b._phys, FaultReason.SLPTE_NOT_PRESENT)  # B's page by physical address
+    await expect_blocked(system, 0, buf_b.phys, FaultReason.SLPTE_NOT_PRESENT)  # B's page by physical address
     await expect_blocked(system, 0, 1 << 48, FaultReason.ADDRESS_BEYOND_AW)
     assert only_b.read(0, 16) == b"B's private page" and pf_buf.read(0, 15) == b"PF private data"
     # a read-only mapping refuses the device's writes
@@ -187,11 +187,11 @@ async def fault_log_names_vfs_past_function_7(dut):
     await system.nic.vfs[9].mem_write(iova9 + 0x10, b"VF 9 was here")
     assert await system.nic.vfs[9].mem_read(iova9 + 0x10, 13, **TIMEOUT) == b"VF 9 was here"
     assert buf9.read(0x10, 13) == b"VF 9 was here" and buf8.read(0x10, 13) == bytes(13)
-    await expect_blocked(system, 9, buf8._phys, FaultReason.SLPTE_NOT_PRESENT)
+    await expect_blocked(system, 9, buf8.phys, FaultReason.SLPTE_NOT_PRESENT)
     await expect_blocked(system, 7, iova9, FaultReason.CONTEXT_ENTRY_NOT_PRESENT)  # VF 7 unassigned
     fault = system.rc.iommu.faults.records[0]
     bus, dev, fn = rid9 >> 8, (rid9 >> 3) & 0x1F, rid9 & 7
-    assert f"from {bus:02x}:{dev:02x}.{fn} addr {buf8._phys:#x}" in str(fault), str(fault)
+    assert f"from {bus:02x}:{dev:02x}.{fn} addr {buf8.phys:#x}" in str(fault), str(fault)
     assert (dev, fn) == (1, 2)
 
 

@@ -103,12 +103,12 @@ def last_fault(rig):
 async def dma_lands_at_translated_address(dut):
     rig = await make_rig()
     buf, iova = rig.dev_a.dma_alloc_coherent(0x3000)
-    assert iova != buf._phys
+    assert iova != buf.phys
     payload = bytes(range(256)) * 0x30
     await rig.ep_a.mem_write(iova + 0x3, payload[:0x2FF0])  # several TLPs, 3 pages
     await settle()
     assert buf.read(0x3, 0x2FF0) == payload[:0x2FF0]
-    assert rig.rc.host_memory.read(buf._phys + 0x3, 0x2FF0) == payload[:0x2FF0]
+    assert rig.rc.host_memory.read(buf.phys + 0x3, 0x2FF0) == payload[:0x2FF0]
     buf.write(0x100, b"written by the CPU")
     assert await rig.ep_a.mem_read(iova + 0x100, 18, **TIMEOUT) == b"written by the CPU"
     # an odd-sized unaligned read split into many completions comes back intact

@@ -78,7 +78,7 @@ def test_passthrough_is_identity(drv):
     assert drv.iommu.translate(RID_B, 0x0012_3456, 8, True) == [(0x0012_3456, 8)]
     dev = DmaDevice(drv, si)
     buf = dev.alloc_buffer(64)
-    assert dev.dma_map(buf, 64, DMA_TO_DEVICE) == buf._phys
+    assert dev.dma_map(buf, 64, DMA_TO_DEVICE) == buf.phys
 
 
 # -- iommu_map / iommu_unmap ------------------------------------------------------
@@ -262,7 +262,7 @@ def test_alloc_coherent_round_trip(drv):
 def test_iovas_are_not_physical_addresses(drv):
     dev = DmaDevice.for_rid(drv, RID_A)
     buf, iova = dev.dma_alloc_coherent(0x1000)
-    assert iova != buf._phys and iova >= 0x10_0000 and iova < 1 << 32
+    assert iova != buf.phys and iova >= 0x10_0000 and iova < 1 << 32
 
 
 def test_dma_map_directions_set_permissions(drv):
@@ -284,10 +284,10 @@ def test_dma_map_directions_set_permissions(drv):
 def test_dma_map_keeps_offset_in_page_and_unmap_frees_iova(drv):
     dev = DmaDevice.for_rid(drv, RID_A)
     buf = dev.alloc_buffer(0x3000)
-    phys = buf._phys + 0xF80  # a raw physical address, not page aligned
+    phys = buf.phys + 0xF80  # a raw physical address, not page aligned
     iova = dev.dma_map(phys, 0x100, DMA_TO_DEVICE)
     assert iova & 0xFFF == 0xF80
-    assert drv.iommu.translate(RID_A, iova, 0x100, False) == [(phys, 0x80), (buf._phys + 0x1000, 0x80)]
+    assert drv.iommu.translate(RID_A, iova, 0x100, False) == [(phys, 0x80), (buf.phys + 0x1000, 0x80)]
     with pytest.raises(ValueError):
         dev.dma_unmap(iova, 0x2000)  # larger than the mapping
     dev.dma_unmap(iova, 0x100)
@@ -300,8 +300,8 @@ def test_dma_map_keeps_offset_in_page_and_unmap_frees_iova(drv):
 def test_large_coherent_buffer_uses_2m_page(drv):
     dev = DmaDevice.for_rid(drv, RID_A)
     buf, iova = dev.dma_alloc_coherent(0x20_0000)
-    assert iova & 0x1F_FFFF == 0 and buf._phys & 0x1F_FFFF == 0
-    assert drv.iommu.translate(RID_A, iova + 0x1F_FFFC, 4, True) == [(buf._phys + 0x1F_FFFC, 4)]
+    assert iova & 0x1F_FFFF == 0 and buf.phys & 0x1F_FFFF == 0
+    assert drv.iommu.translate(RID_A, iova + 0x1F_FFFC, 4, True) == [(buf.phys + 0x1F_FFFC, 4)]
     assert drv.iommu.iotlb.lookup(drv.domain_of(RID_A).did, iova).shift == 21
 
 
@@ -390,3 +390,35 @@ def test_rc_host_memory_reads_pool_regions_synchronously():
     assert host.read(base1 + 0x1FFE, 4) == b"span"
     with pytest.raises(HostMemoryError):
         host.read(base2 + 0x2000, 4)
+
+
+# -- observation: iommu.events and a software walk of a domain ------------------------------------
+def test_events_report_translations_faults_fills_and_invalidations(drv):
+    from iommu.events import Fault, IotlbFill, IotlbInvalidate, Translation
+
+    seen = []
+    for kind in (Translation, Fault, IotlbFill, IotlbInvalidate):
+        drv.iommu.events.subscribe(kind, seen.append)
+    dom = drv.iommu_domain_alloc()
+    drv.attach_device(dom, RID_A)
+    seen.clear()                                   # attach invalidated the caches
+    drv.iommu_map(dom, 0x4000_0000, 0x0030_0000, 0x1000, IOMMU_READ)
+    drv.iommu.translate(RID_A, 0x4000_0010, 8, False)
+    drv.iommu.translate(RID_A, 0x4000_0010, 8, True)
+    drv.iommu_unmap(dom, 0x4000_0000, 0x1000)
+    fill, ok, fault_event, denied, invalidate = seen
+    assert fill == IotlbFill(dom.did, 0x4000_0010, 12)
+    assert ok == Translation(RID_A, 0x4000_0010, 8, False, ((0x0030_0010, 8),), None) and ok.phys == 0x0030_0010
+    assert fault_event.logged and fault_event.record.reason is FaultReason.WRITE_DENIED
+    assert denied.fault is fault_event.record and denied.phys is None and denied.chunks == ()
+    assert invalidate == IotlbInvalidate(dom.did, 0x4000_0000, 0)
+
+
+def test_mappings_walks_every_leaf_of_a_domain(drv):
+    dom = drv.iommu_domain_alloc()
+    drv.iommu_map(dom, 0x4000_0000, 0x0030_0000, 0x2000, IOMMU_READ)
+    drv.iommu_map(dom, 0x8000_0000, 0x0060_0000, 2 << 20, IOMMU_READ | IOMMU_WRITE)
+    assert drv.mappings(dom) == [(0x4000_0000, 0x0030_0000, 0x1000, IOMMU_READ),
+                                 (0x4000_1000, 0x0030_1000, 0x1000, IOMMU_READ),
+                                 (0x8000_0000, 0x0060_0000, 2 << 20, IOMMU_READ | IOMMU_WRITE)]
+    assert drv.mappings(drv.attach_passthrough(RID_B)) == []

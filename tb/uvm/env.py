@@ -222,7 +222,7 @@ class NicEnv(uvm_env):
 
         def tracked_map(buf, size, direction):
             iova = dma_map(buf, size, direction)
-            phys = buf._phys if isinstance(buf, DmaBuffer) else buf
+            phys = buf.phys if isinstance(buf, DmaBuffer) else buf
             first, span = _pages(phys, size)
             shadow.map(key, iova & ~(PAGE - 1), first, span, PROT[direction])
             return iova
@@ -306,11 +306,11 @@ class NicEnv(uvm_env):
         vf, pf_dma = self.vf(slot), self.system.pf_dma
         if page == "1G":
             buf = pf_dma.alloc_buffer(PAGE)
-            phys, addr = 0, iova + buf._phys
-            assert buf._phys + PAGE <= size, "host buffer above the first GiB"
+            phys, addr = 0, iova + buf.phys
+            assert buf.phys + PAGE <= size, "host buffer above the first GiB"
         else:
             buf = pf_dma.alloc_buffer(size)
-            phys, addr = buf._phys, iova
+            phys, addr = buf.phys, iova
         buf.write(0, frame)
         vf.dma.domain.iova.reserve(iova, size)
         self.iommu_map(slot, iova, phys, size, ref.PROT_READ)

@@ -292,7 +292,7 @@ class BadDescriptorSeq(NicSequence):
         await self.do(seqr, "raw_tx", descs=[d.tx_desc(ring.data_iova, 0),
                                              d.tx_desc(ring.data_iova, device.MAX_FRAME + 1)], queue=q)
         target = self.rng.choice(["canary", "beyond_aw"])
-        addr = env.canary._phys if target == "canary" else 1 << 48
+        addr = env.canary.phys if target == "canary" else 1 << 48
         ctl = await self.do(seqr, "raw_tx", descs=[d.tx_desc(addr, 64)], queue=q)
         assert not ctl & 1, "the queue kept running after a faulting buffer read"
 
