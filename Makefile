@@ -45,7 +45,7 @@ clean:
 #   make testplan           every testplan.yaml feature with its tests, their results and coverage
 SEEDS ?= 20
 JOBS  ?= 2
-.PHONY: regress testplan
+.PHONY: regress testplan fuzz
 
 regress: $(STAMP)
 	$(PY) -m tb.regress --seeds $(SEEDS) --jobs $(JOBS)
@@ -53,3 +53,9 @@ regress: $(STAMP)
 testplan: $(STAMP)
 	-$(PY) -m pytest tests -m "not sim" -q -p no:cacheprovider --junitxml=sim_build/pytest.xml
 	$(PY) -m tb.testplan
+
+# Hostile-VF campaign (docs/security.md):
+#   make fuzz SEEDS=50      SEEDS seeds x EPISODES episodes on JOBS workers, sim_build/fuzz/report.txt
+EPISODES ?= 8
+fuzz: $(STAMP)
+	$(PY) -m tb.fuzz --seeds $(SEEDS) --jobs $(JOBS) --episodes $(EPISODES)

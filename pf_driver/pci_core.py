@@ -123,6 +123,26 @@ async def pcie_flr(dev: PciDevice) -> None:
     await Timer(int(pci.PCI_FLR_DELAY_S * 1e9), "ns")
 
 
+async def pci_reset_function(dev: PciDevice) -> None:
+    """Reset one function the way Linux does: save its config, FLR, restore (``pci_reset_function``).
+    MSI-X comes back disabled: the function's table was reset, so its driver must allocate its
+    vectors again (:func:`pci_free_irq_vectors` forgets the old handlers)."""
+    state = await pci_save_state(dev)
+    msix = await find_capability(dev, pci.PCI_CAP_ID_MSIX)
+    state.pop(msix, None)
+    await pcie_flr(dev)
+    await pci_restore_state(dev, state)
+    pci_free_irq_vectors(dev)
+
+
+def pci_free_irq_vectors(dev: PciDevice) -> None:
+    """Forget the handlers bound to ``dev``'s vectors and mark MSI-X unallocated (the host side of
+    Linux ``free_irq`` + ``pci_free_irq_vectors`` after the function was reset)."""
+    for vector in dev.msi_vectors:
+        vector.cb.clear()
+    dev.msix_enabled = False
+
+
 async def pci_enable_ari(dev: PciDevice) -> bool:
     """Enable ARI Forwarding in the upstream port if both ends support ARI (Linux pci_configure_ari)."""
     bridge = dev.upstream_bridge()

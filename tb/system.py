@@ -31,7 +31,7 @@ from cocotbext.pcie.core.pci import PciDevice
 from datasheet import device
 from iommu import DmaDevice, IommuDriver
 from model import Nic
-from pf_driver import PfDriver
+from pf_driver import PfDriver, pci_core
 from vf_driver import VfDriver
 
 #: host pages for the IOMMU's tables and the DMA API's buffers (``iommu=True``): a
@@ -93,6 +93,24 @@ class System:
             self._detach(rid)
         self.vfs = []
         await self.pf.sriov_configure(0)
+
+    async def rebind_vf(self, index: int, ring_size: int | None = None) -> VfDriver:
+        """Start VF ``index`` over, as a hypervisor does between two guests: unbind its driver,
+        reset the function (``pci_reset_function``), give it a fresh IOMMU domain (with the
+        IOMMU on) and bind and probe a new driver, opened with ``ring_size`` if given."""
+        old = self.vfs[index]
+        await old.remove()
+        rid = int(old.pdev.pcie_id)
+        if rid in self._vf_dma:
+            self._detach(rid)
+        await pci_core.pci_reset_function(old.pdev)
+        new = self.vfs[index] = VfDriver(old.pdev)
+        if self.iommu_driver is not None:
+            self.attach_vf_domain(new)
+        await new.probe()
+        if ring_size is not None:
+            await new.open(ring_size)
+        return new
 
     # -- IOMMU: the host assigns each VF its own DMA address space -------------------
     def _vf_driver(self, vf: VfDriver | int) -> VfDriver:

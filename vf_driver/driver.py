@@ -42,6 +42,7 @@ class VfDriver:
         self.link_speed = 0
         self.link_events: list[tuple[bool, int]] = []
         self.resets = 0
+        self.removed = False       # unbound: every further register access fails with DeviceGone
         self._recovering = None
         self.dma = None            # DMA API over this VF's IOMMU domain (set by the platform)
         self.netdev = None
@@ -127,6 +128,16 @@ class VfDriver:
 
     async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
         return await self.netdev.start_xmit(frame, queue)
+
+    async def remove(self) -> None:
+        """Unbind from the VF (Linux ``.remove``): the net device stops, a recovery in progress
+        ends at its next register access, and nothing of this driver touches the VF again."""
+        self.removed = True
+        self.ready = False
+        if self.netdev is not None:
+            self.netdev.is_open = False
+        if self._recovering is not None:
+            await self._recovering
 
     def on_notification(self, msg: Message) -> None:
         if msg.opcode == Opcode.LINK_STATUS and len(msg.payload) == 2:

@@ -42,11 +42,15 @@ class VfMailbox:
         self.drv.pdev.request_irq(device.VF_MBX_VECTOR, self._irq)
 
     async def _irq(self) -> None:
+        if self.drv.removed:
+            return
         self.irq.set()
         if not self.lock.locked():
             cocotb.start_soon(self._poll_notifications())
 
     async def read_ctrl(self) -> int:
+        if self.drv.removed:
+            raise DeviceGone(f"{self.drv.pdev.pcie_id}: driver removed")
         value = await self.drv.read_reg(regs.VF_MAILBOX)
         if value == 0xFFFFFFFF:
             raise DeviceGone(f"{self.drv.pdev.pcie_id}: VF registers read all ones")

@@ -1,0 +1,410 @@
+"""The attacker: one scenario kind per episode, each a series of hostile acts a guest (or a
+careless host) can do. Every act reports whether it broke a rule (``hostile``) and, if so,
+whether the host could see it (``visible``): a fault, a counter or an error event.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from cocotb.triggers import Timer
+
+from datasheet import descriptors as d
+from datasheet import device, pci, regs
+from datasheet import mailbox as mbx
+from datasheet.mailbox import Opcode
+from datasheet.regs import Access
+from iommu.events import MsiRequest, Translation
+from model import events as ev
+from pf_driver import pci_core
+from pf_driver.vf_info import LinkState
+
+SETTLE_NS = 20_000
+PARTNER = bytes.fromhex("00163e000001")
+VF_BAR0 = regs.element_offsets(is_vf=True)                  # implemented dword -> register name
+ERR_FLAGS = {f.name: f.mask for f in regs.ERR_STATUS.fields}
+
+
+@dataclass
+class Act:
+    scenario: str
+    kind: str
+    hostile: bool
+    visible: bool | None = None      # None: not hostile, nothing to see
+    detail: str = ""
+
+
+class Attacker:
+    """Hostile acts on ``world.attacker``; ``world.rec`` tells what the host saw."""
+
+    def __init__(self, world, rng: random.Random):
+        self.w, self.rng = world, rng
+
+    @property
+    def vf(self):
+        return self.w.attacker
+
+    # -- what the host sees ----------------------------------------------------------------------
+    def _seen(self, mark: int) -> bool:
+        """A fault, a counter-backed error event or a reset of the attacker since ``mark``."""
+        w, rec = self.w, self.w.rec
+        fn, rid = w.attacker_fn, w.attacker_rid
+        return bool(rec.since(mark, ev.QueueStopped, fn=fn) or rec.since(mark, ev.FunctionError, fn=fn)
+                    or rec.since(mark, ev.MailboxViolation, fn=fn) or rec.since(mark, ev.Reset, fn=fn)
+                    or [t for t in rec.since(mark, Translation, source_id=rid) if t.fault]
+                    or rec.since(mark, MsiRequest, source_id=rid, delivered=False)
+                    or [b for b in rec.since(mark, ev.Writeback, fn=fn)
+                        if b.status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask)])
+
+    async def _settle(self, ns: int = SETTLE_NS) -> None:
+        await Timer(ns, "ns")
+
+    # -- address pool: where a hostile pointer points ------------------------------------------------
+    def address(self) -> int:
+        w, rng = self.w, self.rng
+        vf = self.vf
+        victims = w.victims
+        choice = rng.randrange(9)
+        if choice == 0 and vf.netdev is not None and vf.netdev.tx:
+            return vf.netdev.tx[0].data_iova + rng.randrange(0, 2048, 64)     # its own buffer: legal
+        if choice == 1:
+            v = rng.choice(victims)
+            return v.netdev.rx[0].data_iova + rng.randrange(0, 4096, 64)       # a victim's IOVA
+        if choice == 2:
+            return rng.choice(w.canaries).phys                                 # host memory nobody maps
+        if choice == 3:
+            return w.system.rc.msi_region.get_absolute_address(0)              # the interrupt window
+        if choice == 4:
+            return w.system.pf_dev.bar_addr[device.REG_BAR] + rng.randrange(0, 0x100, 4)   # looks like a BAR
+        if choice == 5:
+            return rng.choice(victims).pdev.bar_addr[device.REG_BAR]
+        if choice == 6:
+            return (1 << 64) - rng.choice([4, 64, 512, 4096])                  # the top of the space
+        if choice == 7:
+            return 0
+        return rng.getrandbits(64) & ~0x3
+
+    def readable(self, addr: int, length: int) -> bool:
+        """Would the attacker's domain let it read ``length`` bytes at ``addr``?"""
+        drv, dom = self.w.system.iommu_driver, self.w.attacker_domain
+        if dom is None or addr + max(length, 1) > 1 << 48:
+            return False
+        return all(drv.iova_to_phys(dom, page) is not None
+                   for page in range(addr & ~0xFFF, addr + max(length, 1), 0x1000))
+
+    # -- scenario kinds ------------------------------------------------------------------------------
+    async def mmio(self) -> list[Act]:
+        """Reads and writes of any size and alignment anywhere in its BAR0 and MSI-X windows."""
+        acts = []
+        for _ in range(self.rng.randint(6, 14)):
+            acts.append(await self._mmio_once())
+        return acts
+
+    async def _mmio_once(self) -> Act:
+        rng, vf = self.rng, self.vf
+        bar = rng.choice([device.REG_BAR, device.MSIX_BAR])
+        size = device.VF_REG_BAR_SIZE if bar == device.REG_BAR else device.VF_MSIX_BAR_SIZE
+        length = rng.choice([1, 2, 3, 4, 4, 8, 12])
+        if bar == device.REG_BAR and rng.random() < 0.5:
+            offset = rng.choice(list(VF_BAR0)) + rng.randrange(4)
+        else:
+            offset = rng.randrange(0, size - 16) & ~rng.choice([0, 3])
+        write = rng.random() < 0.6
+        expect = self._mmio_expectation(bar, offset, length, write)
+        window = vf.pdev.bar_window[bar]
+        if expect is None and write:             # a legal write to a register: only the harmless ones
+            touched = {VF_BAR0.get(dw) for dw in range(offset & ~3, offset + length, 4)}
+            if bar == device.REG_BAR and touched - {"SCRATCH", "EITR"}:
+                write = False
+        await vf.write_reg(regs.ERR_STATUS, 0xFFFFFFFF)
+        if write:
+            await window.write(offset, bytes(rng.getrandbits(8) for _ in range(length)))
+        else:
+            await window.read(offset, length)
+        if expect is None:
+            return Act("mmio", "register" if bar == device.REG_BAR else "msix_table", False)
+        status = await vf.read_reg(regs.ERR_STATUS)
+        return Act("mmio", expect.lower(), True, bool(status & ERR_FLAGS[expect]),
+                   f"{'write' if write else 'read'} of {length} at BAR{bar}+{offset:#x}")
+
+    @staticmethod
+    def _mmio_expectation(bar: int, offset: int, length: int, write: bool) -> str | None:
+        """The ERR_STATUS flag a bad access sets (None: the access is legal)."""
+        dwords = range(offset & ~3, offset + length, 4)
+        if bar == device.MSIX_BAR:
+            table_end = device.MSIX_TABLE_OFFSET + device.VF_MSIX_VECTORS * pci.PCI_MSIX_ENTRY_SIZE
+            pba = (device.MSIX_PBA_OFFSET, device.MSIX_PBA_OFFSET + 8)
+            if offset >= device.MSIX_TABLE_OFFSET and offset + length <= table_end:
+                return None
+            if not write and pba[0] <= offset and offset + length <= pba[1]:
+                return None
+            return "RO_WRITE" if write and pba[0] <= offset < pba[1] else "UNIMPL"
+        if any(dw not in VF_BAR0 for dw in dwords):
+            return "UNIMPL"
+        if write and any(regs.by_name(VF_BAR0[dw]).access in (Access.RO, Access.RC) for dw in dwords):
+            return "RO_WRITE"
+        return None
+
+    async def descriptors(self) -> list[Act]:
+        """A TX ring of its choosing filled with descriptors pointing anywhere, any length."""
+        acts = []
+        for _ in range(self.rng.randint(2, 4)):
+            acts.append(await self._tx_ring_once())
+        return acts
+
+    async def _program_ring(self, rx: bool, queue: int, base: int, length: int, vector: int = 1) -> None:
+        vf = self.vf
+        names = ("RDBAL", "RDBAH", "RDLEN", "RXDCTL") if rx else ("TDBAL", "TDBAH", "TDLEN", "TXDCTL")
+        lo, hi, ln, ctl = (regs.by_name(n) for n in names)
+        await vf.write_reg(ctl, 0, queue)
+        await vf.write_reg(lo, base & 0xFFFFFFFF, queue)
+        await vf.write_reg(hi, base >> 32, queue)
+        await vf.write_reg(ln, length, queue)
+        await vf.write_reg(ctl, regs.TXDCTL.field("VECTOR").put(1, vector), queue)
+
+    async def _tx_ring_once(self) -> Act:
+        rng, vf = self.rng, self.vf
+        size = rng.choice([8, 16, 64])
+        ring, ring_iova = vf.dma.dma_alloc_coherent(size * d.DESC_SIZE)
+        data, data_iova = vf.dma.dma_alloc_coherent(4096)
+        data.write(0, bytes(rng.getrandbits(8) for _ in range(64)))
+        count = rng.randint(1, size - 1)
+        hostile, chain, chain_len = False, 0, 0
+        for slot in range(count):
+            if rng.random() < 0.4:
+                addr, length = data_iova, rng.choice([60, 64, 1514])
+            else:
+                addr, length = self.address(), rng.choice([0, 1, 60, 1514, device.MAX_FRAME + 1, 0xFFFF])
+            eop = rng.random() < 0.7
+            ring.write(slot * d.DESC_SIZE, d.tx_desc(addr, length, eop))
+            chain, chain_len = chain + 1, chain_len + length
+            if length == 0 or not self.readable(addr, length):
+                hostile = True
+            if eop or chain == device.TX_MAX_FRAME_DESCS:
+                hostile |= chain_len > device.MAX_FRAME or not eop
+                chain, chain_len = 0, 0
+        queue = rng.randrange(device.VF_QUEUE_PAIRS)
+        await self._program_ring(False, queue, ring_iova, size)
+        tail = count if rng.random() < 0.8 else size + rng.randrange(1000)
+        hostile |= tail >= size
+        mark = self.w.rec.mark()
+        await vf.write_reg(regs.TDT, tail, queue)
+        await self._settle()
+        return Act("descriptors", "tx_ring", hostile, self._seen(mark) if hostile else None,
+                   f"queue {queue}, {count} descriptors, tail {tail}")
+
+    async def ring_geometry(self) -> list[Act]:
+        """Rings at bad bases and of bad lengths, enabled anyway; tails beyond the ring."""
+        rng, acts = self.rng, []
+        for _ in range(rng.randint(3, 6)):
+            base = rng.choice([0, 0x1000 + rng.choice([4, 8, 64]), self.address() & ~0x7F, 1 << 60])
+            length = rng.choice([0, 7, 12, 100, device.RING_MAX_DESCS * 2, 8, 64])
+            rx, queue = rng.random() < 0.5, rng.randrange(device.VF_QUEUE_PAIRS)
+            bad = base == 0 or base % device.RING_ALIGN or length & (length - 1) \
+                or not device.RING_MIN_DESCS <= length <= device.RING_MAX_DESCS
+            mark = self.w.rec.mark()
+            await self._program_ring(rx, queue, base, length)
+            if not bad:
+                await self.vf.write_reg(regs.RDT if rx else regs.TDT, length + rng.randrange(5), queue)
+            await self._settle(2_000)
+            acts.append(Act("ring_geometry", "bad_ring" if bad else "bad_tail", True, self._seen(mark),
+                            f"{'RX' if rx else 'TX'}{queue} base {base:#x} length {length}"))
+        return acts
+
+    async def rx_buffers(self) -> list[Act]:
+        """RX buffers anywhere (the interrupt window with a partner-made frame whose bytes are a
+        victim's vector data, BAR-like addresses, the top of the space), then frames to fill them."""
+        rng, vf, w = self.rng, self.vf, self.w
+        size = 64
+        ring, ring_iova = vf.dma.dma_alloc_coherent(size * d.DESC_SIZE)
+        own, own_iova = vf.dma.dma_alloc_coherent(4096)
+        victim_data = [v.data for v in rng.choice(w.victims).pdev.msi_vectors]
+        msi = w.system.rc.msi_region.get_absolute_address(0)
+        hostile = False
+        for slot in range(size - 1):
+            step = slot % 4
+            if step == 0:                  # 8 bytes of its own: the next buffer gets frame bytes 8..11
+                addr, buf = own_iova + 16 * (slot % 128), 8
+            elif step == 1 and rng.random() < 0.5:
+                addr, buf = msi, 4         # ... in the interrupt window: the partner's vector data
+            elif step == 3:
+                addr, buf = own_iova + 2048, 2048
+            else:
+                addr, buf = self.address(), rng.choice([4, 8, 256, 2048])
+            ring.write(slot * d.DESC_SIZE, d.rx_desc(addr, buf))
+            hostile |= not self.readable(addr, buf)
+        await self._program_ring(True, 0, ring_iova, size)
+        await vf.write_reg(regs.RDT, size - 1, 0)
+        uplink = w.system.nic.uplink
+        mark = w.rec.mark()
+        frames = rng.randint(4, 10)
+        for _ in range(frames):
+            data = rng.choice(victim_data).to_bytes(4, "little")
+            src = bytes([0x02, 0x00]) + data                      # bytes 8..11 of the frame: vector data
+            payload = bytes(rng.getrandbits(8) for _ in range(rng.choice([46, 200, 1400])))
+            await uplink.send(vf.mac + src + b"\x08\x00" + payload)
+        await self._settle()
+        return [Act("rx_buffers", "rx_ring", hostile, self._seen(mark) if hostile else None, f"{frames} frames")]
+
+    async def _raw_message(self, words: list[int], take_lock: bool = True) -> None:
+        vf = self.vf
+        vfu, req = regs.VF_MAILBOX.field("VFU").mask, regs.VF_MAILBOX.field("REQ").mask
+        if take_lock:
+            await vf.write_reg(regs.VF_MAILBOX, vfu)
+        for i, word in enumerate(words[:mbx.MBX_DWORDS]):
+            await vf.write_reg(regs.VF_MBMEM, word, i)
+        await vf.write_reg(regs.VF_MAILBOX, req)
+
+    def _malformed(self) -> list[int]:
+        """A message the PF must refuse: an unknown or PF->VF opcode, or a known one whose LEN is
+        outside its payload range."""
+        rng = self.rng
+        known = [spec for spec in mbx.MESSAGES if spec.direction is mbx.Direction.VF_TO_PF]
+        if rng.random() < 0.4:
+            opcode = rng.choice([rng.randrange(0x100, 0x10000), Opcode.LINK_STATUS])
+            length = rng.randrange(mbx.MAX_PAYLOAD + 1)
+        else:
+            spec = rng.choice(known)
+            lo, hi = spec.request_len
+            opcode, length = spec.opcode, rng.choice([n for n in (lo - 1, hi + 1, mbx.MAX_PAYLOAD, 255)
+                                                      if n >= 0 and not lo <= n <= hi])
+        return [mbx.HDR_LEN.put(mbx.HDR_OPCODE.put(0, opcode), length)] + \
+            [rng.getrandbits(32) for _ in range(mbx.MAX_PAYLOAD)]
+
+    async def mailbox_garbage(self) -> list[Act]:
+        """Malformed messages (the PF must NACK each), random ones, buffer writes without the lock."""
+        rng, acts = self.rng, []
+        info = self.w.system.pf.vf_info(self.vf.vf_index)
+        for _ in range(rng.randint(4, 10)):
+            await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
+            what = rng.choice(["malformed", "malformed", "random", "no_lock"])
+            mark = self.w.rec.mark()
+            if what == "no_lock":
+                await self.vf.write_reg(regs.VF_MBMEM, rng.getrandbits(32), rng.randrange(mbx.MBX_DWORDS))
+                await self._settle(2_000)
+                acts.append(Act("mailbox_garbage", what, True, self._seen(mark)))
+                continue
+            nacked, received = info.nacked, info.received
+            words = self._malformed() if what == "malformed" else [rng.getrandbits(32) for _ in range(mbx.MBX_DWORDS)]
+            await self._raw_message(words)
+            for _ in range(40):                         # until the PF has served it
+                if info.received > received:
+                    break
+                await self._settle(5_000)
+            if what == "malformed":
+                acts.append(Act("mailbox_garbage", what, True, info.nacked > nacked, f"header {words[0]:#010x}"))
+            else:
+                acts.append(Act("mailbox_garbage", what, False))
+        return acts
+
+    async def mailbox_flood(self) -> list[Act]:
+        """Requests back to back, far beyond the PF's rate limit."""
+        info = self.w.system.pf.vf_info(self.vf.vf_index)
+        limited = info.rate_limited
+        get_queues = [mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)]
+        for _ in range(mbx.MBX_RATE_BURST * 2):
+            await self._raw_message(get_queues)
+            await Timer(2_000, "ns")
+        await self._settle(100_000)
+        return [Act("mailbox_flood", "flood", True, info.rate_limited > limited)]
+
+    async def lock_hog(self) -> list[Act]:
+        """Takes the buffer lock and keeps it while the PF needs the buffer."""
+        w, vf = self.w, self.vf
+        info = w.system.pf.vf_info(vf.vf_index)
+        hogs = info.lock_hogs
+        await vf.write_reg(regs.VF_MAILBOX, regs.VF_MAILBOX.field("VFU").mask)
+        w.system.pf.set_vf_link_state(vf.vf_index, self.rng.choice([LinkState.DISABLE, LinkState.ENABLE]))
+        await self._settle(mbx.MBX_LOCK_HOLD_NS + 50_000)
+        w.system.pf.set_vf_link_state(vf.vf_index, LinkState.AUTO)
+        return [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
+
+    async def flr_storm(self) -> list[Act]:
+        """Function Level Resets and software resets back to back, with traffic of its own."""
+        rng, vf, acts = self.rng, self.vf, []
+        exp = await pci_core.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
+        for _ in range(rng.randint(2, 5)):
+            if vf.netdev is not None and vf.netdev.tx:
+                await vf.netdev.start_xmit(vf.mac + PARTNER + bytes(60))
+            mark = self.w.rec.mark()
+            if rng.random() < 0.6:
+                ctl = await vf.pdev.config_read_word(exp + pci.PCI_EXP_DEVCTL)
+                await vf.pdev.config_write_word(exp + pci.PCI_EXP_DEVCTL, ctl | pci.PCI_EXP_DEVCTL_BCR_FLR)
+                kind = "flr"
+            else:
+                await vf.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
+                kind = "soft"
+            await self._settle(rng.randint(100, 20_000))
+            acts.append(Act("flr_storm", kind, True, bool(self.w.rec.since(mark, ev.Reset, fn=self.w.attacker_fn))))
+        return acts
+
+    async def bme(self) -> list[Act]:
+        """Clears its own Bus Master Enable with DMA and interrupts on the way, then sets it again."""
+        vf, acts = self.vf, []
+        cmd = await vf.pdev.config_read_word(pci.PCI_COMMAND)
+        await vf.pdev.config_write_word(pci.PCI_COMMAND, cmd & ~pci.PCI_COMMAND_MASTER)
+        mark = self.w.rec.mark()
+        sent = vf.netdev is not None and vf.netdev.tx and await vf.netdev.start_xmit(vf.mac + PARTNER + bytes(60))
+        await self.w.system.nic.uplink.send(vf.mac + PARTNER + b"\x08\x00" + bytes(50))
+        await self._settle()
+        held = self.w.rec.since(mark, ev.Interrupt, fn=self.w.attacker_fn, outcome="held")
+        if sent:
+            acts.append(Act("bme", "dma_without_bme", True, self._seen(mark) or bool(held)))
+        await vf.pdev.config_write_word(pci.PCI_COMMAND, cmd)
+        await self._settle()
+        return acts or [Act("bme", "toggle", False)]
+
+    async def msix_table(self) -> list[Act]:
+        """Points its own MSI-X table entries at other functions' vectors, then makes them fire."""
+        w, vf, rng = self.w, self.vf, self.rng
+        table = vf.pdev.bar_window[device.MSIX_BAR]
+        target = rng.choice(w.victims).pdev.msi_vectors[rng.randrange(device.VF_MSIX_VECTORS)]
+        for vector in range(device.VF_MSIX_VECTORS):
+            entry = device.MSIX_TABLE_OFFSET + vector * pci.PCI_MSIX_ENTRY_SIZE
+            await table.write_dword(entry + pci.PCI_MSIX_ENTRY_LOWER_ADDR, target.addr & 0xFFFFFFFF)
+            await table.write_dword(entry + pci.PCI_MSIX_ENTRY_UPPER_ADDR, target.addr >> 32)
+            await table.write_dword(entry + pci.PCI_MSIX_ENTRY_DATA, target.data)
+            await table.write_dword(entry + pci.PCI_MSIX_ENTRY_VECTOR_CTRL, 0)
+        mark = w.rec.mark()
+        await self._raw_message([mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)])       # the PF answers: its vector fires
+        await self._settle(50_000)
+        tried = w.rec.since(mark, MsiRequest, source_id=w.attacker_rid)
+        return [Act("msix_table", "foreign_vector", bool(tried), bool(tried) and all(not m.delivered for m in tried))]
+
+    async def spoof(self) -> list[Act]:
+        """Frames with a victim's source MAC."""
+        vf, acts = self.vf, []
+        for _ in range(self.rng.randint(2, 5)):
+            victim = self.rng.choice(self.w.victims)
+            mark = self.w.rec.mark()
+            if vf.netdev is None or not vf.netdev.tx or not await vf.netdev.start_xmit(PARTNER + victim.mac + bytes(52)):
+                continue
+            await self._settle()
+            acts.append(Act("spoof", "source_mac", True, self._seen(mark)))
+        return acts
+
+    async def host_config(self) -> list[Act]:
+        """A careless host: random writes to the VF's config space, NumVFs and System Page Size
+        written while VF Enable is set. Nothing here is the guest's doing: the checks are the
+        episode's invariants (nothing escapes, the victims are untouched)."""
+        rng, vf, w = self.rng, self.vf, self.w
+        exp = await pci_core.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
+        for _ in range(rng.randint(4, 10)):
+            offset = rng.choice([pci.PCI_COMMAND, pci.PCI_CACHE_LINE_SIZE, pci.PCI_BASE_ADDRESS_0,
+                                 pci.PCI_INTERRUPT_LINE, exp + pci.PCI_EXP_DEVCTL, exp + pci.PCI_EXP_DEVCTL2,
+                                 rng.randrange(0, pci.PCI_CFG_SPACE_EXP_SIZE, 4)])
+            value = rng.getrandbits(32)
+            if offset == exp + pci.PCI_EXP_DEVCTL:
+                value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR            # FLRs are the flr_storm's business
+            await vf.pdev.config_write_dword(offset, value)
+        sriov = w.system.pf.sriov.state.pos
+        await w.system.pf_dev.config_write_word(sriov + pci.PCI_SRIOV_NUM_VF, rng.randrange(1, 0xFFFF))
+        await w.system.pf_dev.config_write_dword(sriov + pci.PCI_SRIOV_SYS_PGSIZE, rng.getrandbits(32))
+        await self._settle()
+        return [Act("host_config", "config_writes", False)]
+
+
+#: scenario kind -> the attacker method that plays it (also the coverpoint bins)
+SCENARIOS = ("mmio", "descriptors", "ring_geometry", "rx_buffers", "mailbox_garbage", "mailbox_flood",
+             "lock_hog", "flr_storm", "bme", "msix_table", "spoof", "host_config")

@@ -1,0 +1,35 @@
+"""Coverpoints of the hostile-VF campaign (``nic.fuzz.*``): which scenario kinds ran, which
+acts were made, and, per scenario kind, that its hostile acts were seen by the host (a
+``silent`` outcome is never a bin: the campaign fails on it instead)."""
+
+from __future__ import annotations
+
+from cocotb_coverage.coverage import CoverCross, CoverPoint
+
+from tb.fuzz.acts import SCENARIOS
+
+ACT_KINDS = ["unimpl", "ro_write", "register", "msix_table", "tx_ring", "bad_ring", "bad_tail", "rx_ring",
+             "malformed", "random", "no_lock", "flood", "hold_vfu", "flr", "soft", "dma_without_bme",
+             "foreign_vector", "source_mac", "config_writes"]
+#: scenario kinds that also make legal acts (the rest are hostile by construction)
+LEGAL_TOO = ("mmio", "descriptors", "mailbox_garbage", "host_config")
+
+
+@CoverPoint("nic.fuzz.scenario", xf=lambda e: e.scenario, bins=list(SCENARIOS))
+def sample(episode):
+    pass
+
+
+def _outcome(act) -> str:
+    if not act.hostile:
+        return "legal"
+    return "seen" if act.visible else "silent"
+
+
+@CoverPoint("nic.fuzz.act", xf=lambda a: a.kind, bins=ACT_KINDS)
+@CoverPoint("nic.fuzz.act_scenario", xf=lambda a: a.scenario, bins=list(SCENARIOS))
+@CoverPoint("nic.fuzz.outcome", xf=_outcome, bins=["legal", "seen"])
+@CoverCross("nic.fuzz.scenario_x_outcome", items=["nic.fuzz.act_scenario", "nic.fuzz.outcome"],
+            ign_bins=[(s, "legal") for s in SCENARIOS if s not in LEGAL_TOO] + [("host_config", "seen")])
+def sample_act(act):
+    pass
