@@ -40,6 +40,7 @@ PCI_NUM_BARS = 6
 PCI_CAP_ID_PM = 0x01
 PCI_CAP_ID_EXP = 0x10
 PCI_CAP_ID_MSIX = 0x11
+PCI_EXT_CAP_ID_ACS = 0x000D
 PCI_EXT_CAP_ID_ARI = 0x000E
 PCI_EXT_CAP_ID_SRIOV = 0x0010
 
@@ -92,6 +93,18 @@ PCI_ARI_CTRL = 0x06
 PCI_ARI_CTRL_FG_SHIFT = 4
 PCI_ARI_SIZEOF = 0x08
 
+# Access Control Services extended capability (PCIe Base 6.0 §7.7.8), in downstream ports
+PCI_ACS_CAP = 0x04
+PCI_ACS_CTRL = 0x06
+PCI_ACS_SV = 0x0001                     # Source Validation
+PCI_ACS_TB = 0x0002                     # Translation Blocking
+PCI_ACS_RR = 0x0004                     # P2P Request Redirect
+PCI_ACS_CR = 0x0008                     # P2P Completion Redirect
+PCI_ACS_UF = 0x0010                     # Upstream Forwarding
+PCI_ACS_EC = 0x0020                     # P2P Egress Control
+PCI_ACS_DT = 0x0040                     # Direct Translated P2P
+PCI_ACS_SIZEOF = 0x08
+
 # SR-IOV extended capability (PCIe Base 6.0 §9.3.3; SR-IOV 1.1 §3.3)
 PCI_SRIOV_CAP = 0x04
 PCI_SRIOV_CAP_VFM = 0x00000001          # VF Migration Capable
@@ -121,7 +134,8 @@ PCI_SRIOV_SIZEOF = 0x40
 
 #: bytes each capability occupies, by ID (standard and extended lists)
 PCI_CAP_SIZEOF = {PCI_CAP_ID_PM: PCI_PM_SIZEOF, PCI_CAP_ID_EXP: PCI_EXP_SIZEOF, PCI_CAP_ID_MSIX: PCI_MSIX_SIZEOF}
-PCI_EXT_CAP_SIZEOF = {PCI_EXT_CAP_ID_ARI: PCI_ARI_SIZEOF, PCI_EXT_CAP_ID_SRIOV: PCI_SRIOV_SIZEOF}
+PCI_EXT_CAP_SIZEOF = {PCI_EXT_CAP_ID_ARI: PCI_ARI_SIZEOF, PCI_EXT_CAP_ID_SRIOV: PCI_SRIOV_SIZEOF,
+                      PCI_EXT_CAP_ID_ACS: PCI_ACS_SIZEOF}
 
 #: seconds software waits after setting VF Enable before touching a VF (SR-IOV 1.1 §3.3.3.1)
 PCI_SRIOV_VF_ENABLE_DELAY_S = 0.100

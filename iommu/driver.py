@@ -14,12 +14,16 @@ from .remapping import Iommu
 from .vtd_format import (
     AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT,
     RE_CTP_MASK, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W, SLPT_ENTRIES, SLPTE_SIZE,
-    TABLE_SIZE, TT_PASS_THROUGH, aw_bits, aw_levels, context_entry, level_shift, pack_u64,
+    IRTE_SIZE, TABLE_SIZE, TT_PASS_THROUGH, aw_bits, aw_levels, context_entry, irte, level_shift, pack_u64,
+    remappable_msi,
     context_entry_addr, root_entry, root_entry_addr, slpte, slpte_offset, unpack_entry128, unpack_u64,
 )
 
 IOMMU_READ = SL_R
 IOMMU_WRITE = SL_W
+
+#: entries of the interrupt remapping table the driver sets up (IRTA.S = log2 - 1)
+IRT_ENTRIES = 4096
 
 IOVA_START = 0x10_0000  # IOVAs below 1 MiB are never handed out (keeps 0 invalid)
 IOVA_LIMIT = 1 << 32  # like a 32-bit DMA mask: the allocator works down from here
@@ -63,16 +67,61 @@ class IommuDriver:
         self._next_did = 1  # DID 0 is left unused, as Linux does
         self._attached: dict[int, IommuDomain] = {}  # rid -> domain
         self._si_domain: IommuDomain | None = None  # the shared pass-through domain
+        self.irt: int | None = None  # interrupt remapping table, once enabled
+        self._irte_next = 0
+        self._irte_owner: dict[int, int] = {}  # IRTE index -> requester ID
         iommu.root_table_address = self.root_table
         iommu.context_cache.invalidate()
         iommu.iotlb.invalidate()
         iommu.translation_enabled = enable
 
     @classmethod
-    def for_root_complex(cls, rc, pool_size: int = 64 << 20, enable: bool = True) -> "IommuDriver":
-        """A driver for ``rc.iommu`` taking its pages from a fresh ``rc.alloc_region``."""
+    def for_root_complex(cls, rc, pool_size: int = 64 << 20, enable: bool = True,
+                         irq_remapping: bool = False) -> "IommuDriver":
+        """A driver for ``rc.iommu`` taking its pages from a fresh ``rc.alloc_region``; with
+        ``irq_remapping`` it also turns interrupt remapping on and becomes the RC's IRQ domain."""
         base, _mem = rc.alloc_region(pool_size)
-        return cls(rc.iommu, PageAllocator(rc.host_memory, base, pool_size), enable)
+        driver = cls(rc.iommu, PageAllocator(rc.host_memory, base, pool_size), enable)
+        if irq_remapping:
+            driver.enable_irq_remapping()
+            rc.irq_domain = driver
+        return driver
+
+    # -- interrupt remapping (Linux intel_irq_remapping) -------------------------
+    def enable_irq_remapping(self, entries: int = IRT_ENTRIES, allow_compat: bool = False) -> None:
+        """Allocate an empty interrupt remapping table, point IRTA_REG at it and set GCMD.IRE;
+        compatibility-format interrupts are blocked unless ``allow_compat`` (GCMD.CFI)."""
+        if entries & (entries - 1) or not 2 <= entries <= 1 << 16:
+            raise ValueError(f"{entries} IRT entries: a power of two in [2, 65536]")
+        hw = self.iommu.interrupts
+        self.irt = self.pages.alloc(entries * IRTE_SIZE)
+        hw.table_address, hw.entries = self.irt, entries
+        hw.compat_allowed = allow_compat
+        hw.enabled = True
+
+    @property
+    def irq_remapping(self) -> bool:
+        return self.iommu.interrupts.enabled
+
+    def alloc_irte(self, rid: int, vectors: list[int]) -> list[int]:
+        """One IRTE per host vector in ``vectors``, each delivering only requests from ``rid``
+        (SVT=01, SQ=00: all 16 bits of the requester ID); returns their indices."""
+        if self._irte_next + len(vectors) > self.iommu.interrupts.entries:
+            raise MemoryError("interrupt remapping table full")
+        indices = list(range(self._irte_next, self._irte_next + len(vectors)))
+        self._irte_next += len(vectors)
+        for index, vector in zip(indices, vectors):
+            self.memory.write(self.irt + index * IRTE_SIZE, irte(vector, rid))
+            self._irte_owner[index] = rid
+        return indices
+
+    def irte_owner(self, index: int) -> int | None:
+        return self._irte_owner.get(index)
+
+    def msi_compose_msg(self, rid: int, vectors: list[int]) -> list[tuple[int, int]]:
+        """Remappable-format (address, data) for each host vector, with its own IRTE for ``rid``."""
+        window, _size = self.iommu.interrupt_window
+        return [remappable_msi(window, index) for index in self.alloc_irte(rid, vectors)]
 
     # -- domains ---------------------------------------------------------------
     def iommu_domain_alloc(self) -> IommuDomain:

@@ -54,10 +54,24 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class MsiRequest:
-    """A write from ``source_id`` reached the interrupt window: ``delivered`` if it raised the
-    vector its ``data`` names, else ``why`` it was not."""
+    """A write from ``source_id`` reached the interrupt window: ``vector`` is the host vector it
+    raised (its data in compatibility format, its IRTE's with remapping on), or None and ``why``
+    when it raised nothing."""
     source_id: int
     address: int
     data: bytes
-    delivered: bool
+    vector: int | None
     why: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.vector is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AcsViolation:
+    """A root port refused a request from ``requester_id`` (ACS Source Validation): its
+    requester ID is not on the port's secondary bus range."""
+    requester_id: int
+    address: int
+    is_write: bool

@@ -30,6 +30,18 @@ class FaultReason(Enum):
     ROOT_ENTRY_RESERVED = "reserved bit set in root entry"  # Ah
     CONTEXT_ENTRY_RESERVED = "reserved bit set in context entry"  # Bh
     SLPTE_RESERVED = "reserved bit set in second-level entry"  # Ch
+    # interrupt remapping (§7.1.2)
+    IR_REQUEST_RESERVED = "interrupt request with reserved fields set or not one dword"  # 20h
+    IR_INDEX_BEYOND = "interrupt index beyond the remapping table"  # 21h
+    IR_NOT_PRESENT = "interrupt remapping entry not present"  # 22h
+    IR_TABLE_ACCESS_ERROR = "interrupt remapping table fetch failed"  # 23h
+    IR_ENTRY_RESERVED = "reserved bit set in interrupt remapping entry"  # 24h
+    IR_COMPAT_BLOCKED = "compatibility-format interrupt blocked"  # 25h
+    IR_SOURCE_ID = "interrupt request failed source-id validation"  # 26h
+
+    @property
+    def is_interrupt(self) -> bool:
+        return self.name.startswith("IR_")
 
     def code(self, is_write: bool) -> int:
         """The FR field hardware would log for this reason."""
@@ -44,13 +56,19 @@ _FR_CODES = {reason: code for code, reason in enumerate(
      FaultReason.READ_DENIED, FaultReason.SLPTE_ACCESS_ERROR, FaultReason.ROOT_TABLE_ACCESS_ERROR,
      FaultReason.CONTEXT_TABLE_ACCESS_ERROR, FaultReason.ROOT_ENTRY_RESERVED,
      FaultReason.CONTEXT_ENTRY_RESERVED, FaultReason.SLPTE_RESERVED]) if reason is not None}
+_FR_CODES.update({reason: 0x20 + k for k, reason in enumerate(
+    [FaultReason.IR_REQUEST_RESERVED, FaultReason.IR_INDEX_BEYOND, FaultReason.IR_NOT_PRESENT,
+     FaultReason.IR_TABLE_ACCESS_ERROR, FaultReason.IR_ENTRY_RESERVED, FaultReason.IR_COMPAT_BLOCKED,
+     FaultReason.IR_SOURCE_ID])})
 
 
 @dataclass(frozen=True)
 class FaultRecord:
     """One primary fault record (§10.4.14): source ID, faulting address, direction, reason.
 
-    ``level`` is the paging level whose entry faulted (0 where no SL entry was involved).
+    ``level`` is the paging level whose entry faulted (0 where no SL entry was involved). For
+    an interrupt-remapping fault ``address`` holds the interrupt index (the FI field) and
+    ``is_write`` is true (an interrupt request is a write).
     """
 
     source_id: int
@@ -65,10 +83,14 @@ class FaultRecord:
 
     def __str__(self) -> str:
         rid = self.source_id
+        source = f"{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
+        if self.reason.is_interrupt:
+            return (f"INTR-REMAP fault: request from {source} index {self.address:#x}: {self.reason.value} "
+                    f"[FR {self.fault_reason:#x}]")
         kind = "write" if self.is_write else "read"
         at = f" (level {self.level})" if self.level else ""
-        return (f"DMAR fault: {kind} from {rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7} "
-                f"addr {self.address:#x}: {self.reason.value}{at} [FR {self.fault_reason:#x}]")
+        return (f"DMAR fault: {kind} from {source} addr {self.address:#x}: {self.reason.value}{at} "
+                f"[FR {self.fault_reason:#x}]")
 
 
 class FaultLog:

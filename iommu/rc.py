@@ -2,8 +2,10 @@
 
 Device DMA is remapped by requester ID before it reaches host memory (VT-d §3.4);
 a blocked read completes with Unsupported Request, a blocked write is dropped
-(§7.1).  Writes to the MSI window are interrupt requests and are recognised
-before translation (interrupt remapping is not modelled).
+(§7.1).  Writes to the interrupt window (``INTERRUPT_WINDOW_SIZE`` bytes from the RC's
+MSI address, like x86's 0xFEEx_xxxx) are interrupt requests, recognised before
+translation; with interrupt remapping on (:meth:`IommuDriver.enable_irq_remapping`) each
+is checked against its IRTE before the host vector it names is raised (VT-d §5.1).
 """
 
 from __future__ import annotations
@@ -12,56 +14,91 @@ from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
+from .acs import AcsRootPort
 from .events import MsiRequest
 from .faults import FaultRecord
 from .memory import RcHostMemory
 from .remapping import Iommu
 
 MSI_DWORD_BE = 0xF
+#: the interrupt window: every device write in it is an interrupt request (VT-d §3.13, 1 MiB)
+INTERRUPT_WINDOW_SIZE = 1 << 20
 
 
 class IommuRootComplex(RootComplex):
     """RootComplex + one DMA-remapping unit (``self.iommu``) over its host RAM.
 
     ``self.host_memory`` is the synchronous view of the RC's RAM.  With
-    ``iommu.translation_enabled`` false, DMA is handled by the stock code.
+    ``iommu.translation_enabled`` false, DMA is handled by the stock code. Its root ports
+    have ACS (:mod:`iommu.acs`): once the host enables it, every memory request from below
+    reaches the IOMMU whatever its address.
     A write to the MSI window whose address, size or data names no allocated
     vector is logged and counted in ``msi_bogus`` instead of asserting.
     """
 
     def __init__(self, *args, iommu: Iommu | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.default_downstream_bridge = lambda: AcsRootPort(self)    # root ports made from now on
         self.host_memory = RcHostMemory(self)
         self.iommu = iommu or Iommu(self.host_memory)
         self._msi_base = self.msi_region.get_absolute_address(0)
-        self._msi_end = self._msi_base + self.msi_region.size
+        self._msi_end = self._msi_base + INTERRUPT_WINDOW_SIZE
+        self.iommu.interrupt_window = (self._msi_base, INTERRUPT_WINDOW_SIZE)
         self.msi_delivered = 0
         self.msi_bogus = 0
+        self.irq_domain = None  # the IOMMU driver, once it enables interrupt remapping
         self._msi_request = self.iommu.events.topic(MsiRequest)
         # IOVA ranges the IOMMU must never hand out: the interrupt window, and
         # the bridge memory window (peer-to-peer routing would win over the RC)
-        self.iommu.reserved_regions += [(self._msi_base, self.msi_region.size),
+        self.iommu.reserved_regions += [(self._msi_base, INTERRUPT_WINDOW_SIZE),
                                         (self.mem_base, self.mem_base & -self.mem_base)]
 
-    def _in_msi_window(self, addr: int) -> bool:
+    def in_interrupt_window(self, addr: int) -> bool:
         return self._msi_base <= addr < self._msi_end
 
+    def msi_compose_msg(self, rid: int, vectors: list) -> list[tuple[int, int]]:
+        """(address, data) a device with requester ID ``rid`` must use for each host vector
+        (cocotbext ``MsiVector``): remappable format with its own IRTE while interrupt
+        remapping is on, else the compatibility format the vector carries."""
+        if self.iommu.interrupts.enabled and self.irq_domain is not None:
+            return self.irq_domain.msi_compose_msg(rid, [v.data for v in vectors])
+        return [(v.addr, v.data) for v in vectors]
+
     async def _msi_write(self, tlp: Tlp) -> None:
-        """Deliver a well-formed MSI write through the stock MsiRegion; count the rest."""
-        data = bytes(tlp.get_data())
+        """Deliver a well-formed interrupt request through the stock MsiRegion; count the rest."""
+        data = bytes(tlp.get_data())[:tlp.length * 4]
         source = int(tlp.requester_id)
+        if self.iommu.interrupts.enabled:
+            await self._remapped_msi(tlp, source, data)
+            return
         if tlp.address == self._msi_base and tlp.length == 1 and tlp.first_be == MSI_DWORD_BE:
-            if int.from_bytes(data, "little") in self.msi_region.msi_vectors:
+            vector = int.from_bytes(data, "little")
+            if vector in self.msi_region.msi_vectors:
                 self.msi_delivered += 1
                 if self._msi_request:
-                    self._msi_request.emit(MsiRequest(source, tlp.address, data, True))
+                    self._msi_request.emit(MsiRequest(source, tlp.address, data, vector))
                 await self.msi_region.write(0, data)
                 return
         self.msi_bogus += 1
         if self._msi_request:
-            self._msi_request.emit(MsiRequest(source, tlp.address, data, False, "names no allocated vector"))
+            self._msi_request.emit(MsiRequest(source, tlp.address, data, None, "names no allocated vector"))
         self.log.warning("Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
                          tlp.requester_id, tlp.address, tlp.first_be, data.hex())
+
+    async def _remapped_msi(self, tlp: Tlp, source: int, data: bytes) -> None:
+        dword = tlp.length == 1 and tlp.first_be == MSI_DWORD_BE
+        vector = self.iommu.interrupts.remap(source, tlp.address, int.from_bytes(data, "little") if dword else None)
+        if vector is None or vector not in self.msi_region.msi_vectors:
+            self.msi_bogus += 1
+            if self._msi_request:
+                self._msi_request.emit(MsiRequest(source, tlp.address, data, None,
+                                                  "blocked by interrupt remapping" if vector is None
+                                                  else "names no allocated vector"))
+            return
+        self.msi_delivered += 1
+        if self._msi_request:
+            self._msi_request.emit(MsiRequest(source, tlp.address, data, vector))
+        await self.msi_region.write(0, vector.to_bytes(4, "little"))
 
     def _translate(self, tlp: Tlp, is_write: bool) -> Tlp | None:
         """A copy of ``tlp`` addressed to host physical memory (``tlp`` itself when the
@@ -98,7 +135,7 @@ class IommuRootComplex(RootComplex):
         await super().handle_mem_read_tlp(host_tlp)
 
     async def handle_mem_write_tlp(self, tlp: Tlp) -> None:
-        if self._in_msi_window(tlp.address):
+        if self.in_interrupt_window(tlp.address):
             await self._msi_write(tlp)
             return
         if not self.iommu.translation_enabled:
@@ -107,7 +144,7 @@ class IommuRootComplex(RootComplex):
         host_tlp = self._translate(tlp, is_write=True)
         if host_tlp is None:
             return  # blocked posted write: dropped, the fault is logged
-        if self._in_msi_window(host_tlp.address):
+        if self.in_interrupt_window(host_tlp.address):
             self.msi_bogus += 1
             self.log.warning("DMA write from %s translated into the MSI window: dropped", tlp.requester_id)
             return

@@ -15,6 +15,7 @@ from observe import EventBus
 from .caches import Context, ContextCache, Iotlb, IotlbEntry
 from .events import Translation
 from .faults import FaultLog, FaultReason, FaultRecord
+from .irq_remapping import InterruptRemapper
 from .memory import HostMemory, HostMemoryError
 from .vtd_format import (
     CE_FPD, CE_HI_AW_MASK, CE_HI_DID_MASK, CE_HI_DID_SHIFT, CE_HI_RSVD, CE_LO_RSVD, CE_P,
@@ -61,7 +62,9 @@ class Iommu:
     invalidates the caches through ``context_cache.invalidate`` (CCMD_REG) and
     ``iotlb.invalidate`` / ``iotlb.invalidate_pages`` (IOTLB_REG, §6.5.1).
     ``reserved_regions`` lists the (base, size) ranges that are not DMA-remapped
-    (the interrupt window), for software to keep out of every IOVA space.
+    (the interrupt window), for software to keep out of every IOVA space;
+    ``interrupt_window`` is that window's (base, size), and ``interrupts`` the interrupt
+    remapping half of the unit (:class:`~iommu.irq_remapping.InterruptRemapper`).
     ``events`` publishes every translation, IOTLB fill and invalidation and fault
     (:mod:`iommu.events`).
     """
@@ -76,7 +79,9 @@ class Iommu:
         self.context_cache = ContextCache()
         self.iotlb = Iotlb(iotlb_capacity, self.events)
         self.faults = FaultLog(fault_log_size, fault_callback, self.events)
+        self.interrupts = InterruptRemapper(memory, self.faults)
         self.reserved_regions: list[tuple[int, int]] = []
+        self.interrupt_window: tuple[int, int] | None = None
 
     # -- translation ---------------------------------------------------------
     def translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:

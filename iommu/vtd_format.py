@@ -138,3 +138,61 @@ def pack_u64(value: int) -> bytes:
 
 def unpack_u64(raw: bytes) -> int:
     return int.from_bytes(raw, "little")
+
+
+# -- interrupt remapping (§5.1, §9.10) ----------------------------------------------------------
+IRTE_SIZE = 16
+IRTE_P = 1 << 0                    # present
+IRTE_FPD = 1 << 1                  # fault processing disable
+IRTE_V_SHIFT = 16                  # vector, bits 23:16
+IRTE_V_MASK = 0xFF << IRTE_V_SHIFT
+IRTE_DST_SHIFT = 32                # destination ID, bits 63:32 (x2APIC mode: all 32 bits)
+IRTE_LO_RSVD = (0xF << 12) | (0xFF << 24)      # bits 15:12 (IM = 0: remapped format), 31:24
+IRTE_HI_SID_MASK = 0xFFFF          # source-id, bits 79:64
+IRTE_HI_SQ_SHIFT = 16              # source-id qualifier, bits 81:80
+IRTE_HI_SVT_SHIFT = 18             # source validation type, bits 83:82
+IRTE_HI_RSVD = ((1 << 64) - 1) & ~((1 << 20) - 1)
+SVT_NONE = 0b00                    # no source validation
+SVT_RID = 0b01                     # requester ID must equal SID under the SQ mask
+SVT_BUS = 0b10                     # requester's bus must be in [SID[15:8], SID[7:0]]
+#: SQ: which function-number bits of the requester ID are ignored when comparing with SID
+SQ_IGNORE = {0b00: 0b000, 0b01: 0b100, 0b10: 0b110, 0b11: 0b111}
+
+# IRTA_REG (§10.4.29): table address bits 63:12, EIME bit 11, S bits 3:0 = log2(entries) - 1
+IRTA_S_MASK = 0xF
+IRTA_MAX_S = 15                    # 65536 entries
+
+# remappable-format MSI address (§5.1.2.2): window | handle[14:0] << 5 | IF | SHV | handle[15] << 2
+MSI_ADDR_IF = 1 << 4               # interrupt format: 1 = remappable
+MSI_ADDR_SHV = 1 << 3              # subhandle valid: the data's low 16 bits are added to the handle
+MSI_ADDR_HANDLE_SHIFT = 5
+MSI_ADDR_HANDLE_HI = 1 << 2
+MSI_ADDR_RSVD = 0x3                # bits 1:0
+
+
+def irte(vector: int, sid: int, sq: int = 0b00, svt: int = SVT_RID, fpd: bool = False) -> bytes:
+    """A present remapped-format IRTE delivering host vector ``vector`` (V = its low 8 bits,
+    destination ID = the rest: this host has one interrupt controller whose vectors are
+    numbered by the root complex's MSI region) to requests that pass source validation."""
+    lo = IRTE_P | (IRTE_FPD if fpd else 0) | (vector & 0xFF) << IRTE_V_SHIFT | (vector >> 8) << IRTE_DST_SHIFT
+    hi = (sid & IRTE_HI_SID_MASK) | (sq & 3) << IRTE_HI_SQ_SHIFT | (svt & 3) << IRTE_HI_SVT_SHIFT
+    return struct.pack("<QQ", lo, hi)
+
+
+def irte_vector(lo: int) -> int:
+    """The host vector an IRTE's low qword names (see :func:`irte`)."""
+    return (lo & IRTE_V_MASK) >> IRTE_V_SHIFT | (lo >> IRTE_DST_SHIFT) << 8
+
+
+def remappable_msi(window: int, index: int) -> tuple[int, int]:
+    """(address, data) of a remappable-format message for IRTE ``index`` (SHV clear)."""
+    addr = window | (index & 0x7FFF) << MSI_ADDR_HANDLE_SHIFT | MSI_ADDR_IF
+    if index >> 15 & 1:
+        addr |= MSI_ADDR_HANDLE_HI
+    return addr, 0
+
+
+def remappable_index(addr: int, data: int) -> int:
+    """interrupt_index of a remappable-format request (§5.1.2.3)."""
+    handle = (addr >> MSI_ADDR_HANDLE_SHIFT) & 0x7FFF | (0x8000 if addr & MSI_ADDR_HANDLE_HI else 0)
+    return handle + (data & 0xFFFF) if addr & MSI_ADDR_SHV else handle

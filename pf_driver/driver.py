@@ -51,7 +51,7 @@ class PfDriver:
         nic_id = await self.read_reg(regs.NIC_ID)
         if nic_id != device.NIC_ID_MAGIC:
             raise pci_core.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
-        self.msix_vectors = await dev.alloc_irq_vectors(1, device.PF_MSIX_VECTORS)
+        self.msix_vectors = await pci_core.pci_alloc_irq_vectors(dev, 1, device.PF_MSIX_VECTORS)
         await self.sriov.init()
         await program_function(self, 0, self.mac)
         await self.mailbox.start()

@@ -1,4 +1,5 @@
-"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, merged coverage, a report.
+"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, then the hostile-VF
+campaign (:mod:`tb.fuzz`) over the same seeds, merged coverage of both, a report.
 
 Each seed is one simulator process running every test of ``tb.test_uvm`` with
 ``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``; workers share the one
@@ -242,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", help="run exactly these seeds (repeatable)")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
     ap.add_argument("--testcase", help="only these tests (comma-separated)")
+    ap.add_argument("--fuzz-episodes", type=int, default=int(os.environ.get("EPISODES", "8")),
+                    help="episodes per seed of the hostile-VF campaign run after the pyuvm tests (0: none)")
     ap.add_argument("--report-only", action="store_true",
                     help="rebuild the report from the last regression's results, running nothing")
     args = ap.parse_args(argv)
@@ -266,7 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - t0
     (REGRESS_DIR / "run.json").write_text(json.dumps(
         {"wall_s": wall, "jobs": args.jobs, "seeds": {r.seed: r.wall_s for r in results}}))
-    return write_report(results, wall, args.jobs)
+    fuzz_ok = True
+    if args.fuzz_episodes:
+        from tb.fuzz.runner import run_seeds
+        fuzz_text, fuzz_ok = run_seeds(seeds, args.fuzz_episodes, args.jobs)
+        print(fuzz_text)
+    return write_report(results, wall, args.jobs) or (0 if fuzz_ok else 1)
 
 
 def reload_last() -> tuple[list[SeedResult], float, int]:
@@ -285,7 +293,7 @@ def reload_last() -> tuple[list[SeedResult], float, int]:
 
 
 def write_report(results: list[SeedResult], wall: float, jobs: int) -> int:
-    merged = merge([COVERAGE_DIR / f"{r.seed}.xml" for r in results])
+    merged = merge([COVERAGE_DIR / f"{r.seed}.xml" for r in results] + sorted(COVERAGE_DIR.glob("fuzz-*.xml")))
     text, page = report(results, merged, wall, jobs)
     (REGRESS_DIR / "report.txt").write_text(text)
     (REGRESS_DIR / "report.html").write_text(page)

@@ -27,10 +27,12 @@ SIM_MODULES = [
     "tb.test_iommu_rc",
     "tb.test_mailbox",
     "tb.test_iommu_nic",
+    "tb.test_platform_isolation",
     "tb.test_datapath",
     "tb.test_lifecycle",
     "tb.test_containment",
     "tb.test_fairness",
+    "tb.test_fuzz",
     "tb.test_quickstart",
     "tb.test_uvm",
 ]

@@ -89,7 +89,11 @@ class System:
         return self.vfs
 
     async def disable_vfs(self) -> None:
-        for rid in list(self._vf_dma):   # VFs vanish: drop them from the IOMMU first
+        """``sriov_configure(0)``: each VF driver is unbound first (as ``pci_iov_remove_virtfn``
+        does), the VFs leave the IOMMU, then VF Enable is cleared."""
+        for vf in self.vfs:
+            await vf.remove()
+        for rid in list(self._vf_dma):
             self._detach(rid)
         self.vfs = []
         await self.pf.sriov_configure(0)
@@ -177,8 +181,10 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     link port starts at once).  ``iommu`` builds an
     :class:`~iommu.IommuRootComplex` (unless ``rc`` is one already) and loads the
     IOMMU driver after enumeration, before the PF driver probes, as a kernel does:
-    translation on, the PF attached in pass-through (the host trusts its own PF
-    driver), every VF blocked until :meth:`System.attach_vf_domain`.
+    translation and interrupt remapping on (compatibility-format interrupts blocked), ACS
+    on in the root port (every upstream request is translated before it is routed),
+    the PF attached in pass-through (the host trusts its own PF driver), every VF
+    blocked until :meth:`System.attach_vf_domain`.
     """
     verbose = quiet_logging(verbose)
     if iommu and rc is None:
@@ -201,7 +207,8 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     pf_dev = rc.find_device(nic.pf.pcie_id)
     iommu_driver = pf_dma = None
     if iommu:
-        iommu_driver = IommuDriver.for_root_complex(rc, pool_size=IOMMU_POOL_SIZE)
+        iommu_driver = IommuDriver.for_root_complex(rc, pool_size=IOMMU_POOL_SIZE, irq_remapping=True)
+        await pci_core.pci_enable_acs(pf_dev)
         pf_dma = DmaDevice(iommu_driver, iommu_driver.attach_passthrough(int(nic.pf.pcie_id)))
     pf = PfDriver(pf_dev)
     await pf.probe()

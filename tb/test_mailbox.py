@@ -135,7 +135,7 @@ async def malformed_messages_get_documented_replies(dut):
     await pci_core.pcie_flr(vf.pdev)
     await vf.pdev.set_master()
     vf.pdev.msix_enabled = False
-    await vf.pdev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
+    await pci_core.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
     await wait_until(lambda: info.state is VfState.NOT_RESET)
     assert nack_code(await vf.mbx.request(Opcode.SET_MAC, mbx.mac_to_words(MAC_A))) is MbxError.NOT_RESET
     assert info.mac == info.permanent_mac

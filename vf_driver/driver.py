@@ -13,6 +13,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 from netdev import NetDev
+from pf_driver import pci_core
 from pf_driver.pci_core import PciError
 from vf_driver.mailbox import MailboxTimeout, VfMailbox
 
@@ -61,7 +62,7 @@ class VfDriver:
             raise PciError(f"{dev.pcie_id}: FUNC_INFO says this is not a VF")
         self.vf_index = regs.FUNC_INFO.field("VF_INDEX").get(info)
         if not dev.msix_enabled:
-            self.msix_vectors = await dev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
+            self.msix_vectors = await pci_core.pci_alloc_irq_vectors(dev, 1, device.VF_MSIX_VECTORS)
             self.mbx.start()
         await self.handshake()
         self.log.info("probed VF %d, MAC %s, API %s", self.vf_index, mbx.mac_str(self.mac), self.api_version)

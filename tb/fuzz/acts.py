@@ -19,6 +19,7 @@ from iommu.events import MsiRequest, Translation
 from model import events as ev
 from pf_driver import pci_core
 from pf_driver.vf_info import LinkState
+from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
 
 SETTLE_NS = 20_000
 PARTNER = bytes.fromhex("00163e000001")
@@ -53,7 +54,7 @@ class Attacker:
         return bool(rec.since(mark, ev.QueueStopped, fn=fn) or rec.since(mark, ev.FunctionError, fn=fn)
                     or rec.since(mark, ev.MailboxViolation, fn=fn) or rec.since(mark, ev.Reset, fn=fn)
                     or [t for t in rec.since(mark, Translation, source_id=rid) if t.fault]
-                    or rec.since(mark, MsiRequest, source_id=rid, delivered=False)
+                    or [m for m in rec.since(mark, MsiRequest, source_id=rid) if not m.delivered]
                     or [b for b in rec.since(mark, ev.Writeback, fn=fn)
                         if b.status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask)])
 
@@ -405,6 +406,19 @@ class Attacker:
         return [Act("host_config", "config_writes", False)]
 
 
+    async def numvfs_change(self) -> list[Act]:
+        """A careless host: SR-IOV disabled under traffic and enabled again with another NumVFs.
+        The VFs vanish with their state; the PF's traffic must not notice (the episode's
+        victims are the PF and the link partner)."""
+        w = self.w
+        await Timer(self.rng.randint(5, 30), "us")
+        await w.system.disable_vfs()
+        await open_vfs(w.system, self.rng.randint(NUM_VFS, TOTAL_VFS))
+        return [Act("numvfs_change", "sriov_reconfigure", False)]
+
+
 #: scenario kind -> the attacker method that plays it (also the coverpoint bins)
 SCENARIOS = ("mmio", "descriptors", "ring_geometry", "rx_buffers", "mailbox_garbage", "mailbox_flood",
-             "lock_hog", "flr_storm", "bme", "msix_table", "spoof", "host_config")
+             "lock_hog", "flr_storm", "bme", "msix_table", "spoof", "host_config", "numvfs_change")
+#: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
+PF_ONLY = ("numvfs_change",)

@@ -19,6 +19,8 @@ from datasheet import regs
 from datasheet.mailbox import mac_str
 
 MAGIC = b"VICTIM-FRAME"
+#: frames each flow sends at most per episode (it stops earlier when the episode ends)
+FRAMES_PER_FLOW = 40
 PARTNER = bytes.fromhex("00163e000001")
 UPLINK = "uplink"
 #: the counters a lost victim frame may show up in: the receiving queue had no buffer
@@ -34,8 +36,10 @@ def tagged(src: bytes, dst: bytes, serial: int, size: int) -> bytes:
 
 
 class VictimTraffic:
-    def __init__(self, world, rng):
-        self.world, self.rng = world, rng
+    """``pf_only``: the VFs may vanish (NumVFs changes), so only the PF and the partner talk."""
+
+    def __init__(self, world, rng, pf_only: bool = False):
+        self.world, self.rng, self.pf_only = world, rng, pf_only
         self.expected: dict = collections.defaultdict(collections.Counter)   # receiver -> frames
         self.received: dict = collections.defaultdict(collections.Counter)
         self.foreign_tagged = 0          # frames with MAGIC nobody sent: corrupted on the way
@@ -48,6 +52,8 @@ class VictimTraffic:
         w = self.world
         v = w.victims
         pf = w.system.pf
+        if self.pf_only:
+            return [(pf.netdev, pf.mac, PARTNER, UPLINK), (None, PARTNER, pf.mac, ("pf", 0))]
         return [(v[0].netdev, v[0].mac, v[1].mac, ("vf", v[1].vf_index)),
                 (v[1].netdev, v[1].mac, PARTNER, UPLINK),
                 (None, PARTNER, v[2].mac, ("vf", v[2].vf_index)),
@@ -55,7 +61,7 @@ class VictimTraffic:
 
     def _receivers(self):
         w = self.world
-        out = {("vf", vf.vf_index): vf.netdev for vf in w.victims}
+        out = {} if self.pf_only else {("vf", vf.vf_index): vf.netdev for vf in w.victims}
         out[("pf", 0)] = w.system.pf.netdev
         return out
 
@@ -69,7 +75,9 @@ class VictimTraffic:
 
     async def _send(self, netdev, src, dst, receiver) -> None:
         uplink = self.world.system.nic.uplink
-        while not self._stop:
+        for _ in range(FRAMES_PER_FLOW):
+            if self._stop:
+                return
             self.serial += 1
             frame = tagged(src, dst, self.serial, self.rng.choice([64, 200, 1000, 1514]))
             if netdev is None:
@@ -113,7 +121,7 @@ class VictimTraffic:
     async def drop_counters(self) -> dict:
         """Every counter that may explain a lost victim frame."""
         w = self.world
-        out = {("vf", vf.vf_index): await vf.read_reg(RX_DROPS) for vf in w.victims}
+        out = {} if self.pf_only else {("vf", vf.vf_index): await vf.read_reg(RX_DROPS) for vf in w.victims}
         out[("pf", 0)] = await w.system.pf.read_reg(RX_DROPS)
         counters = w.system.nic.uplink.counters
         out[(UPLINK, "tx_overflow")] = counters.tx_overflow

@@ -96,6 +96,13 @@ class World:
         self.escaped.attacker_logger = self.attacker.log.name
 
 
+async def open_vfs(system: System, num_vfs: int) -> None:
+    """Enable ``num_vfs`` VFs, each in its own domain with an open net device."""
+    for vf in await system.enable_vfs(num_vfs):
+        system.attach_vf_domain(vf)
+        await vf.open(RING_SIZE)
+
+
 def pattern(i: int) -> bytes:
     return bytes((i * 37 + k * 11) & 0xFF for k in range(PAGE))
 
@@ -105,9 +112,7 @@ async def build_world(dut, rng: random.Random) -> World:
     system = await build_system(dut, total_vfs=TOTAL_VFS, iommu=True)
     system.pf.dma = system.pf_dma
     await system.pf.open(RING_SIZE)
-    for vf in await system.enable_vfs(NUM_VFS):
-        system.attach_vf_domain(vf)
-        await vf.open(RING_SIZE)
+    await open_vfs(system, NUM_VFS)
     canaries = []
     for i in range(CANARY_PAGES):              # host memory no domain maps
         buf = system.pf_dma.alloc_buffer(PAGE)

@@ -236,7 +236,7 @@ class VfAgentDriver(OpDriver):
             await vf.pdev.set_master()
             await wait_until(lambda: info.state is VfState.NOT_RESET, step_ns=2_000)
             if hostile_requests:
-                await vf.pdev.alloc_irq_vectors(1, device.VF_MSIX_VECTORS)
+                await pci_core.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
                 for opcode, payload in hostile_requests:
                     await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
                     replies.append(await vf.mbx.request(opcode, list(payload)))

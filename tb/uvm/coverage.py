@@ -118,6 +118,7 @@ GROUPS = {
     "nic.irq": "MSI-X messages with and without interrupt moderation",
     "nic.reset": "reset kind x traffic in flight",
     "nic.switch": "switch decisions x source port kind",
+    "nic.fuzz": "hostile-VF campaign: scenario kinds, act kinds, scenario x outcome (tb/fuzz)",
 }
 
 

@@ -193,7 +193,7 @@ class TlpMonitor(uvm_monitor):
         rid = int(tlp.requester_id)
         t = tlp.fmt_type
         if t in MEM_WRITES:
-            if self.system.rc._in_msi_window(tlp.address):
+            if self.system.rc.in_interrupt_window(tlp.address):
                 self.counts[rid, "MSI"] += 1
                 self._msi(rid, tlp)
                 return

@@ -1,0 +1,154 @@
+"""``make fuzz SEEDS=N``: the hostile-VF campaign over N seeds in parallel, with a report.
+
+Each seed is one simulator process running ``tb.test_fuzz`` with ``NIC_FUZZ_SEED=<seed>``;
+every episode is appended to ``sim_build/fuzz/episodes/<seed>.jsonl`` as it ends, so a
+seed whose simulation died still names the episode and scenario it died in::
+
+    python -m tb.fuzz --seeds 50 --jobs 2              # seeds 1..50 (also: make fuzz SEEDS=50)
+    python -m tb.fuzz --seed 7 --episodes 12           # one seed, e.g. to reproduce a failure
+
+The report (``sim_build/fuzz/report.txt``) gives the totals over every episode (escaped
+exceptions, unexplained frame losses, silent hostile acts, isolation breaks...), the
+episodes per scenario kind, the ``nic.fuzz`` coverage, and for each failing episode its
+seed, scenario and the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from tb.regress import COVERAGE_DIR, merge, read_coverage, uncovered
+from tb.runner import BUILD_DIR, ROOT
+
+FUZZ_DIR = BUILD_DIR / "fuzz"
+MODULE = "tb.test_fuzz"
+DEFAULT_EPISODES = 8
+TOTALS = ("escaped", "contained", "unexplained_losses", "corrupted", "silent", "isolation", "canary_changed",
+          "over_time")
+
+
+def repro_command(seed: int, episodes: int) -> str:
+    return (f"NIC_FUZZ_SEED={seed} NIC_FUZZ_EPISODES={episodes} .venv/bin/python -m tb.runner {MODULE}")
+
+
+def run_seed(seed: int, episodes: int) -> dict:
+    """Run one seed; return what its episodes file says, plus how the process ended."""
+    log = FUZZ_DIR / "logs" / f"{seed}.log"
+    records = FUZZ_DIR / "episodes" / f"{seed}.jsonl"
+    records.unlink(missing_ok=True)
+    env = dict(os.environ, NIC_FUZZ_SEED=str(seed), NIC_FUZZ_EPISODES=str(episodes),
+               NIC_FUZZ_RESULTS=str(records), NIC_COVERAGE_DIR=str(COVERAGE_DIR), PYTHONHASHSEED="0")
+    env.pop("WAVES", None)
+    cmd = [sys.executable, "-m", "tb.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    done, started = [], None
+    if records.exists():
+        for line in records.read_text().splitlines():
+            item = json.loads(line)
+            if "started" in item:
+                started = item["started"]
+            else:
+                done.append(item["episode"])
+                started = None
+    return {"seed": seed, "wall_s": time.monotonic() - t0, "exit": proc.returncode, "episodes": done,
+            "died_in": started, "log": str(log)}
+
+
+def failures(episode: dict) -> list[str]:
+    return [f"{key}: {episode[key]}" for key in TOTALS if episode[key]]
+
+
+def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[str, bool]:
+    all_episodes = [e for s in seeds for e in s["episodes"]]
+    died = [s for s in seeds if s["died_in"] or (s["exit"] and not any(failures(e) for e in s["episodes"]))]
+    lines = [f"hostile-VF campaign ({MODULE}): {len(seeds)} seed(s) x {episodes} episode(s) on {jobs} worker(s); "
+             f"{len(all_episodes)} episodes ran in {wall_s:.0f} s wall"]
+    acts = sum(e["acts"] for e in all_episodes)
+    hostile = sum(e["hostile"] for e in all_episodes)
+    frames = sum(e["victim_frames"] for e in all_episodes)
+    lines.append(f"acts {acts} ({hostile} hostile); victim frames {frames} "
+                 f"({sum(e['lost'] for e in all_episodes)} lost, all explained unless listed below)")
+    lines.append("")
+    lines.append("totals (each must be 0):")
+    for key in TOTALS:
+        value = sum(len(e[key]) if isinstance(e[key], list) else int(e[key]) for e in all_episodes)
+        lines.append(f"  {key:<20} {value}")
+    lines.append(f"  {'simulations died':<20} {len(died)}")
+    lines.append("")
+    lines.append("episodes per scenario kind:")
+    per_kind = collections.Counter(e["scenario"] for e in all_episodes)
+    bad_kind = collections.Counter(e["scenario"] for e in all_episodes if failures(e))
+    for kind, n in sorted(per_kind.items()):
+        lines.append(f"  {kind:<16} {n:4d}  ({bad_kind[kind]} failed)")
+    merged = merge(sorted(COVERAGE_DIR.glob("fuzz-*.xml")), COVERAGE_DIR / "fuzz-merged.xml")
+    if merged:
+        nodes, points = read_coverage(merged)
+        if "nic.fuzz" in nodes:
+            cov, size = nodes["nic.fuzz"]
+            lines += ["", f"coverage nic.fuzz: {100 * cov / size:.1f}% ({cov}/{size} bins)"]
+            holes = [h for h in uncovered(points) if h[0].startswith("nic.fuzz")]
+            lines += [f"  uncovered: {name}: {b}" for name, b in holes]
+    lines += ["", "failures:"]
+    for s in seeds:
+        for e in s["episodes"]:
+            if failures(e):
+                lines.append(f"  seed {s['seed']} episode {e['index']} ({e['scenario']}): {'; '.join(failures(e))}")
+                lines.append(f"    reproduce: {repro_command(s['seed'], episodes)}")
+        if s in died:
+            where = f"episode {s['died_in']['index']} ({s['died_in']['scenario']})" if s["died_in"] else "set-up"
+            lines.append(f"  seed {s['seed']}: the simulation failed in {where}; log {s['log']}")
+            lines.append(f"    reproduce: {repro_command(s['seed'], episodes)}")
+    ok = not died and not any(failures(e) for e in all_episodes)
+    if ok:
+        lines.append("  none")
+    return "\n".join(lines) + "\n", ok
+
+
+def run_seeds(seeds: list[int], episodes: int, jobs: int) -> tuple[str, bool]:
+    """Run ``seeds`` on ``jobs`` workers; write and return the report and whether all passed."""
+    for sub in ("logs", "episodes", "results"):
+        (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
+    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
+    for old in COVERAGE_DIR.glob("fuzz-*.xml"):
+        old.unlink()
+    print(f"fuzz: {len(seeds)} seed(s) x {episodes} episodes on {jobs} worker(s)", flush=True)
+    t0 = time.monotonic()
+    results = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for res in pool.map(lambda s: run_seed(s, episodes), seeds):
+            bad = [e for e in res["episodes"] if failures(e)]
+            status = "FAIL" if bad or res["died_in"] or res["exit"] else "PASS"
+            print(f"  seed {res['seed']}: {status}, {len(res['episodes'])} episodes in {res['wall_s']:.0f} s", flush=True)
+            results.append(res)
+    text, ok = report(results, episodes, time.monotonic() - t0, jobs)
+    (FUZZ_DIR / "report.txt").write_text(text)
+    (FUZZ_DIR / "run.json").write_text(json.dumps(results))
+    return text, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("SEEDS", "20")))
+    ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, action="append", help="run exactly these seeds (repeatable)")
+    ap.add_argument("--episodes", type=int, default=int(os.environ.get("EPISODES", DEFAULT_EPISODES)))
+    ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
+    args = ap.parse_args(argv)
+    seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
+    from tb.runner import get_runner
+    get_runner()                                   # build once, before the workers start
+    text, ok = run_seeds(seeds, args.episodes, args.jobs)
+    print(text)
+    print(f"report: {FUZZ_DIR / 'report.txt'}")
+    return 0 if ok else 1
+
