@@ -167,6 +167,7 @@ def coverage_names() -> set[str]:
     """Every coverpoint, cross and group of the coverage model."""
     from cocotb_coverage.coverage import coverage_db
 
+    import tb.fuzz.coverage  # noqa: F401  (defines the campaign's coverpoints)
     import tb.uvm.coverage  # noqa: F401  (defines the model)
     return {name for name in coverage_db if name.startswith("nic")}
 
