@@ -259,6 +259,22 @@ SW_MAC_LO = Register("SW_MAC_LO", 0x8800, Access.RW,
 SW_MAC_HI = Register("SW_MAC_HI", 0x9000, Access.RW, "Unicast MAC of function fn, bytes 4-5; VALID [31]",
                      write_mask=0x8000FFFF, scope=Scope.PF, count=SW_FUNCTIONS,
                      fields=(Field("MAC", 0, 16, "bytes 4-5"), Field("VALID", 31, 1, "entry in use")))
+
+
+def sw_mac_words(mac: bytes) -> tuple[int, int]:
+    """(``SW_*_LO``, ``SW_*_HI``) of a valid filter entry holding ``mac``: byte 0 in LO bits 7:0,
+    as on the wire, bytes 4-5 in HI bits 15:0, VALID set."""
+    return (int.from_bytes(mac[0:4], "little"),
+            SW_MAC_HI.field("VALID").put(int.from_bytes(mac[4:6], "little"), 1))
+
+
+def sw_mac_decode(lo: int, hi: int) -> bytes | None:
+    """The address in a (``SW_*_LO``, ``SW_*_HI``) pair; None unless VALID."""
+    if not SW_MAC_HI.field("VALID").get(hi):
+        return None
+    return lo.to_bytes(4, "little") + (hi & 0xFFFF).to_bytes(2, "little")
+
+
 SW_MC_LO = Register("SW_MC_LO", 0xA000, Access.RW,
                     f"Multicast filter k of function fn at element fn*{device.SW_MC_PER_FN}+k, bytes 0-3",
                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_MC_PER_FN)

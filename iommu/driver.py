@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .allocator import ExtentAllocator, PageAllocator
+from .events import ContextChange, DomainMap, DomainUnmap
 from .remapping import Iommu
 from .vtd_format import (
     AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT,
@@ -70,6 +71,9 @@ class IommuDriver:
         self.irt: int | None = None  # interrupt remapping table, once enabled
         self._irte_next = 0
         self._irte_owner: dict[int, int] = {}  # IRTE index -> requester ID
+        self._context_changed = iommu.events.topic(ContextChange)
+        self._mapped = iommu.events.topic(DomainMap)
+        self._unmapped = iommu.events.topic(DomainUnmap)
         iommu.root_table_address = self.root_table
         iommu.context_cache.invalidate()
         iommu.iotlb.invalidate()
@@ -177,6 +181,9 @@ class IommuDriver:
         if domain is not None:
             self._attached[rid] = domain
             domain.devices.add(rid)
+        if self._context_changed:
+            self._context_changed.emit(ContextChange(rid, None if domain is None else domain.did,
+                                                     domain is not None and domain.passthrough))
 
     def attach_device(self, domain: IommuDomain, rid: int) -> None:
         """Translate ``rid``'s DMA through ``domain`` (context TT=00)."""
@@ -250,6 +257,7 @@ class IommuDriver:
             raise ValueError("prot must include IOMMU_READ or IOMMU_WRITE")
         if iova + size > 1 << domain.aw_bits:
             raise ValueError(f"IOVA {iova + size - 1:#x} beyond the domain's {domain.aw_bits}-bit width")
+        event = DomainMap(domain.did, iova, phys, size, prot & SL_RW)
         while size:
             level = self._leaf_level(iova, phys, size)
             slot = self._table_for(domain, iova, level) + slpte_offset(iova, level)
@@ -260,6 +268,8 @@ class IommuDriver:
             iova += span
             phys += span
             size -= span
+        if self._mapped:
+            self._mapped.emit(event)
 
     def iommu_unmap(self, domain: IommuDomain, iova: int, size: int, flush: bool = True) -> int:
         """Clear the leaf entries over [iova, iova+size) and, unless ``flush`` is false,
@@ -281,6 +291,8 @@ class IommuDriver:
             addr = base + span
         if flush and unmapped:
             self.flush_iotlb_range(domain, first, last - first)
+        if unmapped and self._unmapped:
+            self._unmapped.emit(DomainUnmap(domain.did, first, last - first))
         return unmapped
 
     def flush_iotlb_range(self, domain: IommuDomain, iova: int, size: int) -> None:

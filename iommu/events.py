@@ -1,6 +1,7 @@
-"""What the remapping hardware did, as typed events on ``iommu.events`` (an
-:class:`observe.EventBus`): every translation with its outcome, IOTLB fills and
-invalidations, and every recorded fault.
+"""What the remapping hardware did, and what the host's IOMMU driver changed, as typed events
+on ``iommu.events`` (an :class:`observe.EventBus`): every translation with its outcome, IOTLB
+fills and invalidations, every recorded fault and interrupt request; each context change and
+each page-table map and unmap the driver made.
 """
 
 from __future__ import annotations
@@ -75,3 +76,30 @@ class AcsViolation:
     requester_id: int
     address: int
     is_write: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ContextChange:
+    """The driver pointed ``rid``'s context entry at domain ``did`` (pass-through or translated),
+    or cleared it (``did`` None)."""
+    rid: int
+    did: int | None
+    passthrough: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DomainMap:
+    """``iommu_map``: [iova, iova+size) of domain ``did`` now reaches [phys, phys+size) with ``prot``."""
+    did: int
+    iova: int
+    phys: int
+    size: int
+    prot: int
+
+
+@dataclass(frozen=True, slots=True)
+class DomainUnmap:
+    """``iommu_unmap``: [iova, iova+size) of domain ``did`` is no longer mapped."""
+    did: int
+    iova: int
+    size: int

@@ -1,20 +1,55 @@
 """Injection points the device offers for verification (``nic.inject``).
 
-Fault-injection tests use these instead of replacing model methods. Each arms a
-one-shot fault that the model itself carries out at the named point.
+Fault-injection tests use these instead of replacing model methods. Each arms a one-shot
+fault that the model itself carries out at the named point, and returns an
+:class:`Injection` that says whether and on what it fired.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+
+@dataclass
+class Injection:
+    """One armed fault: ``fired`` once the model carried it out; ``frame`` and ``fn`` say on what."""
+    what: str
+    fired: bool = False
+    frame: bytes | None = None
+    fn: int | None = None
+
+    def fire(self, frame: bytes | None = None, fn: int | None = None) -> None:
+        self.fired, self.frame, self.fn = True, frame, fn
+
 
 class InjectionPoints:
-    def __init__(self, nic):
-        self._nic = nic
+    def __init__(self, core):
+        self._core = core
 
-    def engine_fault(self, fn: int) -> None:
-        """The next DMA engine turn of function ``fn`` (0 = PF, 1 + i = VF i) raises an
-        unexpected exception: the model's guard must put that function in the error state."""
-        function = self._nic.function_at(fn)
+    def _function(self, fn: int):
+        function = self._core.function_at(fn)
         if function is None:
             raise ValueError(f"no function {fn}")
-        function.queues.inject_fault = True
+        return function
+
+    def engine_fault(self, fn: int) -> Injection:
+        """The next DMA engine turn of function ``fn`` (0 = PF, 1 + i = VF i) raises an
+        unexpected exception: the model's guard must put that function in the error state."""
+        injection = Injection("engine_fault")
+        self._function(fn).queues.inject_fault = injection
+        return injection
+
+    def misroute_next(self, ports: set[int]) -> Injection:
+        """The next unicast frame from one of ``ports`` to the owner of its destination MAC,
+        another of ``ports``, is delivered to a third of them instead (a switch bug)."""
+        injection = Injection("misroute")
+        self._core.switch.misroute_next = (set(ports), injection)
+        return injection
+
+    def corrupt_next_rx(self, fn: int, offset: int = 40) -> Injection:
+        """One byte (``offset``) of the next frame the switch hands to function ``fn`` is flipped
+        on its way into the RX queue (a datapath bug)."""
+        self._function(fn)
+        injection = Injection("corrupt")
+        self._core.corrupt_next[fn] = (offset, injection)
+        return injection

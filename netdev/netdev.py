@@ -50,7 +50,24 @@ class NetDev:
         self.reschedules = [0] * num_queues
         self.is_open = False
         self._irqs: set[int] = set()
-        self.before_unmask = None     # test hook: called between napi_complete and the unmask
+        self._taps: list = []
+        self._before_unmask = None
+
+    # -- observation and test hooks -------------------------------------------------------------
+    def add_tap(self, callback) -> None:
+        """Call ``callback(queue, frame)`` for every frame handed to the stack (a packet tap,
+        like an AF_PACKET socket): monitors see what the driver received."""
+        self._taps.append(callback)
+
+    def on_before_unmask(self, hook) -> None:
+        """``await hook(queue)`` runs between napi_complete and the vector's unmask, to race a
+        completion against the re-enable (tests of the lost-interrupt window)."""
+        self._before_unmask = hook
+
+    def abandon(self) -> None:
+        """The function was reset under the driver and its rings' memory is gone: stop polling
+        without touching the device or the buffers (the driver builds a new net device)."""
+        self.is_open = False
 
     # -- what the rings need from their driver ----------------------------------------------
     @property
@@ -127,8 +144,8 @@ class NetDev:
             if work >= NAPI_BUDGET:
                 continue
             self.napi_scheduled[q] = False                 # napi_complete_done
-            if self.before_unmask is not None:
-                await self.before_unmask(q)
+            if self._before_unmask is not None:
+                await self._before_unmask(q)
             await self.set_vector_mask(self.first_vector + q, False)
             if not (self.tx[q].done() or self.rx[q].done()):
                 return
@@ -151,6 +168,8 @@ class NetDev:
         frames = self.rx[q].receive(budget)
         for frame in frames:
             self.received.put_nowait((q, frame))
+            for tap in self._taps:
+                tap(q, frame)
         if frames:
             await self.rx[q].fill()
         return len(frames)

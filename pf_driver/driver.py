@@ -13,10 +13,9 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 from netdev import NetDev
-from pf_driver import pci_core
+import pcicore
 from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
-from pf_driver.sriov import Sriov
 from pf_driver.vf_info import LinkState, MddPolicy, VfInfo, VfState
 
 
@@ -27,13 +26,12 @@ class PfDriver:
         self.pdev = pdev
         self.log = logging.getLogger(f"cocotb.pf_driver[{pdev.pcie_id}]")
         self.bar0 = None
-        self.sriov = Sriov(pdev, self.log)
+        self.sriov = pcicore.Sriov(pdev, self.log)
         self.mailbox = PfMailbox(self)
         self.msix_vectors = 0
         self.link_up, self.link_speed = True, device.UPLINK_SPEED_MBPS
         rid = int(pdev.pcie_id)
         self.mac = bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, 0xFF, 0xFF])   # the PF's own netdev MAC
-        self.dma = None            # DMA API for the PF's own queues (set by the platform)
         self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
         self.mdd_policy = MddPolicy()
         self.errors = 0            # times the PF itself entered the error state
@@ -42,21 +40,26 @@ class PfDriver:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
         dev = self.pdev
         if (dev.vendor_id, dev.device_id) != (device.VENDOR_ID, device.PF_DEVICE_ID):
-            raise pci_core.PciError(f"{dev.pcie_id}: not our PF ({dev.vendor_id:04x}:{dev.device_id:04x})")
+            raise pcicore.PciError(f"{dev.pcie_id}: not our PF ({dev.vendor_id:04x}:{dev.device_id:04x})")
         await dev.enable_device()
         await dev.set_master()
         self.bar0 = dev.bar_window[device.REG_BAR]
         if self.bar0 is None:
-            raise pci_core.PciError(f"{dev.pcie_id}: BAR0 not assigned")
+            raise pcicore.PciError(f"{dev.pcie_id}: BAR0 not assigned")
         nic_id = await self.read_reg(regs.NIC_ID)
         if nic_id != device.NIC_ID_MAGIC:
-            raise pci_core.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
-        self.msix_vectors = await pci_core.pci_alloc_irq_vectors(dev, 1, device.PF_MSIX_VECTORS)
+            raise pcicore.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
+        self.msix_vectors = await pcicore.pci_alloc_irq_vectors(dev, 1, device.PF_MSIX_VECTORS)
         await self.sriov.init()
         await program_function(self, 0, self.mac)
         await self.mailbox.start()
         self.log.info("probed: NIC_ID %#x, %d MSI-X vectors, TotalVFs %d",
                       nic_id, self.msix_vectors, self.sriov.state.total_vfs)
+
+    @property
+    def dma(self):
+        """The DMA API the platform gave this function (its IOMMU domain), None if none yet."""
+        return pcicore.dma_device(self.pdev)
 
     async def read_reg(self, reg: regs.Register, index: int = 0) -> int:
         return await self.bar0.read_dword(reg.at(index))

@@ -10,22 +10,18 @@ from __future__ import annotations
 from datasheet import device, regs
 from pf_driver.vf_info import VfInfo, VfState
 
-F = {f.name: f for f in regs.SW_FN_CTRL.fields}
-VALID = regs.SW_MAC_HI.field("VALID")
-
-
-def _mac_words(mac: bytes) -> tuple[int, int]:
-    return int.from_bytes(mac[0:4], "little"), VALID.put(int.from_bytes(mac[4:6], "little"), 1)
+FN_CTRL = {f.name: f for f in regs.SW_FN_CTRL.fields}
+VALID = regs.SW_VLAN.field("VALID")
 
 
 async def program_function(pf, fn: int, mac: bytes | None, multicast=(), vlans=(), bam=True, rx_en=True,
                            upe=False, mpe=False, spoofchk=False, pvid: int | None = None, defq: int = 0) -> None:
-    lo, hi = _mac_words(mac) if mac else (0, 0)
+    lo, hi = regs.sw_mac_words(mac) if mac else (0, 0)
     await pf.write_reg(regs.SW_MAC_LO, lo, fn)
     await pf.write_reg(regs.SW_MAC_HI, hi, fn)
     mc = list(multicast)[:device.SW_MC_PER_FN]
     for k in range(device.SW_MC_PER_FN):
-        lo, hi = _mac_words(mc[k]) if k < len(mc) else (0, 0)
+        lo, hi = regs.sw_mac_words(mc[k]) if k < len(mc) else (0, 0)
         await pf.write_reg(regs.SW_MC_LO, lo, fn * device.SW_MC_PER_FN + k)
         await pf.write_reg(regs.SW_MC_HI, hi, fn * device.SW_MC_PER_FN + k)
     vids = sorted(vlans)[:device.SW_VLANS_PER_FN]
@@ -35,14 +31,14 @@ async def program_function(pf, fn: int, mac: bytes | None, multicast=(), vlans=(
     ctrl = 0
     for name, on in (("BAM", bam), ("RX_EN", rx_en), ("UPE", upe), ("MPE", mpe), ("SPOOFCHK", spoofchk),
                      ("PVLAN_EN", pvid is not None)):
-        ctrl = F[name].put(ctrl, int(on))
-    ctrl = F["PVID"].put(F["DEFQ"].put(ctrl, defq), pvid or 0)
+        ctrl = FN_CTRL[name].put(ctrl, int(on))
+    ctrl = FN_CTRL["PVID"].put(FN_CTRL["DEFQ"].put(ctrl, defq), pvid or 0)
     await pf.write_reg(regs.SW_FN_CTRL, ctrl, fn)
 
 
 async def program_vf(pf, vf: VfInfo) -> None:
     """The switch view of VF ``vf`` after a request, a VFLR or an administrator change."""
     active = vf.state not in (VfState.NOT_RESET, VfState.DISABLED)
-    await program_function(pf, 1 + vf.index, vf.mac if active else None, vf.multicast, vf.vlans,
+    await program_function(pf, device.vf_port(vf.index), vf.mac if active else None, vf.multicast, vf.vlans,
                            rx_en=active, upe=vf.promisc_unicast, mpe=vf.promisc_multicast,
                            spoofchk=vf.spoofchk, pvid=vf.admin_vlan)

@@ -6,7 +6,7 @@ from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
-from pf_driver import pci_core
+import pcicore
 
 
 async def config_dword_at(rc, rid: int, offset: int) -> int:
@@ -38,11 +38,11 @@ async def assert_vf_config(vf) -> None:
         assert await vf.config_read_dword(pci.PCI_BASE_ADDRESS_0 + 4 * bar) == 0
     assert await vf.config_read_byte(pci.PCI_INTERRUPT_PIN) == 0
     assert await vf.config_read_word(pci.PCI_SUBSYSTEM_ID) == device.VF_SUBSYSTEM_ID
-    exp = await pci_core.find_capability(vf, pci.PCI_CAP_ID_EXP)
+    exp = await pcicore.find_capability(vf, pci.PCI_CAP_ID_EXP)
     assert await vf.config_read_dword(exp + pci.PCI_EXP_DEVCAP) & pci.PCI_EXP_DEVCAP_FLR
-    msix = await pci_core.find_capability(vf, pci.PCI_CAP_ID_MSIX)
+    msix = await pcicore.find_capability(vf, pci.PCI_CAP_ID_MSIX)
     flags = await vf.config_read_word(msix + pci.PCI_MSIX_FLAGS)
     assert (flags & pci.PCI_MSIX_FLAGS_QSIZE) + 1 == device.VF_MSIX_VECTORS
     assert await vf.config_read_dword(msix + pci.PCI_MSIX_TABLE) == device.MSIX_BAR | device.MSIX_TABLE_OFFSET
-    assert await pci_core.find_ext_capability(vf, pci.PCI_EXT_CAP_ID_ARI) is not None
-    assert await pci_core.find_ext_capability(vf, pci.PCI_EXT_CAP_ID_SRIOV) is None
+    assert await pcicore.find_ext_capability(vf, pci.PCI_EXT_CAP_ID_ARI) is not None
+    assert await pcicore.find_ext_capability(vf, pci.PCI_EXT_CAP_ID_SRIOV) is None

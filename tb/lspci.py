@@ -14,7 +14,7 @@ import sys
 import cocotb
 
 from datasheet import pci
-from pf_driver import pci_core
+import pcicore
 
 _SIZES = ["", "K", "M", "G", "T"]
 
@@ -145,7 +145,7 @@ async def lspci(dev) -> str:
     lines.append(f"\tStatus: {_flag('Cap', status & pci.PCI_STATUS_CAP_LIST)} "
                  f"{_flag('<MAbort', status & pci.PCI_STATUS_REC_MASTER_ABORT)}")
     await _regions(dev, lines, virtfn)
-    std, ext = await pci_core.list_capabilities(dev)
+    std, ext = await pcicore.list_capabilities(dev)
     for cap_id, pos in std:
         decoder = _DECODERS.get(cap_id)
         if decoder:

@@ -31,7 +31,8 @@ from cocotbext.pcie.core.pci import PciDevice
 from datasheet import device
 from iommu import DmaDevice, IommuDriver
 from model import Nic
-from pf_driver import PfDriver, pci_core
+import pcicore
+from pf_driver import PfDriver
 from vf_driver import VfDriver
 
 #: host pages for the IOMMU's tables and the DMA API's buffers (``iommu=True``): a
@@ -107,7 +108,7 @@ class System:
         rid = int(old.pdev.pcie_id)
         if rid in self._vf_dma:
             self._detach(rid)
-        await pci_core.pci_reset_function(old.pdev)
+        await pcicore.pci_reset_function(old.pdev)
         new = self.vfs[index] = VfDriver(old.pdev)
         if self.iommu_driver is not None:
             self.attach_vf_domain(new)
@@ -122,23 +123,24 @@ class System:
 
     def attach_vf_domain(self, vf: VfDriver | int) -> DmaDevice:
         """Give a VF (driver or index into ``vfs``) a fresh IOMMU domain and attach
-        its requester ID; returns the VF driver's DMA API over it, also set as
-        ``vf.dma``.  The driver sees only IOVAs of that domain."""
+        its requester ID; returns the VF's DMA API over it, which its driver finds as
+        ``vf.dma`` (``pcicore.dma_device``).  The driver sees only IOVAs of that domain."""
         if self.iommu_driver is None:
             raise RuntimeError("build_system(..., iommu=True) is needed for VF DMA domains")
         vf = self._vf_driver(vf)
         rid = int(vf.pdev.pcie_id)
         if rid in self._vf_dma:
             self._detach(rid)
-        vf.dma = self._vf_dma[rid] = DmaDevice.for_rid(self.iommu_driver, rid)
-        return vf.dma
+        dma = self._vf_dma[rid] = DmaDevice.for_rid(self.iommu_driver, rid)
+        pcicore.set_dma_device(vf.pdev, dma)
+        return dma
 
     def detach_vf(self, vf: VfDriver | int) -> DmaDevice:
         """Clear a VF's context entry: its DMA is blocked from the next request on.
         ``vf.dma`` becomes None; the DmaDevice (buffers, domain) is returned."""
         vf = self._vf_driver(vf)
         dev = self._detach(int(vf.pdev.pcie_id))
-        vf.dma = None
+        pcicore.set_dma_device(vf.pdev, None)
         return dev
 
     def _detach(self, rid: int) -> DmaDevice:
@@ -208,8 +210,10 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     iommu_driver = pf_dma = None
     if iommu:
         iommu_driver = IommuDriver.for_root_complex(rc, pool_size=IOMMU_POOL_SIZE, irq_remapping=True)
-        await pci_core.pci_enable_acs(pf_dev)
+        await pcicore.pci_enable_acs(pf_dev)
         pf_dma = DmaDevice(iommu_driver, iommu_driver.attach_passthrough(int(nic.pf.pcie_id)))
+    if pf_dma is not None:
+        pcicore.set_dma_device(pf_dev, pf_dma)
     pf = PfDriver(pf_dev)
     await pf.probe()
     return System(dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf,

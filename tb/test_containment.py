@@ -19,7 +19,7 @@ from datasheet.mailbox import Opcode
 from datasheet.regs import FnError
 from model import Nic
 from model import events as ev
-from pf_driver import pci_core
+import pcicore
 from pf_driver.vf_info import LinkState, MddPolicy, VfState
 from tb.system import build_system
 from tb.test_datapath import frame, recv, traffic_ok, up
@@ -187,7 +187,7 @@ async def config_space(pdev) -> list[int]:
 async def dirty(pdev, skip: set[int]) -> None:
     """Write all ones to every dword of the header and of each capability but the ``skip``
     offsets (Initiate FLR, VF Enable...)."""
-    std, ext = await pci_core.list_capabilities(pdev)
+    std, ext = await pcicore.list_capabilities(pdev)
     spans = [(0, pci.PCI_STD_HEADER_SIZEOF)]
     spans += [(pos, pci.PCI_CAP_SIZEOF[cap]) for cap, pos in std]
     spans += [(pos, pci.PCI_EXT_CAP_SIZEOF[cap]) for cap, pos in ext]
@@ -223,13 +223,13 @@ async def pf_flr_returns_every_config_register_to_reset(dut):
     await sys_.pf.sriov_configure(2)
     sys_.pf.mailbox.stop()                          # the driver lets go of the device first
     pf = sys_.pf_dev
-    exp = await pci_core.find_capability(pf, pci.PCI_CAP_ID_EXP)
-    sriov = await pci_core.find_ext_capability(pf, pci.PCI_EXT_CAP_ID_SRIOV)
+    exp = await pcicore.find_capability(pf, pci.PCI_CAP_ID_EXP)
+    sriov = await pcicore.find_ext_capability(pf, pci.PCI_EXT_CAP_ID_SRIOV)
     devctl = exp + pci.PCI_EXP_DEVCTL
     await dirty(pf, {devctl, sriov + pci.PCI_SRIOV_CTRL, sriov + pci.PCI_SRIOV_NUM_VF})
     await pf.config_write_word(devctl, 0x7FFF)      # every Device Control bit but Initiate FLR
     assert await pf.config_read_word(pci.PCI_COMMAND) & pci.PCI_COMMAND_IO
-    await pci_core.pcie_flr(pf)
+    await pcicore.pcie_flr(pf)
     preserved = {devctl: DEVCTL_PRESERVED, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED}
     problems = differences(await config_space(pf), reset_values, preserved)
     assert not problems, "after PF FLR:\n" + "\n".join(problems)
@@ -242,13 +242,13 @@ async def vf_flr_returns_every_config_register_to_reset(dut):
     sys_ = await build_system(dut, total_vfs=4)
     await sys_.pf.sriov_configure(2)
     vf, sibling = sys_.pf.virtfns
-    exp = await pci_core.find_capability(vf, pci.PCI_CAP_ID_EXP)
+    exp = await pcicore.find_capability(vf, pci.PCI_CAP_ID_EXP)
     devctl = exp + pci.PCI_EXP_DEVCTL
     before = await config_space(sibling)
     await dirty(vf, {devctl})
     await vf.config_write_word(devctl, 0x7FFF)
     assert differences(await config_space(vf), before, {}), "nothing was dirtied"
-    await pci_core.pcie_flr(vf)
+    await pcicore.pcie_flr(vf)
     # the host's set-up of the sibling set Extended Tag Field Enable; an FLR clears it
     preserved = {devctl: DEVCTL_PRESERVED | 1 << 8, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED}
     problems = differences(await config_space(vf), before, preserved)

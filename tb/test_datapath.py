@@ -44,7 +44,6 @@ async def up(dut, num_vfs=4, ring_size=64, open_pf=False, **kw):
         sys_.attach_vf_domain(vf)
         await vf.open(ring_size)
     if open_pf:
-        sys_.pf.dma = sys_.pf_dma
         await sys_.pf.open(ring_size)
     return sys_, vfs
 
@@ -156,14 +155,9 @@ async def traffic_ok(vfs, n=0):
 
 
 async def raw_tx(vf, descs):
-    """Write raw descriptors into VF's TX ring 0 and ring the doorbell (bypassing the ring code)."""
+    """Write raw descriptors into VF's TX ring 0 and ring the doorbell (a hand-made driver)."""
     ring = vf.netdev.tx[0]
-    async with ring.lock:
-        for raw in descs:
-            ring.desc.write(ring.next_to_use * d.DESC_SIZE, raw)
-            ring.eop[ring.next_to_use] = True
-            ring.next_to_use = (ring.next_to_use + 1) % ring.size
-        await vf.write_reg(regs.TDT, ring.next_to_use, 0)
+    await ring.post_raw(descs)
     return ring
 
 
@@ -263,18 +257,18 @@ async def completion_racing_interrupt_reenable_is_not_lost(dut):
             await sys_.nic.uplink.send(raced[0])
             await Timer(5, "us")           # the device writes it back and signals a masked vector
 
-    vfs[1].netdev.before_unmask = race
+    vfs[1].netdev.on_before_unmask(race)
     first = frame(vfs[0].mac, vfs[1].mac, 76)
     assert await vfs[0].start_xmit(first)
     assert await recv(vfs[1].netdev) == first
     assert await recv(vfs[1].netdev) == raced[0]
-    assert vfs[1].netdev.reschedules[0] >= 1 or sys_.nic.vfs[1].msix.sent[1] >= 2
+    assert vfs[1].netdev.reschedules[0] >= 1 or sys_.nic.vfs[1].slice.msix.sent[1] >= 2
 
 
 @cocotb.test()
 async def interrupt_moderation_coalesces(dut):
     sys_, vfs = await up(dut, num_vfs=2)
-    engine = sys_.nic.vfs[1].queues
+    engine = sys_.nic.vfs[1].slice.queues
     await vfs[1].write_reg(regs.EITR, 50, 1)                     # RX0's vector: at most one per 50 us
     before = engine.irqs_raised[1]
     for n in range(20):

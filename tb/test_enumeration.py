@@ -4,7 +4,7 @@ import cocotb
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci, regs
-from pf_driver import pci_core
+import pcicore
 from tb.checks import assert_vf_config, config_dword_at
 from tb.system import build_system
 
@@ -20,17 +20,17 @@ async def pf_enumerates(dut):
     assert pf.bar_size[device.REG_BAR] == device.PF_REG_BAR_SIZE
     assert pf.bar_size[device.MSIX_BAR] == device.PF_MSIX_BAR_SIZE
     assert pf.bar_raw[device.REG_BAR] & pci.PCI_BASE_ADDRESS_MEM_TYPE_64
-    std, ext = await pci_core.list_capabilities(pf)
+    std, ext = await pcicore.list_capabilities(pf)
     assert [c for c, _ in std] == [pci.PCI_CAP_ID_PM, pci.PCI_CAP_ID_EXP, pci.PCI_CAP_ID_MSIX]
     assert [c for c, _ in ext] == [pci.PCI_EXT_CAP_ID_ARI, pci.PCI_EXT_CAP_ID_SRIOV]
-    exp = await pci_core.find_capability(pf, pci.PCI_CAP_ID_EXP)
+    exp = await pcicore.find_capability(pf, pci.PCI_CAP_ID_EXP)
     assert await pf.config_read_dword(exp + pci.PCI_EXP_DEVCAP) & pci.PCI_EXP_DEVCAP_FLR
     lnk = await pf.config_read_word(exp + pci.PCI_EXP_LNKSTA)
     assert (lnk & 0xF, (lnk >> 4) & 0x3F) == (device.LINK_SPEED_GEN, device.LINK_WIDTH)
     lnkcap = await pf.config_read_dword(exp + pci.PCI_EXP_LNKCAP)
     assert (lnkcap & 0xF, (lnkcap >> 4) & 0x3F) == (device.LINK_SPEED_GEN, device.LINK_WIDTH)
 
-    sr = await pci_core.find_ext_capability(pf, pci.PCI_EXT_CAP_ID_SRIOV)
+    sr = await pcicore.find_ext_capability(pf, pci.PCI_EXT_CAP_ID_SRIOV)
     rd16 = lambda off: pf.config_read_word(sr + off)  # noqa: E731
     assert await rd16(pci.PCI_SRIOV_TOTAL_VF) == 64
     assert await rd16(pci.PCI_SRIOV_INITIAL_VF) == 64

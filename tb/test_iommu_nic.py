@@ -233,7 +233,7 @@ async def vf_msix_reaches_the_host_with_translation_on(dut):
     system.attach_vf_domain(0)  # VF 1 stays blocked
     await Timer(50, "us")  # let anything the drivers started settle
     for index in range(2):
-        msix = system.nic.vfs[index].msix
+        msix = system.nic.vfs[index].slice.msix
         for number in (0, msix.num_vectors - 1):
             vector = system.vfs[index].pdev.msi_vectors[number]
             vector.event.clear()

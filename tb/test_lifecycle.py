@@ -6,7 +6,7 @@ from scapy.utils import rdpcap
 
 from datasheet import regs
 from datasheet.descriptors import QueueError
-from pf_driver import pci_core
+import pcicore
 from pf_driver.vf_info import VfState
 from tb.runner import BUILD_DIR
 from tb.test_datapath import frame, recv, up
@@ -34,7 +34,7 @@ async def vf_flr_during_traffic_others_lose_nothing(dut):
     flows = [cocotb.start_soon(stream(vfs[1], vfs[2], 60, 1000)),
              cocotb.start_soon(stream(vfs[0], vfs[3], 200, 5000))]
     await Timer(30, "us")
-    await pci_core.pcie_flr(vfs[0].pdev)
+    await pcicore.pcie_flr(vfs[0].pdev)
     await gather(*flows)
     got = [await recv(vfs[2].netdev) for _ in range(60)]
     assert got == [frame(vfs[1].mac, vfs[2].mac, 1000 + n) for n in range(60)]

@@ -7,7 +7,7 @@ from cocotb.utils import get_sim_time
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import MbxError, Opcode
-from pf_driver import pci_core
+import pcicore
 from pf_driver.vf_info import LinkState, VfState
 from tb.system import build_system
 from vf_driver.mailbox import MailboxTimeout
@@ -132,10 +132,10 @@ async def malformed_messages_get_documented_replies(dut):
     assert nack_code(await vf.mbx.request(Opcode.GET_QUEUES, [0] * 15)) is MbxError.BAD_LENGTH
 
     # before RESET: a VF that skipped the handshake (after its FLR) is refused
-    await pci_core.pcie_flr(vf.pdev)
+    await pcicore.pcie_flr(vf.pdev)
     await vf.pdev.set_master()
     vf.pdev.msix_enabled = False
-    await pci_core.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
+    await pcicore.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
     await wait_until(lambda: info.state is VfState.NOT_RESET)
     assert nack_code(await vf.mbx.request(Opcode.SET_MAC, mbx.mac_to_words(MAC_A))) is MbxError.NOT_RESET
     assert info.mac == info.permanent_mac
@@ -231,7 +231,7 @@ async def flr_of_one_vf_leaves_others_untouched(dut):
     tasks = [cocotb.start_soon(chatter(vf, lambda: done, counts)) for vf in vfs if vf.vf_index != 2]
     await Timer(3, "ms")
     before = dict(counts)
-    await pci_core.pcie_flr(vfs[2].pdev)
+    await pcicore.pcie_flr(vfs[2].pdev)
     await wait_until(lambda: sys_.pf.vf_info(2).state is VfState.NOT_RESET)
     assert sys_.pf.vf_info(2).vlans == set()
     await Timer(3, "ms")

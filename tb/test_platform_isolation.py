@@ -17,7 +17,7 @@ from datasheet import device, pci, regs
 from iommu import IOMMU_READ, IOMMU_WRITE, FaultReason
 from iommu.events import AcsViolation, MsiRequest
 from iommu.vtd_format import IRTE_SIZE, MSI_ADDR_IF, remappable_msi
-from pf_driver import pci_core
+import pcicore
 from tb.system import build_system
 from tb.test_iommu_nic import expect_ur, settle
 
@@ -76,7 +76,7 @@ async def remapped_messages_reach_only_their_own_vector(dut):
     seen = []
     system.rc.iommu.events.subscribe(MsiRequest, seen.append)
     for index, vf in enumerate(system.vfs):
-        model_vf = system.nic.vfs[index]
+        model_vf = system.nic.vfs[index].slice
         for number in (0, device.VF_MSIX_VECTORS - 1):
             addr, data = await read_entry(vf, number)
             assert addr & MSI_ADDR_IF and data == 0, "the host did not program a remappable message"
@@ -97,7 +97,7 @@ async def forged_source_bad_index_missing_entry_and_compat_format_are_blocked(du
     system = await system_with(dut)
     attacker, victim = system.vfs
     attacker_rid = int(attacker.pdev.pcie_id)
-    model = system.nic.vfs[0]
+    model = system.nic.vfs[0].slice
     window, _size = system.rc.iommu.interrupt_window
     entries = system.rc.iommu.interrupts.entries
     victim_addr, victim_data = await read_entry(victim, 2)
@@ -184,7 +184,7 @@ async def root_port_acs_capability_and_source_validation(dut):
     requester ID is not below the port is refused (UR for a read) and counted."""
     system = await system_with(dut, num_vfs=1)
     port = system.pf_dev.upstream_bridge()
-    pos = await pci_core.find_ext_capability(port, pci.PCI_EXT_CAP_ID_ACS)
+    pos = await pcicore.find_ext_capability(port, pci.PCI_EXT_CAP_ID_ACS)
     assert pos is not None
     wanted = pci.PCI_ACS_SV | pci.PCI_ACS_RR | pci.PCI_ACS_CR | pci.PCI_ACS_UF
     assert await port.config_read_word(pos + pci.PCI_ACS_CAP) & wanted == wanted

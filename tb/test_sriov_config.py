@@ -10,7 +10,7 @@ from cocotb.triggers import Timer
 from cocotbext.pcie.core.tlp import CplStatus
 
 from datasheet import device, pci, regs
-from pf_driver import pci_core
+import pcicore
 from tb.checks import config_dword_at, mem_read_status
 from tb.system import build_system
 
@@ -31,7 +31,7 @@ def capture(logger_name="cocotb.pcie"):
 
 
 async def sriov_pos(sys_):
-    return await pci_core.find_ext_capability(sys_.pf_dev, pci.PCI_EXT_CAP_ID_SRIOV)
+    return await pcicore.find_ext_capability(sys_.pf_dev, pci.PCI_EXT_CAP_ID_SRIOV)
 
 
 @cocotb.test()
@@ -44,11 +44,11 @@ async def numvfs_above_totalvfs_refuses_enable(dut):
     await pf.config_write_word(sr + pci.PCI_SRIOV_CTRL, ctrl | pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE)
     assert not await pf.config_read_word(sr + pci.PCI_SRIOV_CTRL) & pci.PCI_SRIOV_CTRL_VFE
     assert await config_dword_at(sys_.rc, sys_.pf.sriov.vf_rid(0), 0) == 0xFFFFFFFF
-    assert sys_.nic.sriov.rejected_writes == 1
+    assert sys_.nic.pf.sriov_cap.rejected_writes == 1
     # the driver path refuses before touching the device
     try:
         await sys_.pf.sriov_configure(9)
-    except pci_core.PciError as exc:
+    except pcicore.PciError as exc:
         assert "TotalVFs is 8" in str(exc)
     else:
         raise AssertionError("sriov_configure(9) with TotalVFs 8 succeeded")
@@ -159,10 +159,10 @@ async def vf_flr_resets_only_that_vf(dut):
     vfs = await sys_.enable_vfs(2)
     for vf in vfs:
         await vf.write_reg(regs.SCRATCH, 0xC0DE0000 | vf.vf_index)
-    await pci_core.pcie_flr(vfs[0].pdev)
+    await pcicore.pcie_flr(vfs[0].pdev)
     assert await vfs[0].read_reg(regs.SCRATCH) == 0
     assert not await vfs[0].pdev.config_read_word(pci.PCI_COMMAND) & pci.PCI_COMMAND_MASTER
-    msix = await pci_core.find_capability(vfs[0].pdev, pci.PCI_CAP_ID_MSIX)
+    msix = await pcicore.find_capability(vfs[0].pdev, pci.PCI_CAP_ID_MSIX)
     assert not await vfs[0].pdev.config_read_word(msix + pci.PCI_MSIX_FLAGS) & pci.PCI_MSIX_FLAGS_ENABLE
     assert await vfs[1].read_reg(regs.SCRATCH) == 0xC0DE0001
     assert await vfs[1].pdev.config_read_word(pci.PCI_COMMAND) & pci.PCI_COMMAND_MASTER
@@ -175,7 +175,7 @@ async def pf_flr_removes_vfs(dut):
     sys_ = await build_system(dut, total_vfs=4)
     await sys_.enable_vfs(4)
     rid0 = sys_.pf.sriov.vf_rid(0)
-    await pci_core.pcie_flr(sys_.pf_dev)
+    await pcicore.pcie_flr(sys_.pf_dev)
     sr = await sriov_pos(sys_)
     assert await sys_.pf_dev.config_read_word(sr + pci.PCI_SRIOV_CTRL) == 0
     assert await sys_.pf_dev.config_read_word(sr + pci.PCI_SRIOV_NUM_VF) == 0
@@ -188,7 +188,7 @@ async def msix_masking_and_pending(dut):
     """A masked vector sets its PBA bit and fires on unmask; function mask holds all vectors."""
     sys_ = await build_system(dut, total_vfs=4)
     vfs = await sys_.enable_vfs(1)
-    vf, model_vf = vfs[0], sys_.nic.vfs[0]
+    vf, model_vf = vfs[0], sys_.nic.vfs[0].slice
     table = vf.pdev.bar_window[device.MSIX_BAR]
     vec = vf.pdev.msi_vectors[3]
     ctrl_off = device.MSIX_TABLE_OFFSET + 3 * pci.PCI_MSIX_ENTRY_SIZE + pci.PCI_MSIX_ENTRY_VECTOR_CTRL
@@ -204,7 +204,7 @@ async def msix_masking_and_pending(dut):
     await vec.event.wait()
     assert await table.read_dword(device.MSIX_PBA_OFFSET) == 0
     # function mask
-    msix = await pci_core.find_capability(vf.pdev, pci.PCI_CAP_ID_MSIX)
+    msix = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_MSIX)
     flags = await vf.pdev.config_read_word(msix + pci.PCI_MSIX_FLAGS)
     await vf.pdev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags | pci.PCI_MSIX_FLAGS_MASKALL)
     vec.event.clear()

@@ -22,7 +22,9 @@ import pyuvm
 from cocotb.triggers import Timer
 from pyuvm import ConfigDB, uvm_test
 
+from datasheet.device import vf_port
 from datasheet.mailbox import Opcode
+from model.inject import Injection
 from tb.uvm import coverage, inject
 from tb.uvm.env import MAX_AGENTS, EnvConfig, NicEnv
 from tb.uvm.sequences import (
@@ -165,7 +167,8 @@ class InjectionTest(NicTest):
     """Clean VF-to-VF traffic (the scoreboard must stay silent), then ``inject`` one fault into
     the running system and more traffic: the test passes only if the scoreboard reports it."""
 
-    def inject(self) -> dict:
+    def inject(self):
+        """Arm the fault; returns something with ``fired`` (an :class:`model.inject.Injection`)."""
         raise NotImplementedError
 
     async def scenario(self):
@@ -176,7 +179,7 @@ class InjectionTest(NicTest):
         done = self.inject()
         await _unicast_between_vfs(env, 3)
         await env.scoreboard.drain()
-        assert done["frame"] is not None, "injection did not trigger"
+        assert done.fired, "injection did not trigger"
 
 
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
@@ -186,7 +189,7 @@ class InjectMisroute(InjectionTest):
 
     def inject(self):
         env = self.env
-        return inject.misroute_once(env.system.nic, {1 + env.vf(k).vf_index for k in range(len(env.slots))})
+        return env.system.nic.inject.misroute_next({vf_port(env.vf(k).vf_index) for k in range(len(env.slots))})
 
 
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
@@ -195,7 +198,7 @@ class InjectCorruption(InjectionTest):
     expect_errors = frozenset({"corrupt"})
 
     def inject(self):
-        return inject.corrupt_once(self.env.system.nic, self.env.vf(1).vf_index)
+        return self.env.system.nic.inject.corrupt_next_rx(vf_port(self.env.vf(1).vf_index))
 
 
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
@@ -208,7 +211,7 @@ class InjectIsolationBreak(InjectionTest):
 
     def inject(self):
         inject.share_domain(self.env.system, self.env.vf(0), self.env.vf(1))
-        return {"frame": b"shared"}
+        return Injection("share_domain", fired=True)
 
 
 # -- seeded constrained-random regressions (make regress) ------------------------------------------

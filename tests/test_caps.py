@@ -6,8 +6,8 @@ import pytest
 from conftest import run_sync
 
 from datasheet import device, pci, regs
-from model.caps import AriExtendedCapability, SriovExtendedCapability
-from model.regfile import RegisterFile
+from model.pcie.caps import AriExtendedCapability, SriovExtendedCapability
+from model.core.regfile import RegisterFile
 
 LOG = logging.getLogger("test")
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from model.scheduler import Scheduler
+from model.core.scheduler import Scheduler
 
 
 class FakeRun:

@@ -1,13 +1,13 @@
 """The embedded switch: forwarding, replication, anti-spoofing, VLANs, counters (no simulator)."""
 
 import pytest
-from nic_fakes import FakeNic, bus_write, counters, mac, program
+from nic_fakes import CoreRig, FakeShell, bus_write, counters, mac, program
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
 
 from datasheet import device, regs
-from model.switch import PORT_UPLINK, filters_of
+from model.core.switch import PORT_UPLINK, filters_of
 
 PF, VF0, VF1, VF2, VF3 = 0, 1, 2, 3, 4
 PARTNER = mac("02:aa:00:00:00:01")
@@ -30,10 +30,10 @@ def frame(dst: bytes, src: bytes, vlan: int | None = None, payload: bytes = b"pa
 
 @pytest.fixture
 def nic():
-    nic = FakeNic(num_vfs=4)
+    rig = CoreRig(num_vfs=4)
     for fn in range(5):
-        program(nic, fn, port_mac(fn))
-    return nic
+        program(rig, fn, port_mac(fn))
+    return rig
 
 
 def test_vf_to_vf_unicast_is_byte_exact_and_stays_inside(nic):
@@ -210,21 +210,25 @@ def test_lookup_follows_register_rewrites(nic):
 
 
 def test_vf_disable_and_pf_reset_rebuild_the_tables(nic):
-    nic.vfs = nic.vfs[:2]                                   # VF2, VF3 vanish (NumVFs 2)
+    nic.core.remove_vfs()                                   # NumVFs 4 -> 2: VF2, VF3 vanish
+    nic.core.add_vfs([FakeShell(0x0101 + i, device.VF_MSIX_VECTORS) for i in range(2)])
     nic.switch.forward(frame(port_mac(VF3), PARTNER), PORT_UPLINK)
     assert nic.take() == ([], [])
     assert nic.switch.forward(frame(UNKNOWN, port_mac(VF3)), VF3) is False   # no such port
-    nic.pf.regs.reset()                                    # PF software reset: filters back to 0
-    nic.switch.function_reset(nic.pf)
+    nic.pf.software_reset()                                # PF software reset: filters back to 0
     nic.switch.forward(frame(port_mac(VF0), PARTNER), PORT_UPLINK)
     assert nic.take() == ([], [])
 
 
 def test_refused_delivery_is_the_engines_business(nic):
-    nic.refuse.add(VF1)
-    nic.switch.forward(frame(port_mac(VF1), PARTNER), PORT_UPLINK)
-    assert nic.take() == ([], [])
+    """VF1's RX queue has no ring, so it refuses the frame: the switch still counts the frame as
+    delivered; the refusal is the queue engine's drop (its RX_DROPS, QRX_NOBUF)."""
+    f = frame(port_mac(VF1), PARTNER)
+    nic.switch.forward(f, PORT_UPLINK)
+    assert nic.decisions[-1].deliveries == ((VF1, f, False),)
     assert counters(nic) == {"UNICAST_INTERNAL": 1}
+    assert nic.function(VF1).regs.get(regs.by_name("STAT_RX_DROPS")) == 1
+    assert nic.function(VF1).regs.read(regs.QRX_NOBUF.at(0), 4) == (1).to_bytes(4, "little")
 
 
 def test_frames_to_own_or_disabled_port_go_nowhere(nic):
@@ -247,12 +251,13 @@ def test_every_frame_entering_is_captured_once(nic):
         def write(self, f):
             self.append(f)
 
-    nic.pcap = Capture()
+    capture = Capture()
+    nic.core.capture(capture)
     frames = [frame(BCAST, port_mac(VF0)), frame(UNKNOWN, PARTNER), b"\x00" * 5]
     nic.switch.forward(frames[0], VF0)
     nic.switch.forward(frames[1], PORT_UPLINK)
     nic.switch.forward(frames[2], PORT_UPLINK)
-    assert list(nic.pcap) == frames
+    assert list(capture) == frames
 
 
 def test_pf_driver_programming_decodes_as_intended(nic):

@@ -1,24 +1,24 @@
 """The uplink port (link state, both directions, wire time) and the pcap writer (no simulator).
 
-``send`` awaits a Timer and reads the sim time; here both are replaced by stand-ins that
-complete at once and record the wait, so the coroutine runs with ``run_sync``.
+The uplink's clock is given to it: here a fake one whose sleep completes at once and records
+the wait, so ``send`` runs with ``run_sync``.
 """
 
 import struct
 
 import pytest
 from conftest import run_sync
-from nic_fakes import FakeNic, counters, mac, program
+from nic_fakes import CoreRig, counters, mac, program
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import rdpcap
 
-import model.uplink
 from datasheet import device, regs
-from model.pcap import SNAPLEN, PcapWriter
-from model.switch import PORT_UPLINK
-from model.uplink import UplinkPort
+from model import events as ev
+from model.core.pcap import SNAPLEN, PcapWriter
+from model.core.switch import PORT_UPLINK
+from model.core.uplink import UplinkPort
 
 LINK_UP = regs.STATUS.field("LINK_UP")
 VF_MAC = mac("02:00:00:00:01:01")
@@ -31,29 +31,27 @@ def frame(dst: bytes, src: bytes, size: int = 60) -> bytes:
 
 
 class InstantTimer:
-    """Stands in for cocotb's Timer: records the wait and advances a fake clock."""
+    """A clock for the uplink: a sleep records the wait and advances the time at once."""
 
     waits: list[int] = []
     now_ps = 0
 
-    def __init__(self, time, unit="step", **_):
-        assert unit == "ps"
-        InstantTimer.waits.append(time)
-        InstantTimer.now_ps += time
+    @classmethod
+    def now(cls) -> int:
+        return cls.now_ps
 
-    def __await__(self):
-        return iter(())
+    @classmethod
+    async def sleep(cls, ps: int) -> None:
+        cls.waits.append(ps)
+        cls.now_ps += ps
 
 
 @pytest.fixture
-def nic(monkeypatch):
-    nic = FakeNic(num_vfs=2)
-    nic.uplink = UplinkPort(nic)
-    program(nic, 1, VF_MAC)
+def nic():
     InstantTimer.waits, InstantTimer.now_ps = [], 0
-    monkeypatch.setattr(model.uplink, "Timer", InstantTimer)
-    monkeypatch.setattr(model.uplink, "get_sim_time", lambda unit: InstantTimer.now_ps)
-    return nic
+    rig = CoreRig(num_vfs=2, now_ps=InstantTimer.now, sleep=InstantTimer.sleep)
+    program(rig, 1, VF_MAC)
+    return rig
 
 
 def link_bits(nic) -> list[int]:
@@ -61,8 +59,6 @@ def link_bits(nic) -> list[int]:
 
 
 def test_link_starts_up_in_every_function_and_follows_set_link(nic):
-    for vf in nic.vfs:
-        nic.uplink.apply_status(vf)                  # what Nic does for each VF at VF Enable
     assert nic.uplink.link_up and link_bits(nic) == [1, 1, 1]
     seen = []
     nic.uplink.on_link_change(seen.append)
@@ -70,18 +66,18 @@ def test_link_starts_up_in_every_function_and_follows_set_link(nic):
     assert link_bits(nic) == [0, 0, 0] and seen == [False]
     assert regs.STATUS.field("RST_DONE").get(nic.pf.regs.get(regs.STATUS)) == 1
     nic.uplink.set_link(False)                       # no change, no event
-    assert seen == [False] and nic.pf.msix.fired == []
+    assert seen == [False] and nic.interrupts == []
     nic.uplink.set_link(True)
     assert link_bits(nic) == [1, 1, 1] and seen == [False, True]
 
 
 def test_link_change_raises_the_pf_misc_vector_only_when_lsc_enabled(nic):
     nic.uplink.set_link(False)
-    assert nic.pf.msix.fired == []
+    assert nic.interrupts == []
     nic.pf.regs.write(regs.PF_IMR.offset, regs.PF_IMR.field("LSC").mask.to_bytes(4, "little"))
     nic.uplink.set_link(True)
-    assert nic.pf.msix.fired == [device.PF_MBX_VECTOR]
-    assert all(vf.msix.fired == [] for vf in nic.vfs)
+    # the PF's vector is signalled (its MSI-X is not enabled in this rig, so the message is dropped)
+    assert nic.interrupts == [ev.Interrupt(device.PF_PORT, device.PF_MBX_VECTOR, "dropped", "MSI-X disabled")]
 
 
 def test_send_takes_the_wire_time_then_reaches_the_switch(nic):
@@ -121,7 +117,8 @@ def test_transmit_queues_for_the_partner_bounded(nic):
     assert nic.uplink.pending == 1
     assert run_sync(nic.uplink.recv()) == f
     assert nic.uplink.recv_nowait() is None
-    small = UplinkPort(nic, tx_depth=2)
+    small = UplinkPort(forward=lambda f: None, link_changed=lambda up: None, events=ev.EventBus(), log=nic.core.log,
+                       tx_depth=2)
     assert [small.transmit(f) for _ in range(3)] == [True, True, False]
     assert small.counters.tx_overflow == 1
     assert run_sync(small.recv(timeout_ns=5)) == f            # a frame is ready: no wait needed
@@ -163,11 +160,12 @@ def test_pcap_truncates_to_snaplen(tmp_path):
 
 
 def test_switch_captures_what_enters_it(nic, tmp_path):
-    nic.pcap = PcapWriter(tmp_path / "sw.pcap", clock=lambda: InstantTimer.now_ps / 1000)
+    capture = PcapWriter(tmp_path / "sw.pcap", clock=lambda: InstantTimer.now_ps / 1000)
+    nic.core.capture(capture)
     inbound, outbound = frame(VF_MAC, PARTNER), frame(PARTNER, VF_MAC)
     run_sync(nic.uplink.send(inbound))
     nic.switch.forward(outbound, 1)
-    nic.pcap.close()
+    capture.close()
     assert [bytes(p) for p in rdpcap(str(tmp_path / "sw.pcap"))] == [inbound, outbound]
     assert run_sync(nic.uplink.recv()) == outbound
     assert nic.delivered == [(1, inbound)]

@@ -13,8 +13,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 from netdev import NetDev
-from pf_driver import pci_core
-from pf_driver.pci_core import PciError
+import pcicore
 from vf_driver.mailbox import MailboxTimeout, VfMailbox
 
 #: how long probe waits for RSTD (the PF may still be initialising)
@@ -45,29 +44,33 @@ class VfDriver:
         self.resets = 0
         self.removed = False       # unbound: every further register access fails with DeviceGone
         self._recovering = None
-        self.dma = None            # DMA API over this VF's IOMMU domain (set by the platform)
         self.netdev = None
 
     async def probe(self) -> None:
         dev = self.pdev
         if dev.device_id != device.VF_DEVICE_ID:
-            raise PciError(f"{dev.pcie_id}: not our VF (device {dev.device_id:04x})")
+            raise pcicore.PciError(f"{dev.pcie_id}: not our VF (device {dev.device_id:04x})")
         await dev.set_master()
         self.bar0 = dev.bar_window[device.REG_BAR]
         nic_id = await self.read_reg(regs.NIC_ID)
         if nic_id != device.NIC_ID_MAGIC:
-            raise PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
+            raise pcicore.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
         info = await self.read_reg(regs.FUNC_INFO)
         if not regs.FUNC_INFO.field("IS_VF").get(info):
-            raise PciError(f"{dev.pcie_id}: FUNC_INFO says this is not a VF")
+            raise pcicore.PciError(f"{dev.pcie_id}: FUNC_INFO says this is not a VF")
         self.vf_index = regs.FUNC_INFO.field("VF_INDEX").get(info)
         if not dev.msix_enabled:
-            self.msix_vectors = await pci_core.pci_alloc_irq_vectors(dev, 1, device.VF_MSIX_VECTORS)
+            self.msix_vectors = await pcicore.pci_alloc_irq_vectors(dev, 1, device.VF_MSIX_VECTORS)
             self.mbx.start()
         await self.handshake()
         self.log.info("probed VF %d, MAC %s, API %s", self.vf_index, mbx.mac_str(self.mac), self.api_version)
 
     # -- registers (a removed VF reads all ones, as on a real bus) ----------------------------
+    @property
+    def dma(self):
+        """The DMA API the platform gave this function (its IOMMU domain), None if none yet."""
+        return pcicore.dma_device(self.pdev)
+
     async def read_reg(self, reg: regs.Register, index: int = 0) -> int:
         try:
             return await self.bar0.read_dword(reg.at(index))
@@ -130,6 +133,16 @@ class VfDriver:
     async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
         return await self.netdev.start_xmit(frame, queue)
 
+    @property
+    def recovering(self) -> bool:
+        """A reset was seen and the driver is redoing its handshake and rings."""
+        return self._recovering is not None
+
+    async def wait_recovered(self) -> None:
+        """Return once a recovery in progress (if any) has finished, successfully or not."""
+        if self._recovering is not None:
+            await self._recovering
+
     async def remove(self) -> None:
         """Unbind from the VF (Linux ``.remove``): the net device stops, a recovery in progress
         ends at its next register access, and nothing of this driver touches the VF again."""
@@ -137,8 +150,7 @@ class VfDriver:
         self.ready = False
         if self.netdev is not None:
             self.netdev.is_open = False
-        if self._recovering is not None:
-            await self._recovering
+        await self.wait_recovered()
 
     def on_notification(self, msg: Message) -> None:
         if msg.opcode == Opcode.LINK_STATUS and len(msg.payload) == 2:

@@ -17,7 +17,7 @@ from datasheet.mailbox import Opcode
 from datasheet.regs import Access
 from iommu.events import MsiRequest, Translation
 from model import events as ev
-from pf_driver import pci_core
+import pcicore
 from pf_driver.vf_info import LinkState
 from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
 
@@ -324,7 +324,7 @@ class Attacker:
     async def flr_storm(self) -> list[Act]:
         """Function Level Resets and software resets back to back, with traffic of its own."""
         rng, vf, acts = self.rng, self.vf, []
-        exp = await pci_core.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
+        exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(2, 5)):
             if vf.netdev is not None and vf.netdev.tx:
                 await vf.netdev.start_xmit(vf.mac + PARTNER + bytes(60))
@@ -390,7 +390,7 @@ class Attacker:
         written while VF Enable is set. Nothing here is the guest's doing: the checks are the
         episode's invariants (nothing escapes, the victims are untouched)."""
         rng, vf, w = self.rng, self.vf, self.w
-        exp = await pci_core.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
+        exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(4, 10)):
             offset = rng.choice([pci.PCI_COMMAND, pci.PCI_CACHE_LINE_SIZE, pci.PCI_BASE_ADDRESS_0,
                                  pci.PCI_INTERRUPT_LINE, exp + pci.PCI_EXP_DEVCTL, exp + pci.PCI_EXP_DEVCTL2,

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from tb.regress import COVERAGE_DIR, merge, read_coverage, uncovered
 from tb.runner import BUILD_DIR, ROOT

@@ -110,7 +110,6 @@ def pattern(i: int) -> bytes:
 async def build_world(dut, rng: random.Random) -> World:
     """IOMMU on, PF open, NUM_VFS VFs each in its own domain and open; one of them is the attacker."""
     system = await build_system(dut, total_vfs=TOTAL_VFS, iommu=True)
-    system.pf.dma = system.pf_dma
     await system.pf.open(RING_SIZE)
     await open_vfs(system, NUM_VFS)
     canaries = []

@@ -22,11 +22,10 @@ from cocotb.triggers import Timer
 from cocotb.utils import get_sim_time
 from pyuvm import uvm_agent, uvm_analysis_port, uvm_driver, uvm_monitor, uvm_sequencer
 
-from datasheet import descriptors as d
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Opcode
-from pf_driver import pci_core
+import pcicore
 from pf_driver.filters import program_function
 from pf_driver.vf_info import LinkState, VfState
 from tb.uvm import reference as ref
@@ -159,11 +158,9 @@ class PfAgentDriver(OpDriver):
         rid = int(sys_.pf_dev.pcie_id)
         async with self.transition({0}, "PF DMA blocked"):
             sys_.iommu_driver.detach_device(rid)
-            env.scoreboard.dma_ref.detach(rid)
             await self.xmit(0, pf.netdev, frame, 1)
             await Timer(20, "us")
             sys_.iommu_driver.attach_passthrough(rid)
-            env.scoreboard.dma_ref.attach_passthrough(rid)
             await env.open_pf()
 
     async def op_map_large(self, slot: int, page: str, frame: bytes, queue: int = 1):
@@ -230,13 +227,13 @@ class VfAgentDriver(OpDriver):
         async with self.transition({self.port}, "VF FLR"):
             resets = vf.resets
             info = env.vf_info(vf.vf_index)
-            await pci_core.pcie_flr(vf.pdev)
+            await pcicore.pcie_flr(vf.pdev)
             vf.ready = False                 # the guest reset its function: it redoes probe itself
             vf.pdev.msix_enabled = False
             await vf.pdev.set_master()
             await wait_until(lambda: info.state is VfState.NOT_RESET, step_ns=2_000)
             if hostile_requests:
-                await pci_core.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
+                await pcicore.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
                 for opcode, payload in hostile_requests:
                     await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
                     replies.append(await vf.mbx.request(opcode, list(payload)))
@@ -260,12 +257,7 @@ class VfAgentDriver(OpDriver):
         ring = vf.netdev.tx[queue]
         for frame in frames:
             self.expect_tx(self.port, frame)
-        async with ring.lock:
-            for raw in descs:
-                ring.desc.write(ring.next_to_use * d.DESC_SIZE, raw)
-                ring.eop[ring.next_to_use] = True
-                ring.next_to_use = (ring.next_to_use + 1) % ring.size
-            await vf.write_reg(regs.TDT, ring.next_to_use, queue)
+        await ring.post_raw(descs)
         await Timer(settle_ns, "ns")
         return await vf.read_reg(regs.TXDCTL, queue)
 

@@ -3,8 +3,10 @@
 ``NicEnv`` is built by pyuvm's phases; the system itself (root complex, NIC, drivers)
 is async and is brought up at the start of the test's run phase by
 :meth:`NicEnv.bring_up`.  The env also plays the host platform for the agents: it
-attaches IOMMU domains (keeping the scoreboard's DMA reference in step), binds VF
-agents to open VFs (``slots``), and re-probes a VF after a reset.
+attaches IOMMU domains, binds VF agents to open VFs (``slots``), and re-probes a VF
+after a reset. The scoreboard's DMA reference takes which domain each requester ID
+belongs to from the env (the platform's intent, so a context entry changed behind its
+back shows up as an isolation break) and the mappings from the IOMMU driver's events.
 """
 
 from __future__ import annotations
@@ -17,27 +19,19 @@ from pyuvm import ConfigDB, uvm_env
 
 from datasheet import descriptors as d
 from datasheet import device, regs
-from iommu import DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaBuffer
-from iommu.dma import DmaDirection
+from iommu import DMA_FROM_DEVICE, DMA_TO_DEVICE, IOMMU_READ, IOMMU_WRITE
+from iommu import events as iommu_ev
 from pf_driver.vf_info import VfState
 from tb.system import build_system
 from tb.uvm import reference as ref
 from tb.uvm.agents import PfAgent, UplinkAgent, VfAgent, wait_until
 from tb.uvm.coverage import CoverageCollector
-from tb.uvm.monitors import (
-    MailboxMonitor,
-    MonitoredRootComplex,
-    NetdevMonitor,
-    SwitchMonitor,
-    TlpMonitor,
-)
+from tb.uvm.monitors import DeviceMonitor, MailboxMonitor, NetdevMonitor, SwitchMonitor
 from tb.uvm.probe import WaveProbe
 from tb.uvm.scoreboard import Scoreboard
 
 #: VF agents (guests with open net devices); more VFs may be enabled, they stay idle
 MAX_AGENTS = 8
-PROT = {DmaDirection.DMA_TO_DEVICE: ref.PROT_READ, DmaDirection.DMA_FROM_DEVICE: ref.PROT_WRITE,
-        DmaDirection.DMA_BIDIRECTIONAL: ref.PROT_READ | ref.PROT_WRITE}
 PAGE = 4096
 LARGE_PAGES = {"2M": (2 << 20, 0x3000_0000), "1G": (1 << 30, 0x4000_0000)}   # size, IOVA used
 CANARY = bytes(range(256)) * 16
@@ -56,16 +50,15 @@ class EnvConfig:
     blocked_dma: bool = False       # at VF Enable, let a VF DMA before any VF has a domain
 
 
-def _pages(phys: int, size: int) -> tuple[int, int]:
-    first = phys & ~(PAGE - 1)
-    return first, ((phys + size + PAGE - 1) & ~(PAGE - 1)) - first
+def reference_prot(prot: int) -> int:
+    return (ref.PROT_READ if prot & IOMMU_READ else 0) | (ref.PROT_WRITE if prot & IOMMU_WRITE else 0)
 
 
 class NicEnv(uvm_env):
     def build_phase(self):
         self.cfg: EnvConfig = ConfigDB().get(self, "", "cfg")
         self.rng = random.Random(self.cfg.seed)
-        self.tlp_mon = TlpMonitor("tlp_mon", self)
+        self.device_mon = DeviceMonitor("device_mon", self)
         self.switch_mon = SwitchMonitor("switch_mon", self)
         self.netdev_mon = NetdevMonitor("netdev_mon", self)
         self.mbx_mon = MailboxMonitor("mbx_mon", self)
@@ -99,7 +92,7 @@ class NicEnv(uvm_env):
         return self._serial
 
     def connect_phase(self):
-        tlp, sb, cov, probe = self.tlp_mon, self.scoreboard, self.coverage, self.probe
+        tlp, sb, cov, probe = self.device_mon, self.scoreboard, self.coverage, self.probe
         for agent in (self.pf_agent, self.uplink_agent, *self.vf_agents):
             agent.driver.env = self
             agent.driver.ap_tx.connect(sb.tx_export)
@@ -137,19 +130,27 @@ class NicEnv(uvm_env):
     # -- bring-up --------------------------------------------------------------------------
     async def bring_up(self, dut) -> None:
         cfg = self.cfg
-        self.system = sys_ = await build_system(dut, total_vfs=cfg.total_vfs, ari=cfg.ari, iommu=True,
-                                                rc=MonitoredRootComplex())
-        self.scoreboard.dma_ref.attach_passthrough(int(sys_.pf_dev.pcie_id))
-        await self.tlp_mon.attach(sys_)
+        self.system = sys_ = await build_system(dut, total_vfs=cfg.total_vfs, ari=cfg.ari, iommu=True)
+        self.follow_iommu(sys_)
+        self.device_mon.attach(sys_)
         self.switch_mon.attach(sys_.nic)
         self.uplink_agent.monitor.attach(sys_.nic.uplink)
         self.probe.attach(dut, sys_.nic.uplink)
         self.canary = sys_.pf_dma.alloc_buffer(PAGE)
         self.canary.write(0, CANARY)
-        sys_.pf.dma = sys_.pf_dma
         if cfg.open_pf:
             await self.open_pf()
         await self.enable(cfg.num_vfs, cfg.open_vfs, cfg.ring_size)
+
+    def follow_iommu(self, system) -> None:
+        """Keep the scoreboard's DMA reference in step with the IOMMU driver's map and unmap
+        events; the PF is in pass-through from before the env subscribed."""
+        shadow = self.scoreboard.dma_ref
+        shadow.attach_passthrough(int(system.pf_dev.pcie_id))
+        events = system.rc.iommu.events
+        events.subscribe(iommu_ev.DomainMap,
+                         lambda e: shadow.map(e.did, e.iova, e.phys, e.size, reference_prot(e.prot)))
+        events.subscribe(iommu_ev.DomainUnmap, lambda e: shadow.unmap(e.did, e.iova, e.size))
 
     async def open_pf(self) -> None:
         pf = self.system.pf
@@ -167,7 +168,7 @@ class NicEnv(uvm_env):
         if ring_size:
             self.cfg.ring_size = ring_size
         await sys_.enable_vfs(num_vfs)
-        await self.tlp_mon.refresh()
+        self.device_mon.refresh()
         n_open = min(num_vfs, MAX_AGENTS, self.cfg.open_vfs if open_vfs is None else open_vfs)
         self.slots = sorted(self.rng.sample(range(num_vfs), n_open))
         if self.cfg.blocked_dma:
@@ -178,12 +179,11 @@ class NicEnv(uvm_env):
             await self.open_vf(slot)
 
     async def disable(self) -> None:
-        sys_ = self.system
-        for vf in sys_.vfs:
+        for vf in self.system.vfs:
             self.scoreboard.dma_ref.detach(int(vf.pdev.pcie_id))
-        await sys_.disable_vfs()
+        await self.system.disable_vfs()
         self.slots = []
-        await self.tlp_mon.refresh()
+        self.device_mon.refresh()
 
     # -- the host's view ---------------------------------------------------------------------
     def vf(self, slot: int):
@@ -214,47 +214,23 @@ class NicEnv(uvm_env):
             out[1 + info.index] = info.mac
         return out
 
-    # -- IOMMU: the platform assigns domains and keeps the reference in step ------------------
-    def track(self, dev) -> None:
-        """Record every dma_map/dma_unmap of ``dev`` in the scoreboard's DMA reference."""
-        shadow, key = self.scoreboard.dma_ref, dev.domain.did
-        dma_map, dma_unmap = dev.dma_map, dev.dma_unmap
-
-        def tracked_map(buf, size, direction):
-            iova = dma_map(buf, size, direction)
-            phys = buf.phys if isinstance(buf, DmaBuffer) else buf
-            first, span = _pages(phys, size)
-            shadow.map(key, iova & ~(PAGE - 1), first, span, PROT[direction])
-            return iova
-
-        def tracked_unmap(iova, size=None, direction=None):
-            dma_unmap(iova, size, direction)
-            shadow.unmap(key, iova & ~(PAGE - 1))
-
-        dev.dma_map, dev.dma_unmap = tracked_map, tracked_unmap
-
+    # -- IOMMU: the platform assigns domains ---------------------------------------------------
     def attach(self, slot: int):
         vf = self.vf(slot)
         dev = self.system.attach_vf_domain(vf)
         self.scoreboard.dma_ref.attach(int(vf.pdev.pcie_id), dev.domain.did)
-        self.track(dev)
         return dev
 
     def detach(self, slot: int):
         vf = self.vf(slot)
-        old = self.system.detach_vf(vf)
         self.scoreboard.dma_ref.detach(int(vf.pdev.pcie_id))
-        return old
+        return self.system.detach_vf(vf)
 
     def iommu_map(self, slot: int, iova: int, phys: int, size: int, prot: int) -> None:
-        domain = self.vf(slot).dma.domain
-        self.system.iommu_driver.iommu_map(domain, iova, phys, size, prot)
-        self.scoreboard.dma_ref.map(domain.did, iova, phys, size, prot)
+        self.system.iommu_driver.iommu_map(self.vf(slot).dma.domain, iova, phys, size, prot)
 
     def iommu_unmap(self, slot: int, iova: int, size: int) -> None:
-        domain = self.vf(slot).dma.domain
-        self.system.iommu_driver.iommu_unmap(domain, iova, size)
-        self.scoreboard.dma_ref.unmap(domain.did, iova)
+        self.system.iommu_driver.iommu_unmap(self.vf(slot).dma.domain, iova, size)
 
     # -- guests ------------------------------------------------------------------------------
     async def open_vf(self, slot: int) -> None:
@@ -271,15 +247,14 @@ class NicEnv(uvm_env):
         vf = self.vf(slot)
         self.dead_queues.pop(slot, None)
         if vf.ready and await wait_until(lambda: vf.resets > resets_before and vf.ready
-                                         and vf._recovering is None, timeout_ns=5_000_000, step_ns=2_000):
+                                         and not vf.recovering, timeout_ns=5_000_000, step_ns=2_000):
             return
-        if vf._recovering is not None:
-            await vf._recovering
+        await vf.wait_recovered()
         if not vf.ready or self.vf_info(vf.vf_index).state is VfState.NOT_RESET:
             await vf.probe()
         if fresh_netdev or vf.netdev is None:
             if vf.netdev is not None:
-                vf.netdev.is_open = False           # its rings are gone with the old domain
+                vf.netdev.abandon()                 # its rings are gone with the old domain
             await self.open_vf(slot)
         else:
             await vf.netdev.stop()
@@ -313,7 +288,7 @@ class NicEnv(uvm_env):
             phys, addr = buf.phys, iova
         buf.write(0, frame)
         vf.dma.domain.iova.reserve(iova, size)
-        self.iommu_map(slot, iova, phys, size, ref.PROT_READ)
+        self.iommu_map(slot, iova, phys, size, IOMMU_READ)
         driver = self.vf_agents[slot].driver
         ctl = await driver.op_raw_tx([d.tx_desc(addr, len(frame))], queue, frames=[frame])
         self.iommu_unmap(slot, iova, size)
@@ -363,9 +338,7 @@ class NicEnv(uvm_env):
             vf.ready = False            # the guest handles this reset itself (its rings' domain is gone)
             self.detach(slot)
             ring = vf.netdev.tx[queue]
-            ring.desc.write(ring.next_to_use * d.DESC_SIZE, d.tx_desc(ring.data_iova, 64))
-            ring.next_to_use = (ring.next_to_use + 1) % ring.size
-            await vf.write_reg(regs.TDT, ring.next_to_use, queue)
+            await ring.post_raw([d.tx_desc(ring.data_iova, 64)])
             await Timer(20, "us")
             ctl = await vf.read_reg(regs.TXDCTL, queue)
             await vf.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)       # stop whatever is left

@@ -231,13 +231,14 @@ class DmaReference:
                 raise ValueError(f"IOVA {iova:#x}+{size:#x} overlaps a mapping at {m.iova:#x}")
         bisect.insort(maps, _Mapping(iova, size, phys, prot), key=lambda m: m.iova)
 
-    def unmap(self, domain, iova: int) -> None:
+    def unmap(self, domain, iova: int, size: int | None = None) -> None:
+        """Remove the mapping at ``iova``, or every mapping inside [iova, iova+size)."""
         maps = self._maps.get(domain, [])
-        for k, m in enumerate(maps):
-            if m.iova == iova:
-                del maps[k]
-                return
-        raise KeyError(f"no mapping at IOVA {iova:#x}")
+        end = iova + 1 if size is None else iova + size
+        gone = [m for m in maps if iova <= m.iova < end]
+        if not gone or (size is not None and any(m.iova + m.size > end for m in gone)):
+            raise KeyError(f"no mapping{'s' if size else ''} at IOVA {iova:#x}" + (f"+{size:#x}" if size else ""))
+        self._maps[domain] = [m for m in maps if m not in gone]
 
     def mappings(self, domain) -> list[tuple[int, int, int, int]]:
         return [(m.iova, m.size, m.phys, m.prot) for m in self._maps.get(domain, [])]

@@ -11,13 +11,15 @@ in the writer's ERR_STATUS.MBX.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from datasheet import device, regs
 from datasheet.mailbox import MBX_DWORDS
 from model import events as ev
-from model.regfile import SummaryBits
+from model.core.regfile import SummaryBits
 
-V = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
-P = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
+VF_BITS = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
+PF_BITS = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
 
 
 class Mailbox:
@@ -37,10 +39,15 @@ class Mailbox:
 
 
 class MailboxUnit:
-    def __init__(self, nic):
-        self.nic = nic
+    """The PF-wide part; ``pf_interrupt(cause)`` raises the PF's misc vector for a PF_IMR cause.
+    The VFs are the device core's slices, handed over at VF Enable."""
+
+    def __init__(self, pf_regs, *, pf_interrupt: Callable[[str], None], events: ev.EventBus, log):
+        self.pf_regs = pf_regs
+        self.log = log
+        self._pf_interrupt = pf_interrupt
+        self.vfs: list = []
         self.boxes: list[Mailbox] = []
-        pf_regs = nic.pf.regs
         self.req = SummaryBits(pf_regs, regs.PF_MBX_REQ)
         self.ack = SummaryBits(pf_regs, regs.PF_MBX_ACK)
         self.vflre = SummaryBits(pf_regs, regs.PF_VFLRE)
@@ -48,10 +55,11 @@ class MailboxUnit:
         pf_regs.bind(regs.PF_MAILBOX, self._pf_ctrl_read, self._pf_ctrl_write)
         pf_regs.bind(regs.PF_MBMEM, self._pf_mem_read, self._pf_mem_write)
         pf_regs.on_write(regs.PF_CTRL_EXT, self._ctrl_ext_written)
-        self._violation = nic.events.topic(ev.MailboxViolation)
+        self._violation = events.topic(ev.MailboxViolation)
 
     # -- lifecycle ------------------------------------------------------------------
     def vfs_enabled(self, vfs) -> None:
+        self.vfs = list(vfs)
         self.boxes = []
         for vf in vfs:
             box = Mailbox()
@@ -62,6 +70,7 @@ class MailboxUnit:
         self._clear_summaries()
 
     def vfs_disabled(self) -> None:
+        self.vfs = []
         self.boxes = []
         self._clear_summaries()
 
@@ -84,7 +93,7 @@ class MailboxUnit:
         """PF software reset: every VF sees RSTI until the PF driver sets PFRSTD again."""
         self.pf_ready = False
         self._clear_summaries()
-        for vf, box in zip(self.nic.vfs, self.boxes):
+        for vf, box in zip(self.vfs, self.boxes):
             box.clear(False)
             self._vf_irq(vf)
 
@@ -92,14 +101,14 @@ class MailboxUnit:
         ready = bool(regs.PF_CTRL_EXT.field("PFRSTD").get(new))
         if ready and not self.pf_ready:
             self.pf_ready = True
-            for vf, box in zip(self.nic.vfs, self.boxes):
+            for vf, box in zip(self.vfs, self.boxes):
                 box.rsti, box.rstd = False, True
                 self._vf_irq(vf)
         self.pf_ready = ready
 
     # -- interrupts -------------------------------------------------------------------
     def _pf_irq(self, cause: str) -> None:
-        self.nic.pf_interrupt(cause)
+        self._pf_interrupt(cause)
 
     @staticmethod
     def _vf_irq(vf) -> None:
@@ -108,9 +117,9 @@ class MailboxUnit:
     # -- VF side ------------------------------------------------------------------------
     def _vf_ctrl_read(self, vf, box: Mailbox):
         def read(_index: int) -> int:
-            value = ((V["VFU"] if box.vfu else 0) | (V["PFU"] if box.pfu else 0)
-                     | (V["PFSTS"] if box.pfsts else 0) | (V["PFACK"] if box.pfack else 0)
-                     | (V["RSTI"] if box.rsti else 0) | (V["RSTD"] if box.rstd else 0))
+            value = ((VF_BITS["VFU"] if box.vfu else 0) | (VF_BITS["PFU"] if box.pfu else 0)
+                     | (VF_BITS["PFSTS"] if box.pfsts else 0) | (VF_BITS["PFACK"] if box.pfack else 0)
+                     | (VF_BITS["RSTI"] if box.rsti else 0) | (VF_BITS["RSTD"] if box.rstd else 0))
             box.pfsts = box.pfack = box.rstd = False         # read-to-clear bits
             return value
         return read
@@ -118,11 +127,11 @@ class MailboxUnit:
     def _vf_ctrl_write(self, vf, box: Mailbox):
         def write(_index: int, value: int, byte_mask: int) -> None:
             value &= byte_mask
-            box.vfu = bool(value & V["VFU"]) and not box.pfu
-            if value & V["REQ"]:
+            box.vfu = bool(value & VF_BITS["VFU"]) and not box.pfu
+            if value & VF_BITS["REQ"]:
                 self.req.set(vf.index)
                 self._pf_irq("REQ")
-            if value & V["ACK"]:
+            if value & VF_BITS["ACK"]:
                 self.ack.set(vf.index)
                 self._pf_irq("ACK")
         return write
@@ -143,31 +152,31 @@ class MailboxUnit:
     def _box(self, n: int, offset: int) -> Mailbox | None:
         if n < len(self.boxes):
             return self.boxes[n]
-        self.nic.pf.regs.flag_error("MBX", offset)
+        self.pf_regs.flag_error("MBX", offset)
         return None
 
     def _pf_ctrl_read(self, n: int) -> int:
         box = self.boxes[n] if n < len(self.boxes) else None
         if box is None:
             return 0
-        return (P["VFU"] if box.vfu else 0) | (P["PFU"] if box.pfu else 0)
+        return (PF_BITS["VFU"] if box.vfu else 0) | (PF_BITS["PFU"] if box.pfu else 0)
 
     def _pf_ctrl_write(self, n: int, value: int, byte_mask: int) -> None:
         box = self._box(n, regs.PF_MAILBOX.at(n))
         if box is None:
             return
         value &= byte_mask
-        if value & P["RVFU"] and box.vfu:
+        if value & PF_BITS["RVFU"] and box.vfu:
             box.vfu = False
             box.taken_back += 1
             if self._violation:
                 self._violation.emit(ev.MailboxViolation(device.vf_port(n), "rvfu"))
-        box.pfu = bool(value & P["PFU"]) and not box.vfu
-        vf = self.nic.vfs[n]
-        if value & P["STS"]:
+        box.pfu = bool(value & PF_BITS["PFU"]) and not box.vfu
+        vf = self.vfs[n]
+        if value & PF_BITS["STS"]:
             box.pfsts = True
             self._vf_irq(vf)
-        if value & P["ACK"]:
+        if value & PF_BITS["ACK"]:
             box.pfack = True
             self._vf_irq(vf)
 
@@ -182,8 +191,8 @@ class MailboxUnit:
             return
         if not box.pfu:
             box.violations += 1
-            self.nic.pf.regs.flag_error("MBX", regs.PF_MBMEM.at(index))
-            self.nic.pf.log.warning("mailbox: PF wrote VF %d's buffer without holding PFU: ignored", n)
+            self.pf_regs.flag_error("MBX", regs.PF_MBMEM.at(index))
+            self.log.warning("mailbox: PF wrote VF %d's buffer without holding PFU: ignored", n)
             if self._violation:
                 self._violation.emit(ev.MailboxViolation(device.PF_PORT, "pf"))
             return

@@ -49,7 +49,7 @@ from datasheet import device, regs
 from datasheet.descriptors import QueueError
 from datasheet.regs import FnError
 from model import events as ev
-from model.scheduler import Scheduler
+from model.core.scheduler import Scheduler
 
 ENABLE = regs.TXDCTL.field("ENABLE")
 VECTOR = regs.TXDCTL.field("VECTOR")
@@ -161,7 +161,7 @@ class QueueEngine:
         self.tx = [Ring(q, rx=False) for q in range(num_queues)]
         self.rx = [Ring(q, rx=True) for q in range(num_queues)]
         self.in_error = False
-        self.inject_fault = False              # engine_fault injection point: next turn raises
+        self.inject_fault = None               # engine_fault injection point: its next turn raises
         self._doorbell = events.topic(ev.Doorbell)
         self._fetched = events.topic(ev.DescriptorFetch)
         self._writeback = events.topic(ev.Writeback)
@@ -300,7 +300,7 @@ class QueueEngine:
             self._cancel(ring)
             ring.__init__(ring.index, ring.rx)
         self.in_error = False
-        self.inject_fault = False
+        self.inject_fault = None
         epoch = self.irq_epoch + 1
         self._clear_counters()
         self.irq_epoch = epoch
@@ -377,8 +377,9 @@ class QueueEngine:
     async def turn(self, run: RingRun) -> bool:
         """One turn for ``run``; True if it has more work. Never raises."""
         try:
-            if self.inject_fault:
-                self.inject_fault = False
+            if self.inject_fault is not None:
+                self.inject_fault, injection = None, self.inject_fault
+                injection.fire(fn=self.fn)
                 raise InjectedFault(f"injected fault in {run.ring.name}")
             more, done = await (self._rx_turn(run) if run.ring.rx else self._tx_turn(run))
             if self._turn:

@@ -38,8 +38,10 @@ Per-queue RX drops (no buffer) are the queue engine's business.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from datasheet import device, regs
+from model import events as ev
 
 PORT_UPLINK = -1
 TPID_8021Q = b"\x81\x00"
@@ -52,7 +54,6 @@ CTRL = {f.name: f for f in regs.SW_FN_CTRL.fields}
 VALID = regs.SW_MAC_HI.field("VALID")
 VID = regs.SW_VLAN.field("VID")
 COUNTER = {r.name[len("SW_"):]: r for r in regs.SW_STATS}
-TX_DROPS = regs.by_name("STAT_TX_DROPS")
 FILTER_REGS = (regs.SW_FN_CTRL, regs.SW_MAC_LO, regs.SW_MAC_HI, regs.SW_MC_LO, regs.SW_MC_HI, regs.SW_VLAN)
 
 
@@ -73,24 +74,17 @@ class FnFilters:
     pvid: int
 
 
-def mac_of(lo: int, hi: int) -> bytes | None:
-    """The address in a (SW_*_LO, SW_*_HI) pair, byte 0 in LO bits 7:0; None unless VALID."""
-    if not VALID.get(hi):
-        return None
-    return lo.to_bytes(4, "little") + (hi & 0xFFFF).to_bytes(2, "little")
-
-
 def filters_of(rf, fn: int) -> FnFilters:
     """Decode switch port ``fn``'s filters from the PF register file ``rf``."""
     ctrl = rf.get(regs.SW_FN_CTRL, fn)
     mc_slots = range(fn * device.SW_MC_PER_FN, (fn + 1) * device.SW_MC_PER_FN)
-    multicast = (mac_of(rf.get(regs.SW_MC_LO, k), rf.get(regs.SW_MC_HI, k)) for k in mc_slots)
+    multicast = (regs.sw_mac_decode(rf.get(regs.SW_MC_LO, k), rf.get(regs.SW_MC_HI, k)) for k in mc_slots)
     vlan_slots = range(fn * device.SW_VLANS_PER_FN, (fn + 1) * device.SW_VLANS_PER_FN)
     vlans = (rf.get(regs.SW_VLAN, k) for k in vlan_slots)
     bit = {name: bool(f.get(ctrl)) for name, f in CTRL.items() if f.width == 1}
     return FnFilters(
         fn=fn,
-        mac=mac_of(rf.get(regs.SW_MAC_LO, fn), rf.get(regs.SW_MAC_HI, fn)),
+        mac=regs.sw_mac_decode(rf.get(regs.SW_MAC_LO, fn), rf.get(regs.SW_MAC_HI, fn)),
         multicast=frozenset(m for m in multicast if m is not None),
         vlans=frozenset(VID.get(v) for v in vlans if VALID.get(v)),
         bam=bit["BAM"], upe=bit["UPE"], mpe=bit["MPE"], spoofchk=bit["SPOOFCHK"], rx_en=bit["RX_EN"],
@@ -132,13 +126,27 @@ def strip_tag(frame: bytes) -> bytes:
 
 
 class Switch:
-    def __init__(self, nic):
-        self.nic = nic
-        self.log = nic.log
+    """The VEB. Wiring (all explicit): ``pf_regs`` holds the filters and the SW_* counters;
+    ``ports()`` is the number of function ports (1 + NumVFs); ``deliver(fn, frame)`` hands a
+    frame to function ``fn``'s RX queue (False: no buffer); ``to_uplink(frame)`` sends it out;
+    ``tx_drop(fn)`` counts an ingress drop in that function's STAT_TX_DROPS; ``capture()`` is
+    the open pcap writer or None. Each frame is published as a
+    :class:`~model.events.SwitchDecision`; :class:`~model.inject.InjectionPoints` may
+    misroute one."""
+
+    def __init__(self, pf_regs, *, ports: Callable[[], int], deliver: Callable[[int, bytes], bool],
+                 to_uplink: Callable[[bytes], bool], tx_drop: Callable[[int], None],
+                 capture: Callable[[], object], events: ev.EventBus, log):
+        self.rf = pf_regs
+        self._ports_now, self._deliver, self._to_uplink = ports, deliver, to_uplink
+        self._tx_drop, self._capture = tx_drop, capture
+        self.log = log
+        self._decision = events.topic(ev.SwitchDecision)
+        self.misroute_next = None                     # injection point: (ports, Injection)
         self._tables_cache: _Tables | None = None
         self._ports = -1                              # number of function ports the tables cover
         for reg in FILTER_REGS:
-            nic.pf.regs.on_write(reg, self._filters_written)
+            pf_regs.on_write(reg, self._filters_written)
 
     # -- lookup tables -----------------------------------------------------------------
     def _filters_written(self, old: int, new: int) -> None:
@@ -148,15 +156,10 @@ class Switch:
         """Rebuild the tables before the next frame (PF reset, or registers changed with ``set``)."""
         self._tables_cache = None
 
-    def function_reset(self, function) -> None:
-        """A PF reset returned the SW_* registers to reset values behind the hooks' back."""
-        if not function.is_vf:
-            self.invalidate()
-
     def _tables(self) -> _Tables:
-        ports = 1 + len(self.nic.vfs)
+        ports = self._ports_now()
         if self._tables_cache is None or ports != self._ports:
-            self._tables_cache = _Tables(self.nic.pf.regs, ports)
+            self._tables_cache = _Tables(self.rf, ports)
             self._ports = ports
         return self._tables_cache
 
@@ -164,20 +167,13 @@ class Switch:
         return self._tables().filters[fn]
 
     # -- counters ------------------------------------------------------------------------
-    def _count(self, name: str) -> None:
-        rf, reg = self.nic.pf.regs, COUNTER[name]
-        rf.set(reg, rf.get(reg) + 1)
+    def _count(self, name: str, moved: list) -> None:
+        reg = COUNTER[name]
+        self.rf.set(reg, self.rf.get(reg) + 1)
+        moved.append(name)
 
     def counters(self) -> dict[str, int]:
-        return {name: self.nic.pf.regs.get(reg) for name, reg in COUNTER.items()}
-
-    def _drop_ingress(self, src: int, counter: str, why: str) -> bool:
-        self._count(counter)
-        if src != PORT_UPLINK:
-            function = self.nic.pf if src == 0 else self.nic.vfs[src - 1]
-            function.regs.set(TX_DROPS, function.regs.get(TX_DROPS) + 1)
-        self.log.debug("switch: frame from port %d dropped: %s", src, why)
-        return False
+        return {name: self.rf.get(reg) for name, reg in COUNTER.items()}
 
     # -- forwarding ----------------------------------------------------------------------
     def forward(self, frame: bytes, src: int) -> bool:
@@ -189,27 +185,45 @@ class Switch:
         any port accepted it shows only in the SW_* counters.
         """
         frame = bytes(frame)
-        if self.nic.pcap is not None:
-            self.nic.pcap.write(frame)
+        capture = self._capture()
+        if capture is not None:
+            capture.write(frame)
+        moved, deliveries, uplink = [], [], []
+        reason = self._forward(frame, src, moved, deliveries, uplink)
+        if self._decision:
+            self._decision.emit(ev.SwitchDecision(src, frame, tuple(deliveries), tuple(uplink),
+                                                  frozenset(moved), reason))
+        return reason is None
+
+    def _forward(self, frame: bytes, src: int, moved: list, deliveries: list, uplink: list) -> str | None:
+        """The decision; returns the ingress drop counter's name, or None if the switch took it."""
         tables = self._tables()
         if not (src == PORT_UPLINK or 0 <= src < len(tables.filters)):
             self.log.warning("switch: frame from port %d, which does not exist: dropped", src)
-            return False
+            return "NO_PORT"
         vid = _vid(frame) if len(frame) >= ETH_HLEN else None
         if not ETH_HLEN + (VLAN_HLEN if vid is not None else 0) <= len(frame) <= MAX_SWITCH_FRAME:
-            return self._drop_ingress(src, "DROP_MALFORMED", f"length {len(frame)}")
+            return self._drop_ingress(src, "DROP_MALFORMED", f"length {len(frame)}", moved)
         if src != PORT_UPLINK:
             f = tables.filters[src]
-            if src >= 1 and f.spoofchk and frame[6:12] != f.mac:
-                return self._drop_ingress(src, "DROP_SPOOF", f"source MAC {frame[6:12].hex(':')}")
+            if src != device.PF_PORT and f.spoofchk and frame[6:12] != f.mac:
+                return self._drop_ingress(src, "DROP_SPOOF", f"source MAC {frame[6:12].hex(':')}", moved)
             if f.pvlan:
                 if vid is not None:
-                    return self._drop_ingress(src, "DROP_VLAN", f"tagged (VID {vid}) from a port-VLAN port")
+                    return self._drop_ingress(src, "DROP_VLAN", f"tagged (VID {vid}) from a port-VLAN port", moved)
                 frame, vid = insert_tag(frame, f.pvid), f.pvid
-        self._switch(tables, frame, src, vid)
-        return True
+        self._switch(tables, frame, src, vid, moved, deliveries, uplink)
+        return None
 
-    def _switch(self, tables: _Tables, frame: bytes, src: int, vid: int | None) -> None:
+    def _drop_ingress(self, src: int, counter: str, why: str, moved: list) -> str:
+        self._count(counter, moved)
+        if src != PORT_UPLINK:
+            self._tx_drop(src)
+        self.log.debug("switch: frame from port %d dropped: %s", src, why)
+        return counter
+
+    def _switch(self, tables: _Tables, frame: bytes, src: int, vid: int | None,
+                moved: list, deliveries: list, uplink: list) -> None:
         dst = frame[0:6]
         internal = src != PORT_UPLINK
         owned = False
@@ -224,8 +238,9 @@ class Switch:
             owned = bool(owners)
             kind, to_uplink = "UNICAST_INTERNAL", internal and not owned
             candidates = sorted(set(owners).union(tables.upe)) if tables.upe else owners
+            candidates = self._misrouted(candidates, src)
         if kind != "UNICAST_INTERNAL":
-            self._count(kind)
+            self._count(kind, moved)
 
         delivered = vlan_refused = False
         for fn in candidates:
@@ -245,11 +260,27 @@ class Switch:
             else:
                 out = frame
             delivered = True
-            self.nic.rx_deliver(fn, out)
+            deliveries.append((fn, out, self._deliver(fn, out)))
         if delivered and kind == "UNICAST_INTERNAL":
-            self._count(kind)
+            self._count(kind, moved)
         if to_uplink:
-            self._count("TO_UPLINK")
-            self.nic.uplink.transmit(frame)
+            self._count("TO_UPLINK", moved)
+            uplink.append((frame, self._to_uplink(frame)))
         elif not delivered:
-            self._count("DROP_VLAN" if vlan_refused else "DROP_NO_MATCH")
+            self._count("DROP_VLAN" if vlan_refused else "DROP_NO_MATCH", moved)
+
+    def _misrouted(self, owners, src: int):
+        """Verification only (``InjectionPoints.misroute_next``): the next unicast frame between
+        two of the armed ports goes to a third of them instead of its owner."""
+        if self.misroute_next is None:
+            return owners
+        ports, injection = self.misroute_next
+        if src not in ports or not owners or owners[0] not in ports:
+            return owners
+        others = sorted(p for p in ports if p not in (src, owners[0]))
+        if not others:
+            return owners
+        self.misroute_next = None
+        injection.fire(fn=others[0])
+        self.log.warning("switch: injected misroute of a frame for port %d to port %d", owners[0], others[0])
+        return (others[0],)

@@ -1,24 +1,31 @@
-"""A Virtual Function (SR-IOV 1.1 §3.4-§3.5).
+"""A Virtual Function shell (SR-IOV 1.1 §3.4-§3.5).
 
-Config space per the SR-IOV spec: Vendor and Device ID read 0xFFFF, Command's
-Memory Space Enable is RO 0 (the PF's VF MSE governs), BARs read 0 (the PF's
-VF BARn define them), no INTx, PCIe capability with FLR, MSI-X. BAR decode is
-arithmetic over the PF's VF BARs, so a VF's window is its own slice only.
+Config space per the SR-IOV spec: Vendor and Device ID read 0xFFFF, Command's Memory Space
+Enable is RO 0 (the PF's VF MSE governs), BARs read 0 (the PF's VF BARn define them), no
+INTx, PCIe capability with FLR, MSI-X, ARI. BAR decode is arithmetic over the PF's VF BARs
+(``decode``), and a VF's windows map onto its own slice only.
 """
 
 from __future__ import annotations
 
-from datasheet import device, pci, regs
-from model.caps import AriExtendedCapability
-from model.function import NicFunction
+from typing import Callable
+
+from datasheet import device, pci
+from model import events as ev
+from model.pcie.caps import AriExtendedCapability
+from model.pcie.function import NicFunction
+
+#: (VF shell, BAR index, offset) of an address in the VF BAR windows, or None
+VfBarDecode = Callable[[int], "tuple[VirtualFunction, int, int] | None"]
 
 
 class VirtualFunction(NicFunction):
     is_vf = True
 
-    def __init__(self, nic, index: int):
+    def __init__(self, index: int, decode: VfBarDecode, events: ev.EventBus):
         self.index = index
-        super().__init__(nic, device.vf_port(index), device.VF_MSIX_VECTORS, device.VF_QUEUE_PAIRS)
+        super().__init__(device.vf_port(index), device.VF_MSIX_VECTORS, events)
+        self._decode = decode
         self.vendor_id = 0xFFFF
         self.device_id = 0xFFFF
         self.subsystem_id = device.VF_SUBSYSTEM_ID
@@ -26,16 +33,10 @@ class VirtualFunction(NicFunction):
         self.register_extended_capability(self.ari_cap)
         self.capture_reset_state()
 
-    def strap(self) -> None:
-        super().strap()
-        info = regs.FUNC_INFO
-        value = info.field("IS_VF").put(0, 1)
-        self.regs.set(info, info.field("VF_INDEX").put(value, self.index))
-
     def match_bar(self, addr, io=False):
         if io:
             return None
-        hit = self.nic.vf_bar_lookup(addr)
+        hit = self._decode(addr)
         if hit is None or hit[0] is not self:
             return None
         return hit[1], hit[2]

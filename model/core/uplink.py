@@ -12,28 +12,38 @@ calls :meth:`UplinkPort.transmit`; the partner takes frames with :meth:`UplinkPo
   once, up to ``tx_depth`` frames (a partner that never reads costs bounded
   memory; overflow is dropped and counted).
 * Link down: frames in either direction are dropped and counted, including a
-  frame on the wire when the link goes down. :meth:`set_link` updates
-  STATUS.LINK_UP in every function and raises the PF's misc vector when
-  PF_IMR.LSC is set. The link starts up.
+  frame on the wire when the link goes down. :meth:`set_link` tells the device core
+  (``link_changed``), which shows it in every function's STATUS.LINK_UP and raises the
+  PF's misc vector when PF_IMR.LSC is set. The link starts up.
+
+Frames are published as :class:`~model.events.UplinkReceive` and
+:class:`~model.events.UplinkTransmit` events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Awaitable, Callable
 
 from cocotb.queue import Queue
 from cocotb.triggers import SimTimeoutError, Timer, with_timeout
 from cocotb.utils import get_sim_time
 
-from datasheet import device, regs
-from model.switch import PORT_UPLINK
+from datasheet import device
+from model import events as ev
 
-LINK_UP = regs.STATUS.field("LINK_UP")
 #: bytes a frame occupies on the wire besides its own: preamble + SFD, FCS, inter-frame gap
 WIRE_OVERHEAD = 8 + 4 + 12
 MIN_FRAME_NO_FCS = 60
 TX_DEPTH = 4096
+
+
+def sim_time_ps() -> int:
+    return round(get_sim_time("ps"))
+
+
+async def sleep_ps(ps: int) -> None:
+    await Timer(ps, "ps")
 
 
 @dataclass
@@ -46,17 +56,26 @@ class UplinkCounters:
 
 
 class UplinkPort:
-    def __init__(self, nic, speed_mbps: int = device.UPLINK_SPEED_MBPS, tx_depth: int = TX_DEPTH):
+    """``forward(frame)`` hands a received frame to the switch; ``link_changed(up)`` tells the
+    device core the link went up or down; ``now_ps()`` and ``sleep_ps(ps)`` are the clock
+    (the simulator's by default)."""
+
+    def __init__(self, *, forward: Callable[[bytes], None], link_changed: Callable[[bool], None],
+                 events: ev.EventBus, log, speed_mbps: int = device.UPLINK_SPEED_MBPS, tx_depth: int = TX_DEPTH,
+                 now_ps: Callable[[], int] = sim_time_ps, sleep: Callable[[int], Awaitable[None]] = sleep_ps):
         if speed_mbps <= 0:
             raise ValueError(f"link speed {speed_mbps} Mb/s")
-        self.nic = nic
+        self._forward, self._link_changed = forward, link_changed
+        self._now_ps, self._sleep = now_ps, sleep
+        self.log = log
         self.speed_mbps = speed_mbps
         self.link_up = True
         self.counters = UplinkCounters()
         self._to_partner: Queue[bytes] = Queue(maxsize=tx_depth)
         self._wire_free_ps = 0                  # sim time (ps) the receive wire is busy until
         self._callbacks: list[Callable[[bool], None]] = []
-        self.apply_status(nic.pf)
+        self._received = events.topic(ev.UplinkReceive)
+        self._transmitted = events.topic(ev.UplinkTransmit)
 
     # -- link state ---------------------------------------------------------------------
     def on_link_change(self, callback: Callable[[bool], None]) -> Callable[[bool], None]:
@@ -64,20 +83,13 @@ class UplinkPort:
         self._callbacks.append(callback)
         return callback
 
-    def apply_status(self, function) -> None:
-        """Show the link state in ``function``'s STATUS.LINK_UP (new VF, or after a reset)."""
-        rf = function.regs
-        rf.set(regs.STATUS, LINK_UP.put(rf.get(regs.STATUS), int(self.link_up)))
-
     def set_link(self, up: bool) -> None:
         up = bool(up)
         if up == self.link_up:
             return
         self.link_up = up
-        self.nic.log.info("uplink: link %s", "up" if up else "down")
-        for function in (self.nic.pf, *self.nic.vfs):
-            self.apply_status(function)
-        self.nic.pf_interrupt("LSC")
+        self.log.info("uplink: link %s", "up" if up else "down")
+        self._link_changed(up)
         for callback in self._callbacks:
             callback(up)
 
@@ -89,31 +101,33 @@ class UplinkPort:
     async def send(self, frame: bytes) -> bool:
         """The partner sends ``frame``; returns when it has reached the switch (False: link down)."""
         frame = bytes(frame)
-        if not self.link_up:
-            self.counters.rx_link_down += 1
-            return False
-        now = round(get_sim_time("ps"))
-        self._wire_free_ps = max(now, self._wire_free_ps) + self.wire_time_ps(len(frame))
-        await Timer(self._wire_free_ps - now, "ps")
+        if self.link_up:
+            now = self._now_ps()
+            self._wire_free_ps = max(now, self._wire_free_ps) + self.wire_time_ps(len(frame))
+            await self._sleep(self._wire_free_ps - now)
+        if self._received:
+            self._received.emit(ev.UplinkReceive(frame, self.link_up))
         if not self.link_up:
             self.counters.rx_link_down += 1
             return False
         self.counters.rx_frames += 1
-        self.nic.switch.forward(frame, PORT_UPLINK)
+        self._forward(frame)
         return True
 
     # -- NIC -> partner ------------------------------------------------------------------
     def transmit(self, frame: bytes) -> bool:
         """The switch sends ``frame`` out of the uplink; False if dropped (link down, queue full)."""
+        sent = self.link_up and not self._to_partner.full()
+        if self._transmitted:
+            self._transmitted.emit(ev.UplinkTransmit(bytes(frame), sent))
         if not self.link_up:
             self.counters.tx_link_down += 1
-            return False
-        if self._to_partner.full():
+        elif not sent:
             self.counters.tx_overflow += 1
-            return False
-        self.counters.tx_frames += 1
-        self._to_partner.put_nowait(bytes(frame))
-        return True
+        else:
+            self.counters.tx_frames += 1
+            self._to_partner.put_nowait(bytes(frame))
+        return sent
 
     @property
     def pending(self) -> int:

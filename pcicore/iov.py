@@ -1,9 +1,10 @@
-"""SR-IOV enabling in the Linux order (drivers/pci/iov.c: sriov_init, sriov_enable).
+"""SR-IOV in the host PCI core, in the Linux order (drivers/pci/iov.c: sriov_init, sriov_enable).
 
-``sriov_init`` runs at PF probe: it reads the capability, enables ARI when the
-hierarchy supports it, reserves the VF bus range and VF BAR space. Then
-``sriov_configure(num_vfs)`` enables or disables VFs and adds/removes them from
-the host's view.
+:meth:`Sriov.init` (``sriov_init``) runs at PF probe: it reads the capability, enables ARI
+when the hierarchy supports it, reserves the VF bus range and VF BAR space. Then the PF
+driver's ``sriov_configure(num_vfs)`` calls :meth:`Sriov.configure` (``pci_enable_sriov`` /
+``pci_disable_sriov``), which enables or disables VFs and adds/removes them from the
+host's view (``pci_iov_add_virtfn``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import logging
 from dataclasses import dataclass, field
 
 from cocotb.triggers import Timer
-from cocotbext.pcie.core.pci import PciDevice
+from cocotbext.pcie.core.pci import PciBus, PciDevice
+from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import pci
-from pf_driver import pci_core
-from pf_driver.pci_core import PciError
+from pcicore.config import find_ext_capability
+from pcicore.errors import PciError
+from pcicore.topology import pci_bus_reserve, pci_enable_ari, pci_mmio_reserve
 
 #: page size of the simulated host (x86-64 base page)
 HOST_PAGE_SIZE = 4096
@@ -60,7 +63,7 @@ class Sriov:
 
     async def init(self) -> SriovState:
         """sriov_init: probe the capability and reserve what VFs will need."""
-        pos = await pci_core.find_ext_capability(self.pf, pci.PCI_EXT_CAP_ID_SRIOV)
+        pos = await find_ext_capability(self.pf, pci.PCI_EXT_CAP_ID_SRIOV)
         if pos is None:
             raise PciError(f"{self.pf.pcie_id}: no SR-IOV capability")
         self.state = st = SriovState(pos=pos, total_vfs=0, initial_vfs=0, offset=0, stride=0,
@@ -69,7 +72,7 @@ class Sriov:
         if ctrl & pci.PCI_SRIOV_CTRL_VFE:   # left enabled (e.g. by firmware): start clean
             await self._wr(pci.PCI_SRIOV_CTRL, 0, 2)
             await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
-        st.ari = await pci_core.pci_enable_ari(self.pf)
+        st.ari = await pci_enable_ari(self.pf)
         await self._wr(pci.PCI_SRIOV_CTRL, pci.PCI_SRIOV_CTRL_ARI if st.ari else 0, 2)
         st.total_vfs = await self._rd(pci.PCI_SRIOV_TOTAL_VF, 2)
         st.initial_vfs = await self._rd(pci.PCI_SRIOV_INITIAL_VF, 2)
@@ -84,10 +87,10 @@ class Sriov:
         await self._wr(pci.PCI_SRIOV_SYS_PGSIZE, st.pgsz)
 
         await self._size_vf_bars()
-        await pci_core.pci_bus_reserve(self.pf, self.vf_rid(st.total_vfs - 1) >> 8)
+        await pci_bus_reserve(self.pf, self.vf_rid(st.total_vfs - 1) >> 8)
         for idx, size in st.bar_size.items():
             total = size * st.total_vfs
-            st.bar_base[idx] = base = await pci_core.pci_mmio_reserve(self.pf, total, size)
+            st.bar_base[idx] = base = await pci_mmio_reserve(self.pf, total, size)
             await self._wr(pci.PCI_SRIOV_BAR + idx * 4, base & 0xFFFFFFFF)
             await self._wr(pci.PCI_SRIOV_BAR + (idx + 1) * 4, base >> 32)
         self.log.info("SR-IOV: TotalVFs %d, offset %d, stride %d, VF DID %04x, ARI %s, VF BARs %s",
@@ -147,7 +150,7 @@ class Sriov:
             raise PciError(f"{self.pf.pcie_id}: device refused VF Enable")
         for n in range(num_vfs):
             bars = {idx: (st.bar_base[idx] + n * size, size) for idx, size in st.bar_size.items()}
-            vf = await pci_core.pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id,
+            vf = await pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id,
                                                    st.vf_device, bars)
             vf.virtfn_index = n
             st.virtfns.append(vf)
@@ -159,10 +162,52 @@ class Sriov:
         """sriov_disable: remove the VFs from the host's view, then clear VF Enable and VF MSE."""
         st = self.state
         for vf in reversed(st.virtfns):
-            pci_core.pci_iov_remove_virtfn(vf)
+            pci_iov_remove_virtfn(vf)
         st.virtfns.clear()
         ctrl = await self._rd(pci.PCI_SRIOV_CTRL, 2)
         await self._wr(pci.PCI_SRIOV_CTRL, ctrl & ~(pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE), 2)
         await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
         st.num_vfs = 0
         self.log.info("SR-IOV: VFs disabled")
+
+
+
+def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:
+    """The host bus object for ``bus_num``: the PF's own, or a virtual bus for VFs past it."""
+    if bus_num == pf.bus.bus_num:
+        return pf.bus
+    for child in pf.bus.children:
+        if child.bus_num == bus_num and child.bridge is None:
+            return child
+    vbus = PciBus(pf.bus, None, bus_num)
+    pf.bus.children.append(vbus)
+    return vbus
+
+
+async def pci_iov_add_virtfn(pf: PciDevice, rid: int, vendor_id: int, device_id: int,
+                             bars: dict[int, tuple[int, int]]) -> PciDevice:
+    """Add one VF to the host's view (Linux ``pci_iov_add_virtfn``).
+
+    ``bars`` maps BAR index to (address, size) computed from the PF's VF BARs;
+    a VF's own BAR registers read 0, so they are not probed.
+    """
+    bus = pci_bus_for(pf, rid >> 8)
+    vf = PciDevice(bus)
+    vf.pcie_id = PcieId.from_int(rid)
+    vf.vendor_id, vf.device_id = vendor_id, device_id
+    vf.is_virtfn = True
+    vf.physfn = pf
+    await vf.setup()
+    for idx, (addr, size) in bars.items():
+        vf.bar[idx] = vf.bar_addr[idx] = addr
+        vf.bar_size[idx] = size
+        vf.bar_window[idx] = pf.rc.mem_address_space.create_window(addr, size)
+    bus.devices.append(vf)
+    return vf
+
+
+def pci_iov_remove_virtfn(vf: PciDevice) -> None:
+    """Remove a VF from the host's view."""
+    vf.bus.devices.remove(vf)
+    if vf.bus is not vf.physfn.bus and not vf.bus.devices:
+        vf.bus.parent.children.remove(vf.bus)

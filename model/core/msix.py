@@ -1,10 +1,10 @@
-"""MSI-X table and Pending Bit Array, served from a function's MSI-X BAR.
+"""MSI-X table and Pending Bit Array of one function, served from its MSI-X BAR.
 
-cocotbext-pcie's ``MsixCapability`` models only the capability registers; this
-module adds what a device must implement behind them (PCIe Base 6.0 §6.1.4,
-§7.7.2): a table of {address, data, vector control} entries, the PBA, per-vector
-masking, the function mask, and delivery of pending messages when a vector or
-the function is unmasked.
+The capability registers (Enable, Function Mask) live in the function's config space
+(:class:`model.pcie.caps.NicMsixCapability`); this is what a device implements behind
+them (PCIe Base 6.0 §6.1.4, §7.7.2): a table of {address, data, vector control}
+entries, the PBA, per-vector masking, and delivery of pending messages when a vector
+or the function is unmasked.
 """
 
 from __future__ import annotations
@@ -13,36 +13,12 @@ import logging
 import struct
 from typing import Awaitable, Callable
 
-from cocotbext.pcie.core.caps import MsixCapability
-
 from datasheet import device, pci
 from model import events as ev
 
 SendMessage = Callable[[int, int], Awaitable[None]]   # (address, data)
 
 ENTRY = pci.PCI_MSIX_ENTRY_SIZE
-
-
-class NicMsixCapability(MsixCapability):
-    """MSI-X capability that tells its table when Enable / Function Mask change."""
-
-    def __init__(self, table_size: int):
-        super().__init__()
-        self.msix_table_size = table_size - 1
-        self.msix_table_bar_indicator_register = device.MSIX_BAR
-        self.msix_table_offset = device.MSIX_TABLE_OFFSET
-        self.msix_pba_bar_indicator_register = device.MSIX_BAR
-        self.msix_pba_offset = device.MSIX_PBA_OFFSET
-        self.on_control_change: Callable[[], None] | None = None
-
-    async def _write_register(self, reg, data, mask):
-        await super()._write_register(reg, data, mask)
-        if reg == 0 and self.on_control_change is not None:
-            self.on_control_change()
-
-    def reset(self) -> None:
-        self.msix_enable = False
-        self.msix_function_mask = False
 
 
 class MsixTable:
@@ -56,7 +32,7 @@ class MsixTable:
     With MSI-X disabled the event is dropped (a VF has no INTx to fall back on).
     """
 
-    def __init__(self, fn: int, cap: NicMsixCapability, send: SendMessage, bus_master: Callable[[], bool],
+    def __init__(self, fn: int, cap, send: SendMessage, bus_master: Callable[[], bool],
                  spawn: Callable, events: ev.EventBus, log: logging.Logger,
                  on_bad_access: Callable[[int, str, bool], None]):
         self.fn = fn
@@ -71,7 +47,6 @@ class MsixTable:
         self.sent = [0] * self.num_vectors          # messages delivered per vector
         self._interrupt = events.topic(ev.Interrupt)
         self.on_bad_access = on_bad_access          # (offset, what, read_only) -> the function's ERR_*
-        cap.on_control_change = self.deliver_pending
         self.reset()
 
     def reset(self) -> None:

@@ -1,35 +1,30 @@
-"""The Physical Function: Type 0 header, BAR0 registers, MSI-X BAR, ARI and SR-IOV."""
+"""The Physical Function shell: Type 0 header, BAR0 (registers) and BAR2 (MSI-X), PM, PCIe with
+FLR, MSI-X, ARI and SR-IOV capabilities."""
 
 from __future__ import annotations
 
-from datasheet import device, regs
-from model.caps import AriExtendedCapability, SriovExtendedCapability
-from model.function import NicFunction
+from datasheet import device
+from model import events as ev
+from model.pcie.caps import AriExtendedCapability, SriovExtendedCapability
+from model.pcie.caps.sriov import SriovOwner
+from model.pcie.function import NicFunction
 
 
 class PhysicalFunction(NicFunction):
-    def __init__(self, nic, total_vfs: int):
-        super().__init__(nic, device.PF_PORT, device.PF_MSIX_VECTORS, device.PF_QUEUE_PAIRS)
+    def __init__(self, total_vfs: int, sriov_owner: SriovOwner, events: ev.EventBus):
+        super().__init__(device.PF_PORT, device.PF_MSIX_VECTORS, events)
         self.device_id = device.PF_DEVICE_ID
         self.subsystem_id = device.PF_SUBSYSTEM_ID
-        self._configure_bars()
-
+        self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
+        self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
         self.ari_cap = AriExtendedCapability(next_function_number=0)   # the only PF
         self.register_extended_capability(self.ari_cap)
         self.sriov_cap = SriovExtendedCapability(
-            nic, total_vfs,
+            sriov_owner, total_vfs,
             {device.REG_BAR: device.VF_REG_BAR_SIZE, device.MSIX_BAR: device.VF_MSIX_BAR_SIZE},
             self.log)
         self.register_extended_capability(self.sriov_cap)
         self.capture_reset_state()
-
-    def _configure_bars(self) -> None:
-        self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
-        self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
-
-    def strap(self) -> None:
-        super().strap()
-        self.regs.set(regs.PF_NUM_VFS, len(getattr(self.nic, "vfs", ())))
 
     def match_bar(self, addr, io=False):
         """BARs decode only while Command.Memory Space Enable is set (PCI 3.0 §6.2.2)."""
@@ -42,6 +37,6 @@ class PhysicalFunction(NicFunction):
         (SR-IOV 1.1 §3.3.3.1); the rest is :meth:`NicFunction.flr`."""
         if self.sriov_cap.vf_enable:
             self.sriov_cap.vf_enable = False
-            await self.nic.sriov_vf_disable()
+            await self.sriov_cap.owner.sriov_vf_disable()
         self.sriov_cap.reset()
         await super().flr()

@@ -1,0 +1,117 @@
+"""The NIC as a PCIe device: routes TLPs to the PF or a VF by Routing ID / address.
+
+cocotbext-pcie's ``Device`` assumes function numbers 0..7 on one bus and scans
+its functions linearly. An SR-IOV device has up to 256 VFs whose Routing IDs
+(PF RID + First VF Offset + n x VF Stride) may exceed function 7 (ARI) and spill
+onto the following bus numbers; those are reached with Type 1 configuration
+requests, which the device claims for its extra buses (SR-IOV 1.1 §2.1.2).
+Routing here is by full 16-bit RID and arithmetic BAR lookup, O(1) per TLP.
+"""
+
+from __future__ import annotations
+
+from cocotbext.pcie.core.device import Device
+from cocotbext.pcie.core.tlp import TlpType
+from cocotbext.pcie.core.utils import PcieId
+
+from datasheet import device, pci
+
+CFG0 = {TlpType.CFG_READ_0, TlpType.CFG_WRITE_0}
+CFG1 = {TlpType.CFG_READ_1: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1: TlpType.CFG_WRITE_0}
+CPL = {TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA}
+MEM = {TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
+
+
+class NicDevice(Device):
+    """The NIC on the link: its PF and VF shells, routed by Routing ID and BAR address."""
+
+    def __init__(self, pf):
+        super().__init__(pf)
+        self.pf = pf
+        self.vfs: list = []
+        self._by_rid: dict[int, object] = {}
+        self.upstream_port.max_link_speed = device.LINK_SPEED_GEN
+        self.upstream_port.max_link_width = device.LINK_WIDTH
+        self._index_rids()
+
+    @property
+    def bus_num(self):
+        return self._bus_num
+
+    @bus_num.setter
+    def bus_num(self, value):
+        if self._bus_num != value:
+            self._bus_num = value
+            self.log.name = f"cocotb.pcie.{type(self).__name__}[{value:02x}]"
+            self.pf.pcie_id = self.pf.pcie_id._replace(bus=value)
+            self._renumber_vfs()
+
+    # -- the functions ------------------------------------------------------------------------
+    def set_vfs(self, vfs: list) -> None:
+        """VF Enable set (``vfs``) or cleared (``[]``): route to these VF shells from now on."""
+        self.vfs = list(vfs)
+        for vf in self.vfs:
+            vf.upstream_tx_handler = self.upstream_send
+        self._renumber_vfs()
+
+    def vf_rid(self, index: int) -> int:
+        sriov = self.pf.sriov_cap
+        return pci.vf_rid(int(self.pf.pcie_id), sriov.first_vf_offset, sriov.vf_stride, index)
+
+    def _renumber_vfs(self) -> None:
+        for vf in self.vfs:
+            vf.pcie_id = PcieId.from_int(self.vf_rid(vf.index))
+        self._index_rids()
+
+    def _index_rids(self) -> None:
+        self._by_rid = {int(self.pf.pcie_id): self.pf}
+        self._by_rid.update((int(vf.pcie_id), vf) for vf in self.vfs)
+
+    def function_by_rid(self, rid: int):
+        return self._by_rid.get(rid)
+
+    def vf_bar_lookup(self, addr: int):
+        """(VF shell, bar index, offset) decoded from the PF's VF BARs, or None.
+
+        VF n's BARi window is VF BARi base + n x per-VF size; decode only while
+        VF MSE is set (SR-IOV 1.1 §3.3.3.4).
+        """
+        cap = self.pf.sriov_cap
+        if not (cap.vf_mse and self.vfs):
+            return None
+        for idx in (device.REG_BAR, device.MSIX_BAR):
+            size = cap.vf_bar_size(idx)
+            base = cap.vf_bar_base(idx)
+            n, offset = divmod(addr - base, size)
+            if base and 0 <= n < len(self.vfs):
+                return self.vfs[n], idx, offset
+        return None
+
+    # -- routing ------------------------------------------------------------------------------
+    async def upstream_recv(self, tlp):
+        target = None
+        if tlp.fmt_type in CFG0:
+            self.bus_num = tlp.completer_id.bus   # capture the bus number (PCIe 6.0 §2.2.6.2)
+            target = self.function_by_rid(int(tlp.completer_id))
+        elif tlp.fmt_type in CFG1:
+            target = self.function_by_rid(int(tlp.completer_id))
+            if target is not None:
+                tlp.fmt_type = CFG1[tlp.fmt_type]   # claimed on one of the VFs' extra buses
+        elif tlp.fmt_type in CPL:
+            target = self.function_by_rid(int(tlp.requester_id))
+        elif tlp.fmt_type in MEM:
+            if self.pf.match_bar(tlp.address):
+                target = self.pf
+            else:
+                hit = self.vf_bar_lookup(tlp.address)
+                target = hit[0] if hit else None
+        if target is not None:
+            await target.upstream_recv(tlp)
+            return
+        # unclaimed: the library's handling (UR completion for non-posted requests)
+        saved = self.functions
+        self.functions = []
+        try:
+            await super().upstream_recv(tlp)
+        finally:
+            self.functions = saved

@@ -1,0 +1,29 @@
+"""The host's PCI core (the role of Linux ``drivers/pci``), used by both drivers and by ``tb``.
+
+Everything works through config and memory requests over cocotbext-pcie's host model
+(``PciDevice``); nothing here imports ``model/``.
+
+* :mod:`pcicore.config` -- capability walks with loop guards, ``pci_save_state`` / ``pci_restore_state``
+* :mod:`pcicore.reset` -- ``pcie_flr``, ``pci_reset_function``
+* :mod:`pcicore.irq` -- ``pci_alloc_irq_vectors`` (the host writes the MSI-X table), ``pci_free_irq_vectors``
+* :mod:`pcicore.topology` -- ARI and ACS in the ports above a function, VF bus and memory reservations
+* :mod:`pcicore.iov` -- SR-IOV: ``sriov_init``, enable/disable, ``pci_iov_add_virtfn``
+* :mod:`pcicore.dma` -- each function's DMA API
+"""
+
+from pcicore.config import (
+    find_capability, find_ext_capability, list_capabilities, pci_restore_state, pci_save_state,
+)
+from pcicore.dma import dma_device, set_dma_device
+from pcicore.errors import PciError
+from pcicore.iov import Sriov, SriovState, pci_iov_add_virtfn, pci_iov_remove_virtfn
+from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors
+from pcicore.reset import pci_reset_function, pcie_flr
+from pcicore.topology import pci_bus_reserve, pci_enable_acs, pci_enable_ari, pci_mmio_reserve
+
+__all__ = [
+    "PciError", "Sriov", "SriovState", "dma_device", "find_capability", "find_ext_capability",
+    "list_capabilities", "pci_alloc_irq_vectors", "pci_bus_reserve", "pci_enable_acs", "pci_enable_ari",
+    "pci_free_irq_vectors", "pci_iov_add_virtfn", "pci_iov_remove_virtfn", "pci_mmio_reserve",
+    "pci_reset_function", "pci_restore_state", "pci_save_state", "pcie_flr", "set_dma_device",
+]
