@@ -2,6 +2,7 @@
 #   make sim    build the Verilator harness and run the cocotb testbench (results.xml)
 #   make test   the whole suite through pytest (unit tests + cocotb tests)
 #   make bench  wall-clock benchmarks under Verilator (tables; JSON in sim_build/)
+#   make lint   ruff check and format check (make format applies them)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,25 +11,33 @@ WAVES  ?= 0
 NUM_VFS ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: sim test unit lspci docs bench clean
+.PHONY: sim test unit lint format lspci docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
 sim: $(STAMP)
-	WAVES=$(WAVES) $(PY) -m tb.runner $(if $(filter 1,$(WAVES)),--waves)
+	WAVES=$(WAVES) $(PY) -m tb.tools.runner $(if $(filter 1,$(WAVES)),--waves)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -m "not sim"
 
 lspci: $(STAMP)
-	$(PY) -m tb.lspci --num-vfs $(NUM_VFS)
+	$(PY) -m tb.tools.lspci --num-vfs $(NUM_VFS)
 
 bench: $(STAMP)
 	$(PY) -m tb.bench
@@ -48,11 +57,11 @@ JOBS  ?= 2
 .PHONY: regress testplan fuzz
 
 regress: $(STAMP)
-	$(PY) -m tb.regress --seeds $(SEEDS) --jobs $(JOBS)
+	$(PY) -m tb.tools.regress --seeds $(SEEDS) --jobs $(JOBS)
 
 testplan: $(STAMP)
 	-$(PY) -m pytest tests -m "not sim" -q -p no:cacheprovider --junitxml=sim_build/pytest.xml
-	$(PY) -m tb.testplan
+	$(PY) -m tb.tools.testplan
 
 # Hostile-VF campaign (docs/security.md):
 #   make fuzz SEEDS=50      SEEDS seeds x EPISODES episodes on JOBS workers, sim_build/fuzz/report.txt

@@ -24,7 +24,7 @@ import struct
 from datasheet.regs import Field
 
 DESC_SIZE = 16
-WB_OFFSET = 8          # write-back covers bytes 8..15
+WB_OFFSET = 8  # write-back covers bytes 8..15
 
 TX_CMD_EOP = Field("EOP", 0, 1, "last buffer of a frame")
 
@@ -44,11 +44,11 @@ class QueueError(enum.IntEnum):
     """Value of TXDCTL/RXDCTL.ERR: why a queue stopped or refused to start."""
 
     NONE = 0
-    BAD_RING = 1        # base not 128-byte aligned, zero, or length not a power of two in range
-    BAD_TAIL = 2        # tail written beyond the ring length
-    DMA_FAULT = 3       # a descriptor or buffer access failed (IOMMU fault, UR, bus mastering off)
-    DISABLED_DOORBELL = 4   # a doorbell on a disabled queue (counted; shown if no other cause is)
-    FN_ERROR = 5        # the function is in the error state (STATUS.FN_ERR); cleared by a function reset
+    BAD_RING = 1  # base not 128-byte aligned, zero, or length not a power of two in range
+    BAD_TAIL = 2  # tail written beyond the ring length
+    DMA_FAULT = 3  # a descriptor or buffer access failed (IOMMU fault, UR, bus mastering off)
+    DISABLED_DOORBELL = 4  # a doorbell on a disabled queue (counted; shown if no other cause is)
+    FN_ERROR = 5  # the function is in the error state (STATUS.FN_ERR); cleared by a function reset
 
 
 def tx_desc(addr: int, length: int, eop: bool = True) -> bytes:

@@ -1,10 +1,12 @@
 """Identity and sizing parameters of the NIC (what a datasheet's overview gives)."""
 
-VENDOR_ID = 0x1D5C            # simulated-device vendor ID used throughout the project
+from __future__ import annotations
+
+VENDOR_ID = 0x1D5C  # simulated-device vendor ID used throughout the project
 PF_DEVICE_ID = 0x5F10
-VF_DEVICE_ID = 0x5F11         # reported in the PF's SR-IOV capability (VF DID)
+VF_DEVICE_ID = 0x5F11  # reported in the PF's SR-IOV capability (VF DID)
 REVISION_ID = 0x01
-CLASS_CODE = 0x020000         # network controller, Ethernet
+CLASS_CODE = 0x020000  # network controller, Ethernet
 SUBSYSTEM_VENDOR_ID = VENDOR_ID
 PF_SUBSYSTEM_ID = 0x0001
 VF_SUBSYSTEM_ID = 0x0002
@@ -46,7 +48,7 @@ LINK_WIDTH = 8
 MAX_PAYLOAD_SIZE_SUPPORTED = 2
 
 #: value of the NIC_ID register, and the register-map version
-NIC_ID_MAGIC = 0x53524E43     # "SRNC"
+NIC_ID_MAGIC = 0x53524E43  # "SRNC"
 REG_MAP_VERSION = 0x00010000
 
 #: queue pairs per function (TX+RX); rings are configured through the mailbox (VF) or BAR0 (PF)
@@ -57,6 +59,24 @@ RING_MAX_DESCS = 4096
 RING_ALIGN = 128
 RX_BUF_MIN = 256
 RX_BUF_MAX = 16384
+
+
+def ring_length_error(length: int) -> str | None:
+    """Why ``length`` descriptors cannot be a ring (a power of two in [RING_MIN_DESCS,
+    RING_MAX_DESCS]), or None if they can."""
+    if length & (length - 1) or not RING_MIN_DESCS <= length <= RING_MAX_DESCS:
+        return f"ring length {length} is not a power of two in [{RING_MIN_DESCS}, {RING_MAX_DESCS}]"
+    return None
+
+
+def ring_geometry_error(base: int, length: int) -> str | None:
+    """Why a ring at ``base`` of ``length`` descriptors is invalid (base 0 or not
+    RING_ALIGN-aligned, or a bad length), or None if it is valid. The device refuses to
+    enable such a ring (RING_GEOMETRY queue error); the PF refuses it in CONFIG_QUEUES."""
+    if base == 0 or base % RING_ALIGN:
+        return f"ring base {base:#x} is not a non-zero multiple of {RING_ALIGN}"
+    return ring_length_error(length)
+
 
 #: Function index, used wherever the device numbers its functions (embedded switch port, per-function
 #: register arrays such as SW_FN_CTRL[fn], events): the PF is 0, VF i is 1 + i.
@@ -71,6 +91,17 @@ def vf_port(vf_index: int) -> int:
 def port_vf(port: int) -> int | None:
     """VF index of function index ``port``; None for the PF."""
     return None if port == PF_PORT else port - 1
+
+
+#: first two bytes of every permanent MAC: locally administered (bit 1 of byte 0), unicast
+MAC_PREFIX = bytes([0x02, 0x5F])
+
+
+def permanent_mac(pf_rid: int, vf_index: int | None = None) -> bytes:
+    """The permanent MAC the PF driver assigns (what a real NIC reads from its NVM):
+    02:5f:<PF bus>:<PF devfn>:<VF index, 16 bits>, and ff:ff in place of the index for the PF."""
+    tail = b"\xff\xff" if vf_index is None else vf_index.to_bytes(2, "big")
+    return MAC_PREFIX + pf_rid.to_bytes(2, "big") + tail
 
 
 #: MSI-X vector that carries mailbox (and reset) events, on the PF and on every VF

@@ -53,10 +53,10 @@ class Opcode(enum.IntEnum):
 class MbxError(enum.IntEnum):
     UNKNOWN_OPCODE = 1
     BAD_LENGTH = 2
-    NOT_RESET = 3        # the VF has not completed RESET (no CTS yet)
-    POLICY = 4           # refused by administrator policy (admin MAC, untrusted VF)
-    INVALID = 5          # a parameter is out of range
-    RATE_LIMITED = 6     # the VF sent too many messages; try later
+    NOT_RESET = 3  # the VF has not completed RESET (no CTS yet)
+    POLICY = 4  # refused by administrator policy (admin MAC, untrusted VF)
+    INVALID = 5  # a parameter is out of range
+    RATE_LIMITED = 6  # the VF sent too many messages; try later
     UNSUPPORTED_API = 7
 
 
@@ -80,36 +80,95 @@ class MessageSpec:
     opcode: Opcode
     direction: Direction
     request: str
-    request_len: tuple[int, int]      # allowed payload dwords (min, max)
+    request_len: tuple[int, int]  # allowed payload dwords (min, max)
     reply: str
     reply_len: int
     doc: str
 
 
 MESSAGES: tuple[MessageSpec, ...] = (
-    MessageSpec(Opcode.RESET, Direction.VF_TO_PF, "-", (0, 0),
-                "ACK+CTS; MAC (2 dwords: bytes 0-3, 4-5)", 2,
-                "Start or restart: the PF clears the VF's filters and queues and grants CTS."),
-    MessageSpec(Opcode.SET_MAC, Direction.VF_TO_PF, "MAC (2 dwords)", (2, 2), "ACK", 0,
-                "Set the VF's unicast MAC. NACK POLICY if an administrator set it and the VF is untrusted; "
-                "NACK INVALID for a multicast or zero address."),
-    MessageSpec(Opcode.SET_MULTICAST, Direction.VF_TO_PF, f"count, count x MAC (2 dwords each), count <= {MAX_MULTICAST}",
-                (1, 1 + 2 * MAX_MULTICAST), "ACK", 0,
-                "Replace the VF's multicast list; length must equal 1 + 2 x count."),
-    MessageSpec(Opcode.SET_VLAN, Direction.VF_TO_PF, "VID [11:0], ADD [31]", (1, 1), "ACK", 0,
-                f"Add or remove a VLAN filter (at most {MAX_VLANS}). NACK POLICY while an administrator VLAN is set."),
-    MessageSpec(Opcode.SET_PROMISC, Direction.VF_TO_PF, "UPE [0], MPE [1]", (1, 1), "ACK", 0,
-                "Promiscuous modes; NACK POLICY for an untrusted VF asking for either."),
-    MessageSpec(Opcode.GET_QUEUES, Direction.VF_TO_PF, "-", (0, 0), "TX queues, RX queues, default queue", 3,
-                "The VF's queue allotment."),
-    MessageSpec(Opcode.CONFIG_QUEUES, Direction.VF_TO_PF,
-                "QUEUE [15:0] + RX [31]; ring IOVA low, high; ring length (descriptors); RX buffer size",
-                (5, 5), "ACK", 0,
-                "Configure one ring. The PF validates index, alignment, length (power of two) and buffer size."),
-    MessageSpec(Opcode.API_NEGOTIATE, Direction.VF_TO_PF, "version (major << 16 | minor)", (1, 1),
-                "agreed version", 1, "NACK UNSUPPORTED_API if the major versions differ."),
-    MessageSpec(Opcode.LINK_STATUS, Direction.PF_TO_VF, "UP [0]; speed in Mb/s", (2, 2),
-                "(mailbox ACK bit only)", 0, "Notification of a link change; the VF acknowledges with ACK."),
+    MessageSpec(
+        Opcode.RESET,
+        Direction.VF_TO_PF,
+        "-",
+        (0, 0),
+        "ACK+CTS; MAC (2 dwords: bytes 0-3, 4-5)",
+        2,
+        "Start or restart: the PF clears the VF's filters and queues and grants CTS.",
+    ),
+    MessageSpec(
+        Opcode.SET_MAC,
+        Direction.VF_TO_PF,
+        "MAC (2 dwords)",
+        (2, 2),
+        "ACK",
+        0,
+        "Set the VF's unicast MAC. NACK POLICY if an administrator set it and the VF is untrusted; "
+        "NACK INVALID for a multicast or zero address.",
+    ),
+    MessageSpec(
+        Opcode.SET_MULTICAST,
+        Direction.VF_TO_PF,
+        f"count, count x MAC (2 dwords each), count <= {MAX_MULTICAST}",
+        (1, 1 + 2 * MAX_MULTICAST),
+        "ACK",
+        0,
+        "Replace the VF's multicast list; length must equal 1 + 2 x count.",
+    ),
+    MessageSpec(
+        Opcode.SET_VLAN,
+        Direction.VF_TO_PF,
+        "VID [11:0], ADD [31]",
+        (1, 1),
+        "ACK",
+        0,
+        f"Add or remove a VLAN filter (at most {MAX_VLANS}). NACK POLICY while an administrator VLAN is set.",
+    ),
+    MessageSpec(
+        Opcode.SET_PROMISC,
+        Direction.VF_TO_PF,
+        "UPE [0], MPE [1]",
+        (1, 1),
+        "ACK",
+        0,
+        "Promiscuous modes; NACK POLICY for an untrusted VF asking for either.",
+    ),
+    MessageSpec(
+        Opcode.GET_QUEUES,
+        Direction.VF_TO_PF,
+        "-",
+        (0, 0),
+        "TX queues, RX queues, default queue",
+        3,
+        "The VF's queue allotment.",
+    ),
+    MessageSpec(
+        Opcode.CONFIG_QUEUES,
+        Direction.VF_TO_PF,
+        "QUEUE [15:0] + RX [31]; ring IOVA low, high; ring length (descriptors); RX buffer size",
+        (5, 5),
+        "ACK",
+        0,
+        "Configure one ring. The PF validates index, alignment, length (power of two) and buffer size.",
+    ),
+    MessageSpec(
+        Opcode.API_NEGOTIATE,
+        Direction.VF_TO_PF,
+        "version (major << 16 | minor)",
+        (1, 1),
+        "agreed version",
+        1,
+        "NACK UNSUPPORTED_API if the major versions differ.",
+    ),
+    MessageSpec(
+        Opcode.LINK_STATUS,
+        Direction.PF_TO_VF,
+        "UP [0]; speed in Mb/s",
+        (2, 2),
+        "(mailbox ACK bit only)",
+        0,
+        "Notification of a link change; the VF acknowledges with ACK.",
+    ),
 )
 
 SPECS = {m.opcode: m for m in MESSAGES}
@@ -122,7 +181,7 @@ class Message:
     ack: bool = False
     nack: bool = False
     cts: bool = False
-    length: int | None = None      # LEN as received (may disagree with the payload actually read)
+    length: int | None = None  # LEN as received (may disagree with the payload actually read)
 
     def encode(self) -> list[int]:
         if len(self.payload) > MAX_PAYLOAD:
@@ -135,12 +194,18 @@ class Message:
         return [hdr] + [w & 0xFFFFFFFF for w in self.payload]
 
     @classmethod
-    def decode(cls, words: list[int]) -> "Message":
+    def decode(cls, words: list[int]) -> Message:
         """Decode a buffer; LEN is clamped to the buffer (the receiver checks it per opcode)."""
         hdr = words[0]
         n = min(HDR_LEN.get(hdr), MAX_PAYLOAD)
-        return cls(HDR_OPCODE.get(hdr), list(words[1:1 + n]), bool(HDR_ACK.get(hdr)),
-                   bool(HDR_NACK.get(hdr)), bool(HDR_CTS.get(hdr)), HDR_LEN.get(hdr))
+        return cls(
+            HDR_OPCODE.get(hdr),
+            list(words[1 : 1 + n]),
+            bool(HDR_ACK.get(hdr)),
+            bool(HDR_NACK.get(hdr)),
+            bool(HDR_CTS.get(hdr)),
+            HDR_LEN.get(hdr),
+        )
 
     @property
     def declared_len(self) -> int:
@@ -157,6 +222,11 @@ def mac_to_words(mac: bytes) -> list[int]:
 
 def words_to_mac(words: list[int]) -> bytes:
     return words[0].to_bytes(4, "little") + (words[1] & 0xFFFF).to_bytes(2, "little")
+
+
+#: requests that change what the embedded switch forwards to the VF (the PF reprograms its
+#: filters when it ACKs one)
+FILTER_OPCODES = frozenset({Opcode.RESET, Opcode.SET_MAC, Opcode.SET_MULTICAST, Opcode.SET_VLAN, Opcode.SET_PROMISC})
 
 
 def mac_str(mac: bytes) -> str:

@@ -5,6 +5,8 @@ SR-IOV stack feels at home. Offsets are bytes from the start of config space
 or of the capability they belong to.
 """
 
+from __future__ import annotations
+
 # Type 0 header (PCI Local Bus 3.0 §6.1; PCIe Base 6.0 §7.5.1)
 PCI_VENDOR_ID = 0x00
 PCI_DEVICE_ID = 0x02
@@ -96,28 +98,28 @@ PCI_ARI_SIZEOF = 0x08
 # Access Control Services extended capability (PCIe Base 6.0 §7.7.8), in downstream ports
 PCI_ACS_CAP = 0x04
 PCI_ACS_CTRL = 0x06
-PCI_ACS_SV = 0x0001                     # Source Validation
-PCI_ACS_TB = 0x0002                     # Translation Blocking
-PCI_ACS_RR = 0x0004                     # P2P Request Redirect
-PCI_ACS_CR = 0x0008                     # P2P Completion Redirect
-PCI_ACS_UF = 0x0010                     # Upstream Forwarding
-PCI_ACS_EC = 0x0020                     # P2P Egress Control
-PCI_ACS_DT = 0x0040                     # Direct Translated P2P
+PCI_ACS_SV = 0x0001  # Source Validation
+PCI_ACS_TB = 0x0002  # Translation Blocking
+PCI_ACS_RR = 0x0004  # P2P Request Redirect
+PCI_ACS_CR = 0x0008  # P2P Completion Redirect
+PCI_ACS_UF = 0x0010  # Upstream Forwarding
+PCI_ACS_EC = 0x0020  # P2P Egress Control
+PCI_ACS_DT = 0x0040  # Direct Translated P2P
 PCI_ACS_SIZEOF = 0x08
 
 # SR-IOV extended capability (PCIe Base 6.0 §9.3.3; SR-IOV 1.1 §3.3)
 PCI_SRIOV_CAP = 0x04
-PCI_SRIOV_CAP_VFM = 0x00000001          # VF Migration Capable
+PCI_SRIOV_CAP_VFM = 0x00000001  # VF Migration Capable
 PCI_SRIOV_CAP_ARI_PRESERVED = 0x00000002  # ARI Capable Hierarchy Preserved
-PCI_SRIOV_CAP_INTR_SHIFT = 21           # VF Migration Interrupt Message Number
+PCI_SRIOV_CAP_INTR_SHIFT = 21  # VF Migration Interrupt Message Number
 PCI_SRIOV_CTRL = 0x08
-PCI_SRIOV_CTRL_VFE = 0x0001             # VF Enable
-PCI_SRIOV_CTRL_VFM = 0x0002             # VF Migration Enable
-PCI_SRIOV_CTRL_INTR = 0x0004            # VF Migration Interrupt Enable
-PCI_SRIOV_CTRL_MSE = 0x0008             # VF Memory Space Enable
-PCI_SRIOV_CTRL_ARI = 0x0010             # ARI Capable Hierarchy
+PCI_SRIOV_CTRL_VFE = 0x0001  # VF Enable
+PCI_SRIOV_CTRL_VFM = 0x0002  # VF Migration Enable
+PCI_SRIOV_CTRL_INTR = 0x0004  # VF Migration Interrupt Enable
+PCI_SRIOV_CTRL_MSE = 0x0008  # VF Memory Space Enable
+PCI_SRIOV_CTRL_ARI = 0x0010  # ARI Capable Hierarchy
 PCI_SRIOV_STATUS = 0x0A
-PCI_SRIOV_STATUS_VFM = 0x0001           # VF Migration Status (RW1C)
+PCI_SRIOV_STATUS_VFM = 0x0001  # VF Migration Status (RW1C)
 PCI_SRIOV_INITIAL_VF = 0x0C
 PCI_SRIOV_TOTAL_VF = 0x0E
 PCI_SRIOV_NUM_VF = 0x10
@@ -129,13 +131,16 @@ PCI_SRIOV_SUP_PGSIZE = 0x1C
 PCI_SRIOV_SYS_PGSIZE = 0x20
 PCI_SRIOV_BAR = 0x24
 PCI_SRIOV_NUM_BARS = 6
-PCI_SRIOV_VFM = 0x3C                    # VF Migration State Array Offset
+PCI_SRIOV_VFM = 0x3C  # VF Migration State Array Offset
 PCI_SRIOV_SIZEOF = 0x40
 
 #: bytes each capability occupies, by ID (standard and extended lists)
 PCI_CAP_SIZEOF = {PCI_CAP_ID_PM: PCI_PM_SIZEOF, PCI_CAP_ID_EXP: PCI_EXP_SIZEOF, PCI_CAP_ID_MSIX: PCI_MSIX_SIZEOF}
-PCI_EXT_CAP_SIZEOF = {PCI_EXT_CAP_ID_ARI: PCI_ARI_SIZEOF, PCI_EXT_CAP_ID_SRIOV: PCI_SRIOV_SIZEOF,
-                      PCI_EXT_CAP_ID_ACS: PCI_ACS_SIZEOF}
+PCI_EXT_CAP_SIZEOF = {
+    PCI_EXT_CAP_ID_ARI: PCI_ARI_SIZEOF,
+    PCI_EXT_CAP_ID_SRIOV: PCI_SRIOV_SIZEOF,
+    PCI_EXT_CAP_ID_ACS: PCI_ACS_SIZEOF,
+}
 
 #: seconds software waits after setting VF Enable before touching a VF (SR-IOV 1.1 §3.3.3.1)
 PCI_SRIOV_VF_ENABLE_DELAY_S = 0.100

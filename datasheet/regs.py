@@ -19,10 +19,9 @@ from datasheet import device
 class Access(enum.Enum):
     """How the bus sees a register."""
 
-    RO = "RO"      # read-only; writes ignored
-    RW = "RW"      # read/write under write_mask
-    W1C = "RW1C"   # write 1 to clear bits
-    RC = "RC"      # read-only, cleared by a read
+    RO = "RO"  # read-only; writes ignored
+    RW = "RW"  # read/write under write_mask
+    W1C = "RW1C"  # write 1 to clear bits
 
 
 class Scope(enum.Enum):
@@ -61,7 +60,7 @@ class Register:
     write_mask: int = 0
     scope: Scope = Scope.ALL
     fields: tuple[Field, ...] = field(default_factory=tuple)
-    count: int = 1          # >1: an array of ``count`` registers ``stride`` bytes apart
+    count: int = 1  # >1: an array of ``count`` registers ``stride`` bytes apart
     stride: int = 4
 
     def at(self, index: int) -> int:
@@ -80,30 +79,56 @@ class Register:
                 return f
         raise KeyError(f"{self.name} has no field {name}")
 
+    @property
+    def masks(self) -> dict[str, int]:
+        """Field name -> its mask in the register (for registers of one-bit flags)."""
+        return {f.name: f.mask for f in self.fields}
+
 
 # -- identification ---------------------------------------------------------
-NIC_ID = Register("NIC_ID", 0x0000, Access.RO, "Device identification magic ('SRNC').",
-                  reset=device.NIC_ID_MAGIC)
-VERSION = Register("VERSION", 0x0004, Access.RO, "Register-map version (major.minor in 16.16).",
-                   reset=device.REG_MAP_VERSION)
+NIC_ID = Register("NIC_ID", 0x0000, Access.RO, "Device identification magic ('SRNC').", reset=device.NIC_ID_MAGIC)
+VERSION = Register(
+    "VERSION", 0x0004, Access.RO, "Register-map version (major.minor in 16.16).", reset=device.REG_MAP_VERSION
+)
 FUNC_INFO = Register(
-    "FUNC_INFO", 0x0008, Access.RO, "Which function this BAR belongs to (strapped by hardware).",
-    fields=(Field("VF_INDEX", 0, 12, "0-based VF number (0 on the PF)"),
-            Field("IS_VF", 31, 1, "1 on a VF, 0 on the PF")))
+    "FUNC_INFO",
+    0x0008,
+    Access.RO,
+    "Which function this BAR belongs to (strapped by hardware).",
+    fields=(
+        Field("VF_INDEX", 0, 12, "0-based VF number (0 on the PF)"),
+        Field("IS_VF", 31, 1, "1 on a VF, 0 on the PF"),
+    ),
+)
 
 # -- control / status ---------------------------------------------------------
 CTRL = Register(
-    "CTRL", 0x0010, Access.RW, "Function control.", write_mask=0x00000001,
-    fields=(Field("RST", 0, 1, "write 1: function software reset; self-clearing"),))
+    "CTRL",
+    0x0010,
+    Access.RW,
+    "Function control.",
+    write_mask=0x00000001,
+    fields=(Field("RST", 0, 1, "write 1: function software reset; self-clearing"),),
+)
 STATUS = Register(
-    "STATUS", 0x0014, Access.RO, "Function status.",
+    "STATUS",
+    0x0014,
+    Access.RO,
+    "Function status.",
     reset=0x00000001,
-    fields=(Field("RST_DONE", 0, 1, "function is out of reset and ready for its driver"),
-            Field("LINK_UP", 1, 1, "the uplink port is up"),
-            Field("FN_ERR", 2, 1, "the function is in the error state (see FN_ERROR): its queues are stopped "
-                                  "and refuse to start until a function reset")))
-SCRATCH = Register("SCRATCH", 0x0018, Access.RW, "Scratch register for driver self-test.",
-                   write_mask=0xFFFFFFFF)
+    fields=(
+        Field("RST_DONE", 0, 1, "function is out of reset and ready for its driver"),
+        Field("LINK_UP", 1, 1, "the uplink port is up"),
+        Field(
+            "FN_ERR",
+            2,
+            1,
+            "the function is in the error state (see FN_ERROR): its queues are stopped "
+            "and refuse to start until a function reset",
+        ),
+    ),
+)
+SCRATCH = Register("SCRATCH", 0x0018, Access.RW, "Scratch register for driver self-test.", write_mask=0xFFFFFFFF)
 
 
 class FnError(enum.IntEnum):
@@ -111,99 +136,201 @@ class FnError(enum.IntEnum):
     a fault inside it, as "malicious driver detection" does on ixgbe/i40e/ice)."""
 
     NONE = 0
-    ENGINE = 1       # a queue engine turn of the function failed unexpectedly
-    ACCESS = 2       # a BAR access to the function failed unexpectedly
-    TASK = 3         # another task of the function (interrupt delivery, mailbox event) failed
+    ENGINE = 1  # a queue engine turn of the function failed unexpectedly
+    ACCESS = 2  # a BAR access to the function failed unexpectedly
+    TASK = 3  # another task of the function (interrupt delivery, mailbox event) failed
 
 
 FN_ERROR = Register(
-    "FN_ERROR", 0x001C, Access.RO,
+    "FN_ERROR",
+    0x001C,
+    Access.RO,
     "Error state of the function: the first cause since the last function reset, and the number of "
     "error events (a function reset clears both).",
-    fields=(Field("CAUSE", 0, 8, "FnError of the first error event, 0 if none"),
-            Field("EVENTS", 16, 16, "error events since the last function reset (saturates)")))
+    fields=(
+        Field("CAUSE", 0, 8, "FnError of the first error event, 0 if none"),
+        Field("EVENTS", 16, 16, "error events since the last function reset (saturates)"),
+    ),
+)
 
 # -- error reporting ------------------------------------------------------------
 ERR_STATUS = Register(
-    "ERR_STATUS", 0x0020, Access.W1C, "Sticky error flags of bad register accesses (BAR0 and the MSI-X BAR).",
+    "ERR_STATUS",
+    0x0020,
+    Access.W1C,
+    "Sticky error flags of bad register accesses (BAR0 and the MSI-X BAR).",
     write_mask=0x00000007,
-    fields=(Field("UNIMPL", 0, 1, "access to an unimplemented offset"),
-            Field("RO_WRITE", 1, 1, "write to a read-only register"),
-            Field("MBX", 2, 1, "mailbox buffer written without holding it, or a disabled VF's mailbox used")))
-ERR_UNIMPL_COUNT = Register("ERR_UNIMPL_COUNT", 0x0024, Access.RO,
-                            "Number of accesses to unimplemented offsets of BAR0 or the MSI-X BAR (saturates).")
-ERR_LAST_OFFSET = Register("ERR_LAST_OFFSET", 0x0028, Access.RO,
-                           "Offset (in the BAR it went to) of the last bad access.")
+    fields=(
+        Field("UNIMPL", 0, 1, "access to an unimplemented offset"),
+        Field("RO_WRITE", 1, 1, "write to a read-only register"),
+        Field("MBX", 2, 1, "mailbox buffer written without holding it, or a disabled VF's mailbox used"),
+    ),
+)
+ERR_UNIMPL_COUNT = Register(
+    "ERR_UNIMPL_COUNT",
+    0x0024,
+    Access.RO,
+    "Number of accesses to unimplemented offsets of BAR0 or the MSI-X BAR (saturates).",
+)
+ERR_LAST_OFFSET = Register(
+    "ERR_LAST_OFFSET", 0x0028, Access.RO, "Offset (in the BAR it went to) of the last bad access."
+)
 
 # -- PF-only view of the SR-IOV state -------------------------------------------
-PF_NUM_VFS = Register("PF_NUM_VFS", 0x0100, Access.RO,
-                      "VFs currently enabled (NumVFs latched at VF Enable).", scope=Scope.PF)
+PF_NUM_VFS = Register(
+    "PF_NUM_VFS", 0x0100, Access.RO, "VFs currently enabled (NumVFs latched at VF Enable).", scope=Scope.PF
+)
 
 PF_CTRL_EXT = Register(
-    "PF_CTRL_EXT", 0x0104, Access.RW, "PF extended control.", write_mask=0x00000001, scope=Scope.PF,
-    fields=(Field("PFRSTD", 0, 1, "PF driver ready: write 1 to clear RSTI and set RSTD in every VF "
-                                  "mailbox; cleared by a PF reset"),))
+    "PF_CTRL_EXT",
+    0x0104,
+    Access.RW,
+    "PF extended control.",
+    write_mask=0x00000001,
+    scope=Scope.PF,
+    fields=(
+        Field(
+            "PFRSTD",
+            0,
+            1,
+            "PF driver ready: write 1 to clear RSTI and set RSTD in every VF mailbox; cleared by a PF reset",
+        ),
+    ),
+)
 PF_IMR = Register(
-    "PF_IMR", 0x0108, Access.RW, "Interrupt enables of the PF's misc vector (mailbox, VFLR, link, errors).",
-    write_mask=0x0000001F, scope=Scope.PF,
-    fields=(Field("REQ", 0, 1, "a VF rang its doorbell (REQ)"),
-            Field("ACK", 1, 1, "a VF acknowledged a PF message"),
-            Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset"),
-            Field("LSC", 3, 1, "the uplink went up or down (STATUS.LINK_UP)"),
-            Field("FN_ERR", 4, 1, "a function (the PF or a VF, see PF_VFERR) entered the error state")))
+    "PF_IMR",
+    0x0108,
+    Access.RW,
+    "Interrupt enables of the PF's misc vector (mailbox, VFLR, link, errors).",
+    write_mask=0x0000001F,
+    scope=Scope.PF,
+    fields=(
+        Field("REQ", 0, 1, "a VF rang its doorbell (REQ)"),
+        Field("ACK", 1, 1, "a VF acknowledged a PF message"),
+        Field("VFLR", 2, 1, "a VF finished a Function Level Reset or software reset"),
+        Field("LSC", 3, 1, "the uplink went up or down (STATUS.LINK_UP)"),
+        Field("FN_ERR", 4, 1, "a function (the PF or a VF, see PF_VFERR) entered the error state"),
+    ),
+)
 
 # -- PF<->VF mailbox (igb/82576 style): VF side ---------------------------------------
 VF_MAILBOX = Register(
-    "VF_MAILBOX", 0x0200, Access.RW,
-    "VF mailbox control. A read clears PFSTS, PFACK and RSTD; writing REQ or ACK with VFU "
-    "clear releases the buffer.", write_mask=0x00000007, scope=Scope.VF,
-    fields=(Field("REQ", 0, 1, "write 1: doorbell, a message for the PF is in the buffer"),
-            Field("ACK", 1, 1, "write 1: the VF has read the PF's message"),
-            Field("VFU", 2, 1, "VF holds the buffer (granted only while PFU is clear)"),
-            Field("PFU", 3, 1, "RO: the PF holds the buffer"),
-            Field("PFSTS", 4, 1, "RC: the PF wrote a message"),
-            Field("PFACK", 5, 1, "RC: the PF acknowledged the VF's message"),
-            Field("RSTI", 6, 1, "RO: PF reset in progress"),
-            Field("RSTD", 7, 1, "RC: reset done, the VF may (re)start its handshake")))
-VF_MBMEM = Register("VF_MBMEM", 0x0800, Access.RW,
-                    "Mailbox buffer, writable by the VF only while it holds VFU.",
-                    write_mask=0xFFFFFFFF, scope=Scope.VF, count=16)
+    "VF_MAILBOX",
+    0x0200,
+    Access.RW,
+    "VF mailbox control. A read clears PFSTS, PFACK and RSTD; writing REQ or ACK with VFU clear releases the buffer.",
+    write_mask=0x00000007,
+    scope=Scope.VF,
+    fields=(
+        Field("REQ", 0, 1, "write 1: doorbell, a message for the PF is in the buffer"),
+        Field("ACK", 1, 1, "write 1: the VF has read the PF's message"),
+        Field("VFU", 2, 1, "VF holds the buffer (granted only while PFU is clear)"),
+        Field("PFU", 3, 1, "RO: the PF holds the buffer"),
+        Field("PFSTS", 4, 1, "RC: the PF wrote a message"),
+        Field("PFACK", 5, 1, "RC: the PF acknowledged the VF's message"),
+        Field("RSTI", 6, 1, "RO: PF reset in progress"),
+        Field("RSTD", 7, 1, "RC: reset done, the VF may (re)start its handshake"),
+    ),
+)
+VF_MBMEM = Register(
+    "VF_MBMEM",
+    0x0800,
+    Access.RW,
+    "Mailbox buffer, writable by the VF only while it holds VFU.",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.VF,
+    count=16,
+)
 
 # -- PF<->VF mailbox: PF side, one element per VF -------------------------------------
-PF_MBX_REQ = Register("PF_MBX_REQ", 0x0200, Access.W1C, "Bit n of element i: VF 32i+n rang REQ.",
-                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
-PF_MBX_ACK = Register("PF_MBX_ACK", 0x0220, Access.W1C, "Bit n of element i: VF 32i+n wrote ACK.",
-                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
-PF_VFLRE = Register("PF_VFLRE", 0x0240, Access.W1C,
-                    "Bit n of element i: VF 32i+n completed FLR or software reset (VFLR event).",
-                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
-PF_VFERR = Register("PF_VFERR", 0x0260, Access.W1C,
-                    "Bit n of element i: VF 32i+n entered the error state (its FN_ERROR says why).",
-                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
-PF_VFRTRIG = Register("PF_VFRTRIG", 0x0280, Access.RW,
-                      "Write 1 to bit n of element i: software reset of VF 32i+n (as its own CTRL.RST: "
-                      "RSTD to its driver, VFLR to the PF); reads 0.",
-                      write_mask=0xFFFFFFFF, scope=Scope.PF, count=8)
+PF_MBX_REQ = Register(
+    "PF_MBX_REQ",
+    0x0200,
+    Access.W1C,
+    "Bit n of element i: VF 32i+n rang REQ.",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=8,
+)
+PF_MBX_ACK = Register(
+    "PF_MBX_ACK",
+    0x0220,
+    Access.W1C,
+    "Bit n of element i: VF 32i+n wrote ACK.",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=8,
+)
+PF_VFLRE = Register(
+    "PF_VFLRE",
+    0x0240,
+    Access.W1C,
+    "Bit n of element i: VF 32i+n completed FLR or software reset (VFLR event).",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=8,
+)
+PF_VFERR = Register(
+    "PF_VFERR",
+    0x0260,
+    Access.W1C,
+    "Bit n of element i: VF 32i+n entered the error state (its FN_ERROR says why).",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=8,
+)
+PF_VFRTRIG = Register(
+    "PF_VFRTRIG",
+    0x0280,
+    Access.RW,
+    "Write 1 to bit n of element i: software reset of VF 32i+n (as its own CTRL.RST: "
+    "RSTD to its driver, VFLR to the PF); reads 0.",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=8,
+)
 PF_MAILBOX = Register(
-    "PF_MAILBOX", 0x1000, Access.RW, "PF's mailbox control for VF n (element n).",
-    write_mask=0x0000001B, scope=Scope.PF, count=256,
-    fields=(Field("STS", 0, 1, "write 1: doorbell, a message for the VF is in the buffer"),
-            Field("ACK", 1, 1, "write 1: the PF has read the VF's message"),
-            Field("VFU", 2, 1, "RO: the VF holds the buffer"),
-            Field("PFU", 3, 1, "PF holds the buffer (granted only while VFU is clear)"),
-            Field("RVFU", 4, 1, "write 1: take the buffer back from a VF that holds VFU (recovery)")))
-PF_MBMEM = Register("PF_MBMEM", 0x4000, Access.RW,
-                    "Mailbox buffers: VF n's 16 dwords at 0x4000 + 64n, writable while PFU is held.",
-                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=256 * 16)
+    "PF_MAILBOX",
+    0x1000,
+    Access.RW,
+    "PF's mailbox control for VF n (element n).",
+    write_mask=0x0000001B,
+    scope=Scope.PF,
+    count=256,
+    fields=(
+        Field("STS", 0, 1, "write 1: doorbell, a message for the VF is in the buffer"),
+        Field("ACK", 1, 1, "write 1: the PF has read the VF's message"),
+        Field("VFU", 2, 1, "RO: the VF holds the buffer"),
+        Field("PFU", 3, 1, "PF holds the buffer (granted only while VFU is clear)"),
+        Field("RVFU", 4, 1, "write 1: take the buffer back from a VF that holds VFU (recovery)"),
+    ),
+)
+PF_MBMEM = Register(
+    "PF_MBMEM",
+    0x4000,
+    Access.RW,
+    "Mailbox buffers: VF n's 16 dwords at 0x4000 + 64n, writable while PFU is held.",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=256 * 16,
+)
 
 # -- queues: one 0x40-byte block per queue pair (PCIe function's own BAR0) -------------
 QUEUE_BLOCK = 0x2000
 QUEUE_STRIDE = 0x40
 
 
-def _q(name: str, off: int, access: Access, doc: str, write_mask: int = 0, fields=()) -> Register:
-    return Register(name, QUEUE_BLOCK + off, access, doc, write_mask=write_mask, count=device.PF_QUEUE_PAIRS,
-                    stride=QUEUE_STRIDE, fields=fields)
+def _q(name: str, off: int, access: Access, doc: str, write_mask: int = 0, fields: tuple[Field, ...] = ()) -> Register:
+    return Register(
+        name,
+        QUEUE_BLOCK + off,
+        access,
+        doc,
+        write_mask=write_mask,
+        count=device.PF_QUEUE_PAIRS,
+        stride=QUEUE_STRIDE,
+        fields=fields,
+    )
 
 
 _QCTL_FIELDS = (
@@ -215,57 +342,89 @@ TDBAL = _q("TDBAL", 0x00, Access.RW, "TX ring base (IOVA) low; 128-byte aligned"
 TDBAH = _q("TDBAH", 0x04, Access.RW, "TX ring base (IOVA) high", 0xFFFFFFFF)
 TDLEN = _q("TDLEN", 0x08, Access.RW, "TX ring length in descriptors (power of two)", 0xFFFFFFFF)
 TDH = _q("TDH", 0x0C, Access.RO, "TX head: next descriptor the device will process")
-TDT = _q("TDT", 0x10, Access.RW, "TX tail doorbell: one past the last descriptor given to the device",
-         0xFFFFFFFF)
+TDT = _q("TDT", 0x10, Access.RW, "TX tail doorbell: one past the last descriptor given to the device", 0xFFFFFFFF)
 TXDCTL = _q("TXDCTL", 0x14, Access.RW, "TX queue control", 0x00FF0001, _QCTL_FIELDS)
 RDBAL = _q("RDBAL", 0x20, Access.RW, "RX ring base (IOVA) low; 128-byte aligned", 0xFFFFFFFF)
 RDBAH = _q("RDBAH", 0x24, Access.RW, "RX ring base (IOVA) high", 0xFFFFFFFF)
 RDLEN = _q("RDLEN", 0x28, Access.RW, "RX ring length in descriptors (power of two)", 0xFFFFFFFF)
 RDH = _q("RDH", 0x2C, Access.RO, "RX head: next descriptor the device will fill")
-RDT = _q("RDT", 0x30, Access.RW, "RX tail doorbell: one past the last buffer given to the device",
-         0xFFFFFFFF)
+RDT = _q("RDT", 0x30, Access.RW, "RX tail doorbell: one past the last buffer given to the device", 0xFFFFFFFF)
 RXDCTL = _q("RXDCTL", 0x34, Access.RW, "RX queue control", 0x00FF0001, _QCTL_FIELDS)
 QRX_NOBUF = _q("QRX_NOBUF", 0x38, Access.RO, "frames dropped because the RX ring had no free buffer")
 QERR_COUNT = _q("QERR_COUNT", 0x3C, Access.RO, "bad-input events on this queue pair (see QueueError)")
 
 #: interrupt throttle per MSI-X vector: minimum interval between two messages
-EITR = Register("EITR", 0x3000, Access.RW, "Interrupt throttle of vector n, in microseconds (0: off)",
-                write_mask=0x0000FFFF, count=device.PF_MSIX_VECTORS)
+EITR = Register(
+    "EITR",
+    0x3000,
+    Access.RW,
+    "Interrupt throttle of vector n, in microseconds (0: off)",
+    write_mask=0x0000FFFF,
+    count=device.PF_MSIX_VECTORS,
+)
 
 # -- statistics of the function (free-running, 32-bit wrap) ----------------------------
 _STATS = ("TX_PACKETS", "TX_BYTES", "TX_DROPS", "TX_ERRORS", "RX_PACKETS", "RX_BYTES", "RX_DROPS", "RX_ERRORS")
-STATS = tuple(Register(f"STAT_{n}", 0x0300 + 4 * i, Access.RO, f"{n.replace('_', ' ').lower()} of this function")
-              for i, n in enumerate(_STATS))
+STATS = tuple(
+    Register(f"STAT_{n}", 0x0300 + 4 * i, Access.RO, f"{n.replace('_', ' ').lower()} of this function")
+    for i, n in enumerate(_STATS)
+)
 #: the same eight counters of every VF, in the PF's BAR0 (8 dwords per VF)
-PF_VF_STATS = Register("PF_VF_STATS", 0x12000, Access.RO,
-                       "VF n's counters at +32n, in STAT_* order", scope=Scope.PF, count=256 * len(_STATS))
+PF_VF_STATS = Register(
+    "PF_VF_STATS",
+    0x12000,
+    Access.RO,
+    "VF n's counters at +32n, in STAT_* order",
+    scope=Scope.PF,
+    count=256 * len(_STATS),
+)
 
 # -- embedded switch (VEB) filters, programmed by the PF; element fn: 0 = PF, 1 + i = VF i --
 SW_FUNCTIONS = 1 + device.MAX_TOTAL_VFS
 SW_FN_CTRL = Register(
-    "SW_FN_CTRL", 0x8000, Access.RW, "Switch port control of function fn", write_mask=0x0FFF073F,
-    scope=Scope.PF, count=SW_FUNCTIONS,
-    fields=(Field("BAM", 0, 1, "accept broadcast"),
-            Field("UPE", 1, 1, "unicast promiscuous: a copy of every unicast frame"),
-            Field("MPE", 2, 1, "multicast promiscuous"),
-            Field("SPOOFCHK", 3, 1, "drop frames this function sends with a source MAC other than SW_MAC"),
-            Field("RX_EN", 4, 1, "the switch delivers to this function"),
-            Field("PVLAN_EN", 5, 1, "port VLAN: tag TX with PVID, accept only PVID on RX and strip it"),
-            Field("DEFQ", 8, 3, "RX queue that receives this function's frames"),
-            Field("PVID", 16, 12, "port VLAN ID")))
-SW_MAC_LO = Register("SW_MAC_LO", 0x8800, Access.RW,
-                     "Unicast MAC of function fn, bytes 0-3 (byte 0 in bits 7:0, as on the wire)",
-                     write_mask=0xFFFFFFFF, scope=Scope.PF, count=SW_FUNCTIONS)
-SW_MAC_HI = Register("SW_MAC_HI", 0x9000, Access.RW, "Unicast MAC of function fn, bytes 4-5; VALID [31]",
-                     write_mask=0x8000FFFF, scope=Scope.PF, count=SW_FUNCTIONS,
-                     fields=(Field("MAC", 0, 16, "bytes 4-5"), Field("VALID", 31, 1, "entry in use")))
+    "SW_FN_CTRL",
+    0x8000,
+    Access.RW,
+    "Switch port control of function fn",
+    write_mask=0x0FFF073F,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS,
+    fields=(
+        Field("BAM", 0, 1, "accept broadcast"),
+        Field("UPE", 1, 1, "unicast promiscuous: a copy of every unicast frame"),
+        Field("MPE", 2, 1, "multicast promiscuous"),
+        Field("SPOOFCHK", 3, 1, "drop frames this function sends with a source MAC other than SW_MAC"),
+        Field("RX_EN", 4, 1, "the switch delivers to this function"),
+        Field("PVLAN_EN", 5, 1, "port VLAN: tag TX with PVID, accept only PVID on RX and strip it"),
+        Field("DEFQ", 8, 3, "RX queue that receives this function's frames"),
+        Field("PVID", 16, 12, "port VLAN ID"),
+    ),
+)
+SW_MAC_LO = Register(
+    "SW_MAC_LO",
+    0x8800,
+    Access.RW,
+    "Unicast MAC of function fn, bytes 0-3 (byte 0 in bits 7:0, as on the wire)",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS,
+)
+SW_MAC_HI = Register(
+    "SW_MAC_HI",
+    0x9000,
+    Access.RW,
+    "Unicast MAC of function fn, bytes 4-5; VALID [31]",
+    write_mask=0x8000FFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS,
+    fields=(Field("MAC", 0, 16, "bytes 4-5"), Field("VALID", 31, 1, "entry in use")),
+)
 
 
 def sw_mac_words(mac: bytes) -> tuple[int, int]:
     """(``SW_*_LO``, ``SW_*_HI``) of a valid filter entry holding ``mac``: byte 0 in LO bits 7:0,
     as on the wire, bytes 4-5 in HI bits 15:0, VALID set."""
-    return (int.from_bytes(mac[0:4], "little"),
-            SW_MAC_HI.field("VALID").put(int.from_bytes(mac[4:6], "little"), 1))
+    return (int.from_bytes(mac[0:4], "little"), SW_MAC_HI.field("VALID").put(int.from_bytes(mac[4:6], "little"), 1))
 
 
 def sw_mac_decode(lo: int, hi: int) -> bytes | None:
@@ -275,35 +434,102 @@ def sw_mac_decode(lo: int, hi: int) -> bytes | None:
     return lo.to_bytes(4, "little") + (hi & 0xFFFF).to_bytes(2, "little")
 
 
-SW_MC_LO = Register("SW_MC_LO", 0xA000, Access.RW,
-                    f"Multicast filter k of function fn at element fn*{device.SW_MC_PER_FN}+k, bytes 0-3",
-                    write_mask=0xFFFFFFFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_MC_PER_FN)
-SW_MC_HI = Register("SW_MC_HI", 0xC100, Access.RW, "Multicast filter bytes 4-5; VALID [31]",
-                    write_mask=0x8000FFFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_MC_PER_FN,
-                    fields=SW_MAC_HI.fields)
-SW_VLAN = Register("SW_VLAN", 0xE200, Access.RW,
-                   f"VLAN filter k of function fn at element fn*{device.SW_VLANS_PER_FN}+k",
-                   write_mask=0x80000FFF, scope=Scope.PF, count=SW_FUNCTIONS * device.SW_VLANS_PER_FN,
-                   fields=(Field("VID", 0, 12, "VLAN ID"), Field("VALID", 31, 1, "entry in use")))
-SW_STATS = tuple(Register(f"SW_{n}", 0x0140 + 4 * i, Access.RO, f"switch decisions: {doc}", scope=Scope.PF)
-                 for i, (n, doc) in enumerate((
-                     ("UNICAST_INTERNAL", "unicast frames delivered to at least one function"),
-                     ("TO_UPLINK", "frames handed to the uplink port (unknown unicast, broadcast, multicast)"),
-                     ("BROADCAST", "broadcast frames replicated (once per frame)"),
-                     ("MULTICAST", "multicast frames replicated (once per frame)"),
-                     ("DROP_SPOOF", "frames dropped by anti-spoofing"),
-                     ("DROP_NO_MATCH", "frames no port accepted (e.g. unknown unicast from the uplink)"),
-                     ("DROP_VLAN", "frames dropped by VLAN filtering: tagged from a port-VLAN port, or refused "
-                                   "by every receiver's VLAN filter"),
-                     ("DROP_MALFORMED", f"frames shorter than 14 bytes (18 if tagged) or longer than "
-                                        f"{device.MAX_FRAME + 4}"))))
+SW_MC_LO = Register(
+    "SW_MC_LO",
+    0xA000,
+    Access.RW,
+    f"Multicast filter k of function fn at element fn*{device.SW_MC_PER_FN}+k, bytes 0-3",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS * device.SW_MC_PER_FN,
+)
+SW_MC_HI = Register(
+    "SW_MC_HI",
+    0xC100,
+    Access.RW,
+    "Multicast filter bytes 4-5; VALID [31]",
+    write_mask=0x8000FFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS * device.SW_MC_PER_FN,
+    fields=SW_MAC_HI.fields,
+)
+SW_VLAN = Register(
+    "SW_VLAN",
+    0xE200,
+    Access.RW,
+    f"VLAN filter k of function fn at element fn*{device.SW_VLANS_PER_FN}+k",
+    write_mask=0x80000FFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS * device.SW_VLANS_PER_FN,
+    fields=(Field("VID", 0, 12, "VLAN ID"), Field("VALID", 31, 1, "entry in use")),
+)
+SW_STATS = tuple(
+    Register(f"SW_{n}", 0x0140 + 4 * i, Access.RO, f"switch decisions: {doc}", scope=Scope.PF)
+    for i, (n, doc) in enumerate(
+        (
+            ("UNICAST_INTERNAL", "unicast frames delivered to at least one function"),
+            ("TO_UPLINK", "frames handed to the uplink port (unknown unicast, broadcast, multicast)"),
+            ("BROADCAST", "broadcast frames replicated (once per frame)"),
+            ("MULTICAST", "multicast frames replicated (once per frame)"),
+            ("DROP_SPOOF", "frames dropped by anti-spoofing"),
+            ("DROP_NO_MATCH", "frames no port accepted (e.g. unknown unicast from the uplink)"),
+            (
+                "DROP_VLAN",
+                "frames dropped by VLAN filtering: tagged from a port-VLAN port, or refused "
+                "by every receiver's VLAN filter",
+            ),
+            ("DROP_MALFORMED", f"frames shorter than 14 bytes (18 if tagged) or longer than {device.MAX_FRAME + 4}"),
+        )
+    )
+)
 
 REGISTERS: tuple[Register, ...] = (
-    NIC_ID, VERSION, FUNC_INFO, CTRL, STATUS, SCRATCH, FN_ERROR,
-    ERR_STATUS, ERR_UNIMPL_COUNT, ERR_LAST_OFFSET, PF_NUM_VFS, PF_CTRL_EXT, PF_IMR,
-    VF_MAILBOX, VF_MBMEM, PF_MBX_REQ, PF_MBX_ACK, PF_VFLRE, PF_VFERR, PF_VFRTRIG, PF_MAILBOX, PF_MBMEM,
-    TDBAL, TDBAH, TDLEN, TDH, TDT, TXDCTL, RDBAL, RDBAH, RDLEN, RDH, RDT, RXDCTL, QRX_NOBUF, QERR_COUNT,
-    EITR, *STATS, PF_VF_STATS, SW_FN_CTRL, SW_MAC_LO, SW_MAC_HI, SW_MC_LO, SW_MC_HI, SW_VLAN, *SW_STATS,
+    NIC_ID,
+    VERSION,
+    FUNC_INFO,
+    CTRL,
+    STATUS,
+    SCRATCH,
+    FN_ERROR,
+    ERR_STATUS,
+    ERR_UNIMPL_COUNT,
+    ERR_LAST_OFFSET,
+    PF_NUM_VFS,
+    PF_CTRL_EXT,
+    PF_IMR,
+    VF_MAILBOX,
+    VF_MBMEM,
+    PF_MBX_REQ,
+    PF_MBX_ACK,
+    PF_VFLRE,
+    PF_VFERR,
+    PF_VFRTRIG,
+    PF_MAILBOX,
+    PF_MBMEM,
+    TDBAL,
+    TDBAH,
+    TDLEN,
+    TDH,
+    TDT,
+    TXDCTL,
+    RDBAL,
+    RDBAH,
+    RDLEN,
+    RDH,
+    RDT,
+    RXDCTL,
+    QRX_NOBUF,
+    QERR_COUNT,
+    EITR,
+    *STATS,
+    PF_VF_STATS,
+    SW_FN_CTRL,
+    SW_MAC_LO,
+    SW_MAC_HI,
+    SW_MC_LO,
+    SW_MC_HI,
+    SW_VLAN,
+    *SW_STATS,
 )
 
 #: saturation value of the error counters

@@ -7,25 +7,59 @@ and :class:`DmaDevice` (``dma_alloc_coherent``, ``dma_map``...).  The package
 knows nothing of any particular device.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from .allocator import ExtentAllocator, PageAllocator
 from .caches import ContextCache, Iotlb
-from .dma import DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaBuffer, DmaDevice, DmaDirection
+from .dma import (
+    DMA_BIDIRECTIONAL,
+    DMA_FROM_DEVICE,
+    DMA_TO_DEVICE,
+    DmaBuffer,
+    DmaDevice,
+    DmaDirection,
+)
 from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
 from .remapping import Iommu
 
+if TYPE_CHECKING:
+    from .rc import IommuRootComplex
+
 __all__ = [
-    "BytearrayMemory", "ContextCache", "DMA_BIDIRECTIONAL", "DMA_FROM_DEVICE", "DMA_TO_DEVICE",
-    "DmaBuffer", "DmaDevice", "DmaDirection", "ExtentAllocator", "FaultLog", "FaultReason",
-    "FaultRecord", "HostMemory", "HostMemoryError", "IOMMU_READ", "IOMMU_WRITE", "Iommu",
-    "IommuDomain", "IommuDriver", "IommuRootComplex", "Iotlb", "PageAllocator", "RcHostMemory",
+    "BytearrayMemory",
+    "ContextCache",
+    "DMA_BIDIRECTIONAL",
+    "DMA_FROM_DEVICE",
+    "DMA_TO_DEVICE",
+    "DmaBuffer",
+    "DmaDevice",
+    "DmaDirection",
+    "ExtentAllocator",
+    "FaultLog",
+    "FaultReason",
+    "FaultRecord",
+    "HostMemory",
+    "HostMemoryError",
+    "IOMMU_READ",
+    "IOMMU_WRITE",
+    "Iommu",
+    "IommuDomain",
+    "IommuDriver",
+    "IommuRootComplex",
+    "Iotlb",
+    "PageAllocator",
+    "RcHostMemory",
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> type[IommuRootComplex]:
     # the RootComplex subclass pulls in cocotb; load it only when asked for
     if name == "IommuRootComplex":
-        from .rc import IommuRootComplex
+        from .rc import IommuRootComplex  # noqa: PLC0415
+
         return IommuRootComplex
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,8 @@ The host enables these bits as Linux does when an IOMMU is on (``pci_enable_acs`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cocotbext.pcie.core.bridge import RootPort
 from cocotbext.pcie.core.caps import PciExtCap
 from cocotbext.pcie.core.tlp import Tlp, TlpType
@@ -26,6 +28,9 @@ from cocotbext.pcie.core.utils import byte_mask_update
 from datasheet import pci
 
 from .events import AcsViolation
+
+if TYPE_CHECKING:
+    from .rc import IommuRootComplex
 
 MEM_REQUESTS = {TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
 NON_POSTED = {TlpType.MEM_READ, TlpType.MEM_READ_64}
@@ -46,11 +51,11 @@ class AcsExtendedCapability(PciExtCap):
     def enabled(self, bits: int) -> bool:
         return self.control & bits == bits
 
-    async def _read_register(self, reg):
+    async def _read_register(self, reg: int) -> int:
         return self.capability | self.control << 16 if reg == 1 else 0
 
-    async def _write_register(self, reg, data, mask):
-        if reg == 1:                  # only the supported control bits are RW
+    async def _write_register(self, reg: int, data: int, mask: int) -> None:
+        if reg == 1:  # only the supported control bits are RW
             self.control = byte_mask_update(self.control, mask >> 2, data >> 16, self.capability)
 
 
@@ -58,7 +63,7 @@ class AcsRootPort(RootPort):
     """A root port with ACS that hands redirected requests straight to ``rc``'s TLP handling
     (the root complex's internal path to the IOMMU), preserving their order."""
 
-    def __init__(self, rc, *args, **kwargs):
+    def __init__(self, rc: IommuRootComplex, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.rc = rc
         self.acs_cap = AcsExtendedCapability()
@@ -66,7 +71,7 @@ class AcsRootPort(RootPort):
         self.acs_violations = 0
         self._violation_topic = rc.iommu.events.topic(AcsViolation)
 
-    async def downstream_recv(self, tlp):
+    async def downstream_recv(self, tlp: Tlp) -> None:
         if tlp.fmt_type in MEM_REQUESTS and self.acs_cap.control:
             acs = self.acs_cap
             if acs.enabled(pci.PCI_ACS_SV) and not self.sec_bus_num <= tlp.requester_id.bus <= self.sub_bus_num:
@@ -81,8 +86,7 @@ class AcsRootPort(RootPort):
         self.acs_violations += 1
         self.log.warning("ACS violation: request from %s outside the secondary bus range: refused", tlp.requester_id)
         if self._violation_topic:
-            self._violation_topic.emit(AcsViolation(int(tlp.requester_id), tlp.address,
-                                              tlp.fmt_type not in NON_POSTED))
+            self._violation_topic.emit(AcsViolation(int(tlp.requester_id), tlp.address, tlp.fmt_type not in NON_POSTED))
         tlp.release_fc()
         if tlp.fmt_type in NON_POSTED:
             await self.downstream_send(Tlp.create_ur_completion_for_tlp(tlp, self.pcie_id))

@@ -28,7 +28,7 @@ class ExtentAllocator:
     def _take(self, i: int, start: int, end: int) -> None:
         lo, hi = self._free[i]
         pieces = [(a, b) for a, b in ((lo, start), (end, hi)) if b > a]
-        self._free[i:i + 1] = pieces
+        self._free[i : i + 1] = pieces
 
     def alloc(self, size: int, align: int = 0) -> int:
         """Return the start of a free range of ``size`` bytes aligned to ``align``."""

@@ -7,12 +7,15 @@ page-table entry until the invalidation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from observe import EventBus
 
 from .events import IotlbFill, IotlbInvalidate
 from .vtd_format import PAGE_SHIFT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 class Context(NamedTuple):
@@ -97,7 +100,7 @@ class Iotlb:
         if self._fill:
             self._fill.emit(IotlbFill(did, iova, entry.shift))
 
-    def _drop(self, keys) -> None:
+    def _drop(self, keys: Iterable[tuple[int, int, int]]) -> None:
         for key in keys:
             if self.entries.pop(key, None) is not None:
                 self._count[key[1]] -= 1
@@ -123,9 +126,7 @@ class Iotlb:
         start = addr >> span << span
         last = start + (1 << span) - 1
         if (1 << am) <= len(self.entries):  # few pages: name their keys
-            keys = [(did, shift, vpn) for shift in self._shifts
-                    for vpn in range(start >> shift, (last >> shift) + 1)]
+            keys = [(did, shift, vpn) for shift in self._shifts for vpn in range(start >> shift, (last >> shift) + 1)]
         else:  # few entries: test each
-            keys = [key for key in self.entries
-                    if key[0] == did and start >> key[1] <= key[2] <= last >> key[1]]
+            keys = [key for key in self.entries if key[0] == did and start >> key[1] <= key[2] <= last >> key[1]]
         self._drop(keys)

@@ -9,9 +9,13 @@ the handles.
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .vtd_format import PAGE_MASK, PAGE_SIZE, level_shift
+
+if TYPE_CHECKING:
+    from .memory import HostMemory
 
 LARGE_ALIGN = 1 << level_shift(2)  # buffers of 2 MiB and more get 2 MiB pages
 
@@ -32,9 +36,9 @@ DMA_FROM_DEVICE = DmaDirection.DMA_FROM_DEVICE
 class DmaBuffer:
     """CPU access to a zeroed, page-aligned host buffer (the kernel virtual address)."""
 
-    def __init__(self, memory, phys: int, size: int):
+    def __init__(self, memory: HostMemory, phys: int, size: int):
         self._memory = memory
-        self.phys = phys          # host physical address (Linux virt_to_phys); the device sees IOVAs
+        self.phys = phys  # host physical address (Linux virt_to_phys); the device sees IOVAs
         self.size = size
 
     def __len__(self) -> int:
@@ -64,7 +68,7 @@ class DmaDevice:
         self._mapped: dict[int, int] = {}  # IOVA page base -> mapped size
 
     @classmethod
-    def for_rid(cls, driver: IommuDriver, rid: int, domain: IommuDomain | None = None) -> "DmaDevice":
+    def for_rid(cls, driver: IommuDriver, rid: int, domain: IommuDomain | None = None) -> DmaDevice:
         """Attach ``rid`` to ``domain`` (a new one if None) and return its DMA ops."""
         domain = domain or driver.iommu_domain_alloc()
         driver.attach_device(domain, rid)

@@ -8,17 +8,49 @@ invalidations the spec requires after changing them (§6.5).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .allocator import ExtentAllocator, PageAllocator
 from .events import ContextChange, DomainMap, DomainUnmap
 from .remapping import Iommu
 from .vtd_format import (
-    AW_48, CONTEXT_ENTRIES, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, PAGE_MASK, PAGE_SHIFT,
-    RE_CTP_MASK, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W, SLPT_ENTRIES, SLPTE_SIZE,
-    IRTE_SIZE, TABLE_SIZE, TT_PASS_THROUGH, aw_bits, aw_levels, context_entry, irte, level_shift, pack_u64,
+    AW_48,
+    CONTEXT_ENTRIES,
+    CONTEXT_ENTRY_SIZE,
+    IRTE_SIZE,
+    LARGE_PAGE_LEVELS,
+    PAGE_MASK,
+    PAGE_SHIFT,
+    RE_CTP_MASK,
+    RE_P,
+    ROOT_ENTRY_SIZE,
+    SL_ADDR_MASK,
+    SL_PS,
+    SL_R,
+    SL_RW,
+    SL_W,
+    SLPT_ENTRIES,
+    SLPTE_SIZE,
+    TABLE_SIZE,
+    TT_PASS_THROUGH,
+    aw_bits,
+    aw_levels,
+    context_entry,
+    context_entry_addr,
+    irte,
+    level_shift,
+    pack_u64,
     remappable_msi,
-    context_entry_addr, root_entry, root_entry_addr, slpte, slpte_offset, unpack_entry128, unpack_u64,
+    root_entry,
+    root_entry_addr,
+    slpte,
+    slpte_offset,
+    unpack_entry128,
+    unpack_u64,
 )
+
+if TYPE_CHECKING:
+    from .rc import IommuRootComplex
 
 IOMMU_READ = SL_R
 IOMMU_WRITE = SL_W
@@ -74,14 +106,15 @@ class IommuDriver:
         self._context_changed = iommu.events.topic(ContextChange)
         self._mapped = iommu.events.topic(DomainMap)
         self._unmapped = iommu.events.topic(DomainUnmap)
-        iommu.root_table_address = self.root_table
+        iommu.set_root_table(self.root_table)
         iommu.context_cache.invalidate()
         iommu.iotlb.invalidate()
-        iommu.translation_enabled = enable
+        iommu.set_translation(enable)
 
     @classmethod
-    def for_root_complex(cls, rc, pool_size: int = 64 << 20, enable: bool = True,
-                         irq_remapping: bool = False) -> "IommuDriver":
+    def for_root_complex(
+        cls, rc: IommuRootComplex, pool_size: int = 64 << 20, enable: bool = True, irq_remapping: bool = False
+    ) -> IommuDriver:
         """A driver for ``rc.iommu`` taking its pages from a fresh ``rc.alloc_region``; with
         ``irq_remapping`` it also turns interrupt remapping on and becomes the RC's IRQ domain."""
         base, _mem = rc.alloc_region(pool_size)
@@ -97,11 +130,8 @@ class IommuDriver:
         compatibility-format interrupts are blocked unless ``allow_compat`` (GCMD.CFI)."""
         if entries & (entries - 1) or not 2 <= entries <= 1 << 16:
             raise ValueError(f"{entries} IRT entries: a power of two in [2, 65536]")
-        hw = self.iommu.interrupts
         self.irt = self.pages.alloc(entries * IRTE_SIZE)
-        hw.table_address, hw.entries = self.irt, entries
-        hw.compat_allowed = allow_compat
-        hw.enabled = True
+        self.iommu.interrupts.enable(self.irt, entries, allow_compat)
 
     @property
     def irq_remapping(self) -> bool:
@@ -182,8 +212,9 @@ class IommuDriver:
             self._attached[rid] = domain
             domain.devices.add(rid)
         if self._context_changed:
-            self._context_changed.emit(ContextChange(rid, None if domain is None else domain.did,
-                                                     domain is not None and domain.passthrough))
+            self._context_changed.emit(
+                ContextChange(rid, None if domain is None else domain.did, domain is not None and domain.passthrough)
+            )
 
     def attach_device(self, domain: IommuDomain, rid: int) -> None:
         """Translate ``rid``'s DMA through ``domain`` (context TT=00)."""

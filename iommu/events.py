@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 class Translation:
     """A DMA request of ``length`` bytes at ``iova`` from ``source_id``: ``chunks`` are the host
     (address, length) pieces it maps to, empty when it was blocked (``fault``)."""
+
     source_id: int
     iova: int
     length: int
@@ -33,6 +34,7 @@ class Translation:
 @dataclass(frozen=True, slots=True)
 class IotlbFill:
     """A page walk filled the IOTLB: domain ``did``, page of 2**``shift`` bytes at ``iova``."""
+
     did: int
     iova: int
     shift: int
@@ -41,6 +43,7 @@ class IotlbFill:
 @dataclass(frozen=True, slots=True)
 class IotlbInvalidate:
     """Software invalidated the IOTLB: ``did`` None is global; ``addr``/``am`` a page range."""
+
     did: int | None
     addr: int | None = None
     am: int | None = None
@@ -49,6 +52,7 @@ class IotlbInvalidate:
 @dataclass(frozen=True, slots=True)
 class Fault:
     """A fault was recorded in the fault log (or counted as overflow / suppressed)."""
+
     record: FaultRecord
     logged: bool
 
@@ -58,6 +62,7 @@ class MsiRequest:
     """A write from ``source_id`` reached the interrupt window: ``vector`` is the host vector it
     raised (its data in compatibility format, its IRTE's with remapping on), or None and ``why``
     when it raised nothing."""
+
     source_id: int
     address: int
     data: bytes
@@ -73,6 +78,7 @@ class MsiRequest:
 class AcsViolation:
     """A root port refused a request from ``requester_id`` (ACS Source Validation): its
     requester ID is not on the port's secondary bus range."""
+
     requester_id: int
     address: int
     is_write: bool
@@ -82,6 +88,7 @@ class AcsViolation:
 class ContextChange:
     """The driver pointed ``rid``'s context entry at domain ``did`` (pass-through or translated),
     or cleared it (``did`` None)."""
+
     rid: int
     did: int | None
     passthrough: bool = False
@@ -90,6 +97,7 @@ class ContextChange:
 @dataclass(frozen=True, slots=True)
 class DomainMap:
     """``iommu_map``: [iova, iova+size) of domain ``did`` now reaches [phys, phys+size) with ``prot``."""
+
     did: int
     iova: int
     phys: int
@@ -100,6 +108,7 @@ class DomainMap:
 @dataclass(frozen=True, slots=True)
 class DomainUnmap:
     """``iommu_unmap``: [iova, iova+size) of domain ``did`` is no longer mapped."""
+
     did: int
     iova: int
     size: int

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
 
 from observe import EventBus
 
@@ -50,16 +49,43 @@ class FaultReason(Enum):
         return _FR_CODES[self]
 
 
-_FR_CODES = {reason: code for code, reason in enumerate(
-    [None, FaultReason.ROOT_ENTRY_NOT_PRESENT, FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
-     FaultReason.CONTEXT_ENTRY_INVALID, FaultReason.ADDRESS_BEYOND_AW, FaultReason.WRITE_DENIED,
-     FaultReason.READ_DENIED, FaultReason.SLPTE_ACCESS_ERROR, FaultReason.ROOT_TABLE_ACCESS_ERROR,
-     FaultReason.CONTEXT_TABLE_ACCESS_ERROR, FaultReason.ROOT_ENTRY_RESERVED,
-     FaultReason.CONTEXT_ENTRY_RESERVED, FaultReason.SLPTE_RESERVED]) if reason is not None}
-_FR_CODES.update({reason: 0x20 + k for k, reason in enumerate(
-    [FaultReason.IR_REQUEST_RESERVED, FaultReason.IR_INDEX_BEYOND, FaultReason.IR_NOT_PRESENT,
-     FaultReason.IR_TABLE_ACCESS_ERROR, FaultReason.IR_ENTRY_RESERVED, FaultReason.IR_COMPAT_BLOCKED,
-     FaultReason.IR_SOURCE_ID])})
+_FR_CODES = {
+    reason: code
+    for code, reason in enumerate(
+        [
+            None,
+            FaultReason.ROOT_ENTRY_NOT_PRESENT,
+            FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
+            FaultReason.CONTEXT_ENTRY_INVALID,
+            FaultReason.ADDRESS_BEYOND_AW,
+            FaultReason.WRITE_DENIED,
+            FaultReason.READ_DENIED,
+            FaultReason.SLPTE_ACCESS_ERROR,
+            FaultReason.ROOT_TABLE_ACCESS_ERROR,
+            FaultReason.CONTEXT_TABLE_ACCESS_ERROR,
+            FaultReason.ROOT_ENTRY_RESERVED,
+            FaultReason.CONTEXT_ENTRY_RESERVED,
+            FaultReason.SLPTE_RESERVED,
+        ]
+    )
+    if reason is not None
+}
+_FR_CODES.update(
+    {
+        reason: 0x20 + k
+        for k, reason in enumerate(
+            [
+                FaultReason.IR_REQUEST_RESERVED,
+                FaultReason.IR_INDEX_BEYOND,
+                FaultReason.IR_NOT_PRESENT,
+                FaultReason.IR_TABLE_ACCESS_ERROR,
+                FaultReason.IR_ENTRY_RESERVED,
+                FaultReason.IR_COMPAT_BLOCKED,
+                FaultReason.IR_SOURCE_ID,
+            ]
+        )
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -83,14 +109,18 @@ class FaultRecord:
 
     def __str__(self) -> str:
         rid = self.source_id
-        source = f"{rid >> 8:02x}:{(rid >> 3) & 0x1f:02x}.{rid & 7}"
+        source = f"{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}"
         if self.reason.is_interrupt:
-            return (f"INTR-REMAP fault: request from {source} index {self.address:#x}: {self.reason.value} "
-                    f"[FR {self.fault_reason:#x}]")
+            return (
+                f"INTR-REMAP fault: request from {source} index {self.address:#x}: {self.reason.value} "
+                f"[FR {self.fault_reason:#x}]"
+            )
         kind = "write" if self.is_write else "read"
         at = f" (level {self.level})" if self.level else ""
-        return (f"DMAR fault: {kind} from {source} addr {self.address:#x}: {self.reason.value}{at} "
-                f"[FR {self.fault_reason:#x}]")
+        return (
+            f"DMAR fault: {kind} from {source} addr {self.address:#x}: {self.reason.value}{at} "
+            f"[FR {self.fault_reason:#x}]"
+        )
 
 
 class FaultLog:
@@ -98,15 +128,13 @@ class FaultLog:
 
     At most ``capacity`` records are kept; a fault arriving while the log is full
     sets ``overflow`` and is only counted (``dropped``) until software calls
-    ``clear()``.  ``callback(record)`` stands for the fault-event interrupt and
-    fires once per recorded fault.
+    ``clear()``.  Every fault, logged or not, is a :class:`~iommu.events.Fault` event
+    (``logged`` says which): that stands for the fault-event interrupt.
     """
 
-    def __init__(self, capacity: int = 16, callback: Callable[[FaultRecord], None] | None = None,
-                 events: EventBus | None = None):
+    def __init__(self, capacity: int = 16, events: EventBus | None = None):
         self._fault = (events or EventBus()).topic(Fault)
         self.capacity = capacity
-        self.callback = callback
         self.records: list[FaultRecord] = []
         self.overflow = False
         self.dropped = 0  # faults lost to overflow
@@ -127,11 +155,6 @@ class FaultLog:
             return
         self.records.append(record)
         log.warning("%s", record)
-        if self.callback is not None:
-            try:
-                self.callback(record)
-            except Exception:  # a broken handler must not break the hardware
-                log.exception("fault event callback failed for %s", record)
 
     def clear(self) -> list[FaultRecord]:
         """Software reads and clears all records and the overflow flag."""

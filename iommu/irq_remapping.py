@@ -21,15 +21,30 @@ from __future__ import annotations
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import HostMemory, HostMemoryError
 from .vtd_format import (
-    IRTE_HI_RSVD, IRTE_HI_SID_MASK, IRTE_HI_SQ_SHIFT, IRTE_HI_SVT_SHIFT, IRTE_LO_RSVD, IRTE_P, IRTE_FPD,
-    IRTE_SIZE, MSI_ADDR_IF, MSI_ADDR_RSVD, SQ_IGNORE, SVT_BUS, SVT_NONE, SVT_RID, irte_vector,
-    remappable_index, unpack_entry128,
+    IRTE_FPD,
+    IRTE_HI_RSVD,
+    IRTE_HI_SID_MASK,
+    IRTE_HI_SQ_SHIFT,
+    IRTE_HI_SVT_SHIFT,
+    IRTE_LO_RSVD,
+    IRTE_P,
+    IRTE_SIZE,
+    MSI_ADDR_IF,
+    MSI_ADDR_RSVD,
+    SQ_IGNORE,
+    SVT_BUS,
+    SVT_NONE,
+    SVT_RID,
+    irte_vector,
+    remappable_index,
+    unpack_entry128,
 )
 
 
 class InterruptRemapper:
     """IRTA_REG (``table_address``, ``entries``), GCMD.IRE (``enabled``) and GCMD.CFI
-    (``compat_allowed``) of one remapping unit, and the check of each request."""
+    (``compat_allowed``) of one remapping unit, set by :meth:`enable`, and the check of
+    each request."""
 
     def __init__(self, memory: HostMemory, faults: FaultLog):
         self.memory = memory
@@ -41,6 +56,12 @@ class InterruptRemapper:
         self.remapped = 0
         self.blocked = 0
 
+    def enable(self, table_address: int, entries: int, compat_allowed: bool = False) -> None:
+        """IRTA_REG (table, size), GCMD.SIRTP, then GCMD.IRE; GCMD.CFI if ``compat_allowed``."""
+        self.table_address, self.entries = table_address, entries
+        self.compat_allowed = compat_allowed
+        self.enabled = True
+
     def remap(self, source_id: int, address: int, value: int | None) -> int | None:
         """The host vector a request writing dword ``value`` at ``address`` raises, or None
         when it is blocked (and recorded). ``value`` None: the write was not one whole dword."""
@@ -50,7 +71,7 @@ class InterruptRemapper:
                 raise _Blocked(FaultReason.IR_REQUEST_RESERVED)
             if not address & MSI_ADDR_IF:
                 if self.compat_allowed:
-                    return value                        # compatibility format: data is the vector
+                    return value  # compatibility format: data is the vector
                 raise _Blocked(FaultReason.IR_COMPAT_BLOCKED)
             index = remappable_index(address, value)
             if index >= self.entries:
@@ -90,4 +111,4 @@ def _source_valid(rid: int, hi: int) -> bool:
         return rid & ~ignore == sid & ~ignore
     if svt == SVT_BUS:
         return sid >> 8 <= rid >> 8 <= sid & 0xFF
-    return False                                          # SVT 11b is reserved
+    return False  # SVT 11b is reserved

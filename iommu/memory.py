@@ -8,7 +8,13 @@ translation costs no simulator time and no coroutine.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import mmap
+    from collections.abc import Iterator
+
+    from cocotbext.pcie.core import RootComplex
 
 
 class HostMemoryError(Exception):
@@ -40,11 +46,11 @@ class BytearrayMemory:
 
     def read(self, addr: int, length: int) -> bytes:
         off = self._offset(addr, length)
-        return bytes(self.mem[off:off + length])
+        return bytes(self.mem[off : off + length])
 
     def write(self, addr: int, data: bytes) -> None:
         off = self._offset(addr, len(data))
-        self.mem[off:off + len(data)] = data
+        self.mem[off : off + len(data)] = data
 
 
 class RcHostMemory:
@@ -56,21 +62,20 @@ class RcHostMemory:
     Regions are only ever added, so the sorted index is rebuilt when the list grows.
     """
 
-    def __init__(self, rc):
+    def __init__(self, rc: RootComplex):
         self._pool = rc.mem_pool
         self._pool_base = rc.mem_pool.get_absolute_address(0)
         self._count = -1
         self._bases: list[int] = []
-        self._spans: list[tuple[int, int, object]] = []
+        self._spans: list[tuple[int, int, mmap.mmap]] = []
 
     def _reindex(self) -> None:
-        spans = sorted((self._pool_base + base, size, region.mem)
-                       for base, size, _offset, region in self._pool.regions)
+        spans = sorted((self._pool_base + base, size, region.mem) for base, size, _offset, region in self._pool.regions)
         self._spans = spans
         self._bases = [base for base, _size, _mem in spans]
         self._count = len(self._pool.regions)
 
-    def _segments(self, addr: int, length: int):
+    def _segments(self, addr: int, length: int) -> Iterator[tuple[mmap.mmap, int, int]]:
         """Yield (mmap, offset, n) pieces covering [addr, addr+length)."""
         if len(self._pool.regions) != self._count:
             self._reindex()
@@ -88,10 +93,10 @@ class RcHostMemory:
             length -= n
 
     def read(self, addr: int, length: int) -> bytes:
-        return b"".join(bytes(mem[off:off + n]) for mem, off, n in self._segments(addr, length))
+        return b"".join(bytes(mem[off : off + n]) for mem, off, n in self._segments(addr, length))
 
     def write(self, addr: int, data: bytes) -> None:
         pos = 0
         for mem, off, n in self._segments(addr, len(data)):
-            mem[off:off + n] = data[pos:pos + n]
+            mem[off : off + n] = data[pos : pos + n]
             pos += n

@@ -10,6 +10,8 @@ is checked against its IRTE before the host vector it names is raised (VT-d §5.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
@@ -19,6 +21,11 @@ from .events import MsiRequest
 from .faults import FaultRecord
 from .memory import RcHostMemory
 from .remapping import Iommu
+
+if TYPE_CHECKING:
+    from cocotbext.pcie.core.msi import MsiVector
+
+    from .driver import IommuDriver
 
 MSI_DWORD_BE = 0xF
 #: the interrupt window: every device write in it is an interrupt request (VT-d §3.13, 1 MiB)
@@ -36,9 +43,9 @@ class IommuRootComplex(RootComplex):
     vector is logged and counted in ``msi_bogus`` instead of asserting.
     """
 
-    def __init__(self, *args, iommu: Iommu | None = None, **kwargs):
+    def __init__(self, *args: Any, iommu: Iommu | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.default_downstream_bridge = lambda: AcsRootPort(self)    # root ports made from now on
+        self.default_downstream_bridge = lambda: AcsRootPort(self)  # root ports made from now on
         self.host_memory = RcHostMemory(self)
         self.iommu = iommu or Iommu(self.host_memory)
         self._msi_base = self.msi_region.get_absolute_address(0)
@@ -46,17 +53,19 @@ class IommuRootComplex(RootComplex):
         self.iommu.interrupt_window = (self._msi_base, INTERRUPT_WINDOW_SIZE)
         self.msi_delivered = 0
         self.msi_bogus = 0
-        self.irq_domain = None  # the IOMMU driver, once it enables interrupt remapping
+        self.irq_domain: IommuDriver | None = None  # the IOMMU driver, once it enables interrupt remapping
         self._msi_request = self.iommu.events.topic(MsiRequest)
         # IOVA ranges the IOMMU must never hand out: the interrupt window, and
         # the bridge memory window (peer-to-peer routing would win over the RC)
-        self.iommu.reserved_regions += [(self._msi_base, INTERRUPT_WINDOW_SIZE),
-                                        (self.mem_base, self.mem_base & -self.mem_base)]
+        self.iommu.reserved_regions += [
+            (self._msi_base, INTERRUPT_WINDOW_SIZE),
+            (self.mem_base, self.mem_base & -self.mem_base),
+        ]
 
     def in_interrupt_window(self, addr: int) -> bool:
         return self._msi_base <= addr < self._msi_end
 
-    def msi_compose_msg(self, rid: int, vectors: list) -> list[tuple[int, int]]:
+    def msi_compose_msg(self, rid: int, vectors: list[MsiVector]) -> list[tuple[int, int]]:
         """(address, data) a device with requester ID ``rid`` must use for each host vector
         (cocotbext ``MsiVector``): remappable format with its own IRTE while interrupt
         remapping is on, else the compatibility format the vector carries."""
@@ -66,7 +75,7 @@ class IommuRootComplex(RootComplex):
 
     async def _msi_write(self, tlp: Tlp) -> None:
         """Deliver a well-formed interrupt request through the stock MsiRegion; count the rest."""
-        data = bytes(tlp.get_data())[:tlp.length * 4]
+        data = bytes(tlp.get_data())[: tlp.length * 4]
         source = int(tlp.requester_id)
         if self.iommu.interrupts.enabled:
             await self._remapped_msi(tlp, source, data)
@@ -82,8 +91,13 @@ class IommuRootComplex(RootComplex):
         self.msi_bogus += 1
         if self._msi_request:
             self._msi_request.emit(MsiRequest(source, tlp.address, data, None, "names no allocated vector"))
-        self.log.warning("Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
-                         tlp.requester_id, tlp.address, tlp.first_be, data.hex())
+        self.log.warning(
+            "Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
+            tlp.requester_id,
+            tlp.address,
+            tlp.first_be,
+            data.hex(),
+        )
 
     async def _remapped_msi(self, tlp: Tlp, source: int, data: bytes) -> None:
         dword = tlp.length == 1 and tlp.first_be == MSI_DWORD_BE
@@ -91,9 +105,15 @@ class IommuRootComplex(RootComplex):
         if vector is None or vector not in self.msi_region.msi_vectors:
             self.msi_bogus += 1
             if self._msi_request:
-                self._msi_request.emit(MsiRequest(source, tlp.address, data, None,
-                                                  "blocked by interrupt remapping" if vector is None
-                                                  else "names no allocated vector"))
+                self._msi_request.emit(
+                    MsiRequest(
+                        source,
+                        tlp.address,
+                        data,
+                        None,
+                        "blocked by interrupt remapping" if vector is None else "names no allocated vector",
+                    )
+                )
             return
         self.msi_delivered += 1
         if self._msi_request:

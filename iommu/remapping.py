@@ -18,11 +18,41 @@ from .faults import FaultLog, FaultReason, FaultRecord
 from .irq_remapping import InterruptRemapper
 from .memory import HostMemory, HostMemoryError
 from .vtd_format import (
-    CE_FPD, CE_HI_AW_MASK, CE_HI_DID_MASK, CE_HI_DID_SHIFT, CE_HI_RSVD, CE_LO_RSVD, CE_P,
-    CE_SLPTPTR_MASK, CE_TT_MASK, CE_TT_SHIFT, CONTEXT_ENTRY_SIZE, LARGE_PAGE_LEVELS, RE_CTP_MASK,
-    RE_HI_RSVD, RE_LO_RSVD, RE_P, ROOT_ENTRY_SIZE, SL_ADDR_MASK, SL_PS, SL_R, SL_RW, SL_W,
-    SLPTE_SIZE, SUPPORTED_AW, TT_PASS_THROUGH, TT_UNTRANSLATED, aw_bits, aw_levels, level_shift,
-    context_entry_addr, root_entry_addr, slpte_offset, slpte_reserved, unpack_entry128, unpack_u64,
+    CE_FPD,
+    CE_HI_AW_MASK,
+    CE_HI_DID_MASK,
+    CE_HI_DID_SHIFT,
+    CE_HI_RSVD,
+    CE_LO_RSVD,
+    CE_P,
+    CE_SLPTPTR_MASK,
+    CE_TT_MASK,
+    CE_TT_SHIFT,
+    CONTEXT_ENTRY_SIZE,
+    LARGE_PAGE_LEVELS,
+    RE_CTP_MASK,
+    RE_HI_RSVD,
+    RE_LO_RSVD,
+    RE_P,
+    ROOT_ENTRY_SIZE,
+    SL_ADDR_MASK,
+    SL_PS,
+    SL_R,
+    SL_RW,
+    SL_W,
+    SLPTE_SIZE,
+    SUPPORTED_AW,
+    TT_PASS_THROUGH,
+    TT_UNTRANSLATED,
+    aw_bits,
+    aw_levels,
+    context_entry_addr,
+    level_shift,
+    root_entry_addr,
+    slpte_offset,
+    slpte_reserved,
+    unpack_entry128,
+    unpack_u64,
 )
 
 Chunks = list[tuple[int, int]]
@@ -38,11 +68,24 @@ class _EntryKind(NamedTuple):
     reserved: FaultReason
 
 
-_ROOT_ENTRY = _EntryKind(ROOT_ENTRY_SIZE, RE_P, RE_LO_RSVD, RE_HI_RSVD, FaultReason.ROOT_TABLE_ACCESS_ERROR,
-                         FaultReason.ROOT_ENTRY_NOT_PRESENT, FaultReason.ROOT_ENTRY_RESERVED)  # §9.1
-_CONTEXT_ENTRY = _EntryKind(CONTEXT_ENTRY_SIZE, CE_P, CE_LO_RSVD, CE_HI_RSVD,
-                            FaultReason.CONTEXT_TABLE_ACCESS_ERROR, FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
-                            FaultReason.CONTEXT_ENTRY_RESERVED)  # §9.3
+_ROOT_ENTRY = _EntryKind(
+    ROOT_ENTRY_SIZE,
+    RE_P,
+    RE_LO_RSVD,
+    RE_HI_RSVD,
+    FaultReason.ROOT_TABLE_ACCESS_ERROR,
+    FaultReason.ROOT_ENTRY_NOT_PRESENT,
+    FaultReason.ROOT_ENTRY_RESERVED,
+)  # §9.1
+_CONTEXT_ENTRY = _EntryKind(
+    CONTEXT_ENTRY_SIZE,
+    CE_P,
+    CE_LO_RSVD,
+    CE_HI_RSVD,
+    FaultReason.CONTEXT_TABLE_ACCESS_ERROR,
+    FaultReason.CONTEXT_ENTRY_NOT_PRESENT,
+    FaultReason.CONTEXT_ENTRY_RESERVED,
+)  # §9.3
 
 
 class _Blocked(Exception):
@@ -57,8 +100,9 @@ class _Blocked(Exception):
 class Iommu:
     """One DMA-remapping hardware unit (DRHD).
 
-    Registers are attributes: ``root_table_address`` (RTADDR_REG, §10.4.6) and
-    ``translation_enabled`` (GCMD_REG.TE / GSTS_REG.TES, §10.4.4).  Software
+    Software programs it through :meth:`set_root_table` (RTADDR_REG and GCMD.SRTP,
+    §10.4.6) and :meth:`set_translation` (GCMD_REG.TE, §10.4.4); ``root_table_address``
+    and ``translation_enabled`` read back the status (GSTS_REG).  Software
     invalidates the caches through ``context_cache.invalidate`` (CCMD_REG) and
     ``iotlb.invalidate`` / ``iotlb.invalidate_pages`` (IOTLB_REG, §6.5.1).
     ``reserved_regions`` lists the (base, size) ranges that are not DMA-remapped
@@ -69,8 +113,13 @@ class Iommu:
     (:mod:`iommu.events`).
     """
 
-    def __init__(self, memory: HostMemory, fault_log_size: int = 16, fault_callback=None,
-                 iotlb_capacity: int = 8192):
+    def __init__(
+        self,
+        memory: HostMemory,
+        fault_log_size: int = 16,
+        iotlb_capacity: int = 8192,
+        interrupt_window: tuple[int, int] | None = None,
+    ):
         self.memory = memory
         self.events = EventBus()
         self._translation = self.events.topic(Translation)
@@ -78,10 +127,19 @@ class Iommu:
         self.translation_enabled = False
         self.context_cache = ContextCache()
         self.iotlb = Iotlb(iotlb_capacity, self.events)
-        self.faults = FaultLog(fault_log_size, fault_callback, self.events)
+        self.faults = FaultLog(fault_log_size, self.events)
         self.interrupts = InterruptRemapper(memory, self.faults)
         self.reserved_regions: list[tuple[int, int]] = []
-        self.interrupt_window: tuple[int, int] | None = None
+        self.interrupt_window = interrupt_window
+
+    # -- global command (GCMD_REG, §10.4.4) ------------------------------------
+    def set_root_table(self, address: int) -> None:
+        """RTADDR_REG = ``address``, then GCMD.SRTP: the unit uses the new root table."""
+        self.root_table_address = address
+
+    def set_translation(self, enabled: bool) -> None:
+        """GCMD.TE: DMA remapping on (every request translated) or off (untranslated)."""
+        self.translation_enabled = enabled
 
     # -- translation ---------------------------------------------------------
     def translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
@@ -90,8 +148,9 @@ class Iommu:
         result = self._translate(source_id, iova, length, is_write)
         if self._translation:
             fault = result if isinstance(result, FaultRecord) else None
-            self._translation.emit(Translation(source_id, iova, length, is_write,
-                                               () if fault else tuple(result), fault))
+            self._translation.emit(
+                Translation(source_id, iova, length, is_write, () if fault else tuple(result), fault)
+            )
         return result
 
     def _translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
@@ -148,8 +207,14 @@ class Iommu:
         aw = hi & CE_HI_AW_MASK
         if tt not in (TT_UNTRANSLATED, TT_PASS_THROUGH) or (tt == TT_UNTRANSLATED and aw not in SUPPORTED_AW):
             raise _Blocked(FaultReason.CONTEXT_ENTRY_INVALID)
-        ctx = Context(did=(hi & CE_HI_DID_MASK) >> CE_HI_DID_SHIFT, tt=tt, slptptr=lo & CE_SLPTPTR_MASK,
-                      levels=aw_levels(aw), aw_bits=aw_bits(aw), fpd=bool(lo & CE_FPD))
+        ctx = Context(
+            did=(hi & CE_HI_DID_MASK) >> CE_HI_DID_SHIFT,
+            tt=tt,
+            slptptr=lo & CE_SLPTPTR_MASK,
+            levels=aw_levels(aw),
+            aw_bits=aw_bits(aw),
+            fpd=bool(lo & CE_FPD),
+        )
         self.context_cache.entries[source_id] = ctx
         return ctx
 
@@ -161,8 +226,9 @@ class Iommu:
         table = ctx.slptptr
         perms = SL_RW
         for level in range(ctx.levels, 0, -1):
-            pte = unpack_u64(self._fetch(table + slpte_offset(iova, level), SLPTE_SIZE,
-                                         FaultReason.SLPTE_ACCESS_ERROR, level))
+            pte = unpack_u64(
+                self._fetch(table + slpte_offset(iova, level), SLPTE_SIZE, FaultReason.SLPTE_ACCESS_ERROR, level)
+            )
             if not pte & SL_RW:
                 raise _Blocked(FaultReason.SLPTE_NOT_PRESENT, level)
             leaf = level == 1 or (level in LARGE_PAGE_LEVELS and pte & SL_PS)

@@ -113,8 +113,7 @@ def root_entry(ctp: int) -> bytes:
     return struct.pack("<QQ", (ctp & RE_CTP_MASK) | RE_P, 0)
 
 
-def context_entry(slptptr: int, did: int, tt: int = TT_UNTRANSLATED, aw: int = AW_48,
-                  fpd: bool = False) -> bytes:
+def context_entry(slptptr: int, did: int, tt: int = TT_UNTRANSLATED, aw: int = AW_48, fpd: bool = False) -> bytes:
     """A present legacy-mode context entry (§9.3)."""
     lo = (slptptr & CE_SLPTPTR_MASK) | (tt << CE_TT_SHIFT) | CE_P | (CE_FPD if fpd else 0)
     hi = (aw & CE_HI_AW_MASK) | ((did << CE_HI_DID_SHIFT) & CE_HI_DID_MASK)
@@ -142,32 +141,32 @@ def unpack_u64(raw: bytes) -> int:
 
 # -- interrupt remapping (§5.1, §9.10) ----------------------------------------------------------
 IRTE_SIZE = 16
-IRTE_P = 1 << 0                    # present
-IRTE_FPD = 1 << 1                  # fault processing disable
-IRTE_V_SHIFT = 16                  # vector, bits 23:16
+IRTE_P = 1 << 0  # present
+IRTE_FPD = 1 << 1  # fault processing disable
+IRTE_V_SHIFT = 16  # vector, bits 23:16
 IRTE_V_MASK = 0xFF << IRTE_V_SHIFT
-IRTE_DST_SHIFT = 32                # destination ID, bits 63:32 (x2APIC mode: all 32 bits)
-IRTE_LO_RSVD = (0xF << 12) | (0xFF << 24)      # bits 15:12 (IM = 0: remapped format), 31:24
-IRTE_HI_SID_MASK = 0xFFFF          # source-id, bits 79:64
-IRTE_HI_SQ_SHIFT = 16              # source-id qualifier, bits 81:80
-IRTE_HI_SVT_SHIFT = 18             # source validation type, bits 83:82
+IRTE_DST_SHIFT = 32  # destination ID, bits 63:32 (x2APIC mode: all 32 bits)
+IRTE_LO_RSVD = (0xF << 12) | (0xFF << 24)  # bits 15:12 (IM = 0: remapped format), 31:24
+IRTE_HI_SID_MASK = 0xFFFF  # source-id, bits 79:64
+IRTE_HI_SQ_SHIFT = 16  # source-id qualifier, bits 81:80
+IRTE_HI_SVT_SHIFT = 18  # source validation type, bits 83:82
 IRTE_HI_RSVD = ((1 << 64) - 1) & ~((1 << 20) - 1)
-SVT_NONE = 0b00                    # no source validation
-SVT_RID = 0b01                     # requester ID must equal SID under the SQ mask
-SVT_BUS = 0b10                     # requester's bus must be in [SID[15:8], SID[7:0]]
+SVT_NONE = 0b00  # no source validation
+SVT_RID = 0b01  # requester ID must equal SID under the SQ mask
+SVT_BUS = 0b10  # requester's bus must be in [SID[15:8], SID[7:0]]
 #: SQ: which function-number bits of the requester ID are ignored when comparing with SID
 SQ_IGNORE = {0b00: 0b000, 0b01: 0b100, 0b10: 0b110, 0b11: 0b111}
 
 # IRTA_REG (§10.4.29): table address bits 63:12, EIME bit 11, S bits 3:0 = log2(entries) - 1
 IRTA_S_MASK = 0xF
-IRTA_MAX_S = 15                    # 65536 entries
+IRTA_MAX_S = 15  # 65536 entries
 
 # remappable-format MSI address (§5.1.2.2): window | handle[14:0] << 5 | IF | SHV | handle[15] << 2
-MSI_ADDR_IF = 1 << 4               # interrupt format: 1 = remappable
-MSI_ADDR_SHV = 1 << 3              # subhandle valid: the data's low 16 bits are added to the handle
+MSI_ADDR_IF = 1 << 4  # interrupt format: 1 = remappable
+MSI_ADDR_SHV = 1 << 3  # subhandle valid: the data's low 16 bits are added to the handle
 MSI_ADDR_HANDLE_SHIFT = 5
 MSI_ADDR_HANDLE_HI = 1 << 2
-MSI_ADDR_RSVD = 0x3                # bits 1:0
+MSI_ADDR_RSVD = 0x3  # bits 1:0
 
 
 def irte(vector: int, sid: int, sq: int = 0b00, svt: int = SVT_RID, fpd: bool = False) -> bytes:

@@ -22,6 +22,7 @@ __all__ = ["EventBus", "Topic"]
 @dataclass(frozen=True, slots=True)
 class ConfigWrite:
     """A configuration write reached function ``fn`` (dword ``offset``, ``byte_enable`` lanes)."""
+
     fn: int
     rid: int
     offset: int
@@ -32,6 +33,7 @@ class ConfigWrite:
 @dataclass(frozen=True, slots=True)
 class MmioWrite:
     """A memory write to BAR ``bar`` of function ``fn``, one event per dword touched."""
+
     fn: int
     bar: int
     offset: int
@@ -43,6 +45,7 @@ class MmioWrite:
 class Doorbell:
     """A tail write to queue ``queue`` (``rx`` ring or TX) of function ``fn``; ``turns`` is how
     many DMA engine turns the device had started when it arrived (see :class:`Turn`)."""
+
     fn: int
     queue: int
     rx: bool
@@ -53,6 +56,7 @@ class Doorbell:
 @dataclass(frozen=True, slots=True)
 class DescriptorFetch:
     """``count`` descriptors read from slot ``first`` of a ring."""
+
     fn: int
     queue: int
     rx: bool
@@ -63,6 +67,7 @@ class DescriptorFetch:
 @dataclass(frozen=True, slots=True)
 class Writeback:
     """One descriptor written back in place: ``length`` bytes, ``status`` bits."""
+
     fn: int
     queue: int
     rx: bool
@@ -75,6 +80,7 @@ class Writeback:
 class Turn:
     """A DMA engine gave ring (``queue``, ``rx``) of function ``fn`` one turn: ``number`` counts
     the device's turns, ``descriptors`` is how many the ring completed in it."""
+
     fn: int
     queue: int
     rx: bool
@@ -85,6 +91,7 @@ class Turn:
 @dataclass(frozen=True, slots=True)
 class QueueStopped:
     """A queue stopped or refused to start; ``error`` is its QueueError, ``why`` the detail."""
+
     fn: int
     queue: int
     rx: bool
@@ -100,6 +107,7 @@ class SwitchDecision:
     ``uplink`` holds (frame, sent) when the switch handed it to the uplink; ``reason``
     names the ingress drop (``DROP_SPOOF``...) or None.
     """
+
     src: int
     frame: bytes
     deliveries: tuple
@@ -111,6 +119,7 @@ class SwitchDecision:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A frame offered to RX queue ``queue`` of function ``fn``; ``accepted`` False: no buffer."""
+
     fn: int
     queue: int
     frame: bytes
@@ -120,6 +129,7 @@ class Delivery:
 @dataclass(frozen=True, slots=True)
 class UplinkTransmit:
     """A frame the NIC sent out of the uplink; ``sent`` False: dropped (link down, queue full)."""
+
     frame: bytes
     sent: bool
 
@@ -127,6 +137,7 @@ class UplinkTransmit:
 @dataclass(frozen=True, slots=True)
 class UplinkReceive:
     """A frame from the link partner; ``accepted`` False: dropped because the link was down."""
+
     frame: bytes
     accepted: bool
 
@@ -135,6 +146,7 @@ class UplinkReceive:
 class Interrupt:
     """MSI-X vector ``vector`` of function ``fn``: ``outcome`` is sent, held (pending bit set:
     masked, or Bus Master Enable clear) or dropped (MSI-X disabled, vector out of range)."""
+
     fn: int
     vector: int
     outcome: str
@@ -144,6 +156,7 @@ class Interrupt:
 @dataclass(frozen=True, slots=True)
 class Reset:
     """Function ``fn`` was reset: ``kind`` is flr, soft (CTRL.RST or PF_VFRTRIG) or vf_disable."""
+
     fn: int
     kind: str
 
@@ -151,6 +164,7 @@ class Reset:
 @dataclass(frozen=True, slots=True)
 class FunctionError:
     """Function ``fn`` entered (or stayed in) the error state; ``cause`` is its FnError."""
+
     fn: int
     rid: int
     cause: int
@@ -161,5 +175,6 @@ class FunctionError:
 class MailboxViolation:
     """A side wrote a mailbox buffer it did not hold (``side`` vf or pf), or the PF took the
     buffer back from a VF with RVFU (``side`` rvfu)."""
+
     fn: int
     side: str

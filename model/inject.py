@@ -8,11 +8,17 @@ fault that the model itself carries out at the named point, and returns an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.core.device_core import DeviceCore
+    from model.core.slice import FunctionSlice
 
 
 @dataclass
 class Injection:
     """One armed fault: ``fired`` once the model carried it out; ``frame`` and ``fn`` say on what."""
+
     what: str
     fired: bool = False
     frame: bytes | None = None
@@ -23,10 +29,10 @@ class Injection:
 
 
 class InjectionPoints:
-    def __init__(self, core):
+    def __init__(self, core: DeviceCore):
         self._core = core
 
-    def _function(self, fn: int):
+    def _function(self, fn: int) -> FunctionSlice:
         function = self._core.function_at(fn)
         if function is None:
             raise ValueError(f"no function {fn}")

@@ -14,6 +14,7 @@ switch, the uplink (``nic.uplink``), the DMA engines.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from datasheet import device, pci
 from model.core import DeviceCore
@@ -23,6 +24,16 @@ from model.inject import InjectionPoints
 from model.pcie.device import NicDevice
 from model.pcie.pf import PhysicalFunction
 from model.pcie.vf import VirtualFunction
+
+if TYPE_CHECKING:
+    import os
+
+    from cocotbext.pcie.core.bridge import SwitchDownstreamPort
+    from cocotbext.pcie.core.port import SimPort
+
+    from model.core.switch import Switch
+    from model.core.uplink import UplinkPort
+    from model.pcie.function import NicFunction
 
 
 class Nic:
@@ -36,7 +47,7 @@ class Nic:
         self.inject = InjectionPoints(self.core)
 
     # -- wiring and parts ------------------------------------------------------------------------
-    def connect(self, port) -> None:
+    def connect(self, port: SwitchDownstreamPort | SimPort) -> None:
         self.device.connect(port)
 
     @property
@@ -44,14 +55,14 @@ class Nic:
         return self.device.vfs
 
     @property
-    def uplink(self):
+    def uplink(self) -> UplinkPort:
         return self.core.uplink
 
     @property
-    def switch(self):
+    def switch(self) -> Switch:
         return self.core.switch
 
-    def function_at(self, fn: int):
+    def function_at(self, fn: int) -> NicFunction | None:
         """The PCIe shell of function ``fn`` (0 = PF, 1 + i = VF i), None if it does not exist."""
         if fn == device.PF_PORT:
             return self.pf
@@ -59,7 +70,7 @@ class Nic:
         return self.vfs[index] if 0 <= index < len(self.vfs) else None
 
     # -- capture -----------------------------------------------------------------------------------
-    def open_pcap(self, path, nanosecond: bool = False) -> PcapWriter:
+    def open_pcap(self, path: str | os.PathLike, nanosecond: bool = False) -> PcapWriter:
         """Capture every frame entering the switch to ``path`` (libpcap), replacing any open capture."""
         self.close_pcap()
         writer = PcapWriter(path, nanosecond=nanosecond)
@@ -79,8 +90,11 @@ class Nic:
         for shell, slice_ in zip(shells, self.core.add_vfs(shells)):
             shell.map_slice(slice_)
         self.device.set_vfs(shells)
-        self.log.info("VF Enable: %d VFs, RIDs %s..%s", num_vfs,
-                      *(pci.rid_str(self.device.vf_rid(i)) for i in (0, max(num_vfs - 1, 0))))
+        self.log.info(
+            "VF Enable: %d VFs, RIDs %s..%s",
+            num_vfs,
+            *(pci.rid_str(self.device.vf_rid(i)) for i in (0, max(num_vfs - 1, 0))),
+        )
 
     async def sriov_vf_disable(self) -> None:
         """VF Enable 1->0: every VF vanishes with its state."""

@@ -14,13 +14,20 @@ device sends the message when the vector is unmasked, so nothing is lost.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cocotb
 from cocotb.queue import Queue
 
 from datasheet import device, pci, regs
 from netdev.ring import RxRing, TxRing
+
+if TYPE_CHECKING:
+    from cocotbext.pcie.core.pci import PciDevice
+
+    from iommu import DmaDevice
 
 ENABLE = regs.TXDCTL.field("ENABLE")
 VECTOR = regs.TXDCTL.field("VECTOR")
@@ -36,8 +43,23 @@ class QueueStats:
     busy: int = 0
 
 
+class NetDevOwner(Protocol):
+    """What a net device needs of the driver that owns it (the PF or a VF driver)."""
+
+    pdev: PciDevice
+
+    @property
+    def dma(self) -> DmaDevice | None: ...
+
+    async def read_reg(self, reg: regs.Register, index: int = 0) -> int: ...
+
+    async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None: ...
+
+    async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None: ...
+
+
 class NetDev:
-    def __init__(self, owner, num_queues: int, first_vector: int = 1):
+    def __init__(self, owner: NetDevOwner, num_queues: int, first_vector: int = 1):
         self.owner = owner
         self.num_queues = num_queues
         self.first_vector = first_vector
@@ -50,16 +72,16 @@ class NetDev:
         self.reschedules = [0] * num_queues
         self.is_open = False
         self._irqs: set[int] = set()
-        self._taps: list = []
-        self._before_unmask = None
+        self._taps: list[Callable[[int, bytes], None]] = []
+        self._before_unmask: Callable[[int], Awaitable[None]] | None = None
 
     # -- observation and test hooks -------------------------------------------------------------
-    def add_tap(self, callback) -> None:
+    def add_tap(self, callback: Callable[[int, bytes], None]) -> None:
         """Call ``callback(queue, frame)`` for every frame handed to the stack (a packet tap,
         like an AF_PACKET socket): monitors see what the driver received."""
         self._taps.append(callback)
 
-    def on_before_unmask(self, hook) -> None:
+    def on_before_unmask(self, hook: Callable[[int], Awaitable[None]]) -> None:
         """``await hook(queue)`` runs between napi_complete and the vector's unmask, to race a
         completion against the re-enable (tests of the lost-interrupt window)."""
         self._before_unmask = hook
@@ -71,10 +93,10 @@ class NetDev:
 
     # -- what the rings need from their driver ----------------------------------------------
     @property
-    def dma(self):
+    def dma(self) -> DmaDevice | None:
         return self.owner.dma
 
-    async def write_reg(self, reg, value, index=0):
+    async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
         await self.owner.write_reg(reg, value, index)
 
     def stats(self, queue: int, kind: str) -> QueueStats:
@@ -91,13 +113,15 @@ class NetDev:
         self.rx = [RxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         for q in range(self.num_queues):
             vector = self.first_vector + q
-            if vector not in self._irqs:              # a reopen keeps the handler it has
+            if vector not in self._irqs:  # a reopen keeps the handler it has
                 self._irqs.add(vector)
                 self.owner.pdev.request_irq(vector, self._irq_handler(q))
             for ring in (self.tx[q], self.rx[q]):
                 await self.owner.configure_queue(q, ring is self.rx[q], ring.desc_iova, ring.size, ring.buf_size)
-            for ring, (lo, hi, ln, ctl) in ((self.tx[q], (regs.TDBAL, regs.TDBAH, regs.TDLEN, regs.TXDCTL)),
-                                            (self.rx[q], (regs.RDBAL, regs.RDBAH, regs.RDLEN, regs.RXDCTL))):
+            for ring, (lo, hi, ln, ctl) in (
+                (self.tx[q], (regs.TDBAL, regs.TDBAH, regs.TDLEN, regs.TXDCTL)),
+                (self.rx[q], (regs.RDBAL, regs.RDBAH, regs.RDLEN, regs.RXDCTL)),
+            ):
                 await self.write_reg(lo, ring.desc_iova & 0xFFFFFFFF, q)
                 await self.write_reg(hi, ring.desc_iova >> 32, q)
                 await self.write_reg(ln, ring.size, q)
@@ -113,16 +137,17 @@ class NetDev:
             await self.write_reg(regs.TXDCTL, 0, q)
             await self.write_reg(regs.RXDCTL, 0, q)
             await self.set_vector_mask(self.first_vector + q, True)
-        await self.owner.read_reg(regs.STATUS)      # flush the posted writes before freeing memory
+        await self.owner.read_reg(regs.STATUS)  # flush the posted writes before freeing memory
         for ring in self.tx + self.rx:
             ring.release()
         self.tx, self.rx = [], []
 
     async def set_vector_mask(self, vector: int, masked: bool) -> None:
         table = self.owner.pdev.bar_window[device.MSIX_BAR]
-        await table.write_dword(device.MSIX_TABLE_OFFSET + vector * pci.PCI_MSIX_ENTRY_SIZE
-                                + pci.PCI_MSIX_ENTRY_VECTOR_CTRL,
-                                pci.PCI_MSIX_ENTRY_CTRL_MASKBIT if masked else 0)
+        await table.write_dword(
+            device.MSIX_TABLE_OFFSET + vector * pci.PCI_MSIX_ENTRY_SIZE + pci.PCI_MSIX_ENTRY_VECTOR_CTRL,
+            pci.PCI_MSIX_ENTRY_CTRL_MASKBIT if masked else 0,
+        )
 
     # -- ndo_start_xmit ------------------------------------------------------------------------
     async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
@@ -130,12 +155,13 @@ class NetDev:
         return await self.tx[queue].xmit(frame)
 
     # -- NAPI --------------------------------------------------------------------------------
-    def _irq_handler(self, q: int):
+    def _irq_handler(self, q: int) -> Callable[[], Coroutine[Any, Any, None]]:
         async def handler() -> None:
             if self.is_open and not self.napi_scheduled[q]:
                 self.napi_scheduled[q] = True
                 await self.set_vector_mask(self.first_vector + q, True)
                 cocotb.start_soon(self._napi_run(q))
+
         return handler
 
     async def _napi_run(self, q: int) -> None:
@@ -143,13 +169,13 @@ class NetDev:
             work = await self.poll(q, NAPI_BUDGET)
             if work >= NAPI_BUDGET:
                 continue
-            self.napi_scheduled[q] = False                 # napi_complete_done
+            self.napi_scheduled[q] = False  # napi_complete_done
             if self._before_unmask is not None:
                 await self._before_unmask(q)
             await self.set_vector_mask(self.first_vector + q, False)
             if not (self.tx[q].done() or self.rx[q].done()):
                 return
-            self.reschedules[q] += 1                       # work raced the re-enable: poll again
+            self.reschedules[q] += 1  # work raced the re-enable: poll again
             self.napi_scheduled[q] = True
             await self.set_vector_mask(self.first_vector + q, True)
 

@@ -11,28 +11,36 @@ the doorbell, so descriptors reach the device in tail order.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cocotb.triggers import Lock
 
 from datasheet import descriptors as d
 from datasheet import device, regs
 
+if TYPE_CHECKING:
+    from netdev.netdev import NetDev
+
 DD = d.STATUS_DD.mask
 EOP = d.STATUS_EOP.mask
 
 
-class _Ring:
-    def __init__(self, dev, index: int, size: int, buf_size: int):
-        if size & (size - 1) or not device.RING_MIN_DESCS <= size <= device.RING_MAX_DESCS:
-            raise ValueError(f"ring size {size} must be a power of two in "
-                             f"[{device.RING_MIN_DESCS}, {device.RING_MAX_DESCS}]")
+class DescriptorRing:
+    """The driver's half of one descriptor ring: descriptors and buffers from the function's
+    DMA domain, ``next_to_use`` (what the driver filled) and ``next_to_clean`` (what it reaped)."""
+
+    def __init__(self, dev: NetDev, index: int, size: int, buf_size: int):
+        error = device.ring_length_error(size)
+        if error:
+            raise ValueError(error)
         self.dev = dev
         self.index = index
         self.size = size
         self.buf_size = buf_size
         self.desc, self.desc_iova = dev.dma.dma_alloc_coherent(size * d.DESC_SIZE)
         self.data, self.data_iova = dev.dma.dma_alloc_coherent(size * buf_size)
-        self.next_to_use = 0      # next slot the driver fills
-        self.next_to_clean = 0    # next slot the driver checks for write-back
+        self.next_to_use = 0  # next slot the driver fills
+        self.next_to_clean = 0  # next slot the driver checks for write-back
         self.lock = Lock()
 
     def free(self) -> int:
@@ -51,20 +59,20 @@ class _Ring:
         self.dev.dma.dma_free_coherent(self.data, self.data_iova)
 
 
-class TxRing(_Ring):
+class TxRing(DescriptorRing):
     TAIL = regs.TDT
 
-    def __init__(self, dev, index: int, size: int, buf_size: int = 2048):
+    def __init__(self, dev: NetDev, index: int, size: int, buf_size: int = 2048):
         super().__init__(dev, index, size, buf_size)
         self.stats = dev.stats(index, "tx")
-        self.eop = [False] * size       # which slots end a frame (write-back overwrites the command)
+        self.eop = [False] * size  # which slots end a frame (write-back overwrites the command)
 
     async def xmit(self, frame: bytes) -> bool:
         """Queue ``frame`` (split over several descriptors if larger than a buffer).
 
         Returns False (NETDEV_TX_BUSY) when the ring lacks free slots.
         """
-        chunks = [frame[i:i + self.buf_size] for i in range(0, len(frame), self.buf_size)] or [b""]
+        chunks = [frame[i : i + self.buf_size] for i in range(0, len(frame), self.buf_size)] or [b""]
         async with self.lock:
             if self.free() < len(chunks):
                 self.stats.busy += 1
@@ -73,8 +81,9 @@ class TxRing(_Ring):
                 slot = self.next_to_use
                 self.data.write(slot * self.buf_size, chunk)
                 self.eop[slot] = n == len(chunks) - 1
-                self.desc.write(slot * d.DESC_SIZE, d.tx_desc(self.data_iova + slot * self.buf_size,
-                                                               len(chunk), eop=self.eop[slot]))
+                self.desc.write(
+                    slot * d.DESC_SIZE, d.tx_desc(self.data_iova + slot * self.buf_size, len(chunk), eop=self.eop[slot])
+                )
                 self.next_to_use = (slot + 1) % self.size
             await self.dev.write_reg(self.TAIL, self.next_to_use, self.index)
         return True
@@ -112,10 +121,10 @@ class TxRing(_Ring):
         return cleaned
 
 
-class RxRing(_Ring):
+class RxRing(DescriptorRing):
     TAIL = regs.RDT
 
-    def __init__(self, dev, index: int, size: int, buf_size: int = 2048):
+    def __init__(self, dev: NetDev, index: int, size: int, buf_size: int = 2048):
         super().__init__(dev, index, size, buf_size)
         self.stats = dev.stats(index, "rx")
         self.partial = b""

@@ -15,7 +15,8 @@ empty) and the callback is dropped; the publisher carries on.
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 log = logging.getLogger("cocotb.observe")
 
@@ -35,7 +36,7 @@ class Topic:
     def __bool__(self) -> bool:
         return bool(self.callbacks)
 
-    def emit(self, event) -> None:
+    def emit(self, event: object) -> None:
         for callback in tuple(self.callbacks):
             try:
                 callback(event)
@@ -50,7 +51,7 @@ class EventBus:
 
     def __init__(self):
         self._topics: dict[type, Topic] = {}
-        self.failures: list[tuple] = []         # (callback, event, exception) of failed observers
+        self.failures: list[tuple] = []  # (callback, event, exception) of failed observers
 
     def topic(self, kind: type) -> Topic:
         topic = self._topics.get(kind)

@@ -12,18 +12,43 @@ Everything works through config and memory requests over cocotbext-pcie's host m
 """
 
 from pcicore.config import (
-    find_capability, find_ext_capability, list_capabilities, pci_restore_state, pci_save_state,
+    find_capability,
+    find_ext_capability,
+    list_capabilities,
+    pci_restore_state,
+    pci_save_state,
 )
 from pcicore.dma import dma_device, set_dma_device
 from pcicore.errors import PciError
 from pcicore.iov import Sriov, SriovState, pci_iov_add_virtfn, pci_iov_remove_virtfn
 from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors
 from pcicore.reset import pci_reset_function, pcie_flr
-from pcicore.topology import pci_bus_reserve, pci_enable_acs, pci_enable_ari, pci_mmio_reserve
+from pcicore.topology import (
+    pci_bus_reserve,
+    pci_enable_acs,
+    pci_enable_ari,
+    pci_mmio_reserve,
+)
 
 __all__ = [
-    "PciError", "Sriov", "SriovState", "dma_device", "find_capability", "find_ext_capability",
-    "list_capabilities", "pci_alloc_irq_vectors", "pci_bus_reserve", "pci_enable_acs", "pci_enable_ari",
-    "pci_free_irq_vectors", "pci_iov_add_virtfn", "pci_iov_remove_virtfn", "pci_mmio_reserve",
-    "pci_reset_function", "pci_restore_state", "pci_save_state", "pcie_flr", "set_dma_device",
+    "PciError",
+    "Sriov",
+    "SriovState",
+    "dma_device",
+    "find_capability",
+    "find_ext_capability",
+    "list_capabilities",
+    "pci_alloc_irq_vectors",
+    "pci_bus_reserve",
+    "pci_enable_acs",
+    "pci_enable_ari",
+    "pci_free_irq_vectors",
+    "pci_iov_add_virtfn",
+    "pci_iov_remove_virtfn",
+    "pci_mmio_reserve",
+    "pci_reset_function",
+    "pci_restore_state",
+    "pci_save_state",
+    "pcie_flr",
+    "set_dma_device",
 ]

@@ -92,7 +92,7 @@ async def pci_restore_state(dev: PciDevice, state: dict[int, int]) -> None:
     devctl = exp + pci.PCI_EXP_DEVCTL if exp is not None else None
     for off, value in state.items():
         if off == devctl:
-            value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR & 0xFFFF      # never re-initiate an FLR
+            value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR & 0xFFFF  # never re-initiate an FLR
         if off != pci.PCI_COMMAND:
             await dev.config_write_dword(off, value)
     await dev.config_write_dword(pci.PCI_COMMAND, state[pci.PCI_COMMAND] & 0xFFFF)

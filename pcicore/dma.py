@@ -3,14 +3,17 @@ attaches the function to an IOMMU domain; the function's driver looks it up."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cocotbext.pcie.core.pci import PciDevice
 
-_dma: dict[int, Any] = {}
+if TYPE_CHECKING:
+    from iommu import DmaDevice
+
+_dma: dict[int, DmaDevice] = {}
 
 
-def set_dma_device(dev: PciDevice, dma) -> None:
+def set_dma_device(dev: PciDevice, dma: DmaDevice | None) -> None:
     """``dma`` (an :class:`iommu.DmaDevice`, or None) is ``dev``'s DMA API from now on."""
     if dma is None:
         _dma.pop(id(dev), None)
@@ -18,6 +21,6 @@ def set_dma_device(dev: PciDevice, dma) -> None:
         _dma[id(dev)] = dma
 
 
-def dma_device(dev: PciDevice):
+def dma_device(dev: PciDevice) -> DmaDevice | None:
     """``dev``'s DMA API, None until the host gave it one."""
     return _dma.get(id(dev))

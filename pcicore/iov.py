@@ -28,6 +28,7 @@ HOST_PAGE_SIZE = 4096
 @dataclass
 class SriovState:
     """What the host knows of one PF's SR-IOV capability (Linux ``struct pci_sriov``)."""
+
     pos: int
     total_vfs: int
     initial_vfs: int
@@ -36,7 +37,7 @@ class SriovState:
     vf_device: int
     pgsz: int
     ari: bool
-    bar_size: dict[int, int] = field(default_factory=dict)     # per-VF size by VF BAR index
+    bar_size: dict[int, int] = field(default_factory=dict)  # per-VF size by VF BAR index
     bar_base: dict[int, int] = field(default_factory=dict)
     num_vfs: int = 0
     virtfns: list[PciDevice] = field(default_factory=list)
@@ -66,10 +67,11 @@ class Sriov:
         pos = await find_ext_capability(self.pf, pci.PCI_EXT_CAP_ID_SRIOV)
         if pos is None:
             raise PciError(f"{self.pf.pcie_id}: no SR-IOV capability")
-        self.state = st = SriovState(pos=pos, total_vfs=0, initial_vfs=0, offset=0, stride=0,
-                                     vf_device=0, pgsz=0, ari=False)
+        self.state = st = SriovState(
+            pos=pos, total_vfs=0, initial_vfs=0, offset=0, stride=0, vf_device=0, pgsz=0, ari=False
+        )
         ctrl = await self._rd(pci.PCI_SRIOV_CTRL, 2)
-        if ctrl & pci.PCI_SRIOV_CTRL_VFE:   # left enabled (e.g. by firmware): start clean
+        if ctrl & pci.PCI_SRIOV_CTRL_VFE:  # left enabled (e.g. by firmware): start clean
             await self._wr(pci.PCI_SRIOV_CTRL, 0, 2)
             await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
         st.ari = await pci_enable_ari(self.pf)
@@ -93,9 +95,15 @@ class Sriov:
             st.bar_base[idx] = base = await pci_mmio_reserve(self.pf, total, size)
             await self._wr(pci.PCI_SRIOV_BAR + idx * 4, base & 0xFFFFFFFF)
             await self._wr(pci.PCI_SRIOV_BAR + (idx + 1) * 4, base >> 32)
-        self.log.info("SR-IOV: TotalVFs %d, offset %d, stride %d, VF DID %04x, ARI %s, VF BARs %s",
-                      st.total_vfs, st.offset, st.stride, st.vf_device, st.ari,
-                      {i: f"{b:#x}+n*{st.bar_size[i]:#x}" for i, b in st.bar_base.items()})
+        self.log.info(
+            "SR-IOV: TotalVFs %d, offset %d, stride %d, VF DID %04x, ARI %s, VF BARs %s",
+            st.total_vfs,
+            st.offset,
+            st.stride,
+            st.vf_device,
+            st.ari,
+            {i: f"{b:#x}+n*{st.bar_size[i]:#x}" for i, b in st.bar_base.items()},
+        )
         return st
 
     async def _size_vf_bars(self) -> None:
@@ -150,8 +158,7 @@ class Sriov:
             raise PciError(f"{self.pf.pcie_id}: device refused VF Enable")
         for n in range(num_vfs):
             bars = {idx: (st.bar_base[idx] + n * size, size) for idx, size in st.bar_size.items()}
-            vf = await pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id,
-                                                   st.vf_device, bars)
+            vf = await pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id, st.vf_device, bars)
             vf.virtfn_index = n
             st.virtfns.append(vf)
         st.num_vfs = num_vfs
@@ -171,7 +178,6 @@ class Sriov:
         self.log.info("SR-IOV: VFs disabled")
 
 
-
 def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:
     """The host bus object for ``bus_num``: the PF's own, or a virtual bus for VFs past it."""
     if bus_num == pf.bus.bus_num:
@@ -184,8 +190,9 @@ def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:
     return vbus
 
 
-async def pci_iov_add_virtfn(pf: PciDevice, rid: int, vendor_id: int, device_id: int,
-                             bars: dict[int, tuple[int, int]]) -> PciDevice:
+async def pci_iov_add_virtfn(
+    pf: PciDevice, rid: int, vendor_id: int, device_id: int, bars: dict[int, tuple[int, int]]
+) -> PciDevice:
     """Add one VF to the host's view (Linux ``pci_iov_add_virtfn``).
 
     ``bars`` maps BAR index to (address, size) computed from the PF's VF BARs;

@@ -36,7 +36,7 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
         await window.write_dword(entry + pci.PCI_MSIX_ENTRY_UPPER_ADDR, addr >> 32)
         await window.write_dword(entry + pci.PCI_MSIX_ENTRY_DATA, data)
         await window.write_dword(entry + pci.PCI_MSIX_ENTRY_VECTOR_CTRL, 0)
-    await window.read_dword(offset)                     # flush the posted writes
+    await window.read_dword(offset)  # flush the posted writes
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags | pci.PCI_MSIX_FLAGS_ENABLE)
     dev.msix_enabled = True
     return count

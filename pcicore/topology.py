@@ -6,7 +6,7 @@ from __future__ import annotations
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import pci
-from pcicore.config import find_ext_capability, find_capability
+from pcicore.config import find_capability, find_ext_capability
 from pcicore.errors import PciError
 
 

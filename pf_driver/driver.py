@@ -4,19 +4,23 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from cocotb.triggers import Timer
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.pci import PciDevice
 
+import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 from netdev import NetDev
-import pcicore
 from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
 from pf_driver.vf_info import LinkState, MddPolicy, VfInfo, VfState
+
+if TYPE_CHECKING:
+    from iommu import DmaDevice
 
 
 class PfDriver:
@@ -31,10 +35,10 @@ class PfDriver:
         self.msix_vectors = 0
         self.link_up, self.link_speed = True, device.UPLINK_SPEED_MBPS
         rid = int(pdev.pcie_id)
-        self.mac = bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, 0xFF, 0xFF])   # the PF's own netdev MAC
+        self.mac = device.permanent_mac(rid)  # the PF's own netdev MAC
         self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
         self.mdd_policy = MddPolicy()
-        self.errors = 0            # times the PF itself entered the error state
+        self.errors = 0  # times the PF itself entered the error state
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -53,11 +57,12 @@ class PfDriver:
         await self.sriov.init()
         await program_function(self, 0, self.mac)
         await self.mailbox.start()
-        self.log.info("probed: NIC_ID %#x, %d MSI-X vectors, TotalVFs %d",
-                      nic_id, self.msix_vectors, self.sriov.state.total_vfs)
+        self.log.info(
+            "probed: NIC_ID %#x, %d MSI-X vectors, TotalVFs %d", nic_id, self.msix_vectors, self.sriov.state.total_vfs
+        )
 
     @property
-    def dma(self):
+    def dma(self) -> DmaDevice | None:
         """The DMA API the platform gave this function (its IOMMU domain), None if none yet."""
         return pcicore.dma_device(self.pdev)
 
@@ -100,7 +105,7 @@ class PfDriver:
         if reopen:
             await self.netdev.stop()
         await self.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
-        await self.read_reg(regs.STATUS)          # flush the posted write
+        await self.read_reg(regs.STATUS)  # flush the posted write
         await Timer(10, "us")
         await program_function(self, 0, self.mac)
         if reopen:
@@ -108,6 +113,11 @@ class PfDriver:
         await self.mailbox.restart()
 
     # -- VF error events (malicious driver detection) ----------------------------------------
+    def set_mdd_policy(self, policy: MddPolicy) -> None:
+        """The administrator's malicious-driver-detection policy (what ice exposes as the
+        ``mdd-auto-reset-vf`` private flag): how many error events in what window disable a VF."""
+        self.mdd_policy = policy
+
     async def vf_error_event(self, vf: VfInfo) -> None:
         """VF ``vf`` entered the error state: log and count it, then reset the VF, or leave it
         disabled when :attr:`mdd_policy` says it had too many events too quickly."""
@@ -118,8 +128,13 @@ class PfDriver:
         if vf.state is VfState.DISABLED:
             return
         if limit is not None and len(vf.error_times) >= limit:
-            self.log.error("VF %d: error event %d (%d within %d us): VF disabled", vf.index, vf.errors,
-                           len(vf.error_times), self.mdd_policy.window_ns // 1000)
+            self.log.error(
+                "VF %d: error event %d (%d within %d us): VF disabled",
+                vf.index,
+                vf.errors,
+                len(vf.error_times),
+                self.mdd_policy.window_ns // 1000,
+            )
             vf.state = VfState.DISABLED
             await program_vf(self, vf)
             return
@@ -151,7 +166,7 @@ class PfDriver:
     async def set_vf_mac(self, n: int, mac: bytes) -> None:
         """``vf N mac``: an administrator MAC an untrusted VF cannot override."""
         vf = self.vf_info(n)
-        vf.mac, vf.admin_mac = bytes(mac), True
+        vf.set_admin_mac(mac)
         await program_vf(self, vf)
 
     async def set_vf_vlan(self, n: int, vid: int | None) -> None:

@@ -7,38 +7,72 @@ spoof-check flags, port VLAN) live in the PF's BAR0 (SW_* registers, element
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from datasheet import device, regs
 from pf_driver.vf_info import VfInfo, VfState
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pf_driver.driver import PfDriver
 
 FN_CTRL = {f.name: f for f in regs.SW_FN_CTRL.fields}
 VALID = regs.SW_VLAN.field("VALID")
 
 
-async def program_function(pf, fn: int, mac: bytes | None, multicast=(), vlans=(), bam=True, rx_en=True,
-                           upe=False, mpe=False, spoofchk=False, pvid: int | None = None, defq: int = 0) -> None:
+async def program_function(
+    pf: PfDriver,
+    fn: int,
+    mac: bytes | None,
+    multicast: Iterable[bytes] = (),
+    vlans: Iterable[int] = (),
+    bam: bool = True,
+    rx_en: bool = True,
+    upe: bool = False,
+    mpe: bool = False,
+    spoofchk: bool = False,
+    pvid: int | None = None,
+    defq: int = 0,
+) -> None:
     lo, hi = regs.sw_mac_words(mac) if mac else (0, 0)
     await pf.write_reg(regs.SW_MAC_LO, lo, fn)
     await pf.write_reg(regs.SW_MAC_HI, hi, fn)
-    mc = list(multicast)[:device.SW_MC_PER_FN]
+    mc = list(multicast)[: device.SW_MC_PER_FN]
     for k in range(device.SW_MC_PER_FN):
         lo, hi = regs.sw_mac_words(mc[k]) if k < len(mc) else (0, 0)
         await pf.write_reg(regs.SW_MC_LO, lo, fn * device.SW_MC_PER_FN + k)
         await pf.write_reg(regs.SW_MC_HI, hi, fn * device.SW_MC_PER_FN + k)
-    vids = sorted(vlans)[:device.SW_VLANS_PER_FN]
+    vids = sorted(vlans)[: device.SW_VLANS_PER_FN]
     for k in range(device.SW_VLANS_PER_FN):
         value = VALID.put(vids[k], 1) if k < len(vids) else 0
         await pf.write_reg(regs.SW_VLAN, value, fn * device.SW_VLANS_PER_FN + k)
     ctrl = 0
-    for name, on in (("BAM", bam), ("RX_EN", rx_en), ("UPE", upe), ("MPE", mpe), ("SPOOFCHK", spoofchk),
-                     ("PVLAN_EN", pvid is not None)):
+    for name, on in (
+        ("BAM", bam),
+        ("RX_EN", rx_en),
+        ("UPE", upe),
+        ("MPE", mpe),
+        ("SPOOFCHK", spoofchk),
+        ("PVLAN_EN", pvid is not None),
+    ):
         ctrl = FN_CTRL[name].put(ctrl, int(on))
     ctrl = FN_CTRL["PVID"].put(FN_CTRL["DEFQ"].put(ctrl, defq), pvid or 0)
     await pf.write_reg(regs.SW_FN_CTRL, ctrl, fn)
 
 
-async def program_vf(pf, vf: VfInfo) -> None:
+async def program_vf(pf: PfDriver, vf: VfInfo) -> None:
     """The switch view of VF ``vf`` after a request, a VFLR or an administrator change."""
     active = vf.state not in (VfState.NOT_RESET, VfState.DISABLED)
-    await program_function(pf, device.vf_port(vf.index), vf.mac if active else None, vf.multicast, vf.vlans,
-                           rx_en=active, upe=vf.promisc_unicast, mpe=vf.promisc_multicast,
-                           spoofchk=vf.spoofchk, pvid=vf.admin_vlan)
+    await program_function(
+        pf,
+        device.vf_port(vf.index),
+        vf.mac if active else None,
+        vf.multicast,
+        vf.vlans,
+        rx_en=active,
+        upe=vf.promisc_unicast,
+        mpe=vf.promisc_multicast,
+        spoofchk=vf.spoofchk,
+        pvid=vf.admin_vlan,
+    )

@@ -11,6 +11,8 @@ PF write never overwrites an unread message.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cocotb
 from cocotb.triggers import Event, First, Timer
 from cocotb.utils import get_sim_time
@@ -18,13 +20,14 @@ from cocotb.utils import get_sim_time
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import MbxError, Message
-from datasheet.mailbox import Opcode
 from pf_driver.filters import program_vf
 from pf_driver.vf_info import VfInfo, VfState
 from pf_driver.vf_requests import handle_request
 
+if TYPE_CHECKING:
+    from pf_driver.driver import PfDriver
+
 #: requests whose acceptance changes the VF's switch filters
-FILTER_OPCODES = {Opcode.RESET, Opcode.SET_MAC, Opcode.SET_MULTICAST, Opcode.SET_VLAN, Opcode.SET_PROMISC}
 
 PFU = regs.PF_MAILBOX.field("PFU").mask
 VFU = regs.PF_MAILBOX.field("VFU").mask
@@ -37,7 +40,7 @@ SERVICE_POLL_NS = 1_000_000
 
 
 class PfMailbox:
-    def __init__(self, drv):
+    def __init__(self, drv: PfDriver):
         self.drv = drv
         self.log = drv.log
         self.vfs: list[VfInfo] = []
@@ -78,9 +81,7 @@ class PfMailbox:
         self.vfs = []
 
     def permanent_mac(self, index: int) -> bytes:
-        """A locally administered MAC per VF, derived from the PF's Routing ID."""
-        rid = int(self.drv.pdev.pcie_id)
-        return bytes([0x02, 0x5F, rid >> 8, rid & 0xFF, index >> 8, index & 0xFF])
+        return device.permanent_mac(int(self.drv.pdev.pcie_id), index)
 
     async def _irq(self) -> None:
         self.wake.set()
@@ -92,7 +93,7 @@ class PfMailbox:
             self.wake.clear()
             try:
                 await self.service_once()
-            except Exception:   # a VF that vanished mid-message must not kill the service
+            except Exception:  # a VF that vanished mid-message must not kill the service
                 self.log.exception("mailbox service round failed")
 
     async def _summary(self, reg: regs.Register, words: int) -> int:
@@ -100,7 +101,7 @@ class PfMailbox:
         for i in range(words):
             value = await self.drv.read_reg(reg, i)
             if value:
-                await self.drv.write_reg(reg, value, i)     # write 1 to clear what we took
+                await self.drv.write_reg(reg, value, i)  # write 1 to clear what we took
             bits |= value << (32 * i)
         return bits
 
@@ -122,7 +123,7 @@ class PfMailbox:
         acks = await self._summary(regs.PF_MBX_ACK, words)
         reqs = await self._summary(regs.PF_MBX_REQ, words)
         if vfs is not self.vfs:
-            return                                      # SR-IOV reconfigured meanwhile
+            return  # SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
         for vf in vfs:
             bit = 1 << vf.index
@@ -138,7 +139,7 @@ class PfMailbox:
                 if not acks & bit:
                     self.timeouts += 1
                 vf.awaiting_ack = False
-        order = vfs[self._next:] + vfs[:self._next]
+        order = vfs[self._next :] + vfs[: self._next]
         self._next = (self._next + 1) % len(vfs)
         for vf in order:
             if reqs >> vf.index & 1:
@@ -165,13 +166,13 @@ class PfMailbox:
         msg = Message.decode(words)
         if self._take_token(vf):
             reply = handle_request(vf, msg)
-            if reply.ack and msg.opcode in FILTER_OPCODES:
+            if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
                 await program_vf(self.drv, vf)
         else:
             vf.rate_limited += 1
             vf.nacked += 1
             reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
-        if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:   # a flood must not flood the log
+        if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
         await self._send(vf, reply)
 
@@ -190,8 +191,9 @@ class PfMailbox:
                 if await self.drv.read_reg(regs.PF_MAILBOX, n) & PFU:
                     if n < len(self.vfs):
                         self.vfs[n].lock_hogs += 1
-                    self.log.warning("VF %d held the mailbox past %d us: taken back (RVFU)",
-                                     n, mbx.MBX_LOCK_HOLD_NS // 1000)
+                    self.log.warning(
+                        "VF %d held the mailbox past %d us: taken back (RVFU)", n, mbx.MBX_LOCK_HOLD_NS // 1000
+                    )
                     return True
             if get_sim_time("ns") > deadline:
                 self.timeouts += 1

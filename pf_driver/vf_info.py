@@ -13,10 +13,10 @@ from datasheet import mailbox as mbx
 
 
 class VfState(enum.Enum):
-    NOT_RESET = "not-reset"     # no RESET yet (or after VFLR / PF reset): only RESET is accepted
-    CTS = "cleared-to-send"     # RESET accepted
-    CONFIGURED = "configured"   # at least one ring configured
-    DISABLED = "disabled"       # the PF disabled the VF after repeated error events (MddPolicy)
+    NOT_RESET = "not-reset"  # no RESET yet (or after VFLR / PF reset): only RESET is accepted
+    CTS = "cleared-to-send"  # RESET accepted
+    CONFIGURED = "configured"  # at least one ring configured
+    DISABLED = "disabled"  # the PF disabled the VF after repeated error events (MddPolicy)
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class MddPolicy:
 
 
 class LinkState(enum.Enum):
-    AUTO = "auto"       # follow the uplink
-    ENABLE = "enable"   # always up
+    AUTO = "auto"  # follow the uplink
+    ENABLE = "enable"  # always up
     DISABLE = "disable"  # always down
 
 
@@ -70,9 +70,13 @@ class VfInfo:
     received: int = 0
     nacked: int = 0
     rate_limited: int = 0
-    lock_hogs: int = 0          # times the PF took the mailbox back with RVFU
-    errors: int = 0             # error events (the VF entered the error state)
+    lock_hogs: int = 0  # times the PF took the mailbox back with RVFU
+    errors: int = 0  # error events (the VF entered the error state)
     error_times: list[float] = field(default_factory=list)
+
+    def set_admin_mac(self, mac: bytes) -> None:
+        """An administrator's MAC (``ip link set <pf> vf N mac``): it survives VF resets."""
+        self.mac, self.admin_mac = bytes(mac), True
 
     def clear_requested_state(self) -> None:
         """What RESET, VFLR and PF reset undo: everything the VF asked for, not admin policy."""

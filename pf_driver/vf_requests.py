@@ -40,13 +40,13 @@ def handle_request(vf: VfInfo, msg: Message) -> Message:
         return Message(msg.opcode, [refusal.error], nack=True)
 
 
-def _reset(vf, _p):
+def _reset(vf: VfInfo, _p: list[int]) -> tuple[list[int], bool]:
     vf.clear_requested_state()
     vf.state = VfState.CTS
     return mbx.mac_to_words(vf.mac), True
 
 
-def _set_mac(vf, p):
+def _set_mac(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     mac = mbx.words_to_mac(p)
     if not _is_unicast(mac):
         raise Refused(MbxError.INVALID, f"MAC {mbx.mac_str(mac)} is not unicast")
@@ -56,20 +56,20 @@ def _set_mac(vf, p):
     return [], False
 
 
-def _set_multicast(vf, p):
+def _set_multicast(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     count = p[0]
     if count > mbx.MAX_MULTICAST:
         raise Refused(MbxError.INVALID, f"{count} multicast addresses")
     if len(p) != 1 + 2 * count:
         raise Refused(MbxError.BAD_LENGTH, f"{count} addresses in {len(p)} dwords")
-    macs = [mbx.words_to_mac(p[1 + 2 * i:3 + 2 * i]) for i in range(count)]
+    macs = [mbx.words_to_mac(p[1 + 2 * i : 3 + 2 * i]) for i in range(count)]
     if any(not m[0] & 1 for m in macs):
         raise Refused(MbxError.INVALID, "a multicast list entry is not multicast")
     vf.multicast = macs
     return [], False
 
 
-def _set_vlan(vf, p):
+def _set_vlan(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     vid, add = mbx.VLAN_VID.get(p[0]), mbx.VLAN_ADD.get(p[0])
     if p[0] & ~(mbx.VLAN_VID.mask | mbx.VLAN_ADD.mask) or not 1 <= vid <= 4094:
         raise Refused(MbxError.INVALID, f"VLAN word {p[0]:#x}")
@@ -84,7 +84,7 @@ def _set_vlan(vf, p):
     return [], False
 
 
-def _set_promisc(vf, p):
+def _set_promisc(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     upe, mpe = mbx.PROMISC_UNICAST.get(p[0]), mbx.PROMISC_MULTICAST.get(p[0])
     if p[0] & ~(mbx.PROMISC_UNICAST.mask | mbx.PROMISC_MULTICAST.mask):
         raise Refused(MbxError.INVALID, f"promisc word {p[0]:#x}")
@@ -94,19 +94,18 @@ def _set_promisc(vf, p):
     return [], False
 
 
-def _get_queues(vf, _p):
+def _get_queues(vf: VfInfo, _p: list[int]) -> tuple[list[int], bool]:
     return [device.VF_QUEUE_PAIRS, device.VF_QUEUE_PAIRS, 0], False
 
 
-def _config_queues(vf, p):
+def _config_queues(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     index, rx = mbx.QCFG_INDEX.get(p[0]), mbx.QCFG_RX.get(p[0])
     iova, length, buf = p[1] | p[2] << 32, p[3], p[4]
     if p[0] & ~(mbx.QCFG_INDEX.mask | mbx.QCFG_RX.mask) or index >= device.VF_QUEUE_PAIRS:
         raise Refused(MbxError.INVALID, f"queue {index} outside the VF's {device.VF_QUEUE_PAIRS}")
-    if iova == 0 or iova % device.RING_ALIGN:
-        raise Refused(MbxError.INVALID, f"ring IOVA {iova:#x} not {device.RING_ALIGN}-byte aligned")
-    if length & (length - 1) or not device.RING_MIN_DESCS <= length <= device.RING_MAX_DESCS:
-        raise Refused(MbxError.INVALID, f"ring length {length}")
+    error = device.ring_geometry_error(iova, length)
+    if error:
+        raise Refused(MbxError.INVALID, error)
     if rx and not device.RX_BUF_MIN <= buf <= device.RX_BUF_MAX:
         raise Refused(MbxError.INVALID, f"RX buffer size {buf}")
     (vf.rx_rings if rx else vf.tx_rings)[index] = RingConfig(iova, length, buf)
@@ -114,7 +113,7 @@ def _config_queues(vf, p):
     return [], False
 
 
-def _api_negotiate(vf, p):
+def _api_negotiate(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     major, minor = p[0] >> 16, p[0] & 0xFFFF
     ours = mbx.API_VERSION
     if major != ours[0]:
@@ -124,7 +123,12 @@ def _api_negotiate(vf, p):
 
 
 _HANDLERS = {
-    Opcode.RESET: _reset, Opcode.SET_MAC: _set_mac, Opcode.SET_MULTICAST: _set_multicast,
-    Opcode.SET_VLAN: _set_vlan, Opcode.SET_PROMISC: _set_promisc, Opcode.GET_QUEUES: _get_queues,
-    Opcode.CONFIG_QUEUES: _config_queues, Opcode.API_NEGOTIATE: _api_negotiate,
+    Opcode.RESET: _reset,
+    Opcode.SET_MAC: _set_mac,
+    Opcode.SET_MULTICAST: _set_multicast,
+    Opcode.SET_VLAN: _set_vlan,
+    Opcode.SET_PROMISC: _set_promisc,
+    Opcode.GET_QUEUES: _get_queues,
+    Opcode.CONFIG_QUEUES: _config_queues,
+    Opcode.API_NEGOTIATE: _api_negotiate,
 }

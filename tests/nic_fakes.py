@@ -78,8 +78,9 @@ def bus_write(rig: CoreRig, reg: regs.Register, index: int, value: int) -> None:
     rig.pf.regs.write(reg.at(index), value.to_bytes(4, "little"))
 
 
-def program(rig: CoreRig, fn: int, addr: bytes | None = None, multicast=(), vlans=(), pvid: int | None = None,
-            **flags: bool) -> None:
+def program(
+    rig: CoreRig, fn: int, addr: bytes | None = None, multicast=(), vlans=(), pvid: int | None = None, **flags: bool
+) -> None:
     """Program switch port ``fn``; ``flags`` are SW_FN_CTRL bits (BAM and RX_EN default on)."""
     flags = {"BAM": True, "RX_EN": True, "PVLAN_EN": pvid is not None, **{k.upper(): v for k, v in flags.items()}}
     ctrl = FN_CTRL["PVID"].put(0, pvid or 0)

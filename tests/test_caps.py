@@ -6,8 +6,8 @@ import pytest
 from conftest import run_sync
 
 from datasheet import device, pci, regs
-from model.pcie.caps import AriExtendedCapability, SriovExtendedCapability
 from model.core.regfile import RegisterFile
+from model.pcie.caps import AriExtendedCapability, SriovExtendedCapability
 
 LOG = logging.getLogger("test")
 
@@ -66,8 +66,8 @@ def test_vf_bar_sizing_64bit_pair_and_page_size():
     assert lo & 0xF == pci.PCI_BASE_ADDRESS_MEM_TYPE_64
     size = ((~((hi << 32) | (lo & ~0xF))) & 0xFFFFFFFFFFFFFFFF) + 1
     assert size == device.VF_REG_BAR_SIZE
-    assert rd(cap, pci.PCI_SRIOV_BAR + 16) == 0      # VF BAR4 unimplemented
-    wr(cap, pci.PCI_SRIOV_SYS_PGSIZE, 0x40)          # 256K pages
+    assert rd(cap, pci.PCI_SRIOV_BAR + 16) == 0  # VF BAR4 unimplemented
+    wr(cap, pci.PCI_SRIOV_SYS_PGSIZE, 0x40)  # 256K pages
     wr(cap, bar0, 0xFFFFFFFF)
     assert (~(rd(cap, bar0) & ~0xF) & 0xFFFFFFFF) + 1 == 256 * 1024
     wr(cap, bar0, 0x12340000)
@@ -85,13 +85,14 @@ def test_vf_enable_ari_and_bad_writes():
     wr(cap, pci.PCI_SRIOV_NUM_VF, 3, 0x3)
     wr(cap, pci.PCI_SRIOV_CTRL, pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE | pci.PCI_SRIOV_CTRL_ARI, 0x3)
     assert owner.events == [("enable", 3)]
-    wr(cap, pci.PCI_SRIOV_NUM_VF, 5, 0x3)             # ignored while enabled
-    wr(cap, pci.PCI_SRIOV_SYS_PGSIZE, 0x10)           # ignored while enabled
+    wr(cap, pci.PCI_SRIOV_NUM_VF, 5, 0x3)  # ignored while enabled
+    wr(cap, pci.PCI_SRIOV_SYS_PGSIZE, 0x10)  # ignored while enabled
     wr(cap, pci.PCI_SRIOV_CTRL, pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE, 0x3)  # ARI change ignored
     assert cap.num_vfs == 3 and cap.system_page_size == 1 and cap.ari_capable_hierarchy
     assert cap.rejected_writes == 4
-    assert rd(cap, pci.PCI_SRIOV_CTRL) & 0xFFFF == (pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE
-                                                   | pci.PCI_SRIOV_CTRL_ARI)
+    assert rd(cap, pci.PCI_SRIOV_CTRL) & 0xFFFF == (
+        pci.PCI_SRIOV_CTRL_VFE | pci.PCI_SRIOV_CTRL_MSE | pci.PCI_SRIOV_CTRL_ARI
+    )
     wr(cap, pci.PCI_SRIOV_CTRL, 0, 0x3)
     assert owner.events[-1] == ("disable",)
     # VF Migration Enable is hardwired 0 (not migration capable); TotalVFs is RO
@@ -106,7 +107,7 @@ def test_ari_capability_encoding():
     val = rd(cap, pci.PCI_ARI_CAP)
     assert (val >> pci.PCI_ARI_CAP_NFN_SHIFT) & 0xFF == 5
     assert val & (pci.PCI_ARI_CAP_MFVC | pci.PCI_ARI_CAP_ACS) == 0
-    wr(cap, pci.PCI_ARI_CAP, 0xFFFF0000)              # control bits RO 0 without function groups
+    wr(cap, pci.PCI_ARI_CAP, 0xFFFF0000)  # control bits RO 0 without function groups
     assert rd(cap, pci.PCI_ARI_CAP) >> 16 == 0
     assert rd(cap, 0) & 0xFFFF == pci.PCI_EXT_CAP_ID_ARI
 
@@ -114,7 +115,7 @@ def test_ari_capability_encoding():
 def test_register_file_access_rules():
     rf = RegisterFile(regs.registers_for(is_vf=False), LOG)
     assert rf.read(regs.NIC_ID.offset, 4) == device.NIC_ID_MAGIC.to_bytes(4, "little")
-    rf.write(regs.SCRATCH.offset + 1, b"\xAA")        # byte write merges
+    rf.write(regs.SCRATCH.offset + 1, b"\xaa")  # byte write merges
     assert rf.get(regs.SCRATCH) == 0x0000AA00
     rf.write(regs.NIC_ID.offset, b"\0\0\0\0")
     assert rf.get(regs.NIC_ID) == device.NIC_ID_MAGIC
@@ -122,7 +123,7 @@ def test_register_file_access_rules():
     assert rf.read(0x3FC, 4) == bytes(4)
     rf.write(0x3FC, b"\1\2\3\4")
     assert rf.get(regs.ERR_UNIMPL_COUNT) == 2 and rf.get(regs.ERR_LAST_OFFSET) == 0x3FC
-    rf.write(regs.ERR_STATUS.offset, (1).to_bytes(4, "little"))   # W1C clears UNIMPL only
+    rf.write(regs.ERR_STATUS.offset, (1).to_bytes(4, "little"))  # W1C clears UNIMPL only
     assert rf.get(regs.ERR_STATUS) == regs.ERR_STATUS.field("RO_WRITE").mask
     seen = []
     rf.on_write(regs.CTRL, lambda old, new: seen.append((old, new)))

@@ -2,7 +2,9 @@
 
 import pytest
 
-from datasheet import device, pci, regs
+from datasheet import device, docgen, pci, regs
+from datasheet import mailbox as mbx
+from tb.paths import ROOT
 
 
 def test_registers_are_aligned_unique_and_fit_their_bars():
@@ -33,13 +35,16 @@ def test_field_get_put_roundtrip():
         regs.CTRL.field("NOPE")
 
 
-@pytest.mark.parametrize("pf_rid,offset,stride,n,expected", [
-    (0x0100, 1, 1, 0, 0x0101),       # first VF right after the PF (ARI)
-    (0x0100, 1, 1, 7, 0x0108),       # past function 7: devfn 0x08 = device 1 function 0
-    (0x0100, 1, 1, 255, 0x0200),     # spills onto the next bus
-    (0x0100, 0x100, 1, 0, 0x0200),   # no ARI: start on the next bus
-    (0x0180, 0x80, 2, 3, 0x0206),    # an 82576-like offset/stride
-])
+@pytest.mark.parametrize(
+    "pf_rid,offset,stride,n,expected",
+    [
+        (0x0100, 1, 1, 0, 0x0101),  # first VF right after the PF (ARI)
+        (0x0100, 1, 1, 7, 0x0108),  # past function 7: devfn 0x08 = device 1 function 0
+        (0x0100, 1, 1, 255, 0x0200),  # spills onto the next bus
+        (0x0100, 0x100, 1, 0, 0x0200),  # no ARI: start on the next bus
+        (0x0180, 0x80, 2, 3, 0x0206),  # an 82576-like offset/stride
+    ],
+)
 def test_vf_rid(pf_rid, offset, stride, n, expected):
     assert pci.vf_rid(pf_rid, offset, stride, n) == expected
 
@@ -53,22 +58,16 @@ def test_sriov_layout_is_the_spec_layout():
     # SR-IOV 1.1 §3.3: 0x40 bytes, VF BAR0 at 0x24, migration state offset at 0x3C
     assert pci.PCI_SRIOV_BAR == 0x24 and pci.PCI_SRIOV_VFM == 0x3C and pci.PCI_SRIOV_SIZEOF == 0x40
     assert pci.PCI_SRIOV_BAR + 4 * pci.PCI_SRIOV_NUM_BARS == pci.PCI_SRIOV_VFM
-    assert device.SUPPORTED_PAGE_SIZES & 1   # 4K must be supported
+    assert device.SUPPORTED_PAGE_SIZES & 1  # 4K must be supported
 
 
 @pytest.mark.parametrize("name", ["registers.md", "mailbox.md", "datapath.md"])
 def test_generated_docs_are_current(name):
-    from pathlib import Path
-
-    from datasheet import docgen
-
-    committed = (Path(__file__).resolve().parent.parent / "docs" / name).read_text()
+    committed = (ROOT / "docs" / name).read_text()
     assert committed == docgen.DOCS[name](), f"docs/{name} is stale: run `make docs`"
 
 
 def test_mailbox_message_encoding_roundtrip_and_limits():
-    from datasheet import mailbox as mbx
-
     msg = mbx.Message(mbx.Opcode.RESET, mbx.mac_to_words(bytes.fromhex("025f01000003")), ack=True, cts=True)
     words = msg.encode()
     assert words[0] == (1 << 31) | (1 << 29) | (2 << 16) | 0x0001

@@ -11,10 +11,23 @@ import pytest
 from cocotbext.axi import AddressSpace
 
 from iommu import (
-    DMA_BIDIRECTIONAL, DMA_FROM_DEVICE, DMA_TO_DEVICE, IOMMU_READ, IOMMU_WRITE, BytearrayMemory,
-    DmaDevice, ExtentAllocator, FaultReason, FaultRecord, HostMemoryError, Iommu, IommuDriver,
-    PageAllocator, RcHostMemory,
+    DMA_BIDIRECTIONAL,
+    DMA_FROM_DEVICE,
+    DMA_TO_DEVICE,
+    IOMMU_READ,
+    IOMMU_WRITE,
+    BytearrayMemory,
+    DmaDevice,
+    ExtentAllocator,
+    FaultReason,
+    FaultRecord,
+    HostMemoryError,
+    Iommu,
+    IommuDriver,
+    PageAllocator,
+    RcHostMemory,
 )
+from iommu.events import Fault, IotlbFill, IotlbInvalidate, Translation
 
 RW = IOMMU_READ | IOMMU_WRITE
 RID_A, RID_B = 0x0100, 0x0101  # 01:00.0 and 01:00.1
@@ -231,7 +244,7 @@ def device_write(hw, rid, iova, data):
         return chunks
     pos = 0
     for phys, n in chunks:
-        hw.memory.write(phys, data[pos:pos + n])
+        hw.memory.write(phys, data[pos : pos + n])
         pos += n
     return None
 
@@ -394,14 +407,12 @@ def test_rc_host_memory_reads_pool_regions_synchronously():
 
 # -- observation: iommu.events and a software walk of a domain ------------------------------------
 def test_events_report_translations_faults_fills_and_invalidations(drv):
-    from iommu.events import Fault, IotlbFill, IotlbInvalidate, Translation
-
     seen = []
     for kind in (Translation, Fault, IotlbFill, IotlbInvalidate):
         drv.iommu.events.subscribe(kind, seen.append)
     dom = drv.iommu_domain_alloc()
     drv.attach_device(dom, RID_A)
-    seen.clear()                                   # attach invalidated the caches
+    seen.clear()  # attach invalidated the caches
     drv.iommu_map(dom, 0x4000_0000, 0x0030_0000, 0x1000, IOMMU_READ)
     drv.iommu.translate(RID_A, 0x4000_0010, 8, False)
     drv.iommu.translate(RID_A, 0x4000_0010, 8, True)
@@ -418,7 +429,9 @@ def test_mappings_walks_every_leaf_of_a_domain(drv):
     dom = drv.iommu_domain_alloc()
     drv.iommu_map(dom, 0x4000_0000, 0x0030_0000, 0x2000, IOMMU_READ)
     drv.iommu_map(dom, 0x8000_0000, 0x0060_0000, 2 << 20, IOMMU_READ | IOMMU_WRITE)
-    assert drv.mappings(dom) == [(0x4000_0000, 0x0030_0000, 0x1000, IOMMU_READ),
-                                 (0x4000_1000, 0x0030_1000, 0x1000, IOMMU_READ),
-                                 (0x8000_0000, 0x0060_0000, 2 << 20, IOMMU_READ | IOMMU_WRITE)]
+    assert drv.mappings(dom) == [
+        (0x4000_0000, 0x0030_0000, 0x1000, IOMMU_READ),
+        (0x4000_1000, 0x0030_1000, 0x1000, IOMMU_READ),
+        (0x8000_0000, 0x0060_0000, 2 << 20, IOMMU_READ | IOMMU_WRITE),
+    ]
     assert drv.mappings(drv.attach_passthrough(RID_B)) == []

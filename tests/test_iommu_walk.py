@@ -10,6 +10,7 @@ import struct
 import pytest
 
 from iommu import BytearrayMemory, FaultReason, FaultRecord, Iommu
+from iommu.events import Fault
 
 # VT-d rev 3.x bit positions, typed out independently of iommu.vtd_format
 P, R, W, PS = 1 << 0, 1 << 0, 1 << 1, 1 << 7
@@ -46,6 +47,10 @@ def get_pte(mem, table, iova, level):
 
 @pytest.fixture
 def hw():
+    return make_hw()
+
+
+def make_hw(**options):
     """An enabled IOMMU with RID 03:02.0 -> domain 7 -> 4-level tables mapping
     IOVA (4 KiB page) to PHYS with R/W."""
     mem = BytearrayMemory(0x10_0000)
@@ -55,9 +60,9 @@ def hw():
     put_pte(mem, PDPT, IOVA, 3, PD | R | W)
     put_pte(mem, PD, IOVA, 2, PT | R | W)
     put_pte(mem, PT, IOVA, 1, PHYS | R | W)
-    iommu = Iommu(mem)
-    iommu.root_table_address = ROOT
-    iommu.translation_enabled = True
+    iommu = Iommu(mem, **options)
+    iommu.set_root_table(ROOT)
+    iommu.set_translation(True)
     return iommu
 
 
@@ -200,7 +205,7 @@ def test_unbacked_table_addresses_fault_not_raise(hw):
     put_pte(hw.memory, PDPT, IOVA, 3, 0x7000_0000 | R | W)  # no memory there
     fault = fault_of(hw.translate(RID, IOVA, 4, False))
     assert (fault.reason, fault.level, fault.fault_reason) == (FaultReason.SLPTE_ACCESS_ERROR, 2, 0x7)
-    hw.root_table_address = 0x7000_0000
+    hw.set_root_table(0x7000_0000)
     hw.context_cache.invalidate()
     assert fault_of(hw.translate(RID, IOVA, 4, False)).fault_reason == 0x8
 
@@ -212,7 +217,7 @@ def test_pass_through_context_is_identity_without_walk(hw):
 
 
 def test_disabled_translation_is_identity(hw):
-    hw.translation_enabled = False
+    hw.set_translation(False)
     assert hw.translate(0x0510, IOVA, 8, is_write=True) == [(IOVA, 8)]
     assert hw.faults.total == 0
 
@@ -287,8 +292,8 @@ def test_context_cache_is_stale_until_invalidated(hw):
     assert fault_of(hw.translate(RID, IOVA, 4, False)).reason is FaultReason.CONTEXT_ENTRY_NOT_PRESENT
 
 
-def test_iotlb_capacity_evicts_oldest(hw):
-    hw.iotlb.capacity = 1
+def test_iotlb_capacity_evicts_oldest():
+    hw = make_hw(iotlb_capacity=1)
     put_pte(hw.memory, PT, IOVA + 0x1000, 1, 0x8000 | R)
     hw.translate(RID, IOVA, 4, False)
     hw.translate(RID, IOVA + 0x1000, 4, False)
@@ -298,7 +303,7 @@ def test_iotlb_capacity_evicts_oldest(hw):
 # -- fault log ------------------------------------------------------------------
 def test_fault_log_overflow_and_clear(hw):
     seen = []
-    hw.faults.callback = seen.append
+    hw.events.subscribe(Fault, lambda e: e.logged and seen.append(e.record))
     for n in range(20):
         hw.translate(RID, IOVA + 0x1000 * (n + 1), 4, is_write=bool(n & 1))
     assert len(hw.faults.records) == 16 and hw.faults.overflow
@@ -313,9 +318,11 @@ def test_fault_log_overflow_and_clear(hw):
     assert (fault.source_id, fault.address, fault.reason) == (0x0510, 0x1000, FaultReason.ROOT_ENTRY_NOT_PRESENT)
 
 
-def test_failing_fault_callback_does_not_escape(hw):
-    def boom(record):
+def test_failing_fault_observer_does_not_escape(hw):
+    def boom(event):
         raise RuntimeError("handler bug")
-    hw.faults.callback = boom
+
+    hw.events.subscribe(Fault, boom)
     assert fault_of(hw.translate(RID + 1, IOVA, 4, False)).source_id == RID + 1
     assert len(hw.faults.records) == 1
+    assert [type(exc) for _cb, _event, exc in hw.events.failures] == [RuntimeError]

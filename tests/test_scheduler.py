@@ -28,6 +28,7 @@ class FakeRun:
 
 def drive(scheduler: Scheduler, kicks) -> None:
     """Run ``kicks`` (a list of (delay in loop iterations, run)) and every turn they cause."""
+
     async def main():
         for delay, run in kicks:
             for _ in range(delay):
@@ -35,6 +36,7 @@ def drive(scheduler: Scheduler, kicks) -> None:
             scheduler.kick(run)
         while scheduler.running:
             await asyncio.sleep(0)
+
     asyncio.run(main())
 
 
@@ -59,11 +61,11 @@ def test_a_flooding_ring_gets_one_turn_per_round():
     victim = FakeRun("victim", 1, served)
     drive(scheduler, [(0, f) for f in flood] + [(10, victim)])
     order = [who for _, who in served]
-    kicked_at = len(order[:order.index("victim")])
+    kicked_at = len(order[: order.index("victim")])
     assert kicked_at > 3, "the victim should arrive while the flood is running"
     assert turns_waited(served, "victim", kicked_at - len(flood)) <= len(flood)
     flooders = [who for who in order if who != "victim"]
-    assert flooders == [f"flood{k % 3}" for k in range(150)]          # strict rotation, no work lost
+    assert flooders == [f"flood{k % 3}" for k in range(150)]  # strict rotation, no work lost
 
 
 @pytest.mark.parametrize("engines", [1, 2, 4])

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tb.runner import SIM_MODULES, run
+from tb.paths import BUILD_DIR
+from tb.tools.runner import SIM_MODULES, run
 
 
 @pytest.mark.sim
@@ -14,10 +15,8 @@ def test_cocotb_module(module):
 @pytest.mark.sim
 def test_waves_write_an_fst(tmp_path):
     """`make sim WAVES=1`: the FST build (with LZ4 from PyPI sources if needed) records a waveform."""
-    from tb.runner import ROOT
-
-    dump = ROOT / "sim_build" / "dump.fst"
+    dump = BUILD_DIR / "dump.fst"
     dump.unlink(missing_ok=True)
-    run(["tb.test_enumeration"], testcase="pf_enumerates", waves=True, results_xml=tmp_path / "r.xml")
+    run(["tb.tests.test_enumeration"], testcase="pf_enumerates", waves=True, results_xml=tmp_path / "r.xml")
     data = dump.read_bytes()
-    assert len(data) > 64 and data[0] == 0   # FST_BL_HDR block first
+    assert len(data) > 64 and data[0] == 0  # FST_BL_HDR block first

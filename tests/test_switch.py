@@ -1,6 +1,7 @@
 """The embedded switch: forwarding, replication, anti-spoofing, VLANs, counters (no simulator)."""
 
 import pytest
+from conftest import run_sync
 from nic_fakes import CoreRig, FakeShell, bus_write, counters, mac, program
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
@@ -8,6 +9,7 @@ from scapy.packet import Raw
 
 from datasheet import device, regs
 from model.core.switch import PORT_UPLINK, filters_of
+from pf_driver.filters import program_function
 
 PF, VF0, VF1, VF2, VF3 = 0, 1, 2, 3, 4
 PARTNER = mac("02:aa:00:00:00:01")
@@ -97,7 +99,7 @@ def test_unicast_promiscuous_gets_a_copy_but_never_its_own_frames(nic):
     nic.switch.forward(f, VF0)
     assert nic.take() == ([(PF, f), (VF1, f)], [])
     g = frame(UNKNOWN, PARTNER)
-    nic.switch.forward(g, PORT_UPLINK)               # no owner, but the promiscuous PF takes it
+    nic.switch.forward(g, PORT_UPLINK)  # no owner, but the promiscuous PF takes it
     assert nic.take() == ([(PF, g)], [])
     h = frame(UNKNOWN, port_mac(PF))
     nic.switch.forward(h, PF)
@@ -115,7 +117,7 @@ def test_spoofed_source_mac_dropped_only_with_spoofchk(nic):
     assert nic.switch.forward(frame(port_mac(VF1), port_mac(VF0)), VF0) is True
     assert counters(nic) == {"UNICAST_INTERNAL": 2, "DROP_SPOOF": 1}
     assert nic.function(VF0).regs.get(TX_DROPS) == 1
-    program(nic, VF0, None, spoofchk=True)              # no valid MAC: nothing passes
+    program(nic, VF0, None, spoofchk=True)  # no valid MAC: nothing passes
     assert nic.switch.forward(frame(port_mac(VF1), port_mac(VF0)), VF0) is False
     assert nic.function(VF0).regs.get(TX_DROPS) == 2
 
@@ -148,7 +150,7 @@ def test_port_vlan_to_port_vlan_inside_the_switch(nic):
     nic.switch.forward(frame(port_mac(VF1), port_mac(VF0)), VF0)
     assert nic.take() == ([(VF1, frame(port_mac(VF1), port_mac(VF0)))], [])
     b = frame(BCAST, port_mac(VF0))
-    nic.switch.forward(b, VF0)                     # VF2 (VID 8) is isolated; others are untagged ports
+    nic.switch.forward(b, VF0)  # VF2 (VID 8) is isolated; others are untagged ports
     assert nic.take() == ([(VF1, b)], [frame(BCAST, port_mac(VF0), vlan=7)])
     assert counters(nic) == {"UNICAST_INTERNAL": 1, "BROADCAST": 1, "TO_UPLINK": 1}
 
@@ -164,7 +166,7 @@ def test_vlan_filter_on_tagged_frames(nic):
     untagged = frame(port_mac(VF1), PARTNER)
     nic.switch.forward(untagged, PORT_UPLINK)
     assert nic.take() == ([(VF1, untagged)], [])
-    program(nic, VF1, port_mac(VF1), vlans=[10], upe=True)   # promiscuous ignores the VLAN filter
+    program(nic, VF1, port_mac(VF1), vlans=[10], upe=True)  # promiscuous ignores the VLAN filter
     f = frame(port_mac(VF1), PARTNER, vlan=30)
     nic.switch.forward(f, PORT_UPLINK)
     assert nic.take() == ([(VF1, f)], [])
@@ -178,8 +180,9 @@ def test_broadcast_tagged_reaches_only_members_of_the_vlan(nic):
     assert nic.take() == ([(VF2, f)], [])
 
 
-@pytest.mark.parametrize("length,ok", [
-    (13, False), (14, True), (60, True), (device.MAX_FRAME + 4, True), (device.MAX_FRAME + 5, False)])
+@pytest.mark.parametrize(
+    "length,ok", [(13, False), (14, True), (60, True), (device.MAX_FRAME + 4, True), (device.MAX_FRAME + 5, False)]
+)
 def test_frame_length_bounds(nic, length, ok):
     base = frame(UNKNOWN, port_mac(VF0), payload=b"")
     f = (base + bytes(length))[:length]
@@ -204,18 +207,18 @@ def test_lookup_follows_register_rewrites(nic):
     assert nic.take() == ([], [])
     nic.switch.forward(frame(new, PARTNER), PORT_UPLINK)
     assert [p for p, _ in nic.take()[0]] == [VF1]
-    bus_write(nic, regs.SW_MAC_HI, VF1, 0)                  # VALID cleared: the address is gone
+    bus_write(nic, regs.SW_MAC_HI, VF1, 0)  # VALID cleared: the address is gone
     nic.switch.forward(frame(new, port_mac(VF0)), VF0)
     assert nic.take()[1] == [frame(new, port_mac(VF0))]
 
 
 def test_vf_disable_and_pf_reset_rebuild_the_tables(nic):
-    nic.core.remove_vfs()                                   # NumVFs 4 -> 2: VF2, VF3 vanish
+    nic.core.remove_vfs()  # NumVFs 4 -> 2: VF2, VF3 vanish
     nic.core.add_vfs([FakeShell(0x0101 + i, device.VF_MSIX_VECTORS) for i in range(2)])
     nic.switch.forward(frame(port_mac(VF3), PARTNER), PORT_UPLINK)
     assert nic.take() == ([], [])
-    assert nic.switch.forward(frame(UNKNOWN, port_mac(VF3)), VF3) is False   # no such port
-    nic.pf.software_reset()                                # PF software reset: filters back to 0
+    assert nic.switch.forward(frame(UNKNOWN, port_mac(VF3)), VF3) is False  # no such port
+    nic.pf.software_reset()  # PF software reset: filters back to 0
     nic.switch.forward(frame(port_mac(VF0), PARTNER), PORT_UPLINK)
     assert nic.take() == ([], [])
 
@@ -233,8 +236,8 @@ def test_refused_delivery_is_the_engines_business(nic):
 
 def test_frames_to_own_or_disabled_port_go_nowhere(nic):
     program(nic, VF1, port_mac(VF1), rx_en=False)
-    nic.switch.forward(frame(port_mac(VF1), port_mac(VF0)), VF0)   # local MAC, RX disabled: not the uplink
-    nic.switch.forward(frame(port_mac(VF0), port_mac(VF0)), VF0)   # to itself
+    nic.switch.forward(frame(port_mac(VF1), port_mac(VF0)), VF0)  # local MAC, RX disabled: not the uplink
+    nic.switch.forward(frame(port_mac(VF0), port_mac(VF0)), VF0)  # to itself
     assert nic.take() == ([], [])
     assert counters(nic) == {"DROP_NO_MATCH": 2}
 
@@ -262,15 +265,16 @@ def test_every_frame_entering_is_captured_once(nic):
 
 def test_pf_driver_programming_decodes_as_intended(nic):
     """The PF driver's encoding (pf_driver.filters) is what the switch decodes."""
-    from conftest import run_sync
-    from pf_driver.filters import program_function
 
     class Pf:
         async def write_reg(self, reg, value, index=0):
             bus_write(nic, reg, index, value)
 
-    run_sync(program_function(Pf(), VF2, port_mac(VF2), multicast=[MCAST], vlans=[300, 4],
-                              upe=True, spoofchk=True, pvid=12, defq=3))
+    run_sync(
+        program_function(
+            Pf(), VF2, port_mac(VF2), multicast=[MCAST], vlans=[300, 4], upe=True, spoofchk=True, pvid=12, defq=3
+        )
+    )
     f = filters_of(nic.pf.regs, VF2)
     assert (f.mac, f.multicast, f.vlans, f.pvid) == (port_mac(VF2), {MCAST}, {4, 300}, 12)
     assert (f.bam, f.rx_en, f.upe, f.mpe, f.spoofchk, f.pvlan) == (True, True, True, False, True, True)

@@ -1,7 +1,7 @@
 """testplan.yaml against the code (no simulator): CI fails if a testpoint has no test, names a
 test that does not exist, or names a coverpoint the coverage model does not define."""
 
-from tb import testplan
+from tb.tools import testplan
 
 
 def test_every_testpoint_has_tests_that_exist():
@@ -19,25 +19,33 @@ def test_coverage_names_exist():
 
 def test_the_uvm_tests_are_all_in_the_testplan():
     mapped = {ref for tp in testplan.load() for ref in tp.tests}
-    uvm = testplan.existing_tests()["tb/test_uvm.py"]
-    assert uvm and not {f"tb/test_uvm.py::{n}" for n in uvm} - mapped
+    uvm = testplan.existing_tests()["tb/tests/test_uvm.py"]
+    assert uvm and not {f"tb/tests/test_uvm.py::{n}" for n in uvm} - mapped
 
 
 def test_check_reports_missing_and_empty(tmp_path):
-    existing = {"tb/test_x.py": {"a"}}
-    points = [testplan.Testpoint("p1", "", ["tb/test_x.py::a"]), testplan.Testpoint("p2", "", []),
-              testplan.Testpoint("p3", "", ["tb/test_x.py::nope", "tb/test_y.py::a"])]
+    existing = {"tb/tests/test_x.py": {"a"}}
+    points = [
+        testplan.Testpoint("p1", "", ["tb/tests/test_x.py::a"]),
+        testplan.Testpoint("p2", "", []),
+        testplan.Testpoint("p3", "", ["tb/tests/test_x.py::nope", "tb/tests/test_y.py::a"]),
+    ]
     problems = testplan.check(points, existing)
-    assert problems == ["p2: no test", "p3: tb/test_x.py::nope: no such test in tb/test_x.py",
-                        "p3: tb/test_y.py::a: no such test module"]
+    assert problems == [
+        "p2: no test",
+        "p3: tb/tests/test_x.py::nope: no such test in tb/tests/test_x.py",
+        "p3: tb/tests/test_y.py::a: no such test module",
+    ]
 
 
 def test_parser_finds_cocotb_pyuvm_and_pytest_tests(tmp_path):
     mod = tmp_path / "tb" / "test_m.py"
     mod.parent.mkdir()
-    mod.write_text("import cocotb, pyuvm\n@cocotb.test()\nasync def a(dut): pass\n"
-                   "@cocotb.parametrize(n=[1])\n@cocotb.test()\nasync def b(dut, n): pass\n"
-                   "@pyuvm.test()\nclass C: pass\nasync def helper(dut): pass\n")
+    mod.write_text(
+        "import cocotb, pyuvm\n@cocotb.test()\nasync def a(dut): pass\n"
+        "@cocotb.parametrize(n=[1])\n@cocotb.test()\nasync def b(dut, n): pass\n"
+        "@pyuvm.test()\nclass C: pass\nasync def helper(dut): pass\n"
+    )
     assert testplan.tests_in(mod) == {"a", "b", "C"}
     pym = tmp_path / "tests" / "test_p.py"
     pym.parent.mkdir()

@@ -65,7 +65,7 @@ def test_link_starts_up_in_every_function_and_follows_set_link(nic):
     nic.uplink.set_link(False)
     assert link_bits(nic) == [0, 0, 0] and seen == [False]
     assert regs.STATUS.field("RST_DONE").get(nic.pf.regs.get(regs.STATUS)) == 1
-    nic.uplink.set_link(False)                       # no change, no event
+    nic.uplink.set_link(False)  # no change, no event
     assert seen == [False] and nic.interrupts == []
     nic.uplink.set_link(True)
     assert link_bits(nic) == [1, 1, 1] and seen == [False, True]
@@ -86,7 +86,7 @@ def test_send_takes_the_wire_time_then_reaches_the_switch(nic):
     assert nic.delivered == [(1, f)] and nic.uplink.pending == 0
     # 8 preamble + 64 + 4 FCS + 12 IFG = 88 bytes = 704 bits at 10 Gb/s = 70.4 ns
     assert InstantTimer.waits == [70_400]
-    run_sync(nic.uplink.send(frame(VF_MAC, PARTNER, size=42)))      # padded to 60 bytes
+    run_sync(nic.uplink.send(frame(VF_MAC, PARTNER, size=42)))  # padded to 60 bytes
     assert InstantTimer.waits[-1] == 8 * (60 + 24) * 100
     assert nic.uplink.counters.rx_frames == 2
 
@@ -94,7 +94,7 @@ def test_send_takes_the_wire_time_then_reaches_the_switch(nic):
 def test_concurrent_sends_serialise_on_the_wire(nic):
     first, second = nic.uplink.send(frame(VF_MAC, PARTNER, 100)), nic.uplink.send(frame(VF_MAC, PARTNER, 100))
     run_sync(first)
-    InstantTimer.now_ps = 0                          # the second call started at the same instant
+    InstantTimer.now_ps = 0  # the second call started at the same instant
     run_sync(second)
     one = nic.uplink.wire_time_ps(100)
     assert InstantTimer.waits == [one, 2 * one]
@@ -117,11 +117,12 @@ def test_transmit_queues_for_the_partner_bounded(nic):
     assert nic.uplink.pending == 1
     assert run_sync(nic.uplink.recv()) == f
     assert nic.uplink.recv_nowait() is None
-    small = UplinkPort(forward=lambda f: None, link_changed=lambda up: None, events=ev.EventBus(), log=nic.core.log,
-                       tx_depth=2)
+    small = UplinkPort(
+        forward=lambda f: None, link_changed=lambda up: None, events=ev.EventBus(), log=nic.core.log, tx_depth=2
+    )
     assert [small.transmit(f) for _ in range(3)] == [True, True, False]
     assert small.counters.tx_overflow == 1
-    assert run_sync(small.recv(timeout_ns=5)) == f            # a frame is ready: no wait needed
+    assert run_sync(small.recv(timeout_ns=5)) == f  # a frame is ready: no wait needed
 
 
 def test_pcap_file_reads_back_with_times(tmp_path):
@@ -132,7 +133,7 @@ def test_pcap_file_reads_back_with_times(tmp_path):
     writer.write(frames[1], time_ns=3_000_004_999)
     writer.write(frames[2])
     assert path.read_bytes()[:24] == struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
-    packets = rdpcap(str(path))                                  # readable while still open
+    packets = rdpcap(str(path))  # readable while still open
     assert [bytes(p) for p in packets] == frames
     assert [(int(p.time), round(float(p.time) % 1 * 1e6)) for p in packets] == [(0, 1), (3, 4), (2, 500123)]
     writer.close()

@@ -4,17 +4,21 @@ and recovery when the PF resets (RSTI, then RSTD)."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import cocotb
 from cocotb.triggers import Timer
 from cocotbext.pcie.core.pci import PciDevice
 
+import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 from netdev import NetDev
-import pcicore
 from vf_driver.mailbox import MailboxTimeout, VfMailbox
+
+if TYPE_CHECKING:
+    from iommu import DmaDevice
 
 #: how long probe waits for RSTD (the PF may still be initialising)
 RESET_WAIT_NS = 20_000_000
@@ -42,7 +46,7 @@ class VfDriver:
         self.link_speed = 0
         self.link_events: list[tuple[bool, int]] = []
         self.resets = 0
-        self.removed = False       # unbound: every further register access fails with DeviceGone
+        self.removed = False  # unbound: every further register access fails with DeviceGone
         self._recovering = None
         self.netdev = None
 
@@ -67,22 +71,28 @@ class VfDriver:
 
     # -- registers (a removed VF reads all ones, as on a real bus) ----------------------------
     @property
-    def dma(self):
+    def dma(self) -> DmaDevice | None:
         """The DMA API the platform gave this function (its IOMMU domain), None if none yet."""
         return pcicore.dma_device(self.pdev)
 
     async def read_reg(self, reg: regs.Register, index: int = 0) -> int:
         try:
             return await self.bar0.read_dword(reg.at(index))
-        except Exception:   # cocotbext raises on a UR completion
+        except Exception:  # noqa: BLE001 -- cocotbext raises on a UR completion
             return 0xFFFFFFFF
 
     async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
         await self.bar0.write_dword(reg.at(index), value)
 
     # -- mailbox protocol --------------------------------------------------------------------
-    async def request(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
-        return await self.mbx.request(opcode, payload)
+    async def request(self, opcode: Opcode | int, payload: list[int] | None = None) -> Message:
+        """One mailbox request; an ACKed SET_MAC or RESET updates the driver's MAC."""
+        reply = await self.mbx.request(opcode, payload)
+        if reply.ack and opcode == Opcode.SET_MAC and payload and len(payload) == 2:
+            self.mac = mbx.words_to_mac(payload)
+        elif reply.ack and opcode == Opcode.RESET and len(reply.payload) == 2:
+            self.mac = mbx.words_to_mac(reply.payload)
+        return reply
 
     async def _must(self, opcode: Opcode, payload: list[int] | None = None) -> Message:
         """A request the driver cannot do without: back off and retry when rate limited."""
@@ -133,6 +143,11 @@ class VfDriver:
     async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
         return await self.netdev.start_xmit(frame, queue)
 
+    def reset_prepare(self) -> None:
+        """Linux ``pci_error_handlers.reset_prepare``: someone else is about to reset the
+        function (an FLR, a domain change) and will probe again; do not recover on our own."""
+        self.ready = False
+
     @property
     def recovering(self) -> bool:
         """A reset was seen and the driver is redoing its handshake and rings."""
@@ -173,7 +188,7 @@ class VfDriver:
         try:
             reopen = self.netdev is not None and self.netdev.is_open
             await self.handshake()
-            if reopen:                       # the reset stopped the queues: rebuild them
+            if reopen:  # the reset stopped the queues: rebuild them
                 await self.netdev.stop()
                 await self.netdev.open(self.ring_size)
             self.resets += 1

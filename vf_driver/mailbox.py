@@ -7,6 +7,8 @@ The read-to-clear status bits (PFSTS, PFACK, RSTD) are accumulated in software
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cocotb
 from cocotb.triggers import Event, First, Lock, Timer
 from cocotb.utils import get_sim_time
@@ -15,8 +17,11 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Message, Opcode
 
-F = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
-STICKY = F["PFSTS"] | F["PFACK"] | F["RSTD"]
+if TYPE_CHECKING:
+    from vf_driver.driver import VfDriver
+
+VF_BITS = regs.VF_MAILBOX.masks
+STICKY = VF_BITS["PFSTS"] | VF_BITS["PFACK"] | VF_BITS["RSTD"]
 
 
 class MailboxTimeout(Exception):
@@ -28,14 +33,13 @@ class DeviceGone(MailboxTimeout):
 
 
 class VfMailbox:
-    def __init__(self, drv):
+    def __init__(self, drv: VfDriver):
         self.drv = drv
         self.log = drv.log
-        self.bits = 0                 # accumulated PFSTS / PFACK / RSTD
+        self.bits = 0  # accumulated PFSTS / PFACK / RSTD
         self.rsti = False
         self.irq = Event()
-        self.lock = Lock()            # one request/reply exchange at a time
-        self.notifications: list[Message] = []
+        self.lock = Lock()  # one request/reply exchange at a time
         self.timeouts = 0
 
     def start(self) -> None:
@@ -55,12 +59,12 @@ class VfMailbox:
         if value == 0xFFFFFFFF:
             raise DeviceGone(f"{self.drv.pdev.pcie_id}: VF registers read all ones")
         self.bits |= value & STICKY
-        self.rsti = bool(value & F["RSTI"])
+        self.rsti = bool(value & VF_BITS["RSTI"])
         return value
 
     def take(self, bit: str) -> bool:
-        if self.bits & F[bit]:
-            self.bits &= ~F[bit]
+        if self.bits & VF_BITS[bit]:
+            self.bits &= ~VF_BITS[bit]
             return True
         return False
 
@@ -80,8 +84,8 @@ class VfMailbox:
     async def _lock_buffer(self) -> bool:
         deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS
         while True:
-            await self.drv.write_reg(regs.VF_MAILBOX, F["VFU"])
-            if await self.read_ctrl() & F["VFU"]:
+            await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["VFU"])
+            if await self.read_ctrl() & VF_BITS["VFU"]:
                 return True
             if get_sim_time("ns") > deadline:
                 return False
@@ -92,7 +96,7 @@ class VfMailbox:
             return False
         for i, word in enumerate(msg.encode()):
             await self.drv.write_reg(regs.VF_MBMEM, word, i)
-        await self.drv.write_reg(regs.VF_MAILBOX, F["REQ"])      # doorbell; releases VFU
+        await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["REQ"])  # doorbell; releases VFU
         return True
 
     async def _read(self) -> Message | None:
@@ -101,11 +105,10 @@ class VfMailbox:
         hdr = await self.drv.read_reg(regs.VF_MBMEM, 0)
         n = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
         words = [hdr] + [await self.drv.read_reg(regs.VF_MBMEM, 1 + i) for i in range(n)]
-        await self.drv.write_reg(regs.VF_MAILBOX, F["ACK"])      # acknowledge; releases VFU
+        await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["ACK"])  # acknowledge; releases VFU
         return Message.decode(words)
 
     def _notification(self, msg: Message) -> None:
-        self.notifications.append(msg)
         self.drv.on_notification(msg)
 
     async def request(self, opcode: Opcode, payload: list[int] | None = None) -> Message:

@@ -10,6 +10,7 @@ parent object. The PCIe shells (:mod:`model.pcie`) are the only way in from the 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from datasheet import device, regs
 from model import events as ev
@@ -21,38 +22,72 @@ from model.core.slice import FunctionPort, FunctionSlice
 from model.core.switch import PORT_UPLINK, Switch
 from model.core.uplink import UplinkPort
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from model.inject import Injection
+    from model.pcie.caps.msix import NicMsixCapability
+    from model.pcie.vf import VirtualFunction
+
 IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
 TX_DROPS = regs.by_name("STAT_TX_DROPS")
 
 
 class DeviceCore:
-    def __init__(self, pf_port: FunctionPort, pf_msix_cap, events: ev.EventBus, log: logging.Logger,
-                 **uplink_options):
+    def __init__(
+        self,
+        pf_port: FunctionPort,
+        pf_msix_cap: NicMsixCapability,
+        events: ev.EventBus,
+        log: logging.Logger,
+        **uplink_options: Any,
+    ):
         self.log = log
         self.events = events
         self.scheduler = Scheduler()
         self.pcap: PcapWriter | None = None
-        self.uplink = UplinkPort(forward=lambda frame: self.switch.forward(frame, PORT_UPLINK),
-                                 link_changed=self._link_changed, events=self.events, log=self.log,
-                                 **uplink_options)
+        self.uplink = UplinkPort(
+            forward=lambda frame: self.switch.forward(frame, PORT_UPLINK),
+            link_changed=self._link_changed,
+            events=self.events,
+            log=self.log,
+            **uplink_options,
+        )
         self.pf = self._slice(device.PF_PORT, None, pf_port, pf_msix_cap)
         self.vfs: list[FunctionSlice] = []
         pf_regs = self.pf.regs
         self.mailbox = MailboxUnit(pf_regs, pf_interrupt=self.pf_interrupt, events=self.events, log=self.log)
-        self.switch = Switch(pf_regs, ports=lambda: 1 + len(self.vfs), deliver=self.deliver,
-                             to_uplink=self.uplink.transmit, tx_drop=self._tx_drop, capture=lambda: self.pcap,
-                             events=self.events, log=self.log)
+        self.switch = Switch(
+            pf_regs,
+            ports=lambda: 1 + len(self.vfs),
+            deliver=self.deliver,
+            to_uplink=self.uplink.transmit,
+            tx_drop=self._tx_drop,
+            capture=lambda: self.pcap,
+            events=self.events,
+            log=self.log,
+        )
         self.vferr = SummaryBits(pf_regs, regs.PF_VFERR)
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
-        self.corrupt_next: dict = {}                # injection point: fn -> (byte offset, Injection)
+        self.corrupt_next: dict[int, tuple[int, Injection]] = {}  # injection point: fn -> (byte offset, Injection)
 
-    def _slice(self, fn: int, index: int | None, port: FunctionPort, msix_cap) -> FunctionSlice:
-        return FunctionSlice(fn, index, port, msix_cap, port.log, events=self.events, scheduler=self.scheduler,
-                             transmit=self._transmit, on_reset=self._function_reset,
-                             on_error=self._function_error, link_up=lambda: self.uplink.link_up)
+    def _slice(self, fn: int, index: int | None, port: FunctionPort, msix_cap: NicMsixCapability) -> FunctionSlice:
+        return FunctionSlice(
+            fn,
+            index,
+            port,
+            msix_cap,
+            port.log,
+            events=self.events,
+            scheduler=self.scheduler,
+            transmit=self._transmit,
+            on_reset=self._function_reset,
+            on_error=self._function_error,
+            link_up=lambda: self.uplink.link_up,
+        )
 
-    def capture(self, writer) -> None:
+    def capture(self, writer: PcapWriter | None) -> None:
         """Write every frame entering the switch to ``writer`` (a PcapWriter; None stops)."""
         self.pcap = writer
 
@@ -64,7 +99,7 @@ class DeviceCore:
         index = device.port_vf(fn)
         return self.vfs[index] if 0 <= index < len(self.vfs) else None
 
-    def add_vfs(self, shells) -> list[FunctionSlice]:
+    def add_vfs(self, shells: Sequence[VirtualFunction]) -> list[FunctionSlice]:
         """VF Enable: one slice per VF shell (its bus-master port and MSI-X capability)."""
         self.vfs = [self._slice(device.vf_port(i), i, shell, shell.msix_cap) for i, shell in enumerate(shells)]
         self.mailbox.vfs_enabled(self.vfs)
@@ -99,7 +134,7 @@ class DeviceCore:
         else:
             self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
             self.mailbox.pf_reset()
-            self.switch.invalidate()          # the SW_* registers went back to reset values
+            self.switch.invalidate()  # the SW_* registers went back to reset values
 
     def _vf_reset_trigger(self, i: int, value: int, byte_mask: int) -> None:
         """PF_VFRTRIG: software reset of every VF whose bit is written 1."""
@@ -127,7 +162,7 @@ class DeviceCore:
         if armed is not None and armed[0] < len(frame):
             offset, injection = self.corrupt_next.pop(fn)
             injection.fire(frame=frame, fn=fn)
-            frame = frame[:offset] + bytes([frame[offset] ^ 0x5A]) + frame[offset + 1:]
+            frame = frame[:offset] + bytes([frame[offset] ^ 0x5A]) + frame[offset + 1 :]
             self.log.warning("injected corruption of a frame for function %d at byte %d", fn, offset)
         queue = regs.SW_FN_CTRL.field("DEFQ").get(self.pf.regs.get(regs.SW_FN_CTRL, fn))
         return function.queues.deliver(queue, frame)

@@ -11,15 +11,22 @@ in the writer's ERR_STATUS.MBX.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from datasheet import device, regs
 from datasheet.mailbox import MBX_DWORDS
 from model import events as ev
 from model.core.regfile import SummaryBits
 
-VF_BITS = {f.name: f.mask for f in regs.VF_MAILBOX.fields}
-PF_BITS = {f.name: f.mask for f in regs.PF_MAILBOX.fields}
+if TYPE_CHECKING:
+    import logging
+
+    from model.core.regfile import BoundRead, BoundWrite, RegisterFile
+    from model.core.slice import FunctionSlice
+
+VF_BITS = regs.VF_MAILBOX.masks
+PF_BITS = regs.PF_MAILBOX.masks
 
 
 class Mailbox:
@@ -30,7 +37,7 @@ class Mailbox:
         self.vfu = self.pfu = False
         self.pfsts = self.pfack = self.rsti = self.rstd = False
         self.violations = 0
-        self.taken_back = 0          # times the PF took the buffer back with RVFU
+        self.taken_back = 0  # times the PF took the buffer back with RVFU
 
     def clear(self, ready: bool) -> None:
         """Reset state: buffer and locks cleared; RSTD if the PF is ready, else RSTI."""
@@ -42,23 +49,25 @@ class MailboxUnit:
     """The PF-wide part; ``pf_interrupt(cause)`` raises the PF's misc vector for a PF_IMR cause.
     The VFs are the device core's slices, handed over at VF Enable."""
 
-    def __init__(self, pf_regs, *, pf_interrupt: Callable[[str], None], events: ev.EventBus, log):
+    def __init__(
+        self, pf_regs: RegisterFile, *, pf_interrupt: Callable[[str], None], events: ev.EventBus, log: logging.Logger
+    ):
         self.pf_regs = pf_regs
         self.log = log
         self._pf_interrupt = pf_interrupt
-        self.vfs: list = []
+        self.vfs: list[FunctionSlice] = []
         self.boxes: list[Mailbox] = []
         self.req = SummaryBits(pf_regs, regs.PF_MBX_REQ)
         self.ack = SummaryBits(pf_regs, regs.PF_MBX_ACK)
         self.vflre = SummaryBits(pf_regs, regs.PF_VFLRE)
-        self.pf_ready = False                      # PF_CTRL_EXT.PFRSTD
+        self.pf_ready = False  # PF_CTRL_EXT.PFRSTD
         pf_regs.bind(regs.PF_MAILBOX, self._pf_ctrl_read, self._pf_ctrl_write)
         pf_regs.bind(regs.PF_MBMEM, self._pf_mem_read, self._pf_mem_write)
         pf_regs.on_write(regs.PF_CTRL_EXT, self._ctrl_ext_written)
         self._violation = events.topic(ev.MailboxViolation)
 
     # -- lifecycle ------------------------------------------------------------------
-    def vfs_enabled(self, vfs) -> None:
+    def vfs_enabled(self, vfs: Sequence[FunctionSlice]) -> None:
         self.vfs = list(vfs)
         self.boxes = []
         for vf in vfs:
@@ -78,12 +87,12 @@ class MailboxUnit:
         for summary in (self.req, self.ack, self.vflre):
             summary.bits = 0
 
-    def vf_reset(self, vf) -> None:
+    def vf_reset(self, vf: FunctionSlice) -> None:
         """VF FLR or software reset: that VF's mailbox cleared, VFLR event to the PF."""
         if vf.index >= len(self.boxes):
             return
         self.boxes[vf.index].clear(self.pf_ready)
-        self._vf_irq(vf)                    # RSTD for its driver (dropped while MSI-X is off, e.g. FLR)
+        self._vf_irq(vf)  # RSTD for its driver (dropped while MSI-X is off, e.g. FLR)
         self.req.clear(vf.index)
         self.ack.clear(vf.index)
         self.vflre.set(vf.index)
@@ -111,20 +120,26 @@ class MailboxUnit:
         self._pf_interrupt(cause)
 
     @staticmethod
-    def _vf_irq(vf) -> None:
+    def _vf_irq(vf: FunctionSlice) -> None:
         vf.msix.signal(device.VF_MBX_VECTOR)
 
     # -- VF side ------------------------------------------------------------------------
-    def _vf_ctrl_read(self, vf, box: Mailbox):
+    def _vf_ctrl_read(self, vf: FunctionSlice, box: Mailbox) -> BoundRead:
         def read(_index: int) -> int:
-            value = ((VF_BITS["VFU"] if box.vfu else 0) | (VF_BITS["PFU"] if box.pfu else 0)
-                     | (VF_BITS["PFSTS"] if box.pfsts else 0) | (VF_BITS["PFACK"] if box.pfack else 0)
-                     | (VF_BITS["RSTI"] if box.rsti else 0) | (VF_BITS["RSTD"] if box.rstd else 0))
-            box.pfsts = box.pfack = box.rstd = False         # read-to-clear bits
+            value = (
+                (VF_BITS["VFU"] if box.vfu else 0)
+                | (VF_BITS["PFU"] if box.pfu else 0)
+                | (VF_BITS["PFSTS"] if box.pfsts else 0)
+                | (VF_BITS["PFACK"] if box.pfack else 0)
+                | (VF_BITS["RSTI"] if box.rsti else 0)
+                | (VF_BITS["RSTD"] if box.rstd else 0)
+            )
+            box.pfsts = box.pfack = box.rstd = False  # read-to-clear bits
             return value
+
         return read
 
-    def _vf_ctrl_write(self, vf, box: Mailbox):
+    def _vf_ctrl_write(self, vf: FunctionSlice, box: Mailbox) -> BoundWrite:
         def write(_index: int, value: int, byte_mask: int) -> None:
             value &= byte_mask
             box.vfu = bool(value & VF_BITS["VFU"]) and not box.pfu
@@ -134,9 +149,10 @@ class MailboxUnit:
             if value & VF_BITS["ACK"]:
                 self.ack.set(vf.index)
                 self._pf_irq("ACK")
+
         return write
 
-    def _vf_mem_write(self, vf, box: Mailbox):
+    def _vf_mem_write(self, vf: FunctionSlice, box: Mailbox) -> BoundWrite:
         def write(index: int, value: int, byte_mask: int) -> None:
             if not box.vfu:
                 box.violations += 1
@@ -146,6 +162,7 @@ class MailboxUnit:
                     self._violation.emit(ev.MailboxViolation(vf.fn, "vf"))
                 return
             box.buf[index] = (box.buf[index] & ~byte_mask) | (value & byte_mask)
+
         return write
 
     # -- PF side ------------------------------------------------------------------------

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from datasheet import device, pci
 from model import events as ev
 
-SendMessage = Callable[[int, int], Awaitable[None]]   # (address, data)
+if TYPE_CHECKING:
+    from model.pcie.caps.msix import NicMsixCapability
+
+SendMessage = Callable[[int, int], Awaitable[None]]  # (address, data)
 
 ENTRY = pci.PCI_MSIX_ENTRY_SIZE
 
@@ -32,9 +36,17 @@ class MsixTable:
     With MSI-X disabled the event is dropped (a VF has no INTx to fall back on).
     """
 
-    def __init__(self, fn: int, cap, send: SendMessage, bus_master: Callable[[], bool],
-                 spawn: Callable, events: ev.EventBus, log: logging.Logger,
-                 on_bad_access: Callable[[int, str, bool], None]):
+    def __init__(
+        self,
+        fn: int,
+        cap: NicMsixCapability,
+        send: SendMessage,
+        bus_master: Callable[[], bool],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        events: ev.EventBus,
+        log: logging.Logger,
+        on_bad_access: Callable[[int, str, bool], None],
+    ):
         self.fn = fn
         self.cap = cap
         self.num_vectors = cap.msix_table_size + 1
@@ -44,9 +56,9 @@ class MsixTable:
         self.log = log
         self.table = bytearray(self.num_vectors * ENTRY)
         self.pending = 0
-        self.sent = [0] * self.num_vectors          # messages delivered per vector
+        self.sent = [0] * self.num_vectors  # messages delivered per vector
         self._interrupt = events.topic(ev.Interrupt)
-        self.on_bad_access = on_bad_access          # (offset, what, read_only) -> the function's ERR_*
+        self.on_bad_access = on_bad_access  # (offset, what, read_only) -> the function's ERR_*
         self.reset()
 
     def reset(self) -> None:
@@ -102,7 +114,7 @@ class MsixTable:
         self.sent[vector] += 1
         try:
             await self.send(addr, data)
-        except Exception as exc:   # e.g. BME cleared while the message waited for the link
+        except Exception as exc:  # noqa: BLE001 -- e.g. BME cleared while the message waited for the link
             self.sent[vector] -= 1
             self.pending |= 1 << vector
             self.log.warning("MSI-X vector %d not sent (%s): pending", vector, exc)
@@ -123,10 +135,10 @@ class MsixTable:
     def read(self, offset: int, length: int) -> bytes:
         t0, p0 = device.MSIX_TABLE_OFFSET, device.MSIX_PBA_OFFSET
         if t0 <= offset and offset + length <= t0 + len(self.table):
-            return bytes(self.table[offset - t0:offset - t0 + length])
+            return bytes(self.table[offset - t0 : offset - t0 + length])
         pba = self._pba_bytes()
         if p0 <= offset and offset + length <= p0 + len(pba):
-            return pba[offset - p0:offset - p0 + length]
+            return pba[offset - p0 : offset - p0 + length]
         self.on_bad_access(offset, "MSI-X BAR read outside the table and PBA", False)
         return bytes(length)
 
@@ -134,13 +146,16 @@ class MsixTable:
         t0, p0 = device.MSIX_TABLE_OFFSET, device.MSIX_PBA_OFFSET
         if not (t0 <= offset and offset + len(data) <= t0 + len(self.table)):
             in_pba = p0 <= offset < p0 + len(self._pba_bytes())
-            self.on_bad_access(offset, "MSI-X BAR write to the read-only PBA" if in_pba
-                               else "MSI-X BAR write outside the table", in_pba)
+            self.on_bad_access(
+                offset,
+                "MSI-X BAR write to the read-only PBA" if in_pba else "MSI-X BAR write outside the table",
+                in_pba,
+            )
             return
         start = offset - t0
-        self.table[start:start + len(data)] = data
+        self.table[start : start + len(data)] = data
         first, last = start // ENTRY, (start + len(data) - 1) // ENTRY
         for v in range(first, last + 1):
             ctrl = self._word(v, pci.PCI_MSIX_ENTRY_VECTOR_CTRL)
-            self._set_ctrl(v, ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)   # other bits reserved
+            self._set_ctrl(v, ctrl & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)  # other bits reserved
         self.deliver_pending()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from cocotb.utils import get_sim_time
 
@@ -30,15 +30,16 @@ def sim_time_ns() -> float:
 
 
 class PcapWriter:
-    def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = sim_time_ns,
-                 nanosecond: bool = False):
+    def __init__(self, path: str | os.PathLike, clock: Callable[[], float] = sim_time_ns, nanosecond: bool = False):
         """Create ``path``; ``clock()`` gives the time in ns of a frame written without one."""
         self.path = os.fspath(path)
         self.clock = clock
         self._per_second = 1_000_000_000 if nanosecond else 1_000_000
         self.packets = 0
         self._file = open(self.path, "wb")
-        self._file.write(GLOBAL_HEADER.pack(MAGIC_NS if nanosecond else MAGIC, *VERSION, 0, 0, SNAPLEN, LINKTYPE_ETHERNET))
+        self._file.write(
+            GLOBAL_HEADER.pack(MAGIC_NS if nanosecond else MAGIC, *VERSION, 0, 0, SNAPLEN, LINKTYPE_ETHERNET)
+        )
         self._file.flush()
 
     @property
@@ -59,8 +60,8 @@ class PcapWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "PcapWriter":
+    def __enter__(self) -> PcapWriter:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

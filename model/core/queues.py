@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Callable, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cocotb.triggers import Timer
 from cocotb.utils import get_sim_time
@@ -51,10 +52,17 @@ from datasheet.regs import FnError
 from model import events as ev
 from model.core.scheduler import Scheduler
 
+if TYPE_CHECKING:
+    import logging
+
+    from datasheet.regs import Register
+    from model.core.regfile import BoundRead, BoundWrite, RegisterFile
+    from model.inject import Injection
+
 ENABLE = regs.TXDCTL.field("ENABLE")
 VECTOR = regs.TXDCTL.field("VECTOR")
 ERR = regs.TXDCTL.field("ERR")
-STAT = {r.name[len("STAT_"):]: r for r in regs.STATS}
+STAT = {r.name[len("STAT_") :]: r for r in regs.STATS}
 
 
 class DmaFault(Exception):
@@ -80,7 +88,7 @@ class DmaPort(Protocol):
     async def dma_write(self, addr: int, data: bytes) -> None: ...
 
 
-class Ring:
+class RingState:
     """Register state of one ring (TX or RX half of a queue pair)."""
 
     def __init__(self, index: int, rx: bool):
@@ -108,27 +116,41 @@ class Ring:
         return VECTOR.get(self.ctl)
 
     def valid_geometry(self) -> bool:
-        n = self.length
-        return (self.base != 0 and self.base % device.RING_ALIGN == 0 and n & (n - 1) == 0
-                and device.RING_MIN_DESCS <= n <= device.RING_MAX_DESCS)
+        return device.ring_geometry_error(self.base, self.length) is None
 
 
 class RingRun:
     """The device's working state of one enabled ring, over a snapshot of its geometry."""
 
-    __slots__ = ("engine", "ring", "base", "length", "vector", "tail", "head", "fetch", "cache", "staged",
-                 "fifo", "cancelled", "queued", "active", "again", "turn_number")
+    __slots__ = (
+        "engine",
+        "ring",
+        "base",
+        "length",
+        "vector",
+        "tail",
+        "head",
+        "fetch",
+        "cache",
+        "staged",
+        "fifo",
+        "cancelled",
+        "queued",
+        "active",
+        "again",
+        "turn_number",
+    )
 
-    def __init__(self, engine: "QueueEngine", ring: Ring):
+    def __init__(self, engine: QueueEngine, ring: RingState):
         self.engine = engine
         self.ring = ring
         self.base, self.length, self.vector = ring.base, ring.length, ring.vector
         self.tail = self.head = self.fetch = 0
-        self.cache: collections.deque = collections.deque()   # prefetched, not yet used
-        self.staged: list = []                                  # TX: descriptors of a frame in progress
-        self.fifo: collections.deque[bytes] = collections.deque()   # RX: frames awaiting buffers
+        self.cache: collections.deque = collections.deque()  # prefetched, not yet used
+        self.staged: list = []  # TX: descriptors of a frame in progress
+        self.fifo: collections.deque[bytes] = collections.deque()  # RX: frames awaiting buffers
         self.cancelled = self.queued = self.active = self.again = False
-        self.turn_number = 0                                    # the scheduler's count at this turn
+        self.turn_number = 0  # the scheduler's count at this turn
 
     def free(self) -> int:
         """Descriptors the driver has handed over and the device has not used."""
@@ -138,15 +160,27 @@ class RingRun:
         """Descriptors the driver has handed over and the device has not fetched."""
         return (self.tail - self.fetch) % self.length
 
-    def turn(self):
+    def turn(self) -> Coroutine[Any, Any, bool]:
         return self.engine.turn(self)
 
 
 class QueueEngine:
-    def __init__(self, fn: int, rf, num_queues: int, num_vectors: int, *, port: DmaPort,
-                 transmit: Callable[[bytes], bool], signal: Callable[[int], None],
-                 spawn: Callable, scheduler: Scheduler, events: ev.EventBus,
-                 on_error: Callable[[FnError, str], None], log):
+    def __init__(
+        self,
+        fn: int,
+        rf: RegisterFile,
+        num_queues: int,
+        num_vectors: int,
+        *,
+        port: DmaPort,
+        transmit: Callable[[bytes], bool],
+        signal: Callable[[int], None],
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        scheduler: Scheduler,
+        events: ev.EventBus,
+        on_error: Callable[[FnError, str], None],
+        log: logging.Logger,
+    ):
         self.fn = fn
         self.rf = rf
         self.log = log
@@ -158,10 +192,10 @@ class QueueEngine:
         self.spawn = spawn
         self.scheduler = scheduler
         self.on_error = on_error
-        self.tx = [Ring(q, rx=False) for q in range(num_queues)]
-        self.rx = [Ring(q, rx=True) for q in range(num_queues)]
+        self.tx = [RingState(q, rx=False) for q in range(num_queues)]
+        self.rx = [RingState(q, rx=True) for q in range(num_queues)]
         self.in_error = False
-        self.inject_fault = None               # engine_fault injection point: its next turn raises
+        self.inject_fault: Injection | None = None  # engine_fault injection point: its next turn raises
         self._doorbell = events.topic(ev.Doorbell)
         self._fetched = events.topic(ev.DescriptorFetch)
         self._writeback = events.topic(ev.Writeback)
@@ -181,54 +215,73 @@ class QueueEngine:
         self.irq_epoch = 0
 
     # -- registers -------------------------------------------------------------------
-    def _bind(self, rf) -> None:
-        for reg, rings in ((regs.TDH, self.tx), (regs.RDH, self.rx)):      # RO: writes never reach here
+    def _bind(self, rf: RegisterFile) -> None:
+        for reg, rings in ((regs.TDH, self.tx), (regs.RDH, self.rx)):  # RO: writes never reach here
             rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].head), None)
         fields = {
-            regs.TDBAL: (self.tx, "base_lo"), regs.TDBAH: (self.tx, "base_hi"), regs.TDLEN: (self.tx, "length"),
-            regs.RDBAL: (self.rx, "base_lo"), regs.RDBAH: (self.rx, "base_hi"), regs.RDLEN: (self.rx, "length"),
+            regs.TDBAL: (self.tx, "base_lo"),
+            regs.TDBAH: (self.tx, "base_hi"),
+            regs.TDLEN: (self.tx, "length"),
+            regs.RDBAL: (self.rx, "base_lo"),
+            regs.RDBAH: (self.rx, "base_hi"),
+            regs.RDLEN: (self.rx, "length"),
         }
         for reg, (rings, attr) in fields.items():
-            rf.bind(reg, self._reader(reg, lambda q, rings=rings, attr=attr: getattr(rings[q], attr)),
-                    self._writer(reg, lambda q, v, rings=rings, attr=attr: self._set_geometry(rings[q], attr, v)))
+            rf.bind(
+                reg,
+                self._reader(reg, lambda q, rings=rings, attr=attr: getattr(rings[q], attr)),
+                self._writer(reg, lambda q, v, rings=rings, attr=attr: self._set_geometry(rings[q], attr, v)),
+            )
         for reg, rings in ((regs.TDT, self.tx), (regs.RDT, self.rx)):
-            rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].tail),
-                    self._writer(reg, lambda q, v, rings=rings: self._doorbell_write(rings[q], v)))
+            rf.bind(
+                reg,
+                self._reader(reg, lambda q, rings=rings: rings[q].tail),
+                self._writer(reg, lambda q, v, rings=rings: self._doorbell_write(rings[q], v)),
+            )
         for reg, rings in ((regs.TXDCTL, self.tx), (regs.RXDCTL, self.rx)):
-            rf.bind(reg, self._reader(reg, lambda q, rings=rings: rings[q].ctl),
-                    self._writer(reg, lambda q, v, rings=rings, reg=reg: self._control(rings[q], v & reg.write_mask)))
+            rf.bind(
+                reg,
+                self._reader(reg, lambda q, rings=rings: rings[q].ctl),
+                self._writer(reg, lambda q, v, rings=rings, reg=reg: self._control(rings[q], v & reg.write_mask)),
+            )
         rf.bind(regs.QRX_NOBUF, self._reader(regs.QRX_NOBUF, lambda q: self.rx_nobuf[q]), None)
         rf.bind(regs.QERR_COUNT, self._reader(regs.QERR_COUNT, lambda q: self.qerr[q]), None)
-        rf.bind(regs.EITR, self._reader(regs.EITR, lambda v: self.eitr[v], self.num_vectors),
-                self._writer(regs.EITR, self._set_eitr, self.num_vectors))
+        rf.bind(
+            regs.EITR,
+            self._reader(regs.EITR, lambda v: self.eitr[v], self.num_vectors),
+            self._writer(regs.EITR, self._set_eitr, self.num_vectors),
+        )
 
-    def _reader(self, reg, get, limit: int | None = None):
+    def _reader(self, reg: Register, get: Callable[[int], int], limit: int | None = None) -> BoundRead:
         """Bus read of element ``i`` of ``reg``; elements past ``limit`` are unimplemented."""
+
         def read(i: int) -> int:
             if i >= (self.num_queues if limit is None else limit):
                 self.rf.unimplemented(reg.at(i), f"read of {reg.name}[{i}] beyond this function's allotment")
                 return 0
             return get(i)
+
         return read
 
-    def _writer(self, reg, put, limit: int | None = None):
+    def _writer(self, reg: Register, put: Callable[[int, int], None], limit: int | None = None) -> BoundWrite:
         def write(i: int, value: int, byte_mask: int) -> None:
             if i >= (self.num_queues if limit is None else limit):
                 self.rf.unimplemented(reg.at(i), f"write to {reg.name}[{i}] beyond this function's allotment")
                 return
             put(i, value & byte_mask)
+
         return write
 
     def _set_eitr(self, vector: int, value: int) -> None:
         self.eitr[vector] = value & regs.EITR.write_mask
 
-    def _set_geometry(self, ring: Ring, attr: str, value: int) -> None:
+    def _set_geometry(self, ring: RingState, attr: str, value: int) -> None:
         if ring.enabled:
             self._count_bad(ring, f"{attr} written while enabled: ignored")
             return
         setattr(ring, attr, value)
 
-    def _control(self, ring: Ring, value: int) -> None:
+    def _control(self, ring: RingState, value: int) -> None:
         enable = bool(ENABLE.get(value))
         vector = VECTOR.get(value)
         if vector >= self.num_vectors:
@@ -241,18 +294,19 @@ class QueueEngine:
                 return
             if not ring.valid_geometry():
                 ring.ctl = VECTOR.put(ERR.put(0, QueueError.BAD_RING), vector)
-                self._refuse(ring, QueueError.BAD_RING,
-                             f"base {ring.base:#x} / length {ring.length} invalid: enable refused")
+                self._refuse(
+                    ring, QueueError.BAD_RING, f"base {ring.base:#x} / length {ring.length} invalid: enable refused"
+                )
                 return
             ring.ctl = VECTOR.put(ENABLE.put(0, 1), vector)
             ring.head = ring.tail = 0
             ring.run = RingRun(self, ring)
             return
         if not enable and ring.enabled:
-            self._cancel(ring)                  # a disabled queue stops mid-frame: nothing more is sent
+            self._cancel(ring)  # a disabled queue stops mid-frame: nothing more is sent
         ring.ctl = VECTOR.put(ENABLE.put(0, int(enable)), vector)
 
-    def _doorbell_write(self, ring: Ring, tail: int) -> None:
+    def _doorbell_write(self, ring: RingState, tail: int) -> None:
         if self._doorbell:
             self._doorbell.emit(ev.Doorbell(self.fn, ring.index, ring.rx, tail, self.scheduler.turns))
         run = ring.run
@@ -269,16 +323,16 @@ class QueueEngine:
         if not ring.rx or run.fifo:
             self.scheduler.kick(run)
 
-    def _count_bad(self, ring: Ring, why: str) -> None:
+    def _count_bad(self, ring: RingState, why: str) -> None:
         self.qerr[ring.index] += 1
         self.log.warning("%s: %s", ring.name, why)
 
-    def _refuse(self, ring: Ring, error: QueueError, why: str) -> None:
+    def _refuse(self, ring: RingState, error: QueueError, why: str) -> None:
         self._count_bad(ring, why)
         if self._stopped:
             self._stopped.emit(ev.QueueStopped(self.fn, ring.index, ring.rx, int(error), why))
 
-    def _cancel(self, ring: Ring) -> None:
+    def _cancel(self, ring: RingState) -> None:
         run, ring.run = ring.run, None
         if run is not None:
             run.cancelled = True
@@ -336,8 +390,8 @@ class QueueEngine:
         self.signal(vector)
 
     async def _fire_later(self, vector: int, wait: float, epoch: int) -> None:
-        await Timer(max(math.ceil(wait * 1000), 1), "ps")        # never early
-        if epoch == self.irq_epoch:            # a function reset meanwhile drops it
+        await Timer(max(math.ceil(wait * 1000), 1), "ps")  # never early
+        if epoch == self.irq_epoch:  # a function reset meanwhile drops it
             self.irq_scheduled[vector] = False
             self._fire(vector, get_sim_time("ns"))
 
@@ -350,7 +404,7 @@ class QueueEngine:
         failure = None
         try:
             data = await self.port.dma_read(addr, length)
-        except Exception as exc:   # any failure of a memory request is a DMA fault of this queue
+        except Exception as exc:  # noqa: BLE001 -- any failure of a memory request is a DMA fault of this queue
             failure = exc
         if run.cancelled:
             raise Cancelled()
@@ -366,7 +420,7 @@ class QueueEngine:
         failure = None
         try:
             await self.port.dma_write(addr, data)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             failure = exc
         if run.cancelled:
             raise Cancelled()
@@ -391,7 +445,7 @@ class QueueEngine:
             self._stop(run, QueueError.DMA_FAULT, str(exc))
             self.count("RX_ERRORS" if run.ring.rx else "TX_ERRORS")
             return False
-        except Exception as exc:   # the guard: a fault of the model, contained in this function
+        except Exception as exc:  # noqa: BLE001 -- the guard: a fault of the model, contained in this function
             self.on_error(FnError.ENGINE, f"{run.ring.name}: {type(exc).__name__}: {exc}")
             return False
 
@@ -402,26 +456,31 @@ class QueueEngine:
         if n == 0:
             return False
         raw = await self._dma_read(run, run.base + first * d.DESC_SIZE, n * d.DESC_SIZE)
-        run.cache.extend(d.parse_read(raw[i * d.DESC_SIZE:(i + 1) * d.DESC_SIZE]) for i in range(n))
+        run.cache.extend(d.parse_read(raw[i * d.DESC_SIZE : (i + 1) * d.DESC_SIZE]) for i in range(n))
         run.fetch = (first + n) % run.length
         if self._fetched:
             self._fetched.emit(ev.DescriptorFetch(self.fn, run.ring.index, run.ring.rx, first, n))
         return True
 
-    async def _complete(self, run: RingRun, descs, results) -> None:
+    async def _complete(
+        self, run: RingRun, descs: Sequence[tuple[int, int, int]], results: Sequence[tuple[int, int]]
+    ) -> None:
         """Write back ``descs`` (starting at the head) in place and advance the head."""
-        out = b"".join(addr.to_bytes(8, "little") + d.writeback(length, status)
-                       for (addr, _, _), (length, status) in zip(descs, results))
+        out = b"".join(
+            addr.to_bytes(8, "little") + d.writeback(length, status)
+            for (addr, _, _), (length, status) in zip(descs, results)
+        )
         first = run.head
         split = min(len(descs), run.length - first) * d.DESC_SIZE
         await self._dma_write(run, run.base + first * d.DESC_SIZE, out[:split])
-        if split < len(out):                                  # the span wraps the ring
+        if split < len(out):  # the span wraps the ring
             await self._dma_write(run, run.base, out[split:])
         run.head = run.ring.head = (first + len(descs)) % run.length
         if self._writeback:
             for k, (length, status) in enumerate(results):
-                self._writeback.emit(ev.Writeback(self.fn, run.ring.index, run.ring.rx,
-                                                  (first + k) % run.length, length, status))
+                self._writeback.emit(
+                    ev.Writeback(self.fn, run.ring.index, run.ring.rx, (first + k) % run.length, length, status)
+                )
 
     # -- TX -------------------------------------------------------------------------------
     async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
@@ -445,14 +504,14 @@ class QueueEngine:
             self.raise_irq(run.vector)
         return bool(run.cache) or run.posted() > 0, done
 
-    async def _complete_failed(self, run: RingRun, descs) -> None:
+    async def _complete_failed(self, run: RingRun, descs: Sequence[tuple[int, int, int]]) -> None:
         """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
         try:
             await self._complete(run, descs, [(0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask)] * len(descs))
         except DmaFault:
             pass
 
-    async def _transmit(self, run: RingRun, descs) -> list[tuple[int, int]]:
+    async def _transmit(self, run: RingRun, descs: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
         """Send one frame made of ``descs``; return the write-back (length, status) of each."""
         lengths = [length for _, length, _ in descs]
         if not d.TX_CMD_EOP.get(descs[-1][2]) or 0 in lengths or sum(lengths) > device.MAX_FRAME:
@@ -491,9 +550,9 @@ class QueueEngine:
             used, results, pos = [], [], 0
             while pos < len(frame) or not used:
                 if not run.cache and not await self._fetch(run):
-                    break                                   # out of buffers mid-frame: truncate
+                    break  # out of buffers mid-frame: truncate
                 addr, size, _ = run.cache.popleft()
-                chunk = frame[pos:pos + size]
+                chunk = frame[pos : pos + size]
                 if chunk:
                     await self._dma_write(run, addr, chunk)
                 used.append((addr, size, 0))

@@ -12,14 +12,14 @@ is logged and counted in ERR_STATUS / ERR_UNIMPL_COUNT / ERR_LAST_OFFSET.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from datasheet import regs
 from datasheet.regs import Access, Register
 
-WriteHook = Callable[[int, int], None]              # (old value, new value)
-BoundRead = Callable[[int], int]                    # (index) -> value
-BoundWrite = Callable[[int, int, int], None]        # (index, value, byte-lane bit mask)
+WriteHook = Callable[[int, int], None]  # (old value, new value)
+BoundRead = Callable[[int], int]  # (index) -> value
+BoundWrite = Callable[[int, int, int], None]  # (index, value, byte-lane bit mask)
 
 
 class RegisterFile:
@@ -31,7 +31,7 @@ class RegisterFile:
                 self._by_offset[r.at(i)] = (r, i)
         self._values: dict[str, list[int]] = {r.name: [r.reset] * r.count for r in registers}
         self._hooks: dict[str, WriteHook] = {}
-        self._bound: dict[str, tuple[BoundRead, BoundWrite]] = {}
+        self._bound: dict[str, tuple[BoundRead, BoundWrite | None]] = {}
 
     # -- hardware side -------------------------------------------------------
     def get(self, reg: Register, index: int = 0) -> int:
@@ -44,7 +44,7 @@ class RegisterFile:
         """Call ``hook(old, new)`` after every bus write to ``reg``."""
         self._hooks[reg.name] = hook
 
-    def bind(self, reg: Register, read: BoundRead, write: BoundWrite) -> None:
+    def bind(self, reg: Register, read: BoundRead, write: BoundWrite | None) -> None:
         """Serve bus accesses to ``reg`` (all elements) with the owner's handlers."""
         self._bound[reg.name] = (read, write)
 
@@ -75,7 +75,7 @@ class RegisterFile:
         for dword in range(base, offset + length, 4):
             out += self._read_dword(dword).to_bytes(4, "little")
         start = offset - base
-        return bytes(out[start:start + length])
+        return bytes(out[start : start + length])
 
     def write(self, offset: int, data: bytes) -> None:
         pos = 0
@@ -84,7 +84,7 @@ class RegisterFile:
             lane = (offset + pos) - dword
             n = min(4 - lane, len(data) - pos)
             byte_mask = ((1 << (8 * n)) - 1) << (8 * lane)
-            value = int.from_bytes(bytes(lane) + data[pos:pos + n] + bytes(4 - lane - n), "little")
+            value = int.from_bytes(bytes(lane) + data[pos : pos + n] + bytes(4 - lane - n), "little")
             self._write_dword(dword, value, byte_mask)
             pos += n
 
@@ -97,11 +97,7 @@ class RegisterFile:
         bound = self._bound.get(reg.name)
         if bound is not None:
             return bound[0](index) & 0xFFFFFFFF
-        values = self._values[reg.name]
-        value = values[index]
-        if reg.access is Access.RC:
-            values[index] = 0
-        return value
+        return self._values[reg.name][index]
 
     def _write_dword(self, offset: int, value: int, byte_mask: int) -> None:
         hit = self._by_offset.get(offset)
@@ -109,7 +105,7 @@ class RegisterFile:
             self._bad_access(offset, "BAR0 write to unimplemented offset", "UNIMPL")
             return
         reg, index = hit
-        if reg.access in (Access.RO, Access.RC):
+        if reg.access is Access.RO:
             self._bad_access(offset, f"BAR0 write to read-only {reg.name}", "RO_WRITE", count=False)
             return
         bound = self._bound.get(reg.name)
@@ -160,4 +156,3 @@ class SummaryBits:
 
     def __contains__(self, n: int) -> bool:
         return bool(self.bits >> n & 1)
-

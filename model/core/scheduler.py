@@ -15,7 +15,8 @@ no coroutine and no timer.
 from __future__ import annotations
 
 import collections
-from typing import Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import cocotb
 
@@ -35,8 +36,7 @@ class Runnable(Protocol):
 
 
 class Scheduler:
-    def __init__(self, engines: int = device.DMA_ENGINES,
-                 spawn: Callable[[Awaitable], object] = cocotb.start_soon):
+    def __init__(self, engines: int = device.DMA_ENGINES, spawn: Callable[[Awaitable], object] = cocotb.start_soon):
         if engines < 1:
             raise ValueError(f"{engines} DMA engines")
         self.engines = engines
@@ -50,7 +50,7 @@ class Scheduler:
         if run.cancelled:
             return
         if run.active:
-            run.again = True                   # it gets another turn after the current one
+            run.again = True  # it gets another turn after the current one
             return
         if run.queued:
             return
@@ -71,7 +71,7 @@ class Scheduler:
                 self.turns += 1
                 run.turn_number = self.turns
                 try:
-                    more = await run.turn()            # a turn contains its own faults
+                    more = await run.turn()  # a turn contains its own faults
                 finally:
                     run.active = False
                 if (more or run.again) and not run.cancelled:

@@ -17,7 +17,8 @@ an unexpected exception in either puts the function in the error state
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cocotb
 
@@ -28,6 +29,11 @@ from model.core.msix import MsixTable
 from model.core.queues import DmaPort, QueueEngine
 from model.core.regfile import RegisterFile
 from model.core.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    import logging
+
+    from model.pcie.caps.msix import NicMsixCapability
 
 STATUS_FN_ERR = regs.STATUS.field("FN_ERR")
 LINK_UP = regs.STATUS.field("LINK_UP")
@@ -46,12 +52,23 @@ class FunctionPort(DmaPort, Protocol):
 
 
 class FunctionSlice:
-    def __init__(self, fn: int, index: int | None, port: FunctionPort, msix_cap, log, *,
-                 events: ev.EventBus, scheduler: Scheduler, transmit: Callable[["FunctionSlice", bytes], bool],
-                 on_reset: Callable[["FunctionSlice", str], None], on_error: Callable[["FunctionSlice"], None],
-                 link_up: Callable[[], bool]):
+    def __init__(
+        self,
+        fn: int,
+        index: int | None,
+        port: FunctionPort,
+        msix_cap: NicMsixCapability,
+        log: logging.Logger,
+        *,
+        events: ev.EventBus,
+        scheduler: Scheduler,
+        transmit: Callable[[FunctionSlice, bytes], bool],
+        on_reset: Callable[[FunctionSlice, str], None],
+        on_error: Callable[[FunctionSlice], None],
+        link_up: Callable[[], bool],
+    ):
         self.fn = fn
-        self.index = index                   # VF index, None for the PF
+        self.index = index  # VF index, None for the PF
         self.is_vf = index is not None
         self.port = port
         self.log = log
@@ -63,23 +80,34 @@ class FunctionSlice:
         queue_pairs = device.VF_QUEUE_PAIRS if self.is_vf else device.PF_QUEUE_PAIRS
         self.regs = RegisterFile(regs.registers_for(self.is_vf), log)
         self.regs.on_write(regs.CTRL, self._ctrl_written)
-        self.msix = MsixTable(fn, msix_cap, port.send_msi, lambda: port.bus_master_enable, self.spawn,
-                              events, log, self.regs.bad_access)
-        self.queues = QueueEngine(fn, self.regs, queue_pairs, vectors, port=port,
-                                  transmit=lambda frame: transmit(self, frame), signal=self.msix.signal,
-                                  spawn=self.spawn, scheduler=scheduler, events=events,
-                                  on_error=self.function_error, log=log)
+        self.msix = MsixTable(
+            fn, msix_cap, port.send_msi, lambda: port.bus_master_enable, self.spawn, events, log, self.regs.bad_access
+        )
+        self.queues = QueueEngine(
+            fn,
+            self.regs,
+            queue_pairs,
+            vectors,
+            port=port,
+            transmit=lambda frame: transmit(self, frame),
+            signal=self.msix.signal,
+            spawn=self.spawn,
+            scheduler=scheduler,
+            events=events,
+            on_error=self.function_error,
+            log=log,
+        )
         self.strap()
 
     # -- the guard ----------------------------------------------------------------------
-    def spawn(self, coro) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Start ``coro`` as a task of this function: an exception it raises is the function's error."""
         cocotb.start_soon(self._guarded(coro))
 
-    async def _guarded(self, coro) -> None:
+    async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
             await coro
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.function_error(FnError.TASK, f"{type(exc).__name__}: {exc}")
 
     def function_error(self, cause: FnError, detail: str) -> None:
@@ -104,7 +132,7 @@ class FunctionSlice:
         target = self.regs.read if bar == device.REG_BAR else self.msix.read
         try:
             return target(offset, length)
-        except Exception as exc:   # never let a BAR access fault escape into the fabric
+        except Exception as exc:  # noqa: BLE001 -- never let a BAR access fault escape into the fabric
             self.function_error(FnError.ACCESS, f"BAR{bar} read at {offset:#x}: {type(exc).__name__}: {exc}")
             return bytes(length)
 
@@ -114,12 +142,12 @@ class FunctionSlice:
         target = self.regs.write if bar == device.REG_BAR else self.msix.write
         try:
             target(offset, data)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001
             self.function_error(FnError.ACCESS, f"BAR{bar} write at {offset:#x}: {type(exc).__name__}: {exc}")
 
     def _emit_mmio(self, bar: int, addr: int, data: bytes) -> None:
         for dword in range(addr & ~3, addr + len(data), 4):
-            lanes = bytes(data[max(dword, addr) - addr:min(dword + 4, addr + len(data)) - addr])
+            lanes = bytes(data[max(dword, addr) - addr : min(dword + 4, addr + len(data)) - addr])
             shift = max(addr - dword, 0)
             value = int.from_bytes(bytes(shift) + lanes, "little")
             self._mmio_write.emit(ev.MmioWrite(self.fn, bar, dword, value, ((1 << len(lanes)) - 1) << shift))

@@ -37,11 +37,19 @@ Per-queue RX drops (no buffer) are the queue engine's business.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from datasheet import device, regs
 from model import events as ev
+
+if TYPE_CHECKING:
+    import logging
+
+    from model.core.pcap import PcapWriter
+    from model.core.regfile import RegisterFile
+    from model.inject import Injection
 
 PORT_UPLINK = -1
 TPID_8021Q = b"\x81\x00"
@@ -53,7 +61,7 @@ MAX_SWITCH_FRAME = device.MAX_FRAME + VLAN_HLEN
 CTRL = {f.name: f for f in regs.SW_FN_CTRL.fields}
 VALID = regs.SW_MAC_HI.field("VALID")
 VID = regs.SW_VLAN.field("VID")
-COUNTER = {r.name[len("SW_"):]: r for r in regs.SW_STATS}
+COUNTER = {r.name[len("SW_") :]: r for r in regs.SW_STATS}
 FILTER_REGS = (regs.SW_FN_CTRL, regs.SW_MAC_LO, regs.SW_MAC_HI, regs.SW_MC_LO, regs.SW_MC_HI, regs.SW_VLAN)
 
 
@@ -74,7 +82,7 @@ class FnFilters:
     pvid: int
 
 
-def filters_of(rf, fn: int) -> FnFilters:
+def filters_of(rf: RegisterFile, fn: int) -> FnFilters:
     """Decode switch port ``fn``'s filters from the PF register file ``rf``."""
     ctrl = rf.get(regs.SW_FN_CTRL, fn)
     mc_slots = range(fn * device.SW_MC_PER_FN, (fn + 1) * device.SW_MC_PER_FN)
@@ -87,18 +95,24 @@ def filters_of(rf, fn: int) -> FnFilters:
         mac=regs.sw_mac_decode(rf.get(regs.SW_MAC_LO, fn), rf.get(regs.SW_MAC_HI, fn)),
         multicast=frozenset(m for m in multicast if m is not None),
         vlans=frozenset(VID.get(v) for v in vlans if VALID.get(v)),
-        bam=bit["BAM"], upe=bit["UPE"], mpe=bit["MPE"], spoofchk=bit["SPOOFCHK"], rx_en=bit["RX_EN"],
-        pvlan=bit["PVLAN_EN"], pvid=CTRL["PVID"].get(ctrl))
+        bam=bit["BAM"],
+        upe=bit["UPE"],
+        mpe=bit["MPE"],
+        spoofchk=bit["SPOOFCHK"],
+        rx_en=bit["RX_EN"],
+        pvlan=bit["PVLAN_EN"],
+        pvid=CTRL["PVID"].get(ctrl),
+    )
 
 
 class _Tables:
     """Lookup tables over the existing functions (ports 0 .. n-1)."""
 
-    def __init__(self, rf, n: int):
+    def __init__(self, rf: RegisterFile, n: int):
         self.filters = [filters_of(rf, fn) for fn in range(n)]
         receivers = [f for f in self.filters if f.rx_en]
         self.by_mac: dict[bytes, tuple[int, ...]] = {}
-        for f in self.filters:                       # an owned MAC stays local even with RX_EN clear
+        for f in self.filters:  # an owned MAC stays local even with RX_EN clear
             if f.mac is not None:
                 self.by_mac[f.mac] = self.by_mac.get(f.mac, ()) + (f.fn,)
         self.by_mc: dict[bytes, tuple[int, ...]] = {}
@@ -122,7 +136,7 @@ def insert_tag(frame: bytes, vid: int) -> bytes:
 
 
 def strip_tag(frame: bytes) -> bytes:
-    return frame[:12] + frame[12 + VLAN_HLEN:]
+    return frame[:12] + frame[12 + VLAN_HLEN :]
 
 
 class Switch:
@@ -134,17 +148,26 @@ class Switch:
     :class:`~model.events.SwitchDecision`; :class:`~model.inject.InjectionPoints` may
     misroute one."""
 
-    def __init__(self, pf_regs, *, ports: Callable[[], int], deliver: Callable[[int, bytes], bool],
-                 to_uplink: Callable[[bytes], bool], tx_drop: Callable[[int], None],
-                 capture: Callable[[], object], events: ev.EventBus, log):
+    def __init__(
+        self,
+        pf_regs: RegisterFile,
+        *,
+        ports: Callable[[], int],
+        deliver: Callable[[int, bytes], bool],
+        to_uplink: Callable[[bytes], bool],
+        tx_drop: Callable[[int], None],
+        capture: Callable[[], PcapWriter | None],
+        events: ev.EventBus,
+        log: logging.Logger,
+    ):
         self.rf = pf_regs
         self._ports_now, self._deliver, self._to_uplink = ports, deliver, to_uplink
         self._tx_drop, self._capture = tx_drop, capture
         self.log = log
         self._decision = events.topic(ev.SwitchDecision)
-        self.misroute_next = None                     # injection point: (ports, Injection)
+        self.misroute_next: tuple[set[int], Injection] | None = None  # injection point: (ports, Injection)
         self._tables_cache: _Tables | None = None
-        self._ports = -1                              # number of function ports the tables cover
+        self._ports = -1  # number of function ports the tables cover
         for reg in FILTER_REGS:
             pf_regs.on_write(reg, self._filters_written)
 
@@ -191,8 +214,9 @@ class Switch:
         moved, deliveries, uplink = [], [], []
         reason = self._forward(frame, src, moved, deliveries, uplink)
         if self._decision:
-            self._decision.emit(ev.SwitchDecision(src, frame, tuple(deliveries), tuple(uplink),
-                                                  frozenset(moved), reason))
+            self._decision.emit(
+                ev.SwitchDecision(src, frame, tuple(deliveries), tuple(uplink), frozenset(moved), reason)
+            )
         return reason is None
 
     def _forward(self, frame: bytes, src: int, moved: list, deliveries: list, uplink: list) -> str | None:
@@ -222,8 +246,9 @@ class Switch:
         self.log.debug("switch: frame from port %d dropped: %s", src, why)
         return counter
 
-    def _switch(self, tables: _Tables, frame: bytes, src: int, vid: int | None,
-                moved: list, deliveries: list, uplink: list) -> None:
+    def _switch(
+        self, tables: _Tables, frame: bytes, src: int, vid: int | None, moved: list, deliveries: list, uplink: list
+    ) -> None:
         dst = frame[0:6]
         internal = src != PORT_UPLINK
         owned = False
@@ -269,7 +294,7 @@ class Switch:
         elif not delivered:
             self._count("DROP_VLAN" if vlan_refused else "DROP_NO_MATCH", moved)
 
-    def _misrouted(self, owners, src: int):
+    def _misrouted(self, owners: Sequence[int], src: int) -> Sequence[int]:
         """Verification only (``InjectionPoints.misroute_next``): the next unicast frame between
         two of the armed ports goes to a third of them instead of its owner."""
         if self.misroute_next is None:

@@ -22,8 +22,9 @@ Frames are published as :class:`~model.events.UplinkReceive` and
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from cocotb.queue import Queue
 from cocotb.triggers import SimTimeoutError, Timer, with_timeout
@@ -31,6 +32,9 @@ from cocotb.utils import get_sim_time
 
 from datasheet import device
 from model import events as ev
+
+if TYPE_CHECKING:
+    import logging
 
 #: bytes a frame occupies on the wire besides its own: preamble + SFD, FCS, inter-frame gap
 WIRE_OVERHEAD = 8 + 4 + 12
@@ -48,11 +52,11 @@ async def sleep_ps(ps: int) -> None:
 
 @dataclass
 class UplinkCounters:
-    rx_frames: int = 0            # partner -> NIC, handed to the switch
-    rx_link_down: int = 0         # partner -> NIC, dropped: link down
-    tx_frames: int = 0            # NIC -> partner, queued for the partner
-    tx_link_down: int = 0         # NIC -> partner, dropped: link down
-    tx_overflow: int = 0          # NIC -> partner, dropped: partner's queue full
+    rx_frames: int = 0  # partner -> NIC, handed to the switch
+    rx_link_down: int = 0  # partner -> NIC, dropped: link down
+    tx_frames: int = 0  # NIC -> partner, queued for the partner
+    tx_link_down: int = 0  # NIC -> partner, dropped: link down
+    tx_overflow: int = 0  # NIC -> partner, dropped: partner's queue full
 
 
 class UplinkPort:
@@ -60,9 +64,18 @@ class UplinkPort:
     device core the link went up or down; ``now_ps()`` and ``sleep_ps(ps)`` are the clock
     (the simulator's by default)."""
 
-    def __init__(self, *, forward: Callable[[bytes], None], link_changed: Callable[[bool], None],
-                 events: ev.EventBus, log, speed_mbps: int = device.UPLINK_SPEED_MBPS, tx_depth: int = TX_DEPTH,
-                 now_ps: Callable[[], int] = sim_time_ps, sleep: Callable[[int], Awaitable[None]] = sleep_ps):
+    def __init__(
+        self,
+        *,
+        forward: Callable[[bytes], None],
+        link_changed: Callable[[bool], None],
+        events: ev.EventBus,
+        log: logging.Logger,
+        speed_mbps: int = device.UPLINK_SPEED_MBPS,
+        tx_depth: int = TX_DEPTH,
+        now_ps: Callable[[], int] = sim_time_ps,
+        sleep: Callable[[int], Awaitable[None]] = sleep_ps,
+    ):
         if speed_mbps <= 0:
             raise ValueError(f"link speed {speed_mbps} Mb/s")
         self._forward, self._link_changed = forward, link_changed
@@ -72,7 +85,7 @@ class UplinkPort:
         self.link_up = True
         self.counters = UplinkCounters()
         self._to_partner: Queue[bytes] = Queue(maxsize=tx_depth)
-        self._wire_free_ps = 0                  # sim time (ps) the receive wire is busy until
+        self._wire_free_ps = 0  # sim time (ps) the receive wire is busy until
         self._callbacks: list[Callable[[bool], None]] = []
         self._received = events.topic(ev.UplinkReceive)
         self._transmitted = events.topic(ev.UplinkTransmit)
@@ -96,7 +109,7 @@ class UplinkPort:
     # -- partner -> NIC ------------------------------------------------------------------
     def wire_time_ps(self, length: int) -> int:
         bits = 8 * (max(length, MIN_FRAME_NO_FCS) + WIRE_OVERHEAD)
-        return -(-bits * 1_000_000 // self.speed_mbps)          # ceil: bits / (Mb/s) in ps
+        return -(-bits * 1_000_000 // self.speed_mbps)  # ceil: bits / (Mb/s) in ps
 
     async def send(self, frame: bytes) -> bool:
         """The partner sends ``frame``; returns when it has reached the switch (False: link down)."""

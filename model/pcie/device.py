@@ -10,11 +10,18 @@ Routing here is by full 16-bit RID and arithmetic BAR lookup, O(1) per TLP.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cocotbext.pcie.core.device import Device
-from cocotbext.pcie.core.tlp import TlpType
+from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
+
+if TYPE_CHECKING:
+    from model.pcie.function import NicFunction
+    from model.pcie.pf import PhysicalFunction
+    from model.pcie.vf import VirtualFunction
 
 CFG0 = {TlpType.CFG_READ_0, TlpType.CFG_WRITE_0}
 CFG1 = {TlpType.CFG_READ_1: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1: TlpType.CFG_WRITE_0}
@@ -25,21 +32,21 @@ MEM = {TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRI
 class NicDevice(Device):
     """The NIC on the link: its PF and VF shells, routed by Routing ID and BAR address."""
 
-    def __init__(self, pf):
+    def __init__(self, pf: PhysicalFunction):
         super().__init__(pf)
         self.pf = pf
-        self.vfs: list = []
-        self._by_rid: dict[int, object] = {}
+        self.vfs: list[VirtualFunction] = []
+        self._by_rid: dict[int, NicFunction] = {}
         self.upstream_port.max_link_speed = device.LINK_SPEED_GEN
         self.upstream_port.max_link_width = device.LINK_WIDTH
         self._index_rids()
 
     @property
-    def bus_num(self):
+    def bus_num(self) -> int:
         return self._bus_num
 
     @bus_num.setter
-    def bus_num(self, value):
+    def bus_num(self, value: int) -> None:
         if self._bus_num != value:
             self._bus_num = value
             self.log.name = f"cocotb.pcie.{type(self).__name__}[{value:02x}]"
@@ -47,7 +54,7 @@ class NicDevice(Device):
             self._renumber_vfs()
 
     # -- the functions ------------------------------------------------------------------------
-    def set_vfs(self, vfs: list) -> None:
+    def set_vfs(self, vfs: list[VirtualFunction]) -> None:
         """VF Enable set (``vfs``) or cleared (``[]``): route to these VF shells from now on."""
         self.vfs = list(vfs)
         for vf in self.vfs:
@@ -67,10 +74,10 @@ class NicDevice(Device):
         self._by_rid = {int(self.pf.pcie_id): self.pf}
         self._by_rid.update((int(vf.pcie_id), vf) for vf in self.vfs)
 
-    def function_by_rid(self, rid: int):
+    def function_by_rid(self, rid: int) -> NicFunction | None:
         return self._by_rid.get(rid)
 
-    def vf_bar_lookup(self, addr: int):
+    def vf_bar_lookup(self, addr: int) -> tuple[VirtualFunction, int, int] | None:
         """(VF shell, bar index, offset) decoded from the PF's VF BARs, or None.
 
         VF n's BARi window is VF BARi base + n x per-VF size; decode only while
@@ -88,15 +95,15 @@ class NicDevice(Device):
         return None
 
     # -- routing ------------------------------------------------------------------------------
-    async def upstream_recv(self, tlp):
+    async def upstream_recv(self, tlp: Tlp) -> None:
         target = None
         if tlp.fmt_type in CFG0:
-            self.bus_num = tlp.completer_id.bus   # capture the bus number (PCIe 6.0 §2.2.6.2)
+            self.bus_num = tlp.completer_id.bus  # capture the bus number (PCIe 6.0 §2.2.6.2)
             target = self.function_by_rid(int(tlp.completer_id))
         elif tlp.fmt_type in CFG1:
             target = self.function_by_rid(int(tlp.completer_id))
             if target is not None:
-                tlp.fmt_type = CFG1[tlp.fmt_type]   # claimed on one of the VFs' extra buses
+                tlp.fmt_type = CFG1[tlp.fmt_type]  # claimed on one of the VFs' extra buses
         elif tlp.fmt_type in CPL:
             target = self.function_by_rid(int(tlp.requester_id))
         elif tlp.fmt_type in MEM:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import struct
+from typing import TYPE_CHECKING
 
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 
@@ -19,18 +20,47 @@ from datasheet import device
 from model import events as ev
 from model.pcie.caps import NicMsixCapability, NicPcieCapability
 
+if TYPE_CHECKING:
+    from model.core.slice import FunctionSlice
+
 #: Type 0 header state an FLR returns to its reset value (PCIe Base 6.0 §6.6.2): the whole
 #: Command register, Status error bits, Cache Line Size, Interrupt Line, the BARs
-HEADER_RESET = ("io_space_enable", "memory_space_enable", "bus_master_enable", "parity_error_response_enable",
-                "serr_enable", "interrupt_disable", "interrupt_status", "master_data_parity_error",
-                "signaled_target_abort", "received_target_abort", "received_master_abort",
-                "signaled_system_error", "detected_parity_error", "cache_line_size", "latency_timer",
-                "start_bist", "interrupt_line", "expansion_rom_addr", "expansion_rom_enable", "bar")
+HEADER_RESET = (
+    "io_space_enable",
+    "memory_space_enable",
+    "bus_master_enable",
+    "parity_error_response_enable",
+    "serr_enable",
+    "interrupt_disable",
+    "interrupt_status",
+    "master_data_parity_error",
+    "signaled_target_abort",
+    "received_target_abort",
+    "received_master_abort",
+    "signaled_system_error",
+    "detected_parity_error",
+    "cache_line_size",
+    "latency_timer",
+    "start_bist",
+    "interrupt_line",
+    "expansion_rom_addr",
+    "expansion_rom_enable",
+    "bar",
+)
 #: PCIe capability fields an FLR leaves alone (§6.6.2: link-wide settings the hierarchy owns)
-PCIE_CAP_PRESERVED = frozenset({
-    "max_payload_size", "aspm_control", "read_completion_boundary", "common_clock_configuration",
-    "extended_synch", "enable_clock_power_management", "hardware_autonomous_width_disable",
-    "captured_slot_power_limit_value", "captured_slot_power_limit_scale"})
+PCIE_CAP_PRESERVED = frozenset(
+    {
+        "max_payload_size",
+        "aspm_control",
+        "read_completion_boundary",
+        "common_clock_configuration",
+        "extended_synch",
+        "enable_clock_power_management",
+        "hardware_autonomous_width_disable",
+        "captured_slot_power_limit_value",
+        "captured_slot_power_limit_scale",
+    }
+)
 
 
 class NicFunction(MemoryEndpoint):
@@ -41,7 +71,7 @@ class NicFunction(MemoryEndpoint):
     def __init__(self, fn: int, msix_vectors: int, events: ev.EventBus):
         super().__init__()
         self.fn = fn
-        self.slice = None
+        self.slice: FunctionSlice | None = None
         self.vendor_id = device.VENDOR_ID
         self.revision_id = device.REVISION_ID
         self.class_code = device.CLASS_CODE
@@ -60,18 +90,25 @@ class NicFunction(MemoryEndpoint):
         self.regions[device.REG_BAR] = (self._read_bar0, self._write_bar0)
         self.regions[device.MSIX_BAR] = (self._read_msix_bar, self._write_msix_bar)
 
-    def map_slice(self, slice_) -> None:
+    def map_slice(self, slice_: FunctionSlice) -> None:
         """Decode this function's BARs onto ``slice_`` of the device core (once, when built)."""
         self.slice = slice_
 
     def capture_reset_state(self) -> None:
         """Record the config state an FLR returns to; called once construction is complete."""
         self._header_reset = {name: copy.copy(getattr(self, name)) for name in HEADER_RESET}
-        self._cap_reset = [(cap, {k: copy.copy(v) for k, v in vars(cap).items()
-                                  if not (cap is self.pcie_cap and k in PCIE_CAP_PRESERVED)
-                                  and not callable(v)})
-                           for cap in (*self.capabilities.list, *self.ext_capabilities.list)
-                           if not hasattr(cap, "reset")]
+        self._cap_reset = [
+            (
+                cap,
+                {
+                    k: copy.copy(v)
+                    for k, v in vars(cap).items()
+                    if not (cap is self.pcie_cap and k in PCIE_CAP_PRESERVED) and not callable(v)
+                },
+            )
+            for cap in (*self.capabilities.list, *self.ext_capabilities.list)
+            if not hasattr(cap, "reset")
+        ]
 
     # -- bus-master interface (model.core.slice.FunctionPort) --------------------------------
     @property
@@ -88,16 +125,16 @@ class NicFunction(MemoryEndpoint):
         await self.mem_write(addr, struct.pack("<L", data))
 
     # -- BAR decode onto the slice ----------------------------------------------------------
-    async def _read_bar0(self, addr, length):
+    async def _read_bar0(self, addr: int, length: int) -> bytes:
         return self.slice.bar_read(device.REG_BAR, addr, length)
 
-    async def _write_bar0(self, addr, data):
+    async def _write_bar0(self, addr: int, data: bytes) -> None:
         self.slice.bar_write(device.REG_BAR, addr, bytes(data))
 
-    async def _read_msix_bar(self, addr, length):
+    async def _read_msix_bar(self, addr: int, length: int) -> bytes:
         return self.slice.bar_read(device.MSIX_BAR, addr, length)
 
-    async def _write_msix_bar(self, addr, data):
+    async def _write_msix_bar(self, addr: int, data: bytes) -> None:
         self.slice.bar_write(device.MSIX_BAR, addr, bytes(data))
 
     def _msix_control_changed(self) -> None:
@@ -126,22 +163,21 @@ class NicFunction(MemoryEndpoint):
             return self.ext_capabilities.find_by_reg(reg) is not None
         return False
 
-    async def read_config_register(self, reg):
+    async def read_config_register(self, reg: int) -> int:
         if not self._implemented(reg):
             self.config_unimplemented += 1
             self.log.debug("config read of unimplemented register 0x%03x: reads 0", reg * 4)
             return 0
         return await super().read_config_register(reg)
 
-    async def write_config_register(self, reg, data, mask):
+    async def write_config_register(self, reg: int, data: int, mask: int) -> None:
         if self._config_write:
             self._config_write.emit(ev.ConfigWrite(self.fn, int(self.pcie_id), reg * 4, data, mask))
         if not self._implemented(reg):
             self.config_unimplemented += 1
-            self.log.warning("config write to unimplemented register 0x%03x (data 0x%08x): ignored",
-                             reg * 4, data)
+            self.log.warning("config write to unimplemented register 0x%03x (data 0x%08x): ignored", reg * 4, data)
             return
         bme = self.bus_master_enable
         await super().write_config_register(reg, data, mask)
         if self.bus_master_enable and not bme and self.slice is not None:
-            self.slice.msix.deliver_pending()        # messages held while bus mastering was off
+            self.slice.msix.deliver_pending()  # messages held while bus mastering was off

@@ -17,16 +17,18 @@ class PhysicalFunction(NicFunction):
         self.subsystem_id = device.PF_SUBSYSTEM_ID
         self.configure_bar(device.REG_BAR, device.PF_REG_BAR_SIZE, ext=True)
         self.configure_bar(device.MSIX_BAR, device.PF_MSIX_BAR_SIZE, ext=True)
-        self.ari_cap = AriExtendedCapability(next_function_number=0)   # the only PF
+        self.ari_cap = AriExtendedCapability(next_function_number=0)  # the only PF
         self.register_extended_capability(self.ari_cap)
         self.sriov_cap = SriovExtendedCapability(
-            sriov_owner, total_vfs,
+            sriov_owner,
+            total_vfs,
             {device.REG_BAR: device.VF_REG_BAR_SIZE, device.MSIX_BAR: device.VF_MSIX_BAR_SIZE},
-            self.log)
+            self.log,
+        )
         self.register_extended_capability(self.sriov_cap)
         self.capture_reset_state()
 
-    def match_bar(self, addr, io=False):
+    def match_bar(self, addr: int, io: bool = False) -> tuple[int, int] | None:
         """BARs decode only while Command.Memory Space Enable is set (PCI 3.0 §6.2.2)."""
         if not self.memory_space_enable:
             return None

@@ -8,7 +8,7 @@ INTx, PCIe capability with FLR, MSI-X, ARI. BAR decode is arithmetic over the PF
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from datasheet import device, pci
 from model import events as ev
@@ -33,7 +33,7 @@ class VirtualFunction(NicFunction):
         self.register_extended_capability(self.ari_cap)
         self.capture_reset_state()
 
-    def match_bar(self, addr, io=False):
+    def match_bar(self, addr: int, io: bool = False) -> tuple[int, int] | None:
         if io:
             return None
         hit = self._decode(addr)
@@ -41,13 +41,13 @@ class VirtualFunction(NicFunction):
             return None
         return hit[1], hit[2]
 
-    async def read_config_register(self, reg):
+    async def read_config_register(self, reg: int) -> int:
         val = await super().read_config_register(reg)
         if reg == pci.PCI_COMMAND // 4:
             val &= ~(pci.PCI_COMMAND_MEMORY | pci.PCI_COMMAND_IO | pci.PCI_COMMAND_INTX_DISABLE)
         return val
 
-    async def write_config_register(self, reg, data, mask):
+    async def write_config_register(self, reg: int, data: int, mask: int) -> None:
         await super().write_config_register(reg, data, mask)
         if reg == pci.PCI_COMMAND // 4:
             # RO 0 in a VF: the PF's VF MSE governs memory decode; VFs have no I/O or INTx

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from cocotb.triggers import Timer
 
+import pcicore
 from datasheet import descriptors as d
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
@@ -17,13 +18,12 @@ from datasheet.mailbox import Opcode
 from datasheet.regs import Access
 from iommu.events import MsiRequest, Translation
 from model import events as ev
-import pcicore
 from pf_driver.vf_info import LinkState
 from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
 
 SETTLE_NS = 20_000
 PARTNER = bytes.fromhex("00163e000001")
-VF_BAR0 = regs.element_offsets(is_vf=True)                  # implemented dword -> register name
+VF_BAR0 = regs.element_offsets(is_vf=True)  # implemented dword -> register name
 ERR_FLAGS = {f.name: f.mask for f in regs.ERR_STATUS.fields}
 
 
@@ -32,7 +32,7 @@ class Act:
     scenario: str
     kind: str
     hostile: bool
-    visible: bool | None = None      # None: not hostile, nothing to see
+    visible: bool | None = None  # None: not hostile, nothing to see
     detail: str = ""
 
 
@@ -51,12 +51,19 @@ class Attacker:
         """A fault, a counter-backed error event or a reset of the attacker since ``mark``."""
         w, rec = self.w, self.w.rec
         fn, rid = w.attacker_fn, w.attacker_rid
-        return bool(rec.since(mark, ev.QueueStopped, fn=fn) or rec.since(mark, ev.FunctionError, fn=fn)
-                    or rec.since(mark, ev.MailboxViolation, fn=fn) or rec.since(mark, ev.Reset, fn=fn)
-                    or [t for t in rec.since(mark, Translation, source_id=rid) if t.fault]
-                    or [m for m in rec.since(mark, MsiRequest, source_id=rid) if not m.delivered]
-                    or [b for b in rec.since(mark, ev.Writeback, fn=fn)
-                        if b.status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask)])
+        return bool(
+            rec.since(mark, ev.QueueStopped, fn=fn)
+            or rec.since(mark, ev.FunctionError, fn=fn)
+            or rec.since(mark, ev.MailboxViolation, fn=fn)
+            or rec.since(mark, ev.Reset, fn=fn)
+            or [t for t in rec.since(mark, Translation, source_id=rid) if t.fault]
+            or [m for m in rec.since(mark, MsiRequest, source_id=rid) if not m.delivered]
+            or [
+                b
+                for b in rec.since(mark, ev.Writeback, fn=fn)
+                if b.status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask)
+            ]
+        )
 
     async def _settle(self, ns: int = SETTLE_NS) -> None:
         await Timer(ns, "ns")
@@ -68,20 +75,20 @@ class Attacker:
         victims = w.victims
         choice = rng.randrange(9)
         if choice == 0 and vf.netdev is not None and vf.netdev.tx:
-            return vf.netdev.tx[0].data_iova + rng.randrange(0, 2048, 64)     # its own buffer: legal
+            return vf.netdev.tx[0].data_iova + rng.randrange(0, 2048, 64)  # its own buffer: legal
         if choice == 1:
             v = rng.choice(victims)
-            return v.netdev.rx[0].data_iova + rng.randrange(0, 4096, 64)       # a victim's IOVA
+            return v.netdev.rx[0].data_iova + rng.randrange(0, 4096, 64)  # a victim's IOVA
         if choice == 2:
-            return rng.choice(w.canaries).phys                                 # host memory nobody maps
+            return rng.choice(w.canaries).phys  # host memory nobody maps
         if choice == 3:
-            return w.system.rc.msi_region.get_absolute_address(0)              # the interrupt window
+            return w.system.rc.msi_region.get_absolute_address(0)  # the interrupt window
         if choice == 4:
-            return w.system.pf_dev.bar_addr[device.REG_BAR] + rng.randrange(0, 0x100, 4)   # looks like a BAR
+            return w.system.pf_dev.bar_addr[device.REG_BAR] + rng.randrange(0, 0x100, 4)  # looks like a BAR
         if choice == 5:
             return rng.choice(victims).pdev.bar_addr[device.REG_BAR]
         if choice == 6:
-            return (1 << 64) - rng.choice([4, 64, 512, 4096])                  # the top of the space
+            return (1 << 64) - rng.choice([4, 64, 512, 4096])  # the top of the space
         if choice == 7:
             return 0
         return rng.getrandbits(64) & ~0x3
@@ -91,8 +98,9 @@ class Attacker:
         drv, dom = self.w.system.iommu_driver, self.w.attacker_domain
         if dom is None or addr + max(length, 1) > 1 << 48:
             return False
-        return all(drv.iova_to_phys(dom, page) is not None
-                   for page in range(addr & ~0xFFF, addr + max(length, 1), 0x1000))
+        return all(
+            drv.iova_to_phys(dom, page) is not None for page in range(addr & ~0xFFF, addr + max(length, 1), 0x1000)
+        )
 
     # -- scenario kinds ------------------------------------------------------------------------------
     async def mmio(self) -> list[Act]:
@@ -114,7 +122,7 @@ class Attacker:
         write = rng.random() < 0.6
         expect = self._mmio_expectation(bar, offset, length, write)
         window = vf.pdev.bar_window[bar]
-        if expect is None and write:             # a legal write to a register: only the harmless ones
+        if expect is None and write:  # a legal write to a register: only the harmless ones
             touched = {VF_BAR0.get(dw) for dw in range(offset & ~3, offset + length, 4)}
             if bar == device.REG_BAR and touched - {"SCRATCH", "EITR"}:
                 write = False
@@ -126,8 +134,13 @@ class Attacker:
         if expect is None:
             return Act("mmio", "register" if bar == device.REG_BAR else "msix_table", False)
         status = await vf.read_reg(regs.ERR_STATUS)
-        return Act("mmio", expect.lower(), True, bool(status & ERR_FLAGS[expect]),
-                   f"{'write' if write else 'read'} of {length} at BAR{bar}+{offset:#x}")
+        return Act(
+            "mmio",
+            expect.lower(),
+            True,
+            bool(status & ERR_FLAGS[expect]),
+            f"{'write' if write else 'read'} of {length} at BAR{bar}+{offset:#x}",
+        )
 
     @staticmethod
     def _mmio_expectation(bar: int, offset: int, length: int, write: bool) -> str | None:
@@ -143,7 +156,7 @@ class Attacker:
             return "RO_WRITE" if write and pba[0] <= offset < pba[1] else "UNIMPL"
         if any(dw not in VF_BAR0 for dw in dwords):
             return "UNIMPL"
-        if write and any(regs.by_name(VF_BAR0[dw]).access in (Access.RO, Access.RC) for dw in dwords):
+        if write and any(regs.by_name(VF_BAR0[dw]).access is Access.RO for dw in dwords):
             return "RO_WRITE"
         return None
 
@@ -171,7 +184,9 @@ class Attacker:
         data, data_iova = vf.dma.dma_alloc_coherent(4096)
         data.write(0, bytes(rng.getrandbits(8) for _ in range(64)))
         count = rng.randint(1, size - 1)
-        hostile, chain, chain_len = False, 0, 0
+        # only a closed chain (EOP, or the descriptor limit) is the device's to take; a chain still
+        # open at the tail waits for its EOP like a real NIC's, so nothing in it is judged yet
+        hostile, bad_chain, chain, chain_len = False, False, 0, 0
         for slot in range(count):
             if rng.random() < 0.4:
                 addr, length = data_iova, rng.choice([60, 64, 1514])
@@ -180,11 +195,10 @@ class Attacker:
             eop = rng.random() < 0.7
             ring.write(slot * d.DESC_SIZE, d.tx_desc(addr, length, eop))
             chain, chain_len = chain + 1, chain_len + length
-            if length == 0 or not self.readable(addr, length):
-                hostile = True
+            bad_chain |= length == 0 or not self.readable(addr, length)
             if eop or chain == device.TX_MAX_FRAME_DESCS:
-                hostile |= chain_len > device.MAX_FRAME or not eop
-                chain, chain_len = 0, 0
+                hostile |= bad_chain or chain_len > device.MAX_FRAME or not eop
+                bad_chain, chain, chain_len = False, 0, 0
         queue = rng.randrange(device.VF_QUEUE_PAIRS)
         await self._program_ring(False, queue, ring_iova, size)
         tail = count if rng.random() < 0.8 else size + rng.randrange(1000)
@@ -192,8 +206,13 @@ class Attacker:
         mark = self.w.rec.mark()
         await vf.write_reg(regs.TDT, tail, queue)
         await self._settle()
-        return Act("descriptors", "tx_ring", hostile, self._seen(mark) if hostile else None,
-                   f"queue {queue}, {count} descriptors, tail {tail}")
+        return Act(
+            "descriptors",
+            "tx_ring",
+            hostile,
+            self._seen(mark) if hostile else None,
+            f"queue {queue}, {count} descriptors, tail {tail}",
+        )
 
     async def ring_geometry(self) -> list[Act]:
         """Rings at bad bases and of bad lengths, enabled anyway; tails beyond the ring."""
@@ -202,15 +221,21 @@ class Attacker:
             base = rng.choice([0, 0x1000 + rng.choice([4, 8, 64]), self.address() & ~0x7F, 1 << 60])
             length = rng.choice([0, 7, 12, 100, device.RING_MAX_DESCS * 2, 8, 64])
             rx, queue = rng.random() < 0.5, rng.randrange(device.VF_QUEUE_PAIRS)
-            bad = base == 0 or base % device.RING_ALIGN or length & (length - 1) \
-                or not device.RING_MIN_DESCS <= length <= device.RING_MAX_DESCS
+            bad = device.ring_geometry_error(base, length) is not None
             mark = self.w.rec.mark()
             await self._program_ring(rx, queue, base, length)
             if not bad:
                 await self.vf.write_reg(regs.RDT if rx else regs.TDT, length + rng.randrange(5), queue)
             await self._settle(2_000)
-            acts.append(Act("ring_geometry", "bad_ring" if bad else "bad_tail", True, self._seen(mark),
-                            f"{'RX' if rx else 'TX'}{queue} base {base:#x} length {length}"))
+            acts.append(
+                Act(
+                    "ring_geometry",
+                    "bad_ring" if bad else "bad_tail",
+                    True,
+                    self._seen(mark),
+                    f"{'RX' if rx else 'TX'}{queue} base {base:#x} length {length}",
+                )
+            )
         return acts
 
     async def rx_buffers(self) -> list[Act]:
@@ -225,10 +250,10 @@ class Attacker:
         hostile = False
         for slot in range(size - 1):
             step = slot % 4
-            if step == 0:                  # 8 bytes of its own: the next buffer gets frame bytes 8..11
+            if step == 0:  # 8 bytes of its own: the next buffer gets frame bytes 8..11
                 addr, buf = own_iova + 16 * (slot % 128), 8
             elif step == 1 and rng.random() < 0.5:
-                addr, buf = msi, 4         # ... in the interrupt window: the partner's vector data
+                addr, buf = msi, 4  # ... in the interrupt window: the partner's vector data
             elif step == 3:
                 addr, buf = own_iova + 2048, 2048
             else:
@@ -242,7 +267,7 @@ class Attacker:
         frames = rng.randint(4, 10)
         for _ in range(frames):
             data = rng.choice(victim_data).to_bytes(4, "little")
-            src = bytes([0x02, 0x00]) + data                      # bytes 8..11 of the frame: vector data
+            src = bytes([0x02, 0x00]) + data  # bytes 8..11 of the frame: vector data
             payload = bytes(rng.getrandbits(8) for _ in range(rng.choice([46, 200, 1400])))
             await uplink.send(vf.mac + src + b"\x08\x00" + payload)
         await self._settle()
@@ -253,7 +278,7 @@ class Attacker:
         vfu, req = regs.VF_MAILBOX.field("VFU").mask, regs.VF_MAILBOX.field("REQ").mask
         if take_lock:
             await vf.write_reg(regs.VF_MAILBOX, vfu)
-        for i, word in enumerate(words[:mbx.MBX_DWORDS]):
+        for i, word in enumerate(words[: mbx.MBX_DWORDS]):
             await vf.write_reg(regs.VF_MBMEM, word, i)
         await vf.write_reg(regs.VF_MAILBOX, req)
 
@@ -268,10 +293,13 @@ class Attacker:
         else:
             spec = rng.choice(known)
             lo, hi = spec.request_len
-            opcode, length = spec.opcode, rng.choice([n for n in (lo - 1, hi + 1, mbx.MAX_PAYLOAD, 255)
-                                                      if n >= 0 and not lo <= n <= hi])
-        return [mbx.HDR_LEN.put(mbx.HDR_OPCODE.put(0, opcode), length)] + \
-            [rng.getrandbits(32) for _ in range(mbx.MAX_PAYLOAD)]
+            opcode, length = (
+                spec.opcode,
+                rng.choice([n for n in (lo - 1, hi + 1, mbx.MAX_PAYLOAD, 255) if n >= 0 and not lo <= n <= hi]),
+            )
+        return [mbx.HDR_LEN.put(mbx.HDR_OPCODE.put(0, opcode), length)] + [
+            rng.getrandbits(32) for _ in range(mbx.MAX_PAYLOAD)
+        ]
 
     async def mailbox_garbage(self) -> list[Act]:
         """Malformed messages (the PF must NACK each), random ones, buffer writes without the lock."""
@@ -289,7 +317,7 @@ class Attacker:
             nacked, received = info.nacked, info.received
             words = self._malformed() if what == "malformed" else [rng.getrandbits(32) for _ in range(mbx.MBX_DWORDS)]
             await self._raw_message(words)
-            for _ in range(40):                         # until the PF has served it
+            for _ in range(40):  # until the PF has served it
                 if info.received > received:
                     break
                 await self._settle(5_000)
@@ -368,7 +396,7 @@ class Attacker:
             await table.write_dword(entry + pci.PCI_MSIX_ENTRY_DATA, target.data)
             await table.write_dword(entry + pci.PCI_MSIX_ENTRY_VECTOR_CTRL, 0)
         mark = w.rec.mark()
-        await self._raw_message([mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)])       # the PF answers: its vector fires
+        await self._raw_message([mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)])  # the PF answers: its vector fires
         await self._settle(50_000)
         tried = w.rec.since(mark, MsiRequest, source_id=w.attacker_rid)
         return [Act("msix_table", "foreign_vector", bool(tried), bool(tried) and all(not m.delivered for m in tried))]
@@ -379,7 +407,11 @@ class Attacker:
         for _ in range(self.rng.randint(2, 5)):
             victim = self.rng.choice(self.w.victims)
             mark = self.w.rec.mark()
-            if vf.netdev is None or not vf.netdev.tx or not await vf.netdev.start_xmit(PARTNER + victim.mac + bytes(52)):
+            if (
+                vf.netdev is None
+                or not vf.netdev.tx
+                or not await vf.netdev.start_xmit(PARTNER + victim.mac + bytes(52))
+            ):
                 continue
             await self._settle()
             acts.append(Act("spoof", "source_mac", True, self._seen(mark)))
@@ -392,19 +424,26 @@ class Attacker:
         rng, vf, w = self.rng, self.vf, self.w
         exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(4, 10)):
-            offset = rng.choice([pci.PCI_COMMAND, pci.PCI_CACHE_LINE_SIZE, pci.PCI_BASE_ADDRESS_0,
-                                 pci.PCI_INTERRUPT_LINE, exp + pci.PCI_EXP_DEVCTL, exp + pci.PCI_EXP_DEVCTL2,
-                                 rng.randrange(0, pci.PCI_CFG_SPACE_EXP_SIZE, 4)])
+            offset = rng.choice(
+                [
+                    pci.PCI_COMMAND,
+                    pci.PCI_CACHE_LINE_SIZE,
+                    pci.PCI_BASE_ADDRESS_0,
+                    pci.PCI_INTERRUPT_LINE,
+                    exp + pci.PCI_EXP_DEVCTL,
+                    exp + pci.PCI_EXP_DEVCTL2,
+                    rng.randrange(0, pci.PCI_CFG_SPACE_EXP_SIZE, 4),
+                ]
+            )
             value = rng.getrandbits(32)
             if offset == exp + pci.PCI_EXP_DEVCTL:
-                value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR            # FLRs are the flr_storm's business
+                value &= ~pci.PCI_EXP_DEVCTL_BCR_FLR  # FLRs are the flr_storm's business
             await vf.pdev.config_write_dword(offset, value)
         sriov = w.system.pf.sriov.state.pos
         await w.system.pf_dev.config_write_word(sriov + pci.PCI_SRIOV_NUM_VF, rng.randrange(1, 0xFFFF))
         await w.system.pf_dev.config_write_dword(sriov + pci.PCI_SRIOV_SYS_PGSIZE, rng.getrandbits(32))
         await self._settle()
         return [Act("host_config", "config_writes", False)]
-
 
     async def numvfs_change(self) -> list[Act]:
         """A careless host: SR-IOV disabled under traffic and enabled again with another NumVFs.
@@ -418,7 +457,20 @@ class Attacker:
 
 
 #: scenario kind -> the attacker method that plays it (also the coverpoint bins)
-SCENARIOS = ("mmio", "descriptors", "ring_geometry", "rx_buffers", "mailbox_garbage", "mailbox_flood",
-             "lock_hog", "flr_storm", "bme", "msix_table", "spoof", "host_config", "numvfs_change")
+SCENARIOS = (
+    "mmio",
+    "descriptors",
+    "ring_geometry",
+    "rx_buffers",
+    "mailbox_garbage",
+    "mailbox_flood",
+    "lock_hog",
+    "flr_storm",
+    "bme",
+    "msix_table",
+    "spoof",
+    "host_config",
+    "numvfs_change",
+)
 #: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
 PF_ONLY = ("numvfs_change",)

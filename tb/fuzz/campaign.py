@@ -38,14 +38,14 @@ class Episode:
     scenario: str
     acts: int = 0
     hostile: int = 0
-    silent: list = field(default_factory=list)        # descriptions of hostile acts nobody saw
-    escaped: list = field(default_factory=list)       # exceptions that got out (messages)
-    contained: list = field(default_factory=list)     # faults the model's guard caught (model bugs)
+    silent: list = field(default_factory=list)  # descriptions of hostile acts nobody saw
+    escaped: list = field(default_factory=list)  # exceptions that got out (messages)
+    contained: list = field(default_factory=list)  # faults the model's guard caught (model bugs)
     victim_frames: int = 0
     lost: int = 0
     unexplained_losses: int = 0
     corrupted: int = 0
-    isolation: list = field(default_factory=list)     # DMA or interrupts outside the attacker's own
+    isolation: list = field(default_factory=list)  # DMA or interrupts outside the attacker's own
     canary_changed: bool = False
     sim_ns: float = 0.0
     wall_s: float = 0.0
@@ -53,8 +53,16 @@ class Episode:
 
     @property
     def clean(self) -> bool:
-        return not (self.silent or self.escaped or self.contained or self.unexplained_losses or self.corrupted
-                    or self.isolation or self.canary_changed or self.over_time)
+        return not (
+            self.silent
+            or self.escaped
+            or self.contained
+            or self.unexplained_losses
+            or self.corrupted
+            or self.isolation
+            or self.canary_changed
+            or self.over_time
+        )
 
 
 class IsolationWatch:
@@ -79,8 +87,10 @@ class IsolationWatch:
         addr = t.iova
         for phys, length in t.chunks:
             if drv.iova_to_phys(domain, addr) != phys:
-                self.violations.append(f"{'write' if t.is_write else 'read'} from RID {t.source_id:#06x} at IOVA "
-                                       f"{addr:#x} reached {phys:#x}, not what its domain maps")
+                self.violations.append(
+                    f"{'write' if t.is_write else 'read'} from RID {t.source_id:#06x} at IOVA "
+                    f"{addr:#x} reached {phys:#x}, not what its domain maps"
+                )
             addr += length
 
     def _msi(self, m: MsiRequest) -> None:

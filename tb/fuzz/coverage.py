@@ -8,9 +8,28 @@ from cocotb_coverage.coverage import CoverCross, CoverPoint
 
 from tb.fuzz.acts import SCENARIOS
 
-ACT_KINDS = ["unimpl", "ro_write", "register", "msix_table", "tx_ring", "bad_ring", "bad_tail", "rx_ring",
-             "malformed", "random", "no_lock", "flood", "hold_vfu", "flr", "soft", "dma_without_bme",
-             "foreign_vector", "source_mac", "config_writes", "sriov_reconfigure"]
+ACT_KINDS = [
+    "unimpl",
+    "ro_write",
+    "register",
+    "msix_table",
+    "tx_ring",
+    "bad_ring",
+    "bad_tail",
+    "rx_ring",
+    "malformed",
+    "random",
+    "no_lock",
+    "flood",
+    "hold_vfu",
+    "flr",
+    "soft",
+    "dma_without_bme",
+    "foreign_vector",
+    "source_mac",
+    "config_writes",
+    "sriov_reconfigure",
+]
 #: scenario kinds that also make legal acts (the rest are hostile by construction)
 LEGAL_TOO = ("mmio", "descriptors", "mailbox_garbage", "host_config", "numvfs_change")
 
@@ -29,8 +48,11 @@ def _outcome(act) -> str:
 @CoverPoint("nic.fuzz.act", xf=lambda a: a.kind, bins=ACT_KINDS)
 @CoverPoint("nic.fuzz.act_scenario", xf=lambda a: a.scenario, bins=list(SCENARIOS))
 @CoverPoint("nic.fuzz.outcome", xf=_outcome, bins=["legal", "seen"])
-@CoverCross("nic.fuzz.scenario_x_outcome", items=["nic.fuzz.act_scenario", "nic.fuzz.outcome"],
-            ign_bins=[(s, "legal") for s in SCENARIOS if s not in LEGAL_TOO]
-            + [(s, "seen") for s in ("host_config", "numvfs_change")])
+@CoverCross(
+    "nic.fuzz.scenario_x_outcome",
+    items=["nic.fuzz.act_scenario", "nic.fuzz.outcome"],
+    ign_bins=[(s, "legal") for s in SCENARIOS if s not in LEGAL_TOO]
+    + [(s, "seen") for s in ("host_config", "numvfs_change")],
+)
 def sample_act(act):
     pass

@@ -1,6 +1,6 @@
 """``make fuzz SEEDS=N``: the hostile-VF campaign over N seeds in parallel, with a report.
 
-Each seed is one simulator process running ``tb.test_fuzz`` with ``NIC_FUZZ_SEED=<seed>``;
+Each seed is one simulator process running ``tb.tests.test_fuzz`` with ``NIC_FUZZ_SEED=<seed>``;
 every episode is appended to ``sim_build/fuzz/episodes/<seed>.jsonl`` as it ends, so a
 seed whose simulation died still names the episode and scenario it died in::
 
@@ -24,18 +24,26 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tb.regress import COVERAGE_DIR, merge, read_coverage, uncovered
-from tb.runner import BUILD_DIR, ROOT
+from tb.paths import BUILD_DIR, ROOT
+from tb.tools.regress import COVERAGE_DIR, merge, read_coverage, uncovered
 
 FUZZ_DIR = BUILD_DIR / "fuzz"
-MODULE = "tb.test_fuzz"
+MODULE = "tb.tests.test_fuzz"
 DEFAULT_EPISODES = 8
-TOTALS = ("escaped", "contained", "unexplained_losses", "corrupted", "silent", "isolation", "canary_changed",
-          "over_time")
+TOTALS = (
+    "escaped",
+    "contained",
+    "unexplained_losses",
+    "corrupted",
+    "silent",
+    "isolation",
+    "canary_changed",
+    "over_time",
+)
 
 
 def repro_command(seed: int, episodes: int) -> str:
-    return (f"NIC_FUZZ_SEED={seed} NIC_FUZZ_EPISODES={episodes} .venv/bin/python -m tb.runner {MODULE}")
+    return f"NIC_FUZZ_SEED={seed} NIC_FUZZ_EPISODES={episodes} .venv/bin/python -m tb.tools.runner {MODULE}"
 
 
 def run_seed(seed: int, episodes: int) -> dict:
@@ -43,10 +51,16 @@ def run_seed(seed: int, episodes: int) -> dict:
     log = FUZZ_DIR / "logs" / f"{seed}.log"
     records = FUZZ_DIR / "episodes" / f"{seed}.jsonl"
     records.unlink(missing_ok=True)
-    env = dict(os.environ, NIC_FUZZ_SEED=str(seed), NIC_FUZZ_EPISODES=str(episodes),
-               NIC_FUZZ_RESULTS=str(records), NIC_COVERAGE_DIR=str(COVERAGE_DIR), PYTHONHASHSEED="0")
+    env = dict(
+        os.environ,
+        NIC_FUZZ_SEED=str(seed),
+        NIC_FUZZ_EPISODES=str(episodes),
+        NIC_FUZZ_RESULTS=str(records),
+        NIC_COVERAGE_DIR=str(COVERAGE_DIR),
+        PYTHONHASHSEED="0",
+    )
     env.pop("WAVES", None)
-    cmd = [sys.executable, "-m", "tb.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
+    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
     t0 = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -59,8 +73,14 @@ def run_seed(seed: int, episodes: int) -> dict:
             else:
                 done.append(item["episode"])
                 started = None
-    return {"seed": seed, "wall_s": time.monotonic() - t0, "exit": proc.returncode, "episodes": done,
-            "died_in": started, "log": str(log)}
+    return {
+        "seed": seed,
+        "wall_s": time.monotonic() - t0,
+        "exit": proc.returncode,
+        "episodes": done,
+        "died_in": started,
+        "log": str(log),
+    }
 
 
 def failures(episode: dict) -> list[str]:
@@ -70,13 +90,17 @@ def failures(episode: dict) -> list[str]:
 def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[str, bool]:
     all_episodes = [e for s in seeds for e in s["episodes"]]
     died = [s for s in seeds if s["died_in"] or (s["exit"] and not any(failures(e) for e in s["episodes"]))]
-    lines = [f"hostile-VF campaign ({MODULE}): {len(seeds)} seed(s) x {episodes} episode(s) on {jobs} worker(s); "
-             f"{len(all_episodes)} episodes ran in {wall_s:.0f} s wall"]
+    lines = [
+        f"hostile-VF campaign ({MODULE}): {len(seeds)} seed(s) x {episodes} episode(s) on {jobs} worker(s); "
+        f"{len(all_episodes)} episodes ran in {wall_s:.0f} s wall"
+    ]
     acts = sum(e["acts"] for e in all_episodes)
     hostile = sum(e["hostile"] for e in all_episodes)
     frames = sum(e["victim_frames"] for e in all_episodes)
-    lines.append(f"acts {acts} ({hostile} hostile); victim frames {frames} "
-                 f"({sum(e['lost'] for e in all_episodes)} lost, all explained unless listed below)")
+    lines.append(
+        f"acts {acts} ({hostile} hostile); victim frames {frames} "
+        f"({sum(e['lost'] for e in all_episodes)} lost, all explained unless listed below)"
+    )
     lines.append("")
     lines.append("totals (each must be 0):")
     for key in TOTALS:
@@ -127,7 +151,9 @@ def run_seeds(seeds: list[int], episodes: int, jobs: int) -> tuple[str, bool]:
         for res in pool.map(lambda s: run_seed(s, episodes), seeds):
             bad = [e for e in res["episodes"] if failures(e)]
             status = "FAIL" if bad or res["died_in"] or res["exit"] else "PASS"
-            print(f"  seed {res['seed']}: {status}, {len(res['episodes'])} episodes in {res['wall_s']:.0f} s", flush=True)
+            print(
+                f"  seed {res['seed']}: {status}, {len(res['episodes'])} episodes in {res['wall_s']:.0f} s", flush=True
+            )
             results.append(res)
     text, ok = report(results, episodes, time.monotonic() - t0, jobs)
     (FUZZ_DIR / "report.txt").write_text(text)
@@ -144,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
     args = ap.parse_args(argv)
     seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
-    from tb.runner import get_runner
-    get_runner()                                   # build once, before the workers start
+    from tb.tools.runner import get_runner  # noqa: PLC0415
+
+    get_runner()  # build once, before the workers start
     text, ok = run_seeds(seeds, args.episodes, args.jobs)
     print(text)
     print(f"report: {FUZZ_DIR / 'report.txt'}")
     return 0 if ok else 1
-

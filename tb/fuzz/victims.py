@@ -29,8 +29,11 @@ RX_DROPS = regs.by_name("STAT_RX_DROPS")
 
 
 def tagged(src: bytes, dst: bytes, serial: int, size: int) -> bytes:
-    head = Ether(src=mac_str(src), dst=mac_str(dst)) / IP(src="10.1.0.1", dst="10.1.0.2", id=serial & 0xFFFF) \
+    head = (
+        Ether(src=mac_str(src), dst=mac_str(dst))
+        / IP(src="10.1.0.1", dst="10.1.0.2", id=serial & 0xFFFF)
         / UDP(sport=7000, dport=7001)
+    )
     body = MAGIC + serial.to_bytes(8, "big")
     return bytes(head / (body + bytes(max(size - len(head) - len(body), 0))))
 
@@ -40,9 +43,9 @@ class VictimTraffic:
 
     def __init__(self, world, rng, pf_only: bool = False):
         self.world, self.rng, self.pf_only = world, rng, pf_only
-        self.expected: dict = collections.defaultdict(collections.Counter)   # receiver -> frames
+        self.expected: dict = collections.defaultdict(collections.Counter)  # receiver -> frames
         self.received: dict = collections.defaultdict(collections.Counter)
-        self.foreign_tagged = 0          # frames with MAGIC nobody sent: corrupted on the way
+        self.foreign_tagged = 0  # frames with MAGIC nobody sent: corrupted on the way
         self.serial = 0
         self._tasks = []
         self._stop = False
@@ -54,10 +57,12 @@ class VictimTraffic:
         pf = w.system.pf
         if self.pf_only:
             return [(pf.netdev, pf.mac, PARTNER, UPLINK), (None, PARTNER, pf.mac, ("pf", 0))]
-        return [(v[0].netdev, v[0].mac, v[1].mac, ("vf", v[1].vf_index)),
-                (v[1].netdev, v[1].mac, PARTNER, UPLINK),
-                (None, PARTNER, v[2].mac, ("vf", v[2].vf_index)),
-                (pf.netdev, pf.mac, v[0].mac, ("vf", v[0].vf_index))]
+        return [
+            (v[0].netdev, v[0].mac, v[1].mac, ("vf", v[1].vf_index)),
+            (v[1].netdev, v[1].mac, PARTNER, UPLINK),
+            (None, PARTNER, v[2].mac, ("vf", v[2].vf_index)),
+            (pf.netdev, pf.mac, v[0].mac, ("vf", v[0].vf_index)),
+        ]
 
     def _receivers(self):
         w = self.world
@@ -83,14 +88,14 @@ class VictimTraffic:
             if netdev is None:
                 self.expected[receiver][frame] += 1
                 if not await uplink.send(frame):
-                    self.expected[receiver][frame] -= 1        # link down: never on the wire
+                    self.expected[receiver][frame] -= 1  # link down: never on the wire
             elif await netdev.start_xmit(frame):
                 self.expected[receiver][frame] += 1
             await Timer(self.rng.randint(2, 6), "us")
 
     def _arrived(self, key, frame: bytes) -> None:
         if MAGIC not in frame:
-            return                                            # the attacker's
+            return  # the attacker's
         if self.expected[key][frame] > self.received[key][frame]:
             self.received[key][frame] += 1
         else:
@@ -132,8 +137,11 @@ class VictimTraffic:
         return sum(sum(c.values()) for c in self.expected.values())
 
     def missing(self) -> int:
-        return sum(max(n - self.received[key][frame], 0)
-                   for key, counter in self.expected.items() for frame, n in counter.items())
+        return sum(
+            max(n - self.received[key][frame], 0)
+            for key, counter in self.expected.items()
+            for frame, n in counter.items()
+        )
 
     def explained(self) -> int:
         return sum(max(self.after[k] - self.before.get(k, 0), 0) for k in self.after)

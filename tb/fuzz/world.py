@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from iommu.dma import DmaBuffer
 from iommu.events import MsiRequest, Translation
 from model import events as ev
-from tb.system import System, build_system
+from tb.lib.system import System, build_system
 
 NUM_VFS = 4
 TOTAL_VFS = 8
@@ -35,8 +35,9 @@ class Recorder:
         return len(self.events)
 
     def since(self, mark: int, kind: type, **match) -> list:
-        return [e for e in self.events[mark:] if isinstance(e, kind)
-                and all(getattr(e, k) == v for k, v in match.items())]
+        return [
+            e for e in self.events[mark:] if isinstance(e, kind) and all(getattr(e, k) == v for k, v in match.items())
+        ]
 
 
 class EscapedLog(logging.Handler):
@@ -113,7 +114,7 @@ async def build_world(dut, rng: random.Random) -> World:
     await system.pf.open(RING_SIZE)
     await open_vfs(system, NUM_VFS)
     canaries = []
-    for i in range(CANARY_PAGES):              # host memory no domain maps
+    for i in range(CANARY_PAGES):  # host memory no domain maps
         buf = system.pf_dma.alloc_buffer(PAGE)
         buf.write(0, pattern(i))
         canaries.append(buf)

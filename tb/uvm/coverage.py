@@ -6,7 +6,7 @@ calls one ``sample_*`` method, decorated with the coverpoints and crosses it
 feeds.  Nothing here is sampled by hand from a test.
 
 Per run the database is exported to ``sim_build/coverage/<seed>.xml`` (see
-:func:`export`); :mod:`tb.regress` merges the runs.
+:func:`export`); :mod:`tb.tools.regress` merges the runs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pyuvm import uvm_component
 
 from datasheet import descriptors as d
 from datasheet.mailbox import MbxError, Opcode
+from pf_driver.vf_info import VfState
+from tb.paths import COVERAGE_DIR
 from tb.uvm import reference as ref
 from tb.uvm.items import (
     DmaEvent,
@@ -31,9 +33,6 @@ from tb.uvm.items import (
     Writeback,
 )
 from tb.uvm.scoreboard import imp
-
-ROOT = Path(__file__).resolve().parents[2]
-COVERAGE_DIR = ROOT / "sim_build" / "coverage"
 
 # -- bins ------------------------------------------------------------------------------------
 NUM_VFS_BINS = ["1", "2-7", "8", "9-63", "64+"]
@@ -51,11 +50,13 @@ def num_vfs_bucket(n: int) -> str:
 
 OPCODES = [op.name for op in Opcode if op is not Opcode.LINK_STATUS] + ["UNKNOWN"]
 REPLIES = ["ACK", "NACK"]
-VF_STATES = ["not-reset", "cleared-to-send", "configured"]
+#: the PF's view of a VF when it rang (DISABLED, after repeated error events, is the fuzz campaign's)
+VF_STATES = [s.value for s in VfState if s is not VfState.DISABLED]
 NACK_ERRORS = [e.name for e in MbxError]
 #: impossible by the protocol: an opcode other than RESET accepted before RESET, an unknown opcode accepted
-MBX_IGNORE = [(op, "ACK", "not-reset") for op in OPCODES if op != "RESET"] + \
-             [("UNKNOWN", "ACK", s) for s in VF_STATES if s != "not-reset"]
+MBX_IGNORE = [(op, "ACK", "not-reset") for op in OPCODES if op != "RESET"] + [
+    ("UNKNOWN", "ACK", s) for s in VF_STATES if s != "not-reset"
+]
 
 
 def opcode_name(opcode: int) -> str:
@@ -96,8 +97,14 @@ def desc_status_bin(wb: Writeback) -> str:
     return "rx_eop" if s & d.STATUS_EOP.mask else "rx_more"
 
 
-FAULT_REASONS = ["ROOT_ENTRY_NOT_PRESENT", "CONTEXT_ENTRY_NOT_PRESENT", "SLPTE_NOT_PRESENT", "WRITE_DENIED",
-                 "READ_DENIED", "ADDRESS_BEYOND_AW"]
+FAULT_REASONS = [
+    "ROOT_ENTRY_NOT_PRESENT",
+    "CONTEXT_ENTRY_NOT_PRESENT",
+    "SLPTE_NOT_PRESENT",
+    "WRITE_DENIED",
+    "READ_DENIED",
+    "ADDRESS_BEYOND_AW",
+]
 REQUESTERS = ["pf", "vf"]
 #: the PF is attached in pass-through on its own bus: only a missing context entry can stop it
 FAULT_IGNORE = [(r, "pf") for r in FAULT_REASONS if r != "CONTEXT_ENTRY_NOT_PRESENT"]
@@ -137,20 +144,29 @@ def _sample_num_vfs(n):
 @CoverPoint("nic.mailbox.opcode", xf=lambda e: opcode_name(e.opcode), bins=OPCODES)
 @CoverPoint("nic.mailbox.reply", xf=lambda e: e.reply, bins=REPLIES)
 @CoverPoint("nic.mailbox.vf_state", xf=lambda e: e.vf_state, bins=VF_STATES)
-@CoverCross("nic.mailbox.opcode_x_reply_x_state",
-            items=["nic.mailbox.opcode", "nic.mailbox.reply", "nic.mailbox.vf_state"], ign_bins=MBX_IGNORE)
+@CoverCross(
+    "nic.mailbox.opcode_x_reply_x_state",
+    items=["nic.mailbox.opcode", "nic.mailbox.reply", "nic.mailbox.vf_state"],
+    ign_bins=MBX_IGNORE,
+)
 def _sample_request(e):
     pass
 
 
-@CoverPoint("nic.mailbox.nack_error", xf=lambda e: MbxError(e).name if e in MbxError._value2member_map_ else None,
-            bins=NACK_ERRORS)
+@CoverPoint(
+    "nic.mailbox.nack_error",
+    xf=lambda e: MbxError(e).name if e in {m.value for m in MbxError} else None,
+    bins=NACK_ERRORS,
+)
 def _sample_nack(error):
     pass
 
 
-@CoverPoint("nic.mailbox.notification", xf=lambda e: "LINK_STATUS" if e.opcode == Opcode.LINK_STATUS else "OTHER",
-            bins=["LINK_STATUS"])
+@CoverPoint(
+    "nic.mailbox.notification",
+    xf=lambda e: "LINK_STATUS" if e.opcode == Opcode.LINK_STATUS else "OTHER",
+    bins=["LINK_STATUS"],
+)
 def _sample_notification(e):
     pass
 
@@ -179,7 +195,7 @@ def crossed(group: str, first: tuple, second: tuple, ignore=()):
     point_a = CoverPoint(f"{group}.{a}", xf=lambda x, y: a_map(x), bins=a_bins)
     point_b = CoverPoint(f"{group}.{b}", xf=lambda x, y: b_map(y), bins=b_bins)
     cross = CoverCross(f"{group}.{a}_x_{b}", items=[f"{group}.{a}", f"{group}.{b}"], ign_bins=ignore)
-    return lambda f: point_a(point_b(cross(f)))           # the points sample first, then the cross
+    return lambda f: point_a(point_b(cross(f)))  # the points sample first, then the cross
 
 
 def _same(x):
@@ -196,14 +212,20 @@ def _sample_page(shift):
     pass
 
 
-@crossed("nic.irq", ("function", ["pf", "vf"], _same),
-         ("moderation", ["off", "on"], lambda moderated: "on" if moderated else "off"))
+@crossed(
+    "nic.irq",
+    ("function", ["pf", "vf"], _same),
+    ("moderation", ["off", "on"], lambda moderated: "on" if moderated else "off"),
+)
 def _sample_msi(who, moderated):
     pass
 
 
-@crossed("nic.reset", ("kind", RESET_KINDS, _same),
-         ("traffic", ["idle", "in_flight"], lambda busy: "in_flight" if busy else "idle"))
+@crossed(
+    "nic.reset",
+    ("kind", RESET_KINDS, _same),
+    ("traffic", ["idle", "in_flight"], lambda busy: "in_flight" if busy else "idle"),
+)
 def _sample_reset(kind, busy):
     pass
 

@@ -32,9 +32,10 @@ class NicOp(uvm_sequence_item):
 @dataclass(frozen=True)
 class MmioWrite:
     """A host write to a function's BAR0 that crossed the link (one dword)."""
+
     time: float
     rid: int
-    port: int           # switch port of the function: 0 PF, 1 + i VF i
+    port: int  # switch port of the function: 0 PF, 1 + i VF i
     offset: int
     value: int
 
@@ -43,7 +44,7 @@ class MmioWrite:
 class ConfigWrite:
     time: float
     rid: int
-    offset: int         # dword-aligned config offset
+    offset: int  # dword-aligned config offset
     value: int
     byte_enable: int
 
@@ -54,19 +55,20 @@ class MsiEvent:
     rid: int
     port: int | None
     vector: int | None  # function's MSI-X vector number, None if unknown
-    moderated: bool     # EITR of that vector was non-zero when it fired
+    moderated: bool  # EITR of that vector was non-zero when it fired
 
 
 @dataclass(frozen=True)
 class DmaEvent:
     """One upstream memory request translated (or blocked) by the IOMMU."""
+
     time: float
     rid: int
     iova: int
     length: int
     is_write: bool
-    phys: int | None            # host address of the first byte, None if blocked
-    fault_reason: str | None    # FaultReason name when blocked
+    phys: int | None  # host address of the first byte, None if blocked
+    fault_reason: str | None  # FaultReason name when blocked
     fault_record: object = None
 
 
@@ -80,6 +82,7 @@ class IotlbFill:
 @dataclass(frozen=True)
 class Writeback:
     """A descriptor the device wrote back into a ring (seen as an upstream MWr)."""
+
     time: float
     rid: int
     port: int
@@ -109,6 +112,7 @@ class Doorbell:
 @dataclass(frozen=True)
 class ResetEvent:
     """A reset that crossed the link: ``kind`` vf_flr, vf_soft or pf_reset."""
+
     time: float
     kind: str
     rid: int
@@ -119,29 +123,32 @@ class ResetEvent:
 @dataclass(frozen=True)
 class MailboxEvent:
     """A VF request and the PF's reply, reconstructed from the mailbox registers' MMIO."""
+
     time: float
     vf: int
     opcode: int
     payload: tuple
-    reply: str              # "ACK", "NACK", or "NOTIFY" for a PF->VF message
-    error: int | None       # MbxError of a NACK
-    vf_state: str           # PF driver's view of the VF when it rang REQ
+    reply: str  # "ACK", "NACK", or "NOTIFY" for a PF->VF message
+    error: int | None  # MbxError of a NACK
+    vf_state: str  # PF driver's view of the VF when it rang REQ
 
 
 @dataclass
 class SwitchEvent:
     """One frame through the embedded switch, as observed at its ports and counters."""
+
     time: float
     src: int
     frame: bytes
-    counters: frozenset                     # SW_* counters the frame incremented (reference names)
-    deliveries: list = field(default_factory=list)   # (port, bytes, accepted)
-    uplink: list = field(default_factory=list)       # (bytes, sent) handed to the uplink port
+    counters: frozenset  # SW_* counters the frame incremented (reference names)
+    deliveries: list = field(default_factory=list)  # (port, bytes, accepted)
+    uplink: list = field(default_factory=list)  # (bytes, sent) handed to the uplink port
 
 
 @dataclass(frozen=True)
 class RxFrame:
     """A frame a function's net device received (NAPI handed it to the stack)."""
+
     time: float
     port: int
     queue: int
@@ -157,6 +164,7 @@ class UplinkFrame:
 @dataclass(frozen=True)
 class TxFrame:
     """A frame a driver queued for transmission (ring accepted it) or the partner sent."""
+
     time: float
     port: int
     frame: bytes
@@ -165,6 +173,7 @@ class TxFrame:
 @dataclass(frozen=True)
 class Transition:
     """Agents tell the scoreboard which ports are being reconfigured or reset."""
+
     time: float
     ports: frozenset
     begin: bool

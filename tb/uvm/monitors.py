@@ -44,16 +44,25 @@ from tb.uvm.items import (
 #: a reset counts as "with traffic in flight" if the device moved data this recently
 IN_FLIGHT_NS = 20_000
 
-_Q_OFFSETS = {reg.offset - regs.QUEUE_BLOCK: reg for reg in (
-    regs.TDLEN, regs.TXDCTL, regs.RDLEN, regs.RXDCTL)}
+_Q_OFFSETS = {reg.offset - regs.QUEUE_BLOCK: reg for reg in (regs.TDLEN, regs.TXDCTL, regs.RDLEN, regs.RXDCTL)}
 _RX_REGS = (regs.RDLEN, regs.RXDCTL)
-_COUNTER_NAMES = {"UNICAST_INTERNAL": ref.UNICAST_INTERNAL, "TO_UPLINK": ref.TO_UPLINK,
-                  "BROADCAST": ref.BROADCAST_KIND, "MULTICAST": ref.MULTICAST_KIND, "DROP_SPOOF": ref.DROP_SPOOF,
-                  "DROP_NO_MATCH": ref.DROP_NO_MATCH, "DROP_VLAN": ref.DROP_VLAN,
-                  "DROP_MALFORMED": ref.DROP_MALFORMED}
+_COUNTER_NAMES = {
+    "UNICAST_INTERNAL": ref.UNICAST_INTERNAL,
+    "TO_UPLINK": ref.TO_UPLINK,
+    "BROADCAST": ref.BROADCAST_KIND,
+    "MULTICAST": ref.MULTICAST_KIND,
+    "DROP_SPOOF": ref.DROP_SPOOF,
+    "DROP_NO_MATCH": ref.DROP_NO_MATCH,
+    "DROP_VLAN": ref.DROP_VLAN,
+    "DROP_MALFORMED": ref.DROP_MALFORMED,
+}
 #: model reset kinds -> the environment's (PF or VF)
-_RESET_KINDS = {(False, "soft"): "pf_reset", (False, "flr"): "pf_flr", (True, "soft"): "vf_soft",
-                (True, "flr"): "vf_flr"}
+_RESET_KINDS = {
+    (False, "soft"): "pf_reset",
+    (False, "flr"): "pf_flr",
+    (True, "soft"): "vf_soft",
+    (True, "flr"): "vf_flr",
+}
 
 
 def now_ns() -> float:
@@ -74,11 +83,11 @@ class DeviceMonitor(uvm_monitor):
         self.ap_reset = uvm_analysis_port("ap_reset", self)
         self.ap_sriov = uvm_analysis_port("ap_sriov", self)
         self.system = None
-        self.rids: dict[int, int] = {}              # port -> RID (the host's view)
-        self.ports: dict[int, int] = {}             # RID -> port
-        self.ring_len: dict = defaultdict(int)      # (port, rx, q) -> length written
-        self.tails: dict = defaultdict(int)         # (port, rx, q) -> last tail rung
-        self.eitr: dict = defaultdict(int)          # (port, vector) -> usec
+        self.rids: dict[int, int] = {}  # port -> RID (the host's view)
+        self.ports: dict[int, int] = {}  # RID -> port
+        self.ring_len: dict = defaultdict(int)  # (port, rx, q) -> length written
+        self.tails: dict = defaultdict(int)  # (port, rx, q) -> last tail rung
+        self.eitr: dict = defaultdict(int)  # (port, vector) -> usec
         self.last_dma_ns = -1e30
         self.sriov_offset = None
         self._num_vfs_written = 0
@@ -88,9 +97,14 @@ class DeviceMonitor(uvm_monitor):
     def attach(self, system) -> None:
         self.system = system
         events = system.nic.events
-        for kind, handler in ((ev.MmioWrite, self._mmio), (ev.ConfigWrite, self._config_write),
-                              (ev.Interrupt, self._interrupt), (ev.Writeback, self._writeback),
-                              (ev.Doorbell, self._doorbell), (ev.Reset, self._reset)):
+        for kind, handler in (
+            (ev.MmioWrite, self._mmio),
+            (ev.ConfigWrite, self._config_write),
+            (ev.Interrupt, self._interrupt),
+            (ev.Writeback, self._writeback),
+            (ev.Doorbell, self._doorbell),
+            (ev.Reset, self._reset),
+        ):
             events.subscribe(kind, handler)
         iommu = system.rc.iommu.events
         iommu.subscribe(iommu_ev.Translation, self._translated)
@@ -107,7 +121,7 @@ class DeviceMonitor(uvm_monitor):
 
     def port_of(self, rid: int) -> int | None:
         if rid not in self.ports and len(self.ports) != 1 + len(self.system.pf.virtfns):
-            self.refresh()                          # VFs came or went since the last refresh
+            self.refresh()  # VFs came or went since the last refresh
         return self.ports.get(rid)
 
     def rid_of(self, port: int) -> int:
@@ -135,12 +149,13 @@ class DeviceMonitor(uvm_monitor):
         if reg in (regs.TDLEN, regs.RDLEN):
             self.ring_len[port, reg in _RX_REGS, q] = value
         elif reg is not None and value & regs.TXDCTL.field("ENABLE").mask:
-            self.tails[port, reg in _RX_REGS, q] = 0         # an enabled ring starts at 0
+            self.tails[port, reg in _RX_REGS, q] = 0  # an enabled ring starts at 0
 
     def _doorbell(self, e: ev.Doorbell) -> None:
         key = (e.fn, e.rx, e.queue)
-        self.ap_doorbell.write(Doorbell(now_ns(), self.rid_of(e.fn), e.fn, e.rx, e.queue, e.tail, self.tails[key],
-                                        self.ring_len[key]))
+        self.ap_doorbell.write(
+            Doorbell(now_ns(), self.rid_of(e.fn), e.fn, e.rx, e.queue, e.tail, self.tails[key], self.ring_len[key])
+        )
         self.tails[key] = e.tail
 
     def _writeback(self, e: ev.Writeback) -> None:
@@ -178,8 +193,9 @@ class DeviceMonitor(uvm_monitor):
             self.ap_dma.write(DmaEvent(now_ns(), t.source_id, t.iova, t.length, t.is_write, t.phys, None))
         else:
             self.dma_faults += 1
-            self.ap_dma.write(DmaEvent(now_ns(), t.source_id, t.iova, t.length, t.is_write, None,
-                                       t.fault.reason.name, t.fault))
+            self.ap_dma.write(
+                DmaEvent(now_ns(), t.source_id, t.iova, t.length, t.is_write, None, t.fault.reason.name, t.fault)
+            )
 
 
 class MailboxMonitor(uvm_subscriber):
@@ -199,8 +215,8 @@ class MailboxMonitor(uvm_subscriber):
 
     def write(self, item: MmioWrite) -> None:
         off = item.offset
-        if item.port:                                                 # a VF's BAR0
-            vf = item.port - 1
+        if item.port:  # a VF's BAR0
+            vf = device.port_vf(item.port)
             if regs.VF_MBMEM.offset <= off < regs.VF_MBMEM.end:
                 self._vf_buf[vf][(off - regs.VF_MBMEM.offset) // 4] = item.value
             elif off == regs.VF_MAILBOX.offset and item.value & regs.VF_MAILBOX.field("REQ").mask:
@@ -210,8 +226,7 @@ class MailboxMonitor(uvm_subscriber):
         elif regs.PF_MBMEM.offset <= off < regs.PF_MBMEM.end:
             vf, word = divmod((off - regs.PF_MBMEM.offset) // 4, mbx.MBX_DWORDS)
             self._pf_buf[vf][word] = item.value
-        elif regs.PF_MAILBOX.offset <= off < regs.PF_MAILBOX.end \
-                and item.value & regs.PF_MAILBOX.field("STS").mask:
+        elif regs.PF_MAILBOX.offset <= off < regs.PF_MAILBOX.end and item.value & regs.PF_MAILBOX.field("STS").mask:
             vf = (off - regs.PF_MAILBOX.offset) // 4
             msg = mbx.Message.decode(list(self._pf_buf[vf]))
             if not msg.is_reply:
@@ -238,9 +253,16 @@ class SwitchMonitor(uvm_monitor):
 
     def _decision(self, d: ev.SwitchDecision) -> None:
         self.events += 1
-        self.ap.write(SwitchEvent(now_ns(), d.src, d.frame, frozenset(_COUNTER_NAMES[c] for c in d.counters),
-                                  [(fn, frame, accepted) for fn, frame, accepted in d.deliveries],
-                                  [(frame, sent) for frame, sent in d.uplink]))
+        self.ap.write(
+            SwitchEvent(
+                now_ns(),
+                d.src,
+                d.frame,
+                frozenset(_COUNTER_NAMES[c] for c in d.counters),
+                [(fn, frame, accepted) for fn, frame, accepted in d.deliveries],
+                [(frame, sent) for frame, sent in d.uplink],
+            )
+        )
 
 
 class NetdevMonitor(uvm_monitor):
@@ -252,11 +274,12 @@ class NetdevMonitor(uvm_monitor):
         self._tapped: set[int] = set()
 
     def attach_netdev(self, port: int, netdev) -> None:
-        if id(netdev) in self._tapped:          # a reopened net device keeps its tap
+        if id(netdev) in self._tapped:  # a reopened net device keeps its tap
             return
         self._tapped.add(id(netdev))
 
         def arrived(queue, frame, port=port):
             self.received[port] += 1
             self.ap.write(RxFrame(now_ns(), port, queue, bytes(frame)))
+
         netdev.add_tap(arrived)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
+from datasheet import device
+
 UPLINK = -1
 BROADCAST = b"\xff" * 6
 TPID = b"\x81\x00"
@@ -28,7 +30,7 @@ ETH_HLEN = 14
 VLAN_HLEN = 4
 #: the longest frame (without FCS) the datasheet lets a descriptor chain carry, and the
 #: switch's limit (one 802.1Q tag more); shorter than 14 bytes (18 tagged) is malformed
-MAX_FRAME = 9018
+MAX_FRAME = device.MAX_FRAME
 MAX_SWITCH_FRAME = MAX_FRAME + VLAN_HLEN
 
 # switch decisions (the SW_* counters' names, lower case), plus the egress drop
@@ -41,8 +43,17 @@ DROP_VLAN = "drop_vlan"
 DROP_NO_MATCH = "drop_no_match"
 DROP_MALFORMED = "drop_malformed"
 DROP_NO_BUFFER = "drop_no_buffer"
-DECISIONS = (UNICAST_INTERNAL, TO_UPLINK, BROADCAST_KIND, MULTICAST_KIND, DROP_SPOOF, DROP_VLAN,
-             DROP_NO_MATCH, DROP_MALFORMED, DROP_NO_BUFFER)
+DECISIONS = (
+    UNICAST_INTERNAL,
+    TO_UPLINK,
+    BROADCAST_KIND,
+    MULTICAST_KIND,
+    DROP_SPOOF,
+    DROP_VLAN,
+    DROP_NO_MATCH,
+    DROP_MALFORMED,
+    DROP_NO_BUFFER,
+)
 
 
 @dataclass(frozen=True)
@@ -64,13 +75,22 @@ class PortView:
     pvid: int | None = None
 
     @classmethod
-    def vf(cls, active: bool, mac: bytes, multicast=(), vlans=(), upe=False, mpe=False, spoofchk=True,
-           pvid=None) -> PortView:
+    def vf(
+        cls, active: bool, mac: bytes, multicast=(), vlans=(), upe=False, mpe=False, spoofchk=True, pvid=None
+    ) -> PortView:
         """A VF's port the way the PF driver programs it: no address and no receive
         until the VF's RESET was accepted; filters and flags as requested/allowed."""
-        return cls(mac=bytes(mac) if active else None, multicast=frozenset(bytes(m) for m in multicast),
-                   vlans=frozenset(vlans), bam=True, upe=bool(upe), mpe=bool(mpe), spoofchk=bool(spoofchk),
-                   rx_en=bool(active), pvid=pvid)
+        return cls(
+            mac=bytes(mac) if active else None,
+            multicast=frozenset(bytes(m) for m in multicast),
+            vlans=frozenset(vlans),
+            bam=True,
+            upe=bool(upe),
+            mpe=bool(mpe),
+            spoofchk=bool(spoofchk),
+            rx_en=bool(active),
+            pvid=pvid,
+        )
 
 
 @dataclass(frozen=True)
@@ -98,8 +118,16 @@ class Decision:
 
 
 def primary_kind(counters) -> str:
-    for kind in (DROP_MALFORMED, DROP_SPOOF, DROP_VLAN, DROP_NO_MATCH, BROADCAST_KIND, MULTICAST_KIND,
-                 UNICAST_INTERNAL, TO_UPLINK):
+    for kind in (
+        DROP_MALFORMED,
+        DROP_SPOOF,
+        DROP_VLAN,
+        DROP_NO_MATCH,
+        BROADCAST_KIND,
+        MULTICAST_KIND,
+        UNICAST_INTERNAL,
+        TO_UPLINK,
+    ):
         if kind in counters:
             return kind
     return DROP_NO_MATCH
@@ -117,7 +145,7 @@ def tag(frame: bytes, vid: int) -> bytes:
 
 
 def untag(frame: bytes) -> bytes:
-    return frame[:12] + frame[12 + VLAN_HLEN:]
+    return frame[:12] + frame[12 + VLAN_HLEN :]
 
 
 def frame_class(dst: bytes) -> str:
@@ -178,21 +206,21 @@ def forward(frame: bytes, src: int, ports: dict) -> Decision:
 
 # -- DMA remapping -------------------------------------------------------------------------
 PAGE = 4096
-ADDRESS_WIDTH = 48            # the domains the host builds are 4-level (48-bit)
+ADDRESS_WIDTH = 48  # the domains the host builds are 4-level (48-bit)
 PROT_READ, PROT_WRITE = 1, 2
 PASSTHROUGH = "passthrough"
 
 # why a predicted access must fault
-NO_CONTEXT = "no_context"        # the RID is not attached (root or context entry not present)
-NOT_MAPPED = "not_mapped"        # the domain has no mapping there
-DENIED = "denied"                # mapped without the needed permission
-BEYOND_AW = "beyond_aw"          # above the domain's address width
+NO_CONTEXT = "no_context"  # the RID is not attached (root or context entry not present)
+NOT_MAPPED = "not_mapped"  # the domain has no mapping there
+DENIED = "denied"  # mapped without the needed permission
+BEYOND_AW = "beyond_aw"  # above the domain's address width
 
 
 @dataclass(frozen=True)
 class DmaExpect:
-    fault: str | None            # None: the access must succeed
-    phys: int | None = None      # host address of the first byte when it succeeds
+    fault: str | None  # None: the access must succeed
+    phys: int | None = None  # host address of the first byte when it succeeds
 
 
 @dataclass
@@ -207,8 +235,8 @@ class DmaReference:
     """Shadow of the host's IOMMU programming: attachments and mappings, by domain key."""
 
     def __init__(self):
-        self.context: dict[int, object] = {}            # rid -> domain key or PASSTHROUGH
-        self._maps: dict[object, list[_Mapping]] = {}   # domain key -> mappings sorted by iova
+        self.context: dict[int, object] = {}  # rid -> domain key or PASSTHROUGH
+        self._maps: dict[object, list[_Mapping]] = {}  # domain key -> mappings sorted by iova
 
     # -- what the host did
     def attach(self, rid: int, domain) -> None:

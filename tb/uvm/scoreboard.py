@@ -84,11 +84,11 @@ class Scoreboard(uvm_scoreboard):
         self.dma_export = imp(self, "dma_export", self.write_dma)
         self.transition_export = imp(self, "transition_export", self.write_transition)
         self.wb_export = imp(self, "wb_export", self.write_writeback)
-        self.truncated = Counter()              # port -> RX frames the device truncated (ring too full)
+        self.truncated = Counter()  # port -> RX frames the device truncated (ring too full)
         self.reset_export = imp(self, "reset_export", self.write_reset)
-        self.refused = Counter()                # port -> deliveries its RX queue refused since its last reset
-        self.late_drops = Counter()             # port -> accepted frames the queue dropped later (QRX_NOBUF)
-        self.views = dict                  # set by the env: port -> PortView (PF driver's view)
+        self.refused = Counter()  # port -> deliveries its RX queue refused since its last reset
+        self.late_drops = Counter()  # port -> accepted frames the queue dropped later (QRX_NOBUF)
+        self.views = dict  # set by the env: port -> PortView (PF driver's view)
         self.port_of_rid = lambda rid: None
         self.dma_ref = ref.DmaReference()
         self.errors: list[tuple[str, str]] = []
@@ -101,8 +101,8 @@ class Scoreboard(uvm_scoreboard):
         self.up_maybe: list = []
         self.in_transition: Counter = Counter()
         self._snapshots: dict[int, ref.PortView] = {}
-        self.expected_counters = Counter()      # SW_* increments the reference predicted (exact frames)
-        self.dma_faults = Counter()             # (port, reason) -> faults seen
+        self.expected_counters = Counter()  # SW_* increments the reference predicted (exact frames)
+        self.dma_faults = Counter()  # (port, reason) -> faults seen
 
     # -- reporting --------------------------------------------------------------------------
     def error(self, kind: str, message: str) -> None:
@@ -145,8 +145,20 @@ class Scoreboard(uvm_scoreboard):
         cleared = dict(views)
         cleared.update({p: ref.PortView(None, bam=False, rx_en=False) for p in moving})
         unreset = dict(views)
-        unreset.update({p: ref.PortView(None, views[p].multicast, views[p].vlans, spoofchk=views[p].spoofchk,
-                                        rx_en=False, pvid=views[p].pvid) for p in moving if p != 0})
+        unreset.update(
+            {
+                p: ref.PortView(
+                    None,
+                    views[p].multicast,
+                    views[p].vlans,
+                    spoofchk=views[p].spoofchk,
+                    rx_en=False,
+                    pvid=views[p].pvid,
+                )
+                for p in moving
+                if p != 0
+            }
+        )
         return before, cleared, unreset
 
     # -- TX side: what drivers and the partner queued ----------------------------------------
@@ -169,8 +181,7 @@ class Scoreboard(uvm_scoreboard):
         self.stats["switch_events"] += 1
         src = ev.src
         if not (_take(self.tx_pending[src], ev.frame) or _take(self.tx_maybe[src], ev.frame)):
-            self.error("extra_tx", f"a frame nobody queued entered the switch from port {src}: "
-                                   f"{_describe(ev.frame)}")
+            self.error("extra_tx", f"a frame nobody queued entered the switch from port {src}: {_describe(ev.frame)}")
         views = self.views()
         try:
             now = ref.forward(ev.frame, src, views)
@@ -187,12 +198,15 @@ class Scoreboard(uvm_scoreboard):
                 outcomes.append(ref.forward(ev.frame, src, variant))
             receivers = set().union(*(o.receivers for o in outcomes))
             allowed = {p: {o.deliveries.get(p) for o in outcomes} - {None} for p in receivers}
-            required = {p: f for p, f in now.deliveries.items()
-                        if p not in involved and src not in involved
-                        and all(o.deliveries.get(p) == f for o in outcomes)}
+            required = {
+                p: f
+                for p, f in now.deliveries.items()
+                if p not in involved and src not in involved and all(o.deliveries.get(p) == f for o in outcomes)
+            }
             uplink_allowed = {o.uplink for o in outcomes} - {None}
-            uplink_required = now.uplink if src not in involved and all(o.uplink == now.uplink for o in outcomes) \
-                else None
+            uplink_required = (
+                now.uplink if src not in involved and all(o.uplink == now.uplink for o in outcomes) else None
+            )
             self.stats["lenient_frames"] += 1
         else:
             allowed = {p: {f} for p, f in now.deliveries.items()}
@@ -204,8 +218,11 @@ class Scoreboard(uvm_scoreboard):
             if ref.DROP_NO_BUFFER in observed:
                 observed.discard(ref.DROP_NO_BUFFER)
             if observed != set(now.counters):
-                self.error("counters", f"frame from port {src} ({_describe(ev.frame)}): switch counted "
-                                       f"{sorted(observed)}, reference {sorted(now.counters)}")
+                self.error(
+                    "counters",
+                    f"frame from port {src} ({_describe(ev.frame)}): switch counted "
+                    f"{sorted(observed)}, reference {sorted(now.counters)}",
+                )
         got = {}
         for port, frame, accepted in ev.deliveries:
             if port in got:
@@ -213,12 +230,18 @@ class Scoreboard(uvm_scoreboard):
             got[port] = frame
             ok = allowed.get(port)
             if not ok:
-                self.error("misroute", f"frame from port {src} ({_describe(ev.frame)}) delivered to port "
-                                       f"{port}; reference receivers {sorted(now.receivers)}")
+                self.error(
+                    "misroute",
+                    f"frame from port {src} ({_describe(ev.frame)}) delivered to port "
+                    f"{port}; reference receivers {sorted(now.receivers)}",
+                )
             elif frame not in ok:
                 want = next(iter(ok))
-                self.error("corrupt", f"frame from port {src} to port {port} altered in the switch "
-                                      f"(first difference at byte {first_difference(frame, want)})")
+                self.error(
+                    "corrupt",
+                    f"frame from port {src} to port {port} altered in the switch "
+                    f"(first difference at byte {first_difference(frame, want)})",
+                )
             if accepted:
                 pool = self.rx_maybe if self._unsettled(port) else self.rx_pending
                 pool[port].append(frame)
@@ -228,19 +251,23 @@ class Scoreboard(uvm_scoreboard):
                 self.stats["drop_no_buffer"] += 1
         for port, frame in required.items():
             if port not in got:
-                self.error("missing", f"frame from port {src} ({_describe(frame)}) not delivered to port "
-                                      f"{port}; reference receivers {sorted(now.receivers)}")
+                self.error(
+                    "missing",
+                    f"frame from port {src} ({_describe(frame)}) not delivered to port "
+                    f"{port}; reference receivers {sorted(now.receivers)}",
+                )
         for frame, sent in ev.uplink:
             if frame not in uplink_allowed:
-                self.error("misroute" if not uplink_allowed else "corrupt",
-                           f"frame from port {src} ({_describe(frame)}) handed to the uplink; reference "
-                           f"{'says no' if not uplink_allowed else 'expects other bytes'}")
+                self.error(
+                    "misroute" if not uplink_allowed else "corrupt",
+                    f"frame from port {src} ({_describe(frame)}) handed to the uplink; reference "
+                    f"{'says no' if not uplink_allowed else 'expects other bytes'}",
+                )
             if sent:
                 pool = self.up_maybe if self._unsettled(ref.UPLINK) else self.up_pending
                 pool.append(frame)
         if uplink_required is not None and not ev.uplink:
-            self.error("missing", f"frame from port {src} ({_describe(uplink_required)}) not handed to "
-                                  f"the uplink")
+            self.error("missing", f"frame from port {src} ({_describe(uplink_required)}) not handed to the uplink")
 
     def write_reset(self, ev) -> None:
         """A function reset clears its queue counters (QRX_NOBUF)."""
@@ -270,13 +297,14 @@ class Scoreboard(uvm_scoreboard):
         near = [f for f in self.rx_pending[port] + self.rx_maybe[port] if len(f) == len(item.frame)]
         if near:
             k = first_difference(item.frame, near[0])
-            self.error("corrupt", f"port {port} received a corrupted frame ({_describe(item.frame)}; "
-                                  f"first difference at byte {k})")
+            self.error(
+                "corrupt",
+                f"port {port} received a corrupted frame ({_describe(item.frame)}; first difference at byte {k})",
+            )
             pool = self.rx_pending[port] if near[0] in self.rx_pending[port] else self.rx_maybe[port]
             _take(pool, near[0])
         else:
-            self.error("extra_rx", f"port {port} received a frame the switch never gave it: "
-                                   f"{_describe(item.frame)}")
+            self.error("extra_rx", f"port {port} received a frame the switch never gave it: {_describe(item.frame)}")
 
     def write_uplink(self, item: UplinkFrame) -> None:
         self.stats["uplink_frames"] += 1
@@ -303,8 +331,7 @@ class Scoreboard(uvm_scoreboard):
 
     # -- end of test --------------------------------------------------------------------------
     def outstanding(self) -> int:
-        return sum(map(len, self.tx_pending.values())) + sum(map(len, self.rx_pending.values())) \
-            + len(self.up_pending)
+        return sum(map(len, self.tx_pending.values())) + sum(map(len, self.rx_pending.values())) + len(self.up_pending)
 
     async def drain(self, timeout_ns: int = 3_000_000, step_ns: int = 10_000) -> None:
         """Let the device finish: wait until nothing required is outstanding (or time runs out)."""
@@ -317,27 +344,42 @@ class Scoreboard(uvm_scoreboard):
     def final_check(self, iommu=None) -> None:
         for port, frames in self.tx_pending.items():
             if frames:
-                self.error("missing", f"{len(frames)} frame(s) queued by port {port} never entered the switch, "
-                                      f"first: {_describe(frames[0])}")
+                self.error(
+                    "missing",
+                    f"{len(frames)} frame(s) queued by port {port} never entered the switch, "
+                    f"first: {_describe(frames[0])}",
+                )
         for port, frames in self.rx_pending.items():
-            frames = frames[self.truncated[port] + self.late_drops[port]:]
+            frames = frames[self.truncated[port] + self.late_drops[port] :]
             if frames:
-                self.error("missing", f"{len(frames)} frame(s) accepted for port {port} never reached its "
-                                      f"net device, first: {_describe(frames[0])}")
+                self.error(
+                    "missing",
+                    f"{len(frames)} frame(s) accepted for port {port} never reached its "
+                    f"net device, first: {_describe(frames[0])}",
+                )
         if self.up_pending:
-            self.error("missing", f"{len(self.up_pending)} frame(s) handed to the uplink never reached the "
-                                  f"partner, first: {_describe(self.up_pending[0])}")
-        self.stats["lost_in_transition"] = sum(map(len, self.rx_maybe.values())) + len(self.up_maybe) \
-            + sum(map(len, self.tx_maybe.values()))
+            self.error(
+                "missing",
+                f"{len(self.up_pending)} frame(s) handed to the uplink never reached the "
+                f"partner, first: {_describe(self.up_pending[0])}",
+            )
+        self.stats["lost_in_transition"] = (
+            sum(map(len, self.rx_maybe.values())) + len(self.up_maybe) + sum(map(len, self.tx_maybe.values()))
+        )
         if iommu is not None:
             log = iommu.faults
             if log.total != self.stats["dma_faults"]:
-                self.error("fault_log", f"IOMMU fault log counted {log.total} faults, the monitor saw "
-                                        f"{self.stats['dma_faults']}")
+                self.error(
+                    "fault_log",
+                    f"IOMMU fault log counted {log.total} faults, the monitor saw {self.stats['dma_faults']}",
+                )
 
     def summary(self) -> str:
         s = self.stats
-        return (f"switch events {s['switch_events']}, rx frames {s['rx_frames']}, uplink frames "
-                f"{s['uplink_frames']}, dma {s['dma']} ({s['dma_faults']} faults), lenient {s['lenient_frames']}, "
-                f"no-buffer drops {s['drop_no_buffer']} (+{s['late_no_buffer']} after acceptance), truncated {s['rx_truncated']}, lost in transitions {s['lost_in_transition']}, "
-                f"errors {s['errors']}")
+        return (
+            f"switch events {s['switch_events']}, rx frames {s['rx_frames']}, uplink frames "
+            f"{s['uplink_frames']}, dma {s['dma']} ({s['dma_faults']} faults), lenient {s['lenient_frames']}, "
+            f"no-buffer drops {s['drop_no_buffer']} (+{s['late_no_buffer']} after acceptance), "
+            f"truncated {s['rx_truncated']}, lost in transitions {s['lost_in_transition']}, "
+            f"errors {s['errors']}"
+        )

@@ -19,18 +19,14 @@ from scapy.layers.l2 import Dot1Q, Ether
 from datasheet import descriptors as d
 from datasheet import device
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Opcode
+from datasheet.mailbox import Opcode, mac_str
 from tb.uvm import reference as ref
 from tb.uvm.items import NicOp
 
-PARTNER_MAC = bytes.fromhex("00163e000001")     # the link partner's station
-UNKNOWN_MAC = bytes.fromhex("00163e0000ee")     # nobody owns it
+PARTNER_MAC = bytes.fromhex("00163e000001")  # the link partner's station
+UNKNOWN_MAC = bytes.fromhex("00163e0000ee")  # nobody owns it
 GROUPS = [bytes.fromhex("01005e000001"), bytes.fromhex("01005e0000fb"), bytes.fromhex("333300000001")]
 MIN_LEN, MAX_LEN = 60, 1514
-
-
-def mac_str(mac: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in mac)
 
 
 def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, serial: int = 0) -> bytes:
@@ -39,8 +35,11 @@ def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, ser
     pkt = Ether(src=mac_str(src), dst=mac_str(dst), type=0x8100 if vid is not None else 0x0800)
     if vid is not None:
         pkt = pkt / Dot1Q(vlan=vid, prio=0, dei=0, type=0x0800)
-    pkt = pkt / IP(src="10.0.0.1", dst="10.0.0.2", id=serial & 0xFFFF, ttl=64, flags=0, frag=0, tos=0) \
+    pkt = (
+        pkt
+        / IP(src="10.0.0.1", dst="10.0.0.2", id=serial & 0xFFFF, ttl=64, flags=0, frag=0, tos=0)
         / UDP(sport=1024 + serial % 50000, dport=4789)
+    )
     head = bytes(pkt)
     body = serial.to_bytes(8, "big")
     pad = max(length - len(head) - len(body), 0)
@@ -93,14 +92,37 @@ class NicSequence(uvm_sequence):
 class FrameFactory:
     """Random frames of the kinds the testplan asks for, addressed from the env's current view."""
 
-    KINDS = ("vf_to_vf", "to_pf", "to_uplink", "broadcast", "multicast", "spoofed", "unknown_vf", "tagged",
-             "jumbo", "runt", "malformed", "to_self")
+    KINDS = (
+        "vf_to_vf",
+        "to_pf",
+        "to_uplink",
+        "broadcast",
+        "multicast",
+        "spoofed",
+        "unknown_vf",
+        "tagged",
+        "jumbo",
+        "runt",
+        "malformed",
+        "to_self",
+    )
 
     def __init__(self, env, rng: random.Random, weights: dict | None = None):
         self.env, self.rng = env, rng
-        self.weights = weights or {"vf_to_vf": 30, "to_pf": 8, "to_uplink": 15, "broadcast": 8, "multicast": 10,
-                                   "spoofed": 6, "unknown_vf": 5, "tagged": 6, "jumbo": 2, "runt": 2,
-                                   "malformed": 1, "to_self": 1}
+        self.weights = weights or {
+            "vf_to_vf": 30,
+            "to_pf": 8,
+            "to_uplink": 15,
+            "broadcast": 8,
+            "multicast": 10,
+            "spoofed": 6,
+            "unknown_vf": 5,
+            "tagged": 6,
+            "jumbo": 2,
+            "runt": 2,
+            "malformed": 1,
+            "to_self": 1,
+        }
 
     def kind(self) -> str:
         kinds = list(self.weights)
@@ -108,13 +130,13 @@ class FrameFactory:
 
     def from_port(self, port: int, kind: str | None = None) -> bytes:
         env, rng = self.env, self.rng
-        macs = env.macs()
+        macs = env.platform.macs()
         own = macs[port]
         others = [p for p in macs if p not in (port, 0)]
         kind = kind or self.kind()
         src, vid = own, None
         length = random_length(self.rng)
-        if kind == "malformed":                               # shorter than an Ethernet header
+        if kind == "malformed":  # shorter than an Ethernet header
             return own[:4] + bytes(rng.randint(2, 9))
         if kind in ("jumbo", "runt"):
             length = rng.randint(MAX_LEN + 1, 9000) if kind == "jumbo" else rng.randint(50, MIN_LEN - 1)
@@ -126,7 +148,7 @@ class FrameFactory:
             pool = [p for p in opened if p != port] or others
             dst = macs[rng.choice(pool)]
         elif kind == "unknown_vf" and others:
-            dst = macs[rng.choice(others)]                     # may be a VF with no open rings
+            dst = macs[rng.choice(others)]  # may be a VF with no open rings
         elif kind == "to_pf" and port != 0:
             dst = macs[0]
         elif kind == "broadcast":
@@ -146,11 +168,11 @@ class FrameFactory:
 
     def from_uplink(self) -> bytes:
         env, rng = self.env, self.rng
-        macs = env.macs()
+        macs = env.platform.macs()
         r = rng.random()
         vid = None
         if r < 0.02:
-            return rng.choice([bytes(rng.randint(1, 13)), bytes(9030)])     # malformed: runt / giant
+            return rng.choice([bytes(rng.randint(1, 13)), bytes(9030)])  # malformed: runt / giant
         if r < 0.55 and len(macs) > 1:
             dst = macs[rng.choice(list(macs))]
         elif r < 0.65:
@@ -174,16 +196,28 @@ class VfTrafficSeq(NicSequence):
         frames = FrameFactory(self.env, self.rng, self.kw.get("weights"))
         for _ in range(count):
             vf = self.env.vf(slot)
-            await self.do(self.vf(slot), "xmit", frame=frames.from_port(1 + vf.vf_index))
+            await self.do(self.vf(slot), "xmit", frame=frames.from_port(device.vf_port(vf.vf_index)))
             if self.rng.random() < 0.3:
                 await Timer(self.rng.randint(1, 20), "us")
 
 
 class PfTrafficSeq(NicSequence):
     async def body(self):
-        frames = FrameFactory(self.env, self.rng, {"vf_to_vf": 40, "to_uplink": 20, "broadcast": 15,
-                                                   "multicast": 15, "unknown_vf": 10, "tagged": 10, "to_self": 3,
-                                                   "malformed": 2, "jumbo": 2})
+        frames = FrameFactory(
+            self.env,
+            self.rng,
+            {
+                "vf_to_vf": 40,
+                "to_uplink": 20,
+                "broadcast": 15,
+                "multicast": 15,
+                "unknown_vf": 10,
+                "tagged": 10,
+                "to_self": 3,
+                "malformed": 2,
+                "jumbo": 2,
+            },
+        )
         for _ in range(self.kw["count"]):
             await self.do(self.pf, "pf_xmit", frame=frames.from_port(0))
             await Timer(self.rng.randint(1, 10), "us")
@@ -213,7 +247,9 @@ class MailboxConfigSeq(NicSequence):
                 await self.do(seqr, "request", opcode=Opcode.SET_MULTICAST, payload=words)
             elif r < 0.6:
                 vid = rng.choice([10, 20, 30])
-                await self.do(seqr, "request", opcode=Opcode.SET_VLAN, payload=[mbx.VLAN_ADD.put(vid, rng.random() < 0.8)])
+                await self.do(
+                    seqr, "request", opcode=Opcode.SET_VLAN, payload=[mbx.VLAN_ADD.put(vid, rng.random() < 0.8)]
+                )
             elif r < 0.75:
                 mac = bytes([0x02, 0xAA, rng.randrange(256), rng.randrange(256), 0x10, vf.vf_index & 0xFF])
                 await self.do(seqr, "request", opcode=Opcode.SET_MAC, payload=mbx.mac_to_words(mac))
@@ -225,7 +261,7 @@ class MailboxConfigSeq(NicSequence):
             elif r < 0.95:
                 await self.do(seqr, "request", opcode=Opcode.GET_QUEUES)
                 await self.do(seqr, "request", opcode=Opcode.API_NEGOTIATE, payload=[1 << 16 | 1])
-            else:                                          # a VF restarting its conversation
+            else:  # a VF restarting its conversation
                 await self.do(seqr, "request", opcode=Opcode.RESET)
 
 
@@ -233,14 +269,24 @@ class MailboxConfigSeq(NicSequence):
 def hostile_requests(rng: random.Random, n: int | None = None) -> list:
     """``n`` random picks (None: every one, shuffled)."""
     pool = [
-        (0x0077, []), (Opcode.LINK_STATUS, [1, 1000]), (Opcode.SET_MAC, [1]), (Opcode.RESET, [1, 2, 3]),
-        (Opcode.SET_MULTICAST, [3, 1, 2]), (Opcode.SET_MULTICAST, [8] + [0] * 14),
-        (Opcode.SET_MULTICAST, [1, 0x0100AA02, 0x0201]), (Opcode.SET_MAC, [0, 0]),
-        (Opcode.SET_MAC, mbx.mac_to_words(GROUPS[0])), (Opcode.SET_VLAN, [4095 | 1 << 31]),
-        (Opcode.SET_VLAN, [5 | 1 << 20]), (Opcode.CONFIG_QUEUES, [device.VF_QUEUE_PAIRS, 0x1000, 0, 256, 0]),
-        (Opcode.CONFIG_QUEUES, [0, 0x1040, 0, 256, 0]), (Opcode.CONFIG_QUEUES, [0, 0x1000, 0, 100, 0]),
-        (Opcode.CONFIG_QUEUES, [1 << 31, 0x1000, 0, 256, 64]), (Opcode.API_NEGOTIATE, [2 << 16]),
-        (Opcode.GET_QUEUES, [0] * 15), (Opcode.SET_PROMISC, [0xF0]),
+        (0x0077, []),
+        (Opcode.LINK_STATUS, [1, 1000]),
+        (Opcode.SET_MAC, [1]),
+        (Opcode.RESET, [1, 2, 3]),
+        (Opcode.SET_MULTICAST, [3, 1, 2]),
+        (Opcode.SET_MULTICAST, [8] + [0] * 14),
+        (Opcode.SET_MULTICAST, [1, 0x0100AA02, 0x0201]),
+        (Opcode.SET_MAC, [0, 0]),
+        (Opcode.SET_MAC, mbx.mac_to_words(GROUPS[0])),
+        (Opcode.SET_VLAN, [4095 | 1 << 31]),
+        (Opcode.SET_VLAN, [5 | 1 << 20]),
+        (Opcode.CONFIG_QUEUES, [device.VF_QUEUE_PAIRS, 0x1000, 0, 256, 0]),
+        (Opcode.CONFIG_QUEUES, [0, 0x1040, 0, 256, 0]),
+        (Opcode.CONFIG_QUEUES, [0, 0x1000, 0, 100, 0]),
+        (Opcode.CONFIG_QUEUES, [1 << 31, 0x1000, 0, 256, 64]),
+        (Opcode.API_NEGOTIATE, [2 << 16]),
+        (Opcode.GET_QUEUES, [0] * 15),
+        (Opcode.SET_PROMISC, [0xF0]),
     ]
     if n is None:
         rng.shuffle(pool)
@@ -250,10 +296,17 @@ def hostile_requests(rng: random.Random, n: int | None = None) -> list:
 
 def every_request() -> list:
     """One well-formed request of every VF->PF opcode (to send in a state that refuses them)."""
-    return [(Opcode.SET_MAC, mbx.mac_to_words(bytes.fromhex("02aabbcc0001"))),
-            (Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(GROUPS[0])), (Opcode.SET_VLAN, [mbx.VLAN_ADD.put(10, 1)]),
-            (Opcode.SET_PROMISC, [0]), (Opcode.GET_QUEUES, []), (Opcode.CONFIG_QUEUES, [0, 0x10_0000, 0, 256, 0]),
-            (Opcode.API_NEGOTIATE, [1 << 16 | 1]), (0x0077, []), (Opcode.RESET, [1])]
+    return [
+        (Opcode.SET_MAC, mbx.mac_to_words(bytes.fromhex("02aabbcc0001"))),
+        (Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(GROUPS[0])),
+        (Opcode.SET_VLAN, [mbx.VLAN_ADD.put(10, 1)]),
+        (Opcode.SET_PROMISC, [0]),
+        (Opcode.GET_QUEUES, []),
+        (Opcode.CONFIG_QUEUES, [0, 0x10_0000, 0, 256, 0]),
+        (Opcode.API_NEGOTIATE, [1 << 16 | 1]),
+        (0x0077, []),
+        (Opcode.RESET, [1]),
+    ]
 
 
 class HostileMailboxSeq(NicSequence):
@@ -265,8 +318,9 @@ class HostileMailboxSeq(NicSequence):
         vf = self.env.vf(slot)
         for opcode, payload in hostile_requests(rng, self.kw.get("count")):
             await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
-            reply = await self.do(seqr, "request", opcode=opcode, payload=payload, raw=True,
-                                  vf_index=self.kw.get("vf_index"))
+            reply = await self.do(
+                seqr, "request", opcode=opcode, payload=payload, raw=True, vf_index=self.kw.get("vf_index")
+            )
             assert reply.nack, f"VF {vf.vf_index}: hostile request {opcode:#x} {payload} was accepted"
         if self.kw.get("policy", True):
             await self.do(self.pf, "admin", what="trust", vf=vf.vf_index, value=False)
@@ -285,14 +339,18 @@ class BadDescriptorSeq(NicSequence):
     async def body(self):
         slot, env = self.kw["slot"], self.env
         seqr = self.vf(slot)
-        q = env.hostile_queue(slot)
-        if q is None:                       # every spare queue already stopped by a scenario
+        q = env.platform.hostile_queue(slot)
+        if q is None:  # every spare queue already stopped by a scenario
             return
         ring = env.vf(slot).netdev.tx[q]
-        await self.do(seqr, "raw_tx", descs=[d.tx_desc(ring.data_iova, 0),
-                                             d.tx_desc(ring.data_iova, device.MAX_FRAME + 1)], queue=q)
+        await self.do(
+            seqr,
+            "raw_tx",
+            descs=[d.tx_desc(ring.data_iova, 0), d.tx_desc(ring.data_iova, device.MAX_FRAME + 1)],
+            queue=q,
+        )
         target = self.rng.choice(["canary", "beyond_aw"])
-        addr = env.canary.phys if target == "canary" else 1 << 48
+        addr = env.platform.canary.phys if target == "canary" else 1 << 48
         ctl = await self.do(seqr, "raw_tx", descs=[d.tx_desc(addr, 64)], queue=q)
         assert not ctl & 1, "the queue kept running after a faulting buffer read"
 
@@ -305,13 +363,14 @@ class IommuSeq(NicSequence):
     async def body(self):
         slot, rng, env = self.kw["slot"], self.rng, self.env
         seqr, vf = self.vf(slot), env.vf(slot)
-        port = 1 + vf.vf_index
+        port = device.vf_port(vf.vf_index)
         frames = FrameFactory(env, rng)
         scenarios = self.kw.get("scenarios") or rng.sample(
-            ["2M", "1G", "map_unmap", "ro_ring", "wo_buffer"], rng.randint(2, 4))
+            ["2M", "1G", "map_unmap", "ro_ring", "wo_buffer"], rng.randint(2, 4)
+        )
         for scenario in scenarios:
             frame = frames.from_port(port, "to_uplink")
-            q = env.hostile_queue(slot, consume=scenario not in ("2M", "1G"))
+            q = env.platform.hostile_queue(slot, consume=scenario not in ("2M", "1G"))
             if q is None:
                 continue
             if scenario in ("2M", "1G"):
@@ -320,7 +379,7 @@ class IommuSeq(NicSequence):
                 op = {"map_unmap": "map_unmap_tx", "ro_ring": "ro_ring_tx", "wo_buffer": "wo_buffer_tx"}[scenario]
                 await self.do(seqr, op, frame=frame, queue=q)
         if self.kw.get("detach", rng.random() < 0.5):
-            await self.do(seqr, "detached_dma", queue=env.hostile_queue(slot, consume=False) or 0)
+            await self.do(seqr, "detached_dma", queue=env.platform.hostile_queue(slot, consume=False) or 0)
 
 
 class ResetSeq(NicSequence):
@@ -349,8 +408,10 @@ class TrafficPhaseSeq(NicSequence):
     async def body(self):
         env, rng, kw = self.env, self.rng, self.kw
         per = kw.get("frames", 20)
-        tasks = [VfTrafficSeq(f"traffic{k}", env, slot=k, count=per, weights=kw.get("weights")).start()
-                 for k in range(len(env.slots))]
+        tasks = [
+            VfTrafficSeq(f"traffic{k}", env, slot=k, count=per, weights=kw.get("weights")).start()
+            for k in range(len(env.slots))
+        ]
         if kw.get("uplink", True):
             tasks.append(UplinkTrafficSeq("uplink", env, count=max(per // 2, 1)).start())
         if kw.get("pf", True) and env.cfg.open_pf:
@@ -398,13 +459,16 @@ class SlowGuestSeq(NicSequence):
         env, slot = self.env, self.kw["slot"]
         pause = self.do(self.vf(slot), "napi_pause", queue=0, ns=self.rng.randint(30_000, 120_000))
         mac = env.vf(slot).mac
-        burst = [build_frame(PARTNER_MAC, mac, self.rng.randint(4000, 9000), None, env.next_serial())
-                 for _ in range(max(env.cfg.ring_size // 3, 3))]
+        burst = [
+            build_frame(PARTNER_MAC, mac, self.rng.randint(4000, 9000), None, env.next_serial())
+            for _ in range(max(env.cfg.ring_size // 3, 3))
+        ]
 
         async def flood():
             await Timer(2, "us")
-            for frame in burst:                       # jumbo frames into a ring nobody empties
+            for frame in burst:  # jumbo frames into a ring nobody empties
                 await self.do(self.uplink, "send", frame=frame)
+
         await gather(pause, flood())
 
 

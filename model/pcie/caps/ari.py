@@ -1,5 +1,7 @@
 """Alternative Routing-ID Interpretation extended capability (PCIe Base 6.0 §7.8.8)."""
 
+from __future__ import annotations
+
 from cocotbext.pcie.core.caps import PciExtCap, PciExtCapId
 from cocotbext.pcie.core.utils import byte_mask_update
 
@@ -17,7 +19,7 @@ class AriExtendedCapability(PciExtCap):
         self.next_function_number = next_function_number
         self.mfvc_function_groups_capability = False
         self.acs_function_groups_capability = False
-        self.ctrl = 0   # MFVC/ACS Function Groups Enable are RO 0 when not capable
+        self.ctrl = 0  # MFVC/ACS Function Groups Enable are RO 0 when not capable
 
     """
     31                              16 15              8 7               0
@@ -25,7 +27,8 @@ class AriExtendedCapability(PciExtCap):
     |          ARI Control            | Next Function # |  ARI Cap bits  |   1  0x04
     +---------------------------------+-----------------+----------------+
     """
-    async def _read_register(self, reg):
+
+    async def _read_register(self, reg: int) -> int:
         if reg == 1:
             val = bool(self.mfvc_function_groups_capability) * pci.PCI_ARI_CAP_MFVC
             val |= bool(self.acs_function_groups_capability) * pci.PCI_ARI_CAP_ACS
@@ -34,7 +37,7 @@ class AriExtendedCapability(PciExtCap):
             return val
         return 0
 
-    async def _write_register(self, reg, data, mask):
+    async def _write_register(self, reg: int, data: int, mask: int) -> None:
         if reg == 1:
             # Function Group (bits 6:4 of ARI Control) is RW only with MFVC/ACS groups
             writable = 0

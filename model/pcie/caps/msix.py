@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from cocotbext.pcie.core.caps import MsixCapability
 
@@ -22,7 +22,7 @@ class NicMsixCapability(MsixCapability):
         self.msix_pba_offset = device.MSIX_PBA_OFFSET
         self.on_control_change = on_control_change
 
-    async def _write_register(self, reg, data, mask):
+    async def _write_register(self, reg: int, data: int, mask: int) -> None:
         await super()._write_register(reg, data, mask)
         if reg == 0:
             self.on_control_change()

@@ -1,6 +1,8 @@
 """PCI Express capability with Function Level Reset (PCIe Base 6.0 §7.5.3.3, §6.6.2)."""
 
-from typing import Awaitable, Callable
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 from cocotbext.pcie.core.caps import PcieCapability
 
@@ -12,7 +14,7 @@ class NicPcieCapability(PcieCapability):
 
     def __init__(self, on_flr: Callable[[], Awaitable[None]]):
         super().__init__()
-        self.pcie_device_type = 0x0                 # PCI Express Endpoint
+        self.pcie_device_type = 0x0  # PCI Express Endpoint
         self.function_level_reset_capability = True
         self.max_payload_size_supported = device.MAX_PAYLOAD_SIZE_SUPPORTED
         self.extended_tag_supported = True
@@ -23,7 +25,7 @@ class NicPcieCapability(PcieCapability):
         self.data_link_layer_link_active = True
         self._on_flr = on_flr
 
-    async def _read_register(self, reg):
+    async def _read_register(self, reg: int) -> int:
         if reg == 3:
             # Link Capabilities: cocotbext-pcie 0.2.16 shifts width/ASPM/latencies right
             # instead of left, so Max Link Width reads 0; encode per §7.5.3.6.
@@ -35,5 +37,5 @@ class NicPcieCapability(PcieCapability):
             return val
         return await super()._read_register(reg)
 
-    async def initiate_function_level_reset(self):
+    async def initiate_function_level_reset(self) -> None:
         await self._on_flr()

@@ -15,12 +15,15 @@ Each rejected write is logged and counted in :attr:`rejected_writes`.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cocotbext.pcie.core.caps import PciExtCap, PciExtCapId
 from cocotbext.pcie.core.utils import byte_mask_update
 
 from datasheet import device, pci
+
+if TYPE_CHECKING:
+    import logging
 
 
 class SriovOwner(Protocol):
@@ -39,7 +42,7 @@ class VfBar:
 
 
 class SriovExtendedCapability(PciExtCap):
-    def __init__(self, owner: SriovOwner, total_vfs: int, vf_bar_sizes: dict[int, int], log):
+    def __init__(self, owner: SriovOwner, total_vfs: int, vf_bar_sizes: dict[int, int], log: logging.Logger):
         super().__init__()
         if not 1 <= total_vfs <= device.MAX_TOTAL_VFS:
             raise ValueError(f"TotalVFs must be 1..{device.MAX_TOTAL_VFS}, got {total_vfs}")
@@ -50,7 +53,7 @@ class SriovExtendedCapability(PciExtCap):
         self.log = log
 
         self.total_vfs = total_vfs
-        self.initial_vfs = total_vfs        # no VF Migration: InitialVFs == TotalVFs
+        self.initial_vfs = total_vfs  # no VF Migration: InitialVFs == TotalVFs
         self.function_dependency_link = 0
         self.vf_device_id = device.VF_DEVICE_ID
         self.supported_page_sizes = device.SUPPORTED_PAGE_SIZES
@@ -123,14 +126,15 @@ class SriovExtendedCapability(PciExtCap):
     |                  VF Migration State Array Offset                 | 15  0x3C
     +------------------------------------------------------------------+
     """
-    async def _read_register(self, reg):
+
+    async def _read_register(self, reg: int) -> int:
         if reg == 1:
-            return (bool(self.ari_capable_hierarchy_preserved) * pci.PCI_SRIOV_CAP_ARI_PRESERVED)
+            return bool(self.ari_capable_hierarchy_preserved) * pci.PCI_SRIOV_CAP_ARI_PRESERVED
         if reg == 2:
             val = bool(self.vf_enable) * pci.PCI_SRIOV_CTRL_VFE
             val |= bool(self.vf_mse) * pci.PCI_SRIOV_CTRL_MSE
             val |= bool(self.ari_capable_hierarchy) * pci.PCI_SRIOV_CTRL_ARI
-            return val          # status (VF Migration Status) is always 0
+            return val  # status (VF Migration Status) is always 0
         if reg == 3:
             return (self.initial_vfs & 0xFFFF) | (self.total_vfs & 0xFFFF) << 16
         if reg == 4:
@@ -145,7 +149,7 @@ class SriovExtendedCapability(PciExtCap):
             return self.system_page_size
         if 9 <= reg < 9 + pci.PCI_SRIOV_NUM_BARS:
             return self._read_vf_bar(reg - 9)
-        return 0    # reg 15: VF Migration State Array Offset = 0 (no migration)
+        return 0  # reg 15: VF Migration State Array Offset = 0 (no migration)
 
     def _read_vf_bar(self, idx: int) -> int:
         bar = self.vf_bars[idx]
@@ -156,7 +160,7 @@ class SriovExtendedCapability(PciExtCap):
             return bar.raw & ~(size_mask >> 32) & 0xFFFFFFFF
         return (bar.raw & ~size_mask & 0xFFFFFFF0) | pci.PCI_BASE_ADDRESS_MEM_TYPE_64 * bar.is_64
 
-    async def _write_register(self, reg, data, mask):
+    async def _write_register(self, reg: int, data: int, mask: int) -> None:
         if reg == 2:
             await self._write_control(data, mask)
         elif reg == 4 and mask & 0x3:

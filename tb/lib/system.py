@@ -22,18 +22,22 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cocotb.clock import Clock
 from cocotb.triggers import Timer
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.pci import PciDevice
 
+import pcicore
 from datasheet import device
 from iommu import DmaDevice, IommuDriver
 from model import Nic
-import pcicore
 from pf_driver import PfDriver
 from vf_driver import VfDriver
+
+if TYPE_CHECKING:
+    from cocotb.handle import HierarchyObject
 
 #: host pages for the IOMMU's tables and the DMA API's buffers (``iommu=True``): a
 #: 4-level domain whose mappings fit in 2 MiB of IOVA has 4 table pages (16 KiB), so
@@ -152,15 +156,31 @@ class System:
 #: observation inputs of tb/hdl/nic_harness.sv, all driven from Python on events only
 #: (tb/uvm/probe.py); they start at 0
 HARNESS_PROBES = (
-    "link_up", "last_rid", "cfg_access", "num_vfs",
-    "msix_pulse", "msix_rid", "msix_vector", "msix_count",
-    "doorbell_pulse", "doorbell_rid", "doorbell_reg", "doorbell_value", "doorbell_count",
-    "dma_fault_pulse", "dma_fault_rid", "dma_fault_count",
-    "reset_pulse", "reset_kind", "reset_rid", "frames_switched", "frames_to_uplink",
+    "link_up",
+    "last_rid",
+    "cfg_access",
+    "num_vfs",
+    "msix_pulse",
+    "msix_rid",
+    "msix_vector",
+    "msix_count",
+    "doorbell_pulse",
+    "doorbell_rid",
+    "doorbell_reg",
+    "doorbell_value",
+    "doorbell_count",
+    "dma_fault_pulse",
+    "dma_fault_rid",
+    "dma_fault_count",
+    "reset_pulse",
+    "reset_kind",
+    "reset_rid",
+    "frames_switched",
+    "frames_to_uplink",
 )
 
 
-async def start_harness(dut) -> None:
+async def start_harness(dut: HierarchyObject) -> None:
     """Clock and reset of the HDL harness; every observation input starts at 0
     (link_up follows the PCIe link, the rest is driven by the pyuvm monitors)."""
     Clock(dut.clk, HARNESS_CLOCK_NS, unit="ns").start()
@@ -171,9 +191,15 @@ async def start_harness(dut) -> None:
     dut.rst.value = 0
 
 
-async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool = True,
-                       rc: RootComplex | None = None, verbose: bool | None = None,
-                       iommu: bool = False, nic: Nic | None = None) -> System:
+async def build_system(
+    dut: HierarchyObject,
+    total_vfs: int = device.DEFAULT_TOTAL_VFS,
+    ari: bool = True,
+    rc: RootComplex | None = None,
+    verbose: bool | None = None,
+    iommu: bool = False,
+    nic: Nic | None = None,
+) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
@@ -191,6 +217,7 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     verbose = quiet_logging(verbose)
     if iommu and rc is None:
         from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
+
         rc = IommuRootComplex()
     if iommu and not hasattr(rc, "iommu"):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
@@ -202,7 +229,7 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
     root_port.downstream_port.max_link_speed = device.LINK_SPEED_GEN
     root_port.downstream_port.max_link_width = device.LINK_WIDTH
     nic = nic or Nic(total_vfs=total_vfs)
-    root_port.connect(nic.device)               # before anything yields: the ports start at once
+    root_port.connect(nic.device)  # before anything yields: the ports start at once
     await start_harness(dut)
     await rc.enumerate()
     dut.link_up.value = 1
@@ -216,5 +243,6 @@ async def build_system(dut, total_vfs: int = device.DEFAULT_TOTAL_VFS, ari: bool
         pcicore.set_dma_device(pf_dev, pf_dma)
     pf = PfDriver(pf_dev)
     await pf.probe()
-    return System(dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf,
-                  iommu_driver=iommu_driver, pf_dma=pf_dma)
+    return System(
+        dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf, iommu_driver=iommu_driver, pf_dma=pf_dma
+    )

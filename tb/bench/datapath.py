@@ -9,8 +9,8 @@ Baseline, measured in the same run on the same VFs and IOMMU domains: the bare
 cocotbext-pcie operations one packet needs, issued back to back with no model or driver
 logic: a TX doorbell (MMIO write), TX descriptor read (16 B), TX buffer read, TX
 write-back (16 B), RX descriptor read (16 B), RX buffer write, RX write-back (16 B), an
-RX doorbell (MMIO write) and one MSI-X message (to a vector no handler listens to). The ratio full / bare is the model's own
-overhead. Results go to ``sim_build/bench_datapath.json``; nothing asserts on time.
+RX doorbell (MMIO write) and one MSI-X message (to a vector no handler listens to). The
+ratio full / bare is the model's own overhead. Results go to ``sim_build/bench_datapath.json``; nothing asserts on time.
 
 Environment: ``BENCH_OPS`` (packets per measurement, default 240), ``BENCH_PROFILE=1``
 (cProfile the 8-VF 64-byte run; areas and top functions in the JSON).
@@ -25,7 +25,6 @@ import os
 import struct
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import cocotb
 from cocotb.triggers import Timer, gather
@@ -35,10 +34,10 @@ from scapy.layers.l2 import Ether
 from datasheet import descriptors as d
 from datasheet import mailbox as mbx
 from datasheet import regs
-from tb.bench import profile_areas
-from tb.system import build_system
+from tb.bench import profile_areas, result_path
+from tb.lib.system import build_system
 
-OUT = Path(__file__).resolve().parent.parent / "sim_build" / "bench_datapath.json"
+OUT = result_path("datapath")
 SIZES = (64, 1500)
 ACTIVE = (1, 8, 64)
 
@@ -80,9 +79,9 @@ async def bare_ops(system, vfs, size: int, count: int) -> float:
     tx_vf, rx_vf = system.nic.vfs[0], system.nic.vfs[1]
     tx_ring, rx_ring = vfs[0].netdev.tx[0], vfs[1].netdev.rx[0]
     bar0 = vfs[0].pdev.bar_window[0]
-    scratch = regs.SCRATCH.offset                      # same TLP as a doorbell, no engine behind it
+    scratch = regs.SCRATCH.offset  # same TLP as a doorbell, no engine behind it
     data = bytes(size)
-    msi = vfs[1].pdev.msi_vectors[-1]                  # a vector no handler listens to
+    msi = vfs[1].pdev.msi_vectors[-1]  # a vector no handler listens to
     gc.collect()
     t0 = time.perf_counter()
     for _ in range(count):
@@ -95,7 +94,7 @@ async def bare_ops(system, vfs, size: int, count: int) -> float:
         await rx_vf.mem_write(rx_ring.desc_iova + d.WB_OFFSET, bytes(8))
         await bar0.write_dword(scratch, 2)
         await rx_vf.mem_write(msi.addr, struct.pack("<L", msi.data))
-    await rx_vf.mem_read(rx_ring.desc_iova, 4)        # flush posted writes
+    await rx_vf.mem_read(rx_ring.desc_iova, 4)  # flush posted writes
     return (time.perf_counter() - t0) / count
 
 
@@ -112,13 +111,14 @@ async def datapath_throughput(dut):
     for size in SIZES:
         bare_s = await bare_ops(system, vfs, size, total // 2)
         for active in ACTIVE:
-            await full_path(vfs, active, size, 16)                      # warm-up (IOTLB, rings)
+            await full_path(vfs, active, size, 16)  # warm-up (IOTLB, rings)
             ctx = profile if (profile and size == 64 and active == 8) else nullcontext()
             with ctx:
                 cost = await full_path(vfs, active, size, total)
             per_packet[(size, active)] = cost
-            rows.append([f"{size} B", active, round(1 / cost), round(1 / bare_s), round(cost / bare_s, 2),
-                         round(cost * 1e6, 1)])
+            rows.append(
+                [f"{size} B", active, round(1 / cost), round(1 / bare_s), round(cost / bare_s, 2), round(cost * 1e6, 1)]
+            )
     flat = {size: round(per_packet[(size, 64)] / per_packet[(size, 1)], 2) for size in SIZES}
     iotlb = system.iommu_driver.iommu.iotlb
     result = {

@@ -1,9 +1,9 @@
 """``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, then the hostile-VF
 campaign (:mod:`tb.fuzz`) over the same seeds, merged coverage of both, a report.
 
-Each seed is one simulator process running every test of ``tb.test_uvm`` with
+Each seed is one simulator process running every test of ``tb.tests.test_uvm`` with
 ``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``; workers share the one
-Verilator build (``tb.runner`` builds it once, under a lock) and each writes its own
+Verilator build (``tb.tools.runner`` builds it once, under a lock) and each writes its own
 results file, log and coverage file::
 
     sim_build/regress/results/<seed>.xml     JUnit results
@@ -12,10 +12,10 @@ results file, log and coverage file::
     sim_build/coverage/merged.xml            all seeds merged (also used by ``make testplan``)
     sim_build/regress/report.txt, report.html
 
-    python -m tb.regress --seeds 20 --jobs 2          # seeds 1..20
-    python -m tb.regress --seed 7                     # one seed, e.g. to reproduce a failure
-    python -m tb.regress --seeds 4 --first-seed 100
-    python -m tb.regress --report-only                # the report again, from the last results
+    python -m tb.tools.regress --seeds 20 --jobs 2          # seeds 1..20
+    python -m tb.tools.regress --seed 7                     # one seed, e.g. to reproduce a failure
+    python -m tb.tools.regress --seeds 4 --first-seed 100
+    python -m tb.tools.regress --report-only                # the report again, from the last results
 """
 
 from __future__ import annotations
@@ -33,21 +33,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tb.runner import BUILD_DIR, ROOT
+from tb.paths import BUILD_DIR, COVERAGE_DIR, ROOT
 
 REGRESS_DIR = BUILD_DIR / "regress"
-COVERAGE_DIR = BUILD_DIR / "coverage"
 MERGED = COVERAGE_DIR / "merged.xml"
-MODULE = "tb.test_uvm"
+MODULE = "tb.tests.test_uvm"
 
 
 @dataclass
 class SeedResult:
     seed: int
     wall_s: float = 0.0
-    tests: dict = field(default_factory=dict)     # test name -> "pass" / "fail" / "skip"
+    tests: dict = field(default_factory=dict)  # test name -> "pass" / "fail" / "skip"
     messages: dict = field(default_factory=dict)  # test name -> failure message
-    error: str = ""                                # simulator crash, missing results
+    error: str = ""  # simulator crash, missing results
 
     @property
     def failed(self) -> list[str]:
@@ -60,7 +59,7 @@ class SeedResult:
 
 def repro_command(seed: int, test: str | None = None) -> str:
     case = f" --testcase {test}" if test else ""
-    return f"NIC_UVM_LEVEL=regress PYTHONHASHSEED=0 .venv/bin/python -m tb.runner {MODULE} --seed {seed}{case}"
+    return f"NIC_UVM_LEVEL=regress PYTHONHASHSEED=0 .venv/bin/python -m tb.tools.runner {MODULE} --seed {seed}{case}"
 
 
 _EXCEPTION = re.compile(r"^[\s|]*(\w+(?:Error|Exception)): (.*)$")
@@ -105,7 +104,7 @@ def run_seed(seed: int, testcase: str | None = None) -> SeedResult:
     log = REGRESS_DIR / "logs" / f"{seed}.log"
     (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
     results.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tb.runner", MODULE, "--seed", str(seed), "--results", str(results)]
+    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--seed", str(seed), "--results", str(results)]
     if testcase:
         cmd += ["--testcase", testcase]
     env = dict(os.environ, NIC_UVM_LEVEL="regress", PYTHONHASHSEED="0", NIC_COVERAGE_DIR=str(COVERAGE_DIR))
@@ -127,7 +126,7 @@ class Point:
     name: str
     covered: int
     size: int
-    bins: list          # (bin, hits)
+    bins: list  # (bin, hits)
     at_least: int = 1
 
     @property
@@ -136,7 +135,8 @@ class Point:
 
 
 def merge(files: list[Path], out: Path = MERGED) -> Path | None:
-    from cocotb_coverage.coverage import merge_coverage
+    from cocotb_coverage.coverage import merge_coverage  # noqa: PLC0415
+
     files = [f for f in files if f.exists()]
     if not files:
         return None
@@ -167,11 +167,14 @@ def uncovered(points: dict) -> list[tuple[str, str]]:
 
 # -- report -------------------------------------------------------------------------------------
 def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: int) -> tuple[str, str]:
-    from tb.uvm.coverage import GROUPS
+    from tb.uvm.coverage import GROUPS  # noqa: PLC0415
+
     lines, rows = [], []
     passed = sum(r.ok for r in results)
-    lines.append(f"regression of {MODULE}: {len(results)} seed(s), {passed} passed, {len(results) - passed} failed; "
-                 f"{jobs} worker(s), wall time {wall_s:.0f} s")
+    lines.append(
+        f"regression of {MODULE}: {len(results)} seed(s), {passed} passed, {len(results) - passed} failed; "
+        f"{jobs} worker(s), wall time {wall_s:.0f} s"
+    )
     nodes, points = read_coverage(merged) if merged else ({}, {})
     if "nic" in nodes:
         cov, size = nodes["nic"]
@@ -184,7 +187,7 @@ def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: 
             lines.append(f"  {group:<14} {100 * cov / size:5.1f}%  {cov:>3}/{size:<3}  {doc}")
             for p in sorted(points.values(), key=lambda p: p.name):
                 if p.name.startswith(group + "."):
-                    lines.append(f"      {p.name[len(group) + 1:]:<26} {p.percent:5.1f}%  {p.covered}/{p.size}")
+                    lines.append(f"      {p.name[len(group) + 1 :]:<26} {p.percent:5.1f}%  {p.covered}/{p.size}")
     holes = uncovered(points)
     lines.append("")
     lines.append(f"uncovered bins ({len(holes)}):")
@@ -204,21 +207,31 @@ def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: 
 
     def esc(s):
         return html.escape(str(s))
+
     for r in results:
         cls = "pass" if r.ok else "fail"
-        fails = "<br>".join(f"{esc(t)}: {esc(' '.join(r.messages.get(t, [])))}<br><code>{esc(repro_command(r.seed, t))}</code>"
-                            for t in r.failed) or esc(r.error)
-        rows.append(f"<tr class={cls}><td>{r.seed}</td><td>{'PASS' if r.ok else 'FAIL'}</td><td>{r.wall_s:.1f}</td>"
-                    f"<td>{esc(', '.join(f'{t}:{s}' for t, s in r.tests.items()))}</td><td>{fails}</td></tr>")
+        fails = "<br>".join(
+            f"{esc(t)}: {esc(' '.join(r.messages.get(t, [])))}<br><code>{esc(repro_command(r.seed, t))}</code>"
+            for t in r.failed
+        ) or esc(r.error)
+        rows.append(
+            f"<tr class={cls}><td>{r.seed}</td><td>{'PASS' if r.ok else 'FAIL'}</td><td>{r.wall_s:.1f}</td>"
+            f"<td>{esc(', '.join(f'{t}:{s}' for t, s in r.tests.items()))}</td><td>{fails}</td></tr>"
+        )
     groups = []
     for group, doc in GROUPS.items():
         if group in nodes:
             cov, size = nodes[group]
-            sub = "".join(f"<tr><td>&nbsp;&nbsp;{esc(p.name)}</td><td>{p.percent:.1f}%</td><td>{p.covered}/{p.size}</td>"
-                          f"<td>{esc(', '.join(b for b, h in p.bins if h < p.at_least))}</td></tr>"
-                          for p in sorted(points.values(), key=lambda p: p.name) if p.name.startswith(group + "."))
-            groups.append(f"<tr class=group><td>{esc(group)}</td><td>{100 * cov / size:.1f}%</td><td>{cov}/{size}</td>"
-                          f"<td>{esc(doc)}</td></tr>{sub}")
+            sub = "".join(
+                f"<tr><td>&nbsp;&nbsp;{esc(p.name)}</td><td>{p.percent:.1f}%</td><td>{p.covered}/{p.size}</td>"
+                f"<td>{esc(', '.join(b for b, h in p.bins if h < p.at_least))}</td></tr>"
+                for p in sorted(points.values(), key=lambda p: p.name)
+                if p.name.startswith(group + ".")
+            )
+            groups.append(
+                f"<tr class=group><td>{esc(group)}</td><td>{100 * cov / size:.1f}%</td><td>{cov}/{size}</td>"
+                f"<td>{esc(doc)}</td></tr>{sub}"
+            )
     total = ""
     if "nic" in nodes:
         cov, size = nodes["nic"]
@@ -229,9 +242,10 @@ tr.fail{{background:#fdd}} tr.pass{{background:#dfd}} tr.group{{background:#eef;
 <h1>Regression of {MODULE}</h1><p>{esc(lines[0])}</p>{total}
 <h2>Coverage by covergroup (uncovered bins listed)</h2>
 <table><tr><th>covergroup / coverpoint</th><th>coverage</th><th>bins</th><th>uncovered bins / description</th></tr>
-{''.join(groups)}</table>
-<h2>Seeds</h2><table><tr><th>seed</th><th>result</th><th>wall s</th><th>tests</th><th>failures and how to reproduce</th></tr>
-{''.join(rows)}</table></body></html>
+{"".join(groups)}</table>
+<h2>Seeds</h2><table><tr><th>seed</th><th>result</th><th>wall s</th><th>tests</th>
+<th>failures and how to reproduce</th></tr>
+{"".join(rows)}</table></body></html>
 """
     return text, page
 
@@ -243,35 +257,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", help="run exactly these seeds (repeatable)")
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
     ap.add_argument("--testcase", help="only these tests (comma-separated)")
-    ap.add_argument("--fuzz-episodes", type=int, default=int(os.environ.get("EPISODES", "8")),
-                    help="episodes per seed of the hostile-VF campaign run after the pyuvm tests (0: none)")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rebuild the report from the last regression's results, running nothing")
+    ap.add_argument(
+        "--fuzz-episodes",
+        type=int,
+        default=int(os.environ.get("EPISODES", "8")),
+        help="episodes per seed of the hostile-VF campaign run after the pyuvm tests (0: none)",
+    )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild the report from the last regression's results, running nothing",
+    )
     args = ap.parse_args(argv)
     if args.report_only:
         return write_report(*reload_last())
     seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
-    for sub in ("results", "logs"):                 # a report speaks of this regression only
+    for sub in ("results", "logs"):  # a report speaks of this regression only
         (REGRESS_DIR / sub).mkdir(parents=True, exist_ok=True)
         for old in (REGRESS_DIR / sub).iterdir():
             old.unlink()
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
-    from tb.runner import get_runner
-    get_runner()                                   # build once, before the workers start
+    from tb.tools.runner import get_runner  # noqa: PLC0415
+
+    get_runner()  # build once, before the workers start
     print(f"regress: {len(seeds)} seed(s) on {args.jobs} worker(s): {seeds}", flush=True)
     t0 = time.monotonic()
     results = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for res in pool.map(lambda s: run_seed(s, args.testcase), seeds):
-            print(f"  seed {res.seed}: {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
-                  + (f" ({', '.join(res.failed) or res.error})" if not res.ok else ""), flush=True)
+            print(
+                f"  seed {res.seed}: {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
+                + (f" ({', '.join(res.failed) or res.error})" if not res.ok else ""),
+                flush=True,
+            )
             results.append(res)
     wall = time.monotonic() - t0
-    (REGRESS_DIR / "run.json").write_text(json.dumps(
-        {"wall_s": wall, "jobs": args.jobs, "seeds": {r.seed: r.wall_s for r in results}}))
+    (REGRESS_DIR / "run.json").write_text(
+        json.dumps({"wall_s": wall, "jobs": args.jobs, "seeds": {r.seed: r.wall_s for r in results}})
+    )
     fuzz_ok = True
     if args.fuzz_episodes:
-        from tb.fuzz.runner import run_seeds
+        from tb.fuzz.runner import run_seeds  # noqa: PLC0415
+
         fuzz_text, fuzz_ok = run_seeds(seeds, args.fuzz_episodes, args.jobs)
         print(fuzz_text)
     return write_report(results, wall, args.jobs) or (0 if fuzz_ok else 1)

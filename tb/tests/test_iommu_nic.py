@@ -4,7 +4,7 @@ The NIC has no queue engine yet, so device DMA is issued through the model's
 function objects: ``nic.vfs[i].mem_write`` / ``mem_read`` send real upstream TLPs
 carrying that VF's requester ID, and IommuRootComplex remaps them.  The PF is in
 pass-through, each VF is blocked until ``System.attach_vf_domain``.  Run:
-``python -m tb.runner tb.test_iommu_nic``.
+``python -m tb.tools.runner tb.tests.test_iommu_nic``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ import cocotb
 from cocotb.triggers import First, Timer
 
 from iommu import DMA_TO_DEVICE, FaultReason
-from tb.system import System, build_system
-from tb.test_iommu_rc import expect_ur  # mem_read raises, and the raw completion is UR
+from tb.lib.system import System, build_system
+from tb.tests.test_iommu_rc import (
+    expect_ur,  # mem_read raises, and the raw completion is UR
+)
 
 TIMEOUT = dict(timeout=20, timeout_unit="us")
 UNMAPPED_IOVA = 0x20_0000  # below every IOVA the allocator hands out (it works down from 4 GiB)
 #: VT-d fault reason (FR) codes, (write, read), from the spec's table (§7.1.3): a
 #: non-present second-level entry reports as write/read denied
-FR_CODES = {FaultReason.ROOT_ENTRY_NOT_PRESENT: (1, 1), FaultReason.CONTEXT_ENTRY_NOT_PRESENT: (2, 2),
-            FaultReason.ADDRESS_BEYOND_AW: (4, 4), FaultReason.SLPTE_NOT_PRESENT: (5, 6)}
+FR_CODES = {
+    FaultReason.ROOT_ENTRY_NOT_PRESENT: (1, 1),
+    FaultReason.CONTEXT_ENTRY_NOT_PRESENT: (2, 2),
+    FaultReason.ADDRESS_BEYOND_AW: (4, 4),
+    FaultReason.SLPTE_NOT_PRESENT: (5, 6),
+}
 
 
 async def iommu_system(dut, num_vfs: int, total_vfs: int = 16, ari: bool = True) -> System:
@@ -48,8 +54,9 @@ def host_snapshot(system: System) -> list[bytes]:
 
 
 def faults_since(system: System, mark: int) -> list[tuple]:
-    return [(r.source_id, r.address, r.is_write, r.reason, r.fault_reason)
-            for r in system.rc.iommu.faults.records[mark:]]
+    return [
+        (r.source_id, r.address, r.is_write, r.reason, r.fault_reason) for r in system.rc.iommu.faults.records[mark:]
+    ]
 
 
 async def expect_blocked(system: System, index: int, addr: int, reason: FaultReason) -> None:

@@ -81,9 +81,12 @@ def _system_has_lz4() -> bool:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         return False
-    probe = subprocess.run([cc, "-x", "c", "-", "-llz4", "-o", os.devnull],
-                           input="#include <lz4.h>\nint main(void){return LZ4_compressBound(1) < 1;}\n",
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [cc, "-x", "c", "-", "-llz4", "-o", os.devnull],
+        input="#include <lz4.h>\nint main(void){return LZ4_compressBound(1) < 1;}\n",
+        capture_output=True,
+        text=True,
+    )
     return probe.returncode == 0
 
 
@@ -101,16 +104,28 @@ def lz4_flags(work_dir: Path) -> list[str]:
         import tarfile  # noqa: PLC0415
 
         work_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-binary", ":all:",
-                        "--no-deps", "lz4", "-d", str(work_dir)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-binary",
+                ":all:",
+                "--no-deps",
+                "lz4",
+                "-d",
+                str(work_dir),
+            ],
+            check=True,
+        )
         sdist = next(work_dir.glob("lz4-*.tar.gz"))
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
                 if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
-                    member.name = Path(member.name).name
-                    tar.extract(member, work_dir)
+                    (work_dir / Path(member.name).name).write_bytes(tar.extractfile(member).read())
         cc = shutil.which("cc") or shutil.which("gcc")
-        subprocess.run([cc, "-O2", "-fPIC", "-c", str(work_dir / "lz4.c"), "-o", str(work_dir / "lz4.o")],
-                       check=True)
+        subprocess.run([cc, "-O2", "-fPIC", "-c", str(work_dir / "lz4.c"), "-o", str(work_dir / "lz4.o")], check=True)
         subprocess.run(["ar", "rcs", str(lib), str(work_dir / "lz4.o")], check=True)
     return ["-CFLAGS", f"-I{work_dir}", "-LDFLAGS", f"-L{work_dir}"]

@@ -13,8 +13,9 @@ import sys
 
 import cocotb
 
-from datasheet import pci
 import pcicore
+from datasheet import pci
+from tb.paths import BUILD_DIR
 
 _SIZES = ["", "K", "M", "G", "T"]
 
@@ -57,13 +58,18 @@ async def _cap_exp(dev, pos, lines):
     devcap2 = await dev.config_read_dword(pos + pci.PCI_EXP_DEVCAP2)
     devctl2 = await dev.config_read_word(pos + pci.PCI_EXP_DEVCTL2)
     kind = {0: "Endpoint", 4: "Root Port", 5: "Upstream Port", 6: "Downstream Port"}.get(
-        (flags >> pci.PCI_EXP_FLAGS_TYPE_SHIFT) & 0xF, "Unknown")
+        (flags >> pci.PCI_EXP_FLAGS_TYPE_SHIFT) & 0xF, "Unknown"
+    )
     gts = {1: "2.5GT/s", 2: "5GT/s", 3: "8GT/s", 4: "16GT/s", 5: "32GT/s"}
     lines.append(f"\tCapabilities: [{pos:02x}] Express (v{flags & 0xF}) {kind}, MSI 00")
-    lines.append(f"\t\tDevCap:\tMaxPayload {128 << (devcap & 7)} bytes, "
-                 f"{_flag('ExtTag', devcap & 0x20)} {_flag('FLReset', devcap & pci.PCI_EXP_DEVCAP_FLR)}")
-    lines.append(f"\t\tDevCtl:\t{_flag('ExtTag', devctl & 0x100)} MaxPayload {128 << ((devctl >> 5) & 7)} bytes, "
-                 f"MaxReadReq {128 << ((devctl >> 12) & 7)} bytes")
+    lines.append(
+        f"\t\tDevCap:\tMaxPayload {128 << (devcap & 7)} bytes, "
+        f"{_flag('ExtTag', devcap & 0x20)} {_flag('FLReset', devcap & pci.PCI_EXP_DEVCAP_FLR)}"
+    )
+    lines.append(
+        f"\t\tDevCtl:\t{_flag('ExtTag', devctl & 0x100)} MaxPayload {128 << ((devctl >> 5) & 7)} bytes, "
+        f"MaxReadReq {128 << ((devctl >> 12) & 7)} bytes"
+    )
     lines.append(f"\t\tLnkCap:\tSpeed {gts.get(lnkcap & 0xF, '?')}, Width x{(lnkcap >> 4) & 0x3F}")
     lines.append(f"\t\tLnkSta:\tSpeed {gts.get(lnksta & 0xF, '?')}, Width x{(lnksta >> 4) & 0x3F}")
     lines.append(f"\t\tDevCap2: {_flag('ARIFwd', devcap2 & pci.PCI_EXP_DEVCAP2_ARI)}")
@@ -74,8 +80,10 @@ async def _cap_msix(dev, pos, lines):
     flags = await dev.config_read_word(pos + pci.PCI_MSIX_FLAGS)
     table = await dev.config_read_dword(pos + pci.PCI_MSIX_TABLE)
     pba = await dev.config_read_dword(pos + pci.PCI_MSIX_PBA)
-    lines.append(f"\tCapabilities: [{pos:02x}] MSI-X: {_flag('Enable', flags & pci.PCI_MSIX_FLAGS_ENABLE)} "
-                 f"Count={(flags & pci.PCI_MSIX_FLAGS_QSIZE) + 1} {_flag('Masked', flags & pci.PCI_MSIX_FLAGS_MASKALL)}")
+    lines.append(
+        f"\tCapabilities: [{pos:02x}] MSI-X: {_flag('Enable', flags & pci.PCI_MSIX_FLAGS_ENABLE)} "
+        f"Count={(flags & pci.PCI_MSIX_FLAGS_QSIZE) + 1} {_flag('Masked', flags & pci.PCI_MSIX_FLAGS_MASKALL)}"
+    )
     lines.append(f"\t\tVector table: BAR={table & pci.PCI_MSIX_BIR_MASK} offset={table & ~7:08x}")
     lines.append(f"\t\tPBA: BAR={pba & pci.PCI_MSIX_BIR_MASK} offset={pba & ~7:08x}")
 
@@ -83,11 +91,15 @@ async def _cap_msix(dev, pos, lines):
 async def _cap_ari(dev, pos, lines):
     val = await dev.config_read_dword(pos + pci.PCI_ARI_CAP)
     lines.append(f"\tCapabilities: [{pos:03x} v1] Alternative Routing-ID Interpretation (ARI)")
-    lines.append(f"\t\tARICap:\t{_flag('MFVC', val & pci.PCI_ARI_CAP_MFVC)} {_flag('ACS', val & pci.PCI_ARI_CAP_ACS)}"
-                 f", Next Function: {(val >> pci.PCI_ARI_CAP_NFN_SHIFT) & 0xFF}")
+    lines.append(
+        f"\t\tARICap:\t{_flag('MFVC', val & pci.PCI_ARI_CAP_MFVC)} {_flag('ACS', val & pci.PCI_ARI_CAP_ACS)}"
+        f", Next Function: {(val >> pci.PCI_ARI_CAP_NFN_SHIFT) & 0xFF}"
+    )
     ctl = val >> 16
-    lines.append(f"\t\tARICtl:\t{_flag('MFVC', ctl & 1)} {_flag('ACS', ctl & 2)}, "
-                 f"Function Group: {(ctl >> pci.PCI_ARI_CTRL_FG_SHIFT) & 7}")
+    lines.append(
+        f"\t\tARICtl:\t{_flag('MFVC', ctl & 1)} {_flag('ACS', ctl & 2)}, "
+        f"Function Group: {(ctl >> pci.PCI_ARI_CTRL_FG_SHIFT) & 7}"
+    )
 
 
 async def _cap_sriov(dev, pos, lines):
@@ -95,20 +107,30 @@ async def _cap_sriov(dev, pos, lines):
     rd32 = lambda off: dev.config_read_dword(pos + off)  # noqa: E731
     cap, ctrl, status = await rd32(pci.PCI_SRIOV_CAP), await rd16(pci.PCI_SRIOV_CTRL), await rd16(pci.PCI_SRIOV_STATUS)
     lines.append(f"\tCapabilities: [{pos:03x} v1] Single Root I/O Virtualization (SR-IOV)")
-    lines.append(f"\t\tIOVCap:\t{_flag('Migration', cap & pci.PCI_SRIOV_CAP_VFM)} "
-                 f"{_flag('ARIHierarchyPreserved', cap & pci.PCI_SRIOV_CAP_ARI_PRESERVED)} "
-                 f"IntMsgNum {cap >> pci.PCI_SRIOV_CAP_INTR_SHIFT}")
-    lines.append(f"\t\tIOVCtl:\t{_flag('Enable', ctrl & pci.PCI_SRIOV_CTRL_VFE)} "
-                 f"{_flag('Migration', ctrl & pci.PCI_SRIOV_CTRL_VFM)} {_flag('Interrupt', ctrl & pci.PCI_SRIOV_CTRL_INTR)} "
-                 f"{_flag('MSE', ctrl & pci.PCI_SRIOV_CTRL_MSE)} {_flag('ARIHierarchy', ctrl & pci.PCI_SRIOV_CTRL_ARI)}")
+    lines.append(
+        f"\t\tIOVCap:\t{_flag('Migration', cap & pci.PCI_SRIOV_CAP_VFM)} "
+        f"{_flag('ARIHierarchyPreserved', cap & pci.PCI_SRIOV_CAP_ARI_PRESERVED)} "
+        f"IntMsgNum {cap >> pci.PCI_SRIOV_CAP_INTR_SHIFT}"
+    )
+    lines.append(
+        f"\t\tIOVCtl:\t{_flag('Enable', ctrl & pci.PCI_SRIOV_CTRL_VFE)} "
+        f"{_flag('Migration', ctrl & pci.PCI_SRIOV_CTRL_VFM)} {_flag('Interrupt', ctrl & pci.PCI_SRIOV_CTRL_INTR)} "
+        f"{_flag('MSE', ctrl & pci.PCI_SRIOV_CTRL_MSE)} {_flag('ARIHierarchy', ctrl & pci.PCI_SRIOV_CTRL_ARI)}"
+    )
     lines.append(f"\t\tIOVSta:\t{_flag('Migration', status & pci.PCI_SRIOV_STATUS_VFM)}")
-    lines.append(f"\t\tInitial VFs: {await rd16(pci.PCI_SRIOV_INITIAL_VF)}, "
-                 f"Total VFs: {await rd16(pci.PCI_SRIOV_TOTAL_VF)}, Number of VFs: {await rd16(pci.PCI_SRIOV_NUM_VF)}, "
-                 f"Function Dependency Link: {await rd16(pci.PCI_SRIOV_FUNC_LINK) & 0xFF:02x}")
-    lines.append(f"\t\tVF offset: {await rd16(pci.PCI_SRIOV_VF_OFFSET)}, stride: {await rd16(pci.PCI_SRIOV_VF_STRIDE)}, "
-                 f"Device ID: {await rd16(pci.PCI_SRIOV_VF_DID):04x}")
-    lines.append(f"\t\tSupported Page Size: {await rd32(pci.PCI_SRIOV_SUP_PGSIZE):08x}, "
-                 f"System Page Size: {await rd32(pci.PCI_SRIOV_SYS_PGSIZE):08x}")
+    lines.append(
+        f"\t\tInitial VFs: {await rd16(pci.PCI_SRIOV_INITIAL_VF)}, "
+        f"Total VFs: {await rd16(pci.PCI_SRIOV_TOTAL_VF)}, Number of VFs: {await rd16(pci.PCI_SRIOV_NUM_VF)}, "
+        f"Function Dependency Link: {await rd16(pci.PCI_SRIOV_FUNC_LINK) & 0xFF:02x}"
+    )
+    lines.append(
+        f"\t\tVF offset: {await rd16(pci.PCI_SRIOV_VF_OFFSET)}, stride: {await rd16(pci.PCI_SRIOV_VF_STRIDE)}, "
+        f"Device ID: {await rd16(pci.PCI_SRIOV_VF_DID):04x}"
+    )
+    lines.append(
+        f"\t\tSupported Page Size: {await rd32(pci.PCI_SRIOV_SUP_PGSIZE):08x}, "
+        f"System Page Size: {await rd32(pci.PCI_SRIOV_SYS_PGSIZE):08x}"
+    )
     idx = 0
     while idx < pci.PCI_SRIOV_NUM_BARS:
         lo = await rd32(pci.PCI_SRIOV_BAR + 4 * idx)
@@ -134,16 +156,22 @@ async def lspci(dev) -> str:
     class_rev = await dev.config_read_dword(pci.PCI_REVISION_ID)
     name = "Ethernet controller" if class_rev >> 8 == 0x020000 else "Device"
     kind = " (Virtual Function)" if virtfn else ""
-    lines = [f"{dev.pcie_id} {name} [{class_rev >> 16:04x}]: Device {vendor:04x}:{device_id:04x}"
-             f" (rev {class_rev & 0xFF:02x}){kind}"]
+    lines = [
+        f"{dev.pcie_id} {name} [{class_rev >> 16:04x}]: Device {vendor:04x}:{device_id:04x}"
+        f" (rev {class_rev & 0xFF:02x}){kind}"
+    ]
     cmd = await dev.config_read_word(pci.PCI_COMMAND)
     status = await dev.config_read_word(pci.PCI_STATUS)
     ssid = await dev.config_read_dword(pci.PCI_SUBSYSTEM_VENDOR_ID)
     lines.append(f"\tSubsystem: Device {ssid & 0xFFFF:04x}:{ssid >> 16:04x}")
-    lines.append(f"\tControl: {_flag('I/O', cmd & pci.PCI_COMMAND_IO)} {_flag('Mem', cmd & pci.PCI_COMMAND_MEMORY)} "
-                 f"{_flag('BusMaster', cmd & pci.PCI_COMMAND_MASTER)} {_flag('DisINTx', cmd & pci.PCI_COMMAND_INTX_DISABLE)}")
-    lines.append(f"\tStatus: {_flag('Cap', status & pci.PCI_STATUS_CAP_LIST)} "
-                 f"{_flag('<MAbort', status & pci.PCI_STATUS_REC_MASTER_ABORT)}")
+    lines.append(
+        f"\tControl: {_flag('I/O', cmd & pci.PCI_COMMAND_IO)} {_flag('Mem', cmd & pci.PCI_COMMAND_MEMORY)} "
+        f"{_flag('BusMaster', cmd & pci.PCI_COMMAND_MASTER)} {_flag('DisINTx', cmd & pci.PCI_COMMAND_INTX_DISABLE)}"
+    )
+    lines.append(
+        f"\tStatus: {_flag('Cap', status & pci.PCI_STATUS_CAP_LIST)} "
+        f"{_flag('<MAbort', status & pci.PCI_STATUS_REC_MASTER_ABORT)}"
+    )
     await _regions(dev, lines, virtfn)
     std, ext = await pcicore.list_capabilities(dev)
     for cap_id, pos in std:
@@ -164,7 +192,7 @@ async def lspci(dev) -> str:
 @cocotb.test()
 async def lspci_dump(dut):
     """Entry of ``make lspci``: build the system, enable NUM_VFS VFs, print every function."""
-    from tb.system import build_system   # noqa: PLC0415
+    from tb.lib.system import build_system  # noqa: PLC0415
 
     sys_ = await build_system(dut, total_vfs=int(os.environ.get("TOTAL_VFS", "64")))
     await sys_.pf.sriov_configure(int(os.environ.get("NUM_VFS", "4")))
@@ -177,15 +205,18 @@ async def lspci_dump(dut):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tb.runner import ROOT, run   # noqa: PLC0415
+    from tb.tools.runner import run  # noqa: PLC0415 -- the runner is only needed to start a simulation
 
     ap = argparse.ArgumentParser(description="lspci -vvv of the simulated NIC's PF and VFs")
     ap.add_argument("--num-vfs", type=int, default=4)
     ap.add_argument("--total-vfs", type=int, default=64)
     args = ap.parse_args(argv)
-    out = ROOT / "sim_build" / "lspci.txt"
-    run(["tb.lspci"], extra_env={"NUM_VFS": str(args.num_vfs), "TOTAL_VFS": str(args.total_vfs),
-                                 "LSPCI_OUT": str(out)}, results_xml=ROOT / "sim_build" / "lspci.xml")
+    out = BUILD_DIR / "lspci.txt"
+    run(
+        ["tb.tools.lspci"],
+        extra_env={"NUM_VFS": str(args.num_vfs), "TOTAL_VFS": str(args.total_vfs), "LSPCI_OUT": str(out)},
+        results_xml=BUILD_DIR / "lspci.xml",
+    )
     sys.stdout.write(out.read_text())
     return 0
 

@@ -13,13 +13,13 @@ from cocotb.triggers import First, Timer
 from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
+import pcicore
 from datasheet import device, pci, regs
 from iommu import IOMMU_READ, IOMMU_WRITE, FaultReason
 from iommu.events import AcsViolation, MsiRequest
 from iommu.vtd_format import IRTE_SIZE, MSI_ADDR_IF, remappable_msi
-import pcicore
-from tb.system import build_system
-from tb.test_iommu_nic import expect_ur, settle
+from tb.lib.system import build_system
+from tb.tests.test_iommu_nic import expect_ur, settle
 
 PAGE = 4096
 
@@ -111,7 +111,8 @@ async def forged_source_bad_index_missing_entry_and_compat_format_are_blocked(du
         await write_entry(attacker, 5, addr, data)
 
         async def fire():
-            assert model.msix.signal(5) == "sent"           # the device sends; the platform decides
+            assert model.msix.signal(5) == "sent"  # the device sends; the platform decides
+
         faults = await nothing_raised(system, fire)
         assert [(f.source_id, f.reason) for f in faults] == [(attacker_rid, reason)], faults
 
@@ -124,12 +125,16 @@ async def dma_into_the_interrupt_window_raises_nothing(dut):
     vf = system.nic.vfs[0]
     window, _size = system.rc.iommu.interrupt_window
     pf_addr, _ = await read_entry(system.vfs[1], 0)
-    targets = [(window, system.pf_dev.msi_vectors[0].data.to_bytes(4, "little")),   # compatibility format
-               (pf_addr, bytes(4)),                                                # another VF's IRTE
-               (window + 0x40, bytes(range(64)))]                                  # a burst
+    targets = [
+        (window, system.pf_dev.msi_vectors[0].data.to_bytes(4, "little")),  # compatibility format
+        (pf_addr, bytes(4)),  # another VF's IRTE
+        (window + 0x40, bytes(range(64))),
+    ]  # a burst
     for addr, data in targets:
+
         async def write(addr=addr, data=data):
             await vf.mem_write(addr, data)
+
         faults = await nothing_raised(system, write)
         assert len(faults) == 1 and faults[0].reason.is_interrupt and faults[0].source_id == int(vf.pcie_id)
 
@@ -173,8 +178,10 @@ async def dma_to_an_iova_equal_to_a_bar_address_is_translated(dut):
     await vf.mem_write(iova + 0x18, b"\xa5" * 8)
     await settle()
     await expect_ur(vf, iova + 0x18, 8)
-    assert [(f.address, f.is_write) for f in system.rc.iommu.faults.records[mark:]][:2] == \
-        [(iova + 0x18, True), (iova + 0x18, False)]
+    assert [(f.address, f.is_write) for f in system.rc.iommu.faults.records[mark:]][:2] == [
+        (iova + 0x18, True),
+        (iova + 0x18, False),
+    ]
     assert buf.read(0x18, 8) == b"\x5a" * 8 and await system.pf.read_reg(regs.SCRATCH) == scratch
 
 
@@ -195,12 +202,12 @@ async def root_port_acs_capability_and_source_validation(dut):
     for kind in (TlpType.MEM_WRITE, TlpType.MEM_READ):
         forged = Tlp()
         forged.fmt_type = kind
-        forged.requester_id = PcieId(0x42, 0, 0)             # not on the port's secondary side
+        forged.requester_id = PcieId(0x42, 0, 0)  # not on the port's secondary side
         if kind is TlpType.MEM_WRITE:
             forged.set_addr_be_data(0x1000, b"\xee" * 64)
         else:
             forged.set_addr_be(0x1000, 64)
-        await system.nic.device.upstream_send(forged)        # a device forging its requester ID
+        await system.nic.device.upstream_send(forged)  # a device forging its requester ID
     await settle()
     assert [(v.requester_id, v.is_write) for v in violations] == [(0x4200, True), (0x4200, False)]
     assert system.root_port.acs_violations == 2

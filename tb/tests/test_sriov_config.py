@@ -9,10 +9,10 @@ import cocotb
 from cocotb.triggers import Timer
 from cocotbext.pcie.core.tlp import CplStatus
 
-from datasheet import device, pci, regs
 import pcicore
-from tb.checks import config_dword_at, mem_read_status
-from tb.system import build_system
+from datasheet import device, pci, regs
+from tb.lib.checks import config_dword_at, mem_read_status
+from tb.lib.system import build_system
 
 
 class _Records(logging.Handler):
@@ -72,7 +72,7 @@ async def system_page_size_rules(dut):
     sys_ = await build_system(dut, total_vfs=4)
     pf, sr = sys_.pf_dev, await sriov_pos(sys_)
     reg = sr + pci.PCI_SRIOV_SYS_PGSIZE
-    for bad in (0x4, 0x3, 0x0, 0x800):      # 16K unsupported, two bits, none, 8M unsupported
+    for bad in (0x4, 0x3, 0x0, 0x800):  # 16K unsupported, two bits, none, 8M unsupported
         await pf.config_write_dword(reg, bad)
         assert await pf.config_read_dword(reg) == 0x1, f"System Page Size took {bad:#x}"
     await pf.config_write_dword(reg, 0x10)  # 64K, supported
@@ -82,7 +82,7 @@ async def system_page_size_rules(dut):
     assert (~(await pf.config_read_dword(bar0) & ~0xF) & 0xFFFFFFFF) + 1 == 64 * 1024
     # while VF Enable is set, the page size cannot change
     await pf.config_write_dword(reg, 0x1)
-    await sys_.pf.sriov.init()              # re-run the driver's init: back to 4K, BARs re-placed
+    await sys_.pf.sriov.init()  # re-run the driver's init: back to 4K, BARs re-placed
     await sys_.enable_vfs(2)
     await pf.config_write_dword(reg, 0x10)
     assert await pf.config_read_dword(reg) == 0x1
@@ -100,7 +100,7 @@ async def vf_bar_with_vf_mse_clear_is_unsupported_request(dut):
     ctrl = await pf.config_read_word(sr + pci.PCI_SRIOV_CTRL)
     await pf.config_write_word(sr + pci.PCI_SRIOV_CTRL, ctrl & ~pci.PCI_SRIOV_CTRL_MSE)
     assert await mem_read_status(sys_.rc, addr) == CplStatus.UR
-    await sys_.rc.mem_write_dword(addr, 0xDEADBEEF)       # posted: silently dropped
+    await sys_.rc.mem_write_dword(addr, 0xDEADBEEF)  # posted: silently dropped
     await Timer(1, "us")
     await pf.config_write_word(sr + pci.PCI_SRIOV_CTRL, ctrl)
     assert await vfs[1].read_reg(regs.SCRATCH) == 0x1234ABCD
@@ -126,7 +126,7 @@ async def unimplemented_registers_read_zero_and_log(dut):
     vfs = await sys_.enable_vfs(1)
     log = capture()
     for pdev in (sys_.pf_dev, vfs[0].pdev):
-        for off in (0xA0, 0xF00):                 # gap after the capability list, past the ext caps
+        for off in (0xA0, 0xF00):  # gap after the capability list, past the ext caps
             await pdev.config_write_dword(off, 0xFFFFFFFF)
             assert await pdev.config_read_dword(off) == 0, f"{pdev.pcie_id} config {off:#x}"
     assert sum("unimplemented register 0x0a0" in m for m in log.messages) == 2
@@ -141,11 +141,11 @@ async def unimplemented_registers_read_zero_and_log(dut):
         assert await drv.read_reg(regs.ERR_LAST_OFFSET) == bad
         status = await drv.read_reg(regs.ERR_STATUS)
         assert regs.ERR_STATUS.field("UNIMPL").get(status) == 1
-        await drv.write_reg(regs.NIC_ID, 0)                  # read-only: ignored and flagged
+        await drv.write_reg(regs.NIC_ID, 0)  # read-only: ignored and flagged
         assert await drv.read_reg(regs.NIC_ID) == device.NIC_ID_MAGIC
         status = await drv.read_reg(regs.ERR_STATUS)
         assert regs.ERR_STATUS.field("RO_WRITE").get(status) == 1
-        await drv.write_reg(regs.ERR_STATUS, status)          # W1C
+        await drv.write_reg(regs.ERR_STATUS, status)  # W1C
         assert await drv.read_reg(regs.ERR_STATUS) == 0
     # a PF-only register is unimplemented in a VF's BAR0
     assert await vfs[0].bar0.read_dword(regs.PF_NUM_VFS.offset) == 0
@@ -196,7 +196,7 @@ async def msix_masking_and_pending(dut):
     assert model_vf.msix.signal(3) == "sent"
     await vec.event.wait()
     await table.write_dword(ctrl_off, pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
-    assert await table.read_dword(ctrl_off) == pci.PCI_MSIX_ENTRY_CTRL_MASKBIT   # flushes the write
+    assert await table.read_dword(ctrl_off) == pci.PCI_MSIX_ENTRY_CTRL_MASKBIT  # flushes the write
     vec.event.clear()
     assert model_vf.msix.signal(3) == "held"
     assert await table.read_dword(device.MSIX_PBA_OFFSET) == 1 << 3

@@ -4,12 +4,13 @@ import cocotb
 from cocotb.triggers import Timer, gather, select
 from cocotb.utils import get_sim_time
 
+import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import MbxError, Opcode
-import pcicore
 from pf_driver.vf_info import LinkState, VfState
-from tb.system import build_system
+from tb.lib.system import build_system
+from tb.lib.timing import expect_within
 from vf_driver.mailbox import MailboxTimeout
 
 MAC_A = bytes.fromhex("02aabbccdd01")
@@ -19,13 +20,6 @@ MCAST = [bytes.fromhex("01005e000001"), bytes.fromhex("3333000000fb")]
 def nack_code(reply):
     assert reply.nack and not reply.ack, f"expected NACK, got {reply}"
     return MbxError(reply.payload[0])
-
-
-async def wait_until(cond, timeout_ns=50_000_000, step_ns=20_000):
-    deadline = get_sim_time("ns") + timeout_ns
-    while not cond():
-        assert get_sim_time("ns") < deadline, "condition not reached in time"
-        await Timer(step_ns, "ns")
 
 
 async def exercise_every_opcode(sys_, vf):
@@ -53,7 +47,7 @@ async def exercise_every_opcode(sys_, vf):
     assert reply.payload == [device.VF_QUEUE_PAIRS, device.VF_QUEUE_PAIRS, 0]
     reply = await vf.request(Opcode.API_NEGOTIATE, [1 << 16 | 9])
     assert reply.payload == [1 << 16 | mbx.API_VERSION[1]]
-    assert (await vf.request(Opcode.RESET)).cts           # RESET again clears what the VF asked for
+    assert (await vf.request(Opcode.RESET)).cts  # RESET again clears what the VF asked for
     assert info.multicast == [] and info.vlans == set() and info.mac == info.permanent_mac
 
 
@@ -66,10 +60,10 @@ async def every_opcode_happy_path(dut, num_vfs):
     await gather(*(exercise_every_opcode(sys_, vf) for vf in vfs))
     # LINK_STATUS: the uplink goes down and up; the PF (LSC interrupt) tells every VF, which ACKs
     sys_.nic.uplink.set_link(False)
-    await wait_until(lambda: all(vf.link_up is False for vf in vfs))
+    await expect_within(lambda: all(vf.link_up is False for vf in vfs))
     sys_.nic.uplink.set_link(True)
-    await wait_until(lambda: all(vf.link_events[-1:] == [(True, device.UPLINK_SPEED_MBPS)] for vf in vfs))
-    await wait_until(lambda: not any(i.awaiting_ack for i in sys_.pf.mailbox.vfs))
+    await expect_within(lambda: all(vf.link_events[-1:] == [(True, device.UPLINK_SPEED_MBPS)] for vf in vfs))
+    await expect_within(lambda: not any(i.awaiting_ack for i in sys_.pf.mailbox.vfs))
     assert sys_.pf.mailbox.timeouts == 0 and all(vf.mbx.timeouts == 0 for vf in vfs)
 
 
@@ -94,8 +88,8 @@ async def administrator_policy(dut):
     await sys_.pf.set_vf_spoofchk(1, False)
     assert not sys_.pf.vf_info(1).spoofchk and sys_.pf.vf_info(0).spoofchk
     sys_.pf.set_vf_link_state(1, LinkState.DISABLE)
-    await wait_until(lambda: vfs[1].link_up is False)
-    assert vfs[0].link_up is None                      # only VF 1 was told
+    await expect_within(lambda: vfs[1].link_up is False)
+    assert vfs[0].link_up is None  # only VF 1 was told
 
 
 @cocotb.test()
@@ -107,24 +101,24 @@ async def malformed_messages_get_documented_replies(dut):
     before = (info.mac, list(info.multicast), set(info.vlans), info.state)
     cases = [
         (0x0077, [], MbxError.UNKNOWN_OPCODE),
-        (Opcode.LINK_STATUS, [1, 1000], MbxError.UNKNOWN_OPCODE),          # PF->VF opcode from a VF
+        (Opcode.LINK_STATUS, [1, 1000], MbxError.UNKNOWN_OPCODE),  # PF->VF opcode from a VF
         (Opcode.SET_MAC, [1], MbxError.BAD_LENGTH),
         (Opcode.RESET, [1, 2, 3], MbxError.BAD_LENGTH),
         (Opcode.SET_MULTICAST, [3, 1, 2], MbxError.BAD_LENGTH),
         (Opcode.SET_MULTICAST, [8] + [0] * 14, MbxError.INVALID),
-        (Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(MAC_A), MbxError.INVALID),   # unicast in mc list
+        (Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(MAC_A), MbxError.INVALID),  # unicast in mc list
         (Opcode.SET_MAC, mbx.mac_to_words(MCAST[0]), MbxError.INVALID),
         (Opcode.SET_MAC, [0, 0], MbxError.INVALID),
         (Opcode.SET_VLAN, [4095 | 1 << 31], MbxError.INVALID),
         (Opcode.SET_VLAN, [5 | 1 << 20], MbxError.INVALID),
         (Opcode.CONFIG_QUEUES, [device.VF_QUEUE_PAIRS, 0x1000, 0, 256, 0], MbxError.INVALID),
-        (Opcode.CONFIG_QUEUES, [0, 0x1040, 0, 256, 0], MbxError.INVALID),           # misaligned ring
-        (Opcode.CONFIG_QUEUES, [0, 0x1000, 0, 100, 0], MbxError.INVALID),           # not a power of two
-        (Opcode.CONFIG_QUEUES, [1 << 31, 0x1000, 0, 256, 64], MbxError.INVALID),    # RX buffer too small
+        (Opcode.CONFIG_QUEUES, [0, 0x1040, 0, 256, 0], MbxError.INVALID),  # misaligned ring
+        (Opcode.CONFIG_QUEUES, [0, 0x1000, 0, 100, 0], MbxError.INVALID),  # not a power of two
+        (Opcode.CONFIG_QUEUES, [1 << 31, 0x1000, 0, 256, 64], MbxError.INVALID),  # RX buffer too small
         (Opcode.API_NEGOTIATE, [2 << 16], MbxError.UNSUPPORTED_API),
     ]
     for opcode, payload, expected in cases:
-        await Timer(mbx.MBX_RATE_REFILL_NS, "ns")          # stay under the rate limit
+        await Timer(mbx.MBX_RATE_REFILL_NS, "ns")  # stay under the rate limit
         reply = await vf.mbx.request(opcode, payload)
         assert reply.opcode == opcode and nack_code(reply) is expected, f"{opcode:#x} {payload}"
     assert (info.mac, info.multicast, info.vlans, info.state) == before
@@ -136,20 +130,20 @@ async def malformed_messages_get_documented_replies(dut):
     await vf.pdev.set_master()
     vf.pdev.msix_enabled = False
     await pcicore.pci_alloc_irq_vectors(vf.pdev, 1, device.VF_MSIX_VECTORS)
-    await wait_until(lambda: info.state is VfState.NOT_RESET)
+    await expect_within(lambda: info.state is VfState.NOT_RESET)
     assert nack_code(await vf.mbx.request(Opcode.SET_MAC, mbx.mac_to_words(MAC_A))) is MbxError.NOT_RESET
     assert info.mac == info.permanent_mac
-    assert (await vfs[1].request(Opcode.GET_QUEUES)).ack          # the other VF is unaffected
+    assert (await vfs[1].request(Opcode.GET_QUEUES)).ack  # the other VF is unaffected
 
 
 @cocotb.test()
 async def buffer_ownership_enforced(dut):
     """Writing a mailbox buffer without holding its lock is ignored and flagged, on both sides."""
     sys_ = await build_system(dut, total_vfs=8)
-    await sys_.enable_vfs(2, probe=False)           # no VF driver: raw register access
+    await sys_.enable_vfs(2, probe=False)  # no VF driver: raw register access
     bar = sys_.pf.virtfns[0].bar_window[device.REG_BAR]
     VFU = regs.VF_MAILBOX.field("VFU").mask
-    await bar.write_dword(regs.VF_MBMEM.at(3), 0x11111111)          # no VFU held
+    await bar.write_dword(regs.VF_MBMEM.at(3), 0x11111111)  # no VFU held
     assert await sys_.pf.read_reg(regs.PF_MBMEM, 3) == 0
     assert regs.ERR_STATUS.field("MBX").get(await bar.read_dword(regs.ERR_STATUS.offset))
     # PF holds PFU: the VF cannot take VFU, its writes are still refused
@@ -159,9 +153,9 @@ async def buffer_ownership_enforced(dut):
     assert not await bar.read_dword(regs.VF_MAILBOX.offset) & VFU
     await bar.write_dword(regs.VF_MBMEM.at(3), 0x22222222)
     assert await sys_.pf.read_reg(regs.PF_MBMEM, 3) == 0
-    await sys_.pf.write_reg(regs.PF_MBMEM, 0x33333333, 3)              # the lock holder may write
+    await sys_.pf.write_reg(regs.PF_MBMEM, 0x33333333, 3)  # the lock holder may write
     assert await bar.read_dword(regs.VF_MBMEM.at(3)) == 0x33333333
-    await sys_.pf.write_reg(regs.PF_MAILBOX, 0, 0)                    # release
+    await sys_.pf.write_reg(regs.PF_MAILBOX, 0, 0)  # release
     # VF takes VFU: the PF is refused
     await bar.write_dword(regs.VF_MAILBOX.offset, VFU)
     assert await bar.read_dword(regs.VF_MAILBOX.offset) & VFU
@@ -232,7 +226,7 @@ async def flr_of_one_vf_leaves_others_untouched(dut):
     await Timer(3, "ms")
     before = dict(counts)
     await pcicore.pcie_flr(vfs[2].pdev)
-    await wait_until(lambda: sys_.pf.vf_info(2).state is VfState.NOT_RESET)
+    await expect_within(lambda: sys_.pf.vf_info(2).state is VfState.NOT_RESET)
     assert sys_.pf.vf_info(2).vlans == set()
     await Timer(3, "ms")
     done = True
@@ -253,7 +247,7 @@ async def pf_reset_and_recovery_of_all_vfs(dut):
     vfs = await sys_.enable_vfs(8)
     macs = [vf.mac for vf in vfs]
     await sys_.pf.reset()
-    await wait_until(lambda: all(vf.ready and vf.resets == 1 for vf in vfs))
+    await expect_within(lambda: all(vf.ready and vf.resets == 1 for vf in vfs))
     assert [vf.mac for vf in vfs] == macs
     assert all(sys_.pf.vf_info(i).state is VfState.CTS for i in range(8))
     for vf in vfs:

@@ -3,10 +3,11 @@
 import cocotb
 from cocotbext.pcie.core.utils import PcieId
 
-from datasheet import device, pci, regs
 import pcicore
-from tb.checks import assert_vf_config, config_dword_at
-from tb.system import build_system
+from datasheet import device, pci, regs
+from tb.lib.checks import assert_vf_config, config_dword_at
+from tb.lib.system import build_system
+from tb.tools.lspci import lspci
 
 
 @cocotb.test()
@@ -36,15 +37,17 @@ async def pf_enumerates(dut):
     assert await rd16(pci.PCI_SRIOV_INITIAL_VF) == 64
     assert await rd16(pci.PCI_SRIOV_NUM_VF) == 0
     assert await rd16(pci.PCI_SRIOV_VF_DID) == device.VF_DEVICE_ID
-    assert await rd16(pci.PCI_SRIOV_CTRL) == pci.PCI_SRIOV_CTRL_ARI   # set by sriov_init (ARI fabric)
+    assert await rd16(pci.PCI_SRIOV_CTRL) == pci.PCI_SRIOV_CTRL_ARI  # set by sriov_init (ARI fabric)
     assert await rd16(pci.PCI_SRIOV_VF_OFFSET) == device.FIRST_VF_OFFSET_ARI
     assert await rd16(pci.PCI_SRIOV_VF_STRIDE) == device.VF_STRIDE_ARI
     assert await pf.config_read_dword(sr + pci.PCI_SRIOV_SUP_PGSIZE) == device.SUPPORTED_PAGE_SIZES
     assert await pf.config_read_dword(sr + pci.PCI_SRIOV_SYS_PGSIZE) == 1
     assert await pf.config_read_dword(sr + pci.PCI_SRIOV_VFM) == 0
     assert await rd16(pci.PCI_SRIOV_FUNC_LINK) & 0xFF == 0
-    assert sys_.pf.sriov.state.bar_size == {device.REG_BAR: device.VF_REG_BAR_SIZE,
-                                            device.MSIX_BAR: device.VF_MSIX_BAR_SIZE}
+    assert sys_.pf.sriov.state.bar_size == {
+        device.REG_BAR: device.VF_REG_BAR_SIZE,
+        device.MSIX_BAR: device.VF_MSIX_BAR_SIZE,
+    }
     assert await sys_.pf.read_reg(regs.NIC_ID) == device.NIC_ID_MAGIC
     assert await sys_.pf.read_reg(regs.FUNC_INFO) == 0
     assert sys_.pf.msix_vectors == device.PF_MSIX_VECTORS
@@ -64,14 +67,14 @@ async def _enable_and_check(dut, total_vfs, num_vfs, ari=True):
         assert vf.vf_index == n
         assert vf.pdev.bar_addr[device.REG_BAR] == st.bar_base[device.REG_BAR] + n * st.bar_size[device.REG_BAR]
         await vf.write_reg(regs.SCRATCH, 0xA5000000 | rid)
-    for n, vf in enumerate(vfs):   # each VF BAR0 window is that VF's own register file
+    for vf in vfs:  # each VF BAR0 window is that VF's own register file
         assert await vf.read_reg(regs.SCRATCH) == 0xA5000000 | int(vf.pdev.pcie_id)
     rids = [int(vf.pdev.pcie_id) for vf in vfs]
     await sys_.disable_vfs()
     assert sys_.pf.virtfns == []
     assert await sys_.pf.read_reg(regs.PF_NUM_VFS) == 0
     for rid in rids:
-        assert await config_dword_at(sys_.rc, rid, 0) == 0xFFFFFFFF   # gone: UR, all ones
+        assert await config_dword_at(sys_.rc, rid, 0) == 0xFFFFFFFF  # gone: UR, all ones
     return sys_, rids
 
 
@@ -106,8 +109,6 @@ async def vfs_without_ari_start_on_next_bus(dut):
 @cocotb.test()
 async def lspci_decodes_sriov_and_ari(dut):
     """The lspci dump shows what the host sees: SR-IOV state, ARI, VF identity."""
-    from tb.lspci import lspci
-
     sys_ = await build_system(dut, total_vfs=64)
     await sys_.enable_vfs(2, probe=False)
     pf_text = await lspci(sys_.pf_dev)
@@ -118,8 +119,10 @@ async def lspci_decodes_sriov_and_ari(dut):
     assert "Alternative Routing-ID Interpretation (ARI)" in pf_text
     assert "FLReset+" in pf_text and "Speed 8GT/s, Width x8" in pf_text
     vf_text = await lspci(sys_.pf.virtfns[1])
-    assert vf_text.startswith(f"{sys_.pf.virtfns[1].pcie_id} Ethernet controller [0200]: "
-                              f"Device {device.VENDOR_ID:04x}:{device.VF_DEVICE_ID:04x}")
+    assert vf_text.startswith(
+        f"{sys_.pf.virtfns[1].pcie_id} Ethernet controller [0200]: "
+        f"Device {device.VENDOR_ID:04x}:{device.VF_DEVICE_ID:04x}"
+    )
     assert "(Virtual Function)" in vf_text and "Control: I/O- Mem- BusMaster-" in vf_text
     assert f"[virtual] [size={device.VF_REG_BAR_SIZE // 1024}K]" in vf_text
     assert "MSI-X: Enable- Count=8" in vf_text

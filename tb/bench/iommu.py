@@ -31,19 +31,19 @@ from __future__ import annotations
 import cProfile
 import gc
 import json
+import logging
 import os
 import statistics
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import cocotb
 from cocotbext.pcie.core.tlp import TlpType
 
-from tb.bench import profile_areas
-from tb.system import build_system
+from tb.bench import profile_areas, result_path
+from tb.lib.system import build_system
 
-OUT = Path(__file__).resolve().parent.parent / "sim_build" / "bench_iommu.json"
+OUT = result_path("iommu")
 PROFILE_OUT = OUT.with_suffix(".prof")
 SIZES = (64, 4096)
 KINDS = ("write", "read")
@@ -64,6 +64,7 @@ class WriteHandlerClock:
             await inner(tlp)
             self.seconds += time.perf_counter() - t0
             self.calls += 1
+
         for fmt_type in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64):
             rc.register_rx_tlp_handler(fmt_type, timed)
 
@@ -100,15 +101,16 @@ async def measure(system, setups, payload, ops, rounds, profile) -> tuple[dict, 
     for rnd in range(rounds + 1):
         for kind in KINDS:
             for size in SIZES:
-                for mode in MODES[rnd % len(MODES):] + MODES[:rnd % len(MODES)]:
-                    function, addr, iommu.translation_enabled = setups[mode]
+                for mode in MODES[rnd % len(MODES) :] + MODES[: rnd % len(MODES)]:
+                    function, addr, translated = setups[mode]
+                    iommu.set_translation(translated)
                     measured = bool(rnd) and mode == "translated"
                     before = [getattr(iommu.iotlb, key) for key in iotlb]
                     clock_before = (clock.seconds, clock.calls)
                     gc.collect()
                     with profile if measured and profile else nullcontext():
                         seconds = await run_ops(function, kind, addr, payload[size], ops[size])
-                    iommu.translation_enabled = True
+                    iommu.set_translation(True)
                     if measured:
                         for key, b in zip(iotlb, before):
                             iotlb[key] += getattr(iommu.iotlb, key) - b
@@ -121,6 +123,7 @@ async def measure(system, setups, payload, ops, rounds, profile) -> tuple[dict, 
 
 def report(samples: dict, iotlb: dict, handler: dict, ops: dict, rounds: int) -> dict:
     """The table (ops/s from the median round; cost ratios) and summary for tb.bench."""
+
     def rate(kind, size, mode, pick=statistics.median):
         return ops[size] / pick(samples[(kind, size, mode)])
 
@@ -128,15 +131,26 @@ def report(samples: dict, iotlb: dict, handler: dict, ops: dict, rounds: int) ->
     for kind in KINDS:
         for size in SIZES:
             r = {mode: rate(kind, size, mode) for mode in MODES}
-            rows.append([f"{kind} {size} B", *(round(r[m]) for m in MODES),
-                         round(r["off"] / r["translated"], 3), round(r["pass-through"] / r["translated"], 3)])
+            rows.append(
+                [
+                    f"{kind} {size} B",
+                    *(round(r[m]) for m in MODES),
+                    round(r["off"] / r["translated"], 3),
+                    round(r["pass-through"] / r["translated"], 3),
+                ]
+            )
     lookups = iotlb["hits"] + iotlb["misses"]
-    best = ", ".join(f"{kind} {size} B {rate(kind, size, 'off', min) / rate(kind, size, 'translated', min):.3f}"
-                     for kind in KINDS for size in SIZES)
+    best = ", ".join(
+        f"{kind} {size} B {rate(kind, size, 'off', min) / rate(kind, size, 'translated', min):.3f}"
+        for kind in KINDS
+        for size in SIZES
+    )
     return {
         "bench": "iommu",
-        "title": (f"VF DMA through the IOMMU: ops/s, median of {rounds} rounds "
-                  f"({' / '.join(f'{n} x {size} B' for size, n in ops.items())} ops each)"),
+        "title": (
+            f"VF DMA through the IOMMU: ops/s, median of {rounds} rounds "
+            f"({' / '.join(f'{n} x {size} B' for size, n in ops.items())} ops each)"
+        ),
         "columns": ["op", "translated", "pass-through", "off", "cost x vs off", "cost x vs PT"],
         "rows": rows,
         "summary": {
@@ -145,7 +159,8 @@ def report(samples: dict, iotlb: dict, handler: dict, ops: dict, rounds: int) ->
             "worst translated/off cost ratio": max(row[4] for row in rows),
             "translated/off cost ratio, fastest round of each": best,
             "RC write-handler time per TLP (us)": ", ".join(
-                f"{mode} {secs / calls * 1e6:.2f}" for mode, (secs, calls) in handler.items() if calls),
+                f"{mode} {secs / calls * 1e6:.2f}" for mode, (secs, calls) in handler.items() if calls
+            ),
         },
         "params": {"ops": {str(size): n for size, n in ops.items()}, "rounds": rounds},
         "samples_s": {f"{kind} {size} {mode}": vals for (kind, size, mode), vals in samples.items()},
@@ -164,9 +179,11 @@ async def iommu_dma_cost(dut):
     system.iommu_driver.attach_passthrough(int(system.vfs[1].pdev.pcie_id))  # bench only: a trusted VF
     buf, iova = dev.dma_alloc_coherent(max(SIZES))
     # mode -> (function issuing the DMA, address it uses, GCMD.TE)
-    setups = {"translated": (system.nic.vfs[0], iova, True),
-              "pass-through": (system.nic.vfs[1], buf.phys, True),
-              "off": (system.nic.vfs[0], buf.phys, False)}
+    setups = {
+        "translated": (system.nic.vfs[0], iova, True),
+        "pass-through": (system.nic.vfs[1], buf.phys, True),
+        "off": (system.nic.vfs[0], buf.phys, False),
+    }
     payload = {size: bytes((k * 13 + size) & 0xFF for k in range(size)) for size in SIZES}
 
     samples, iotlb, handler = await measure(system, setups, payload, ops, rounds, profile)
@@ -175,13 +192,16 @@ async def iommu_dma_cost(dut):
     assert system.rc.iommu.faults.total == 0, system.rc.iommu.faults.records
 
     result = report(samples, iotlb, handler, ops, rounds)
-    result["params"].update(max_payload_size=128 << system.nic.vfs[0].pcie_cap.max_payload_size,
-                            max_read_request_size=128 << system.nic.vfs[0].pcie_cap.max_read_request_size)
+    result["params"].update(
+        max_payload_size=128 << system.nic.vfs[0].pcie_cap.max_payload_size,
+        max_read_request_size=128 << system.nic.vfs[0].pcie_cap.max_read_request_size,
+    )
     if profile:
         result["profile"] = prof = profile_summary(profile)
         result["summary"]["profile (own time by area)"] = ", ".join(
-            f"{area} {share:.1%}" for area, share in prof["own_time_share"].items())
+            f"{area} {share:.1%}" for area, share in prof["own_time_share"].items()
+        )
         result["summary"]["profile note"] = prof["note"]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    dut._log.info("bench results in %s", OUT)
+    logging.getLogger("cocotb.bench").info("bench results in %s", OUT)

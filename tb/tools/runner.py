@@ -7,35 +7,29 @@ suite (one pytest test per cocotb module, sharing one build).
 from __future__ import annotations
 
 import argparse
-from xml.etree import ElementTree
 import fcntl
 import os
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
-from tb.toolchain import lz4_flags, setup_environment
+from tb.paths import BUILD_DIR, HDL_TOP, ROOT
+from tb.tools.toolchain import lz4_flags, setup_environment
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILD_DIR = ROOT / "sim_build"
-HDL = Path(__file__).resolve().parent / "hdl" / "nic_harness.sv"
 TOPLEVEL = "nic_harness"
 
-#: cocotb test modules run by ``make sim`` (in this order)
-SIM_MODULES = [
-    "tb.test_enumeration",
-    "tb.test_sriov_config",
-    "tb.test_iommu_rc",
-    "tb.test_mailbox",
-    "tb.test_iommu_nic",
-    "tb.test_platform_isolation",
-    "tb.test_datapath",
-    "tb.test_lifecycle",
-    "tb.test_containment",
-    "tb.test_fairness",
-    "tb.test_fuzz",
-    "tb.test_quickstart",
-    "tb.test_uvm",
-]
+TESTS_DIR = ROOT / "tb" / "tests"
+#: the long pyuvm module runs last so quick failures show first
+LAST = ("tb.tests.test_uvm",)
+
+
+def discover() -> list[str]:
+    """Every cocotb test module in ``tb/tests`` (``test_*.py``), in name order, long ones last."""
+    names = [f"tb.tests.{p.stem}" for p in sorted(TESTS_DIR.glob("test_*.py"))]
+    return sorted(names, key=lambda name: (name in LAST, name))
+
+
+SIM_MODULES = discover()
 
 
 def get_runner(waves: bool = False):
@@ -47,15 +41,14 @@ def get_runner(waves: bool = False):
     build_dir = BUILD_DIR / ("waves" if waves else "default")
     stamp = build_dir / TOPLEVEL
     build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".lock", "w") as lock:       # parallel pytest workers build once
+    with open(build_dir / ".lock", "w") as lock:  # parallel pytest workers build once
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not stamp.exists() or stamp.stat().st_mtime < HDL.stat().st_mtime:
+        if not stamp.exists() or stamp.stat().st_mtime < HDL_TOP.stat().st_mtime:
             runner.build(
-                sources=[HDL],
+                sources=[HDL_TOP],
                 hdl_toplevel=TOPLEVEL,
                 build_dir=build_dir,
-                build_args=(["--trace-fst", "--trace-structs", *lz4_flags(BUILD_DIR / ".lz4")]
-                            if waves else []),
+                build_args=(["--trace-fst", "--trace-structs", *lz4_flags(BUILD_DIR / ".lz4")] if waves else []),
                 waves=waves,
                 timescale=("1ns", "1ps"),
             )
@@ -63,9 +56,14 @@ def get_runner(waves: bool = False):
     return runner
 
 
-def run(modules: list[str], testcase: str | None = None, waves: bool = False,
-        results_xml: Path | None = None, extra_env: dict[str, str] | None = None,
-        seed: int | None = None) -> Path:
+def run(
+    modules: list[str],
+    testcase: str | None = None,
+    waves: bool = False,
+    results_xml: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    seed: int | None = None,
+) -> Path:
     """Run cocotb ``modules`` in one simulator process; return the JUnit results path."""
     runner = get_runner(waves)
     env = {"PYTHONPATH": str(ROOT)}
@@ -79,7 +77,7 @@ def run(modules: list[str], testcase: str | None = None, waves: bool = False,
         test_dir=runner.build_dir,
         results_xml=str(results_xml) if results_xml else None,
         waves=waves,
-        test_args=["--trace-file", str(ROOT / "sim_build" / "dump.fst")] if waves else [],
+        test_args=["--trace-file", str(BUILD_DIR / "dump.fst")] if waves else [],
         extra_env=env,
         seed=seed,
         timescale=("1ns", "1ps"),
@@ -99,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed)
     total, failed = get_results(results)
     skipped = len(ElementTree.parse(results).getroot().findall(".//testcase/skipped"))
-    print(f"{total - failed - skipped}/{total} cocotb tests passed, {skipped} skipped, {failed} failed; "
-          f"results in {results}")
+    print(
+        f"{total - failed - skipped}/{total} cocotb tests passed, {skipped} skipped, {failed} failed; "
+        f"results in {results}"
+    )
     if args.waves:
-        print(f"waveform: {ROOT / 'sim_build' / 'dump.fst'}")
+        print(f"waveform: {BUILD_DIR / 'dump.fst'}")
     return 1 if failed else 0
 
 

@@ -10,8 +10,8 @@ written by ``make regress``; else every ``sim_build/coverage/*.xml`` merged) wit
 bins still uncovered.  Holes are listed at the end: testpoints without tests, tests that
 do not exist, never ran or failed, and uncovered bins.
 
-    python -m tb.testplan                  # the report
-    python -m tb.testplan --check          # exit 1 if a testpoint has no test or a missing one
+    python -m tb.tools.testplan                  # the report
+    python -m tb.tools.testplan --check          # exit 1 if a testpoint has no test or a missing one
 """
 
 from __future__ import annotations
@@ -26,10 +26,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTPLAN = ROOT / "testplan.yaml"
-BUILD = ROOT / "sim_build"
-COVERAGE_DIR = BUILD / "coverage"
+from tb.paths import BUILD_DIR, COVERAGE_DIR, ROOT, TESTPLAN
 
 
 @dataclass
@@ -42,8 +39,10 @@ class Testpoint:
 
 def load(path: Path = TESTPLAN) -> list[Testpoint]:
     data = yaml.safe_load(path.read_text())
-    return [Testpoint(f["id"], f.get("title", ""), list(f.get("tests") or []), list(f.get("coverage") or []))
-            for f in data["features"]]
+    return [
+        Testpoint(f["id"], f.get("title", ""), list(f.get("tests") or []), list(f.get("coverage") or []))
+        for f in data["features"]
+    ]
 
 
 # -- which tests exist: parse the modules ---------------------------------------------------------------
@@ -65,18 +64,32 @@ def tests_in(path: Path) -> set[str]:
     names = set()
     for node in tree.body:
         decorators = {_decorator_name(d) for d in getattr(node, "decorator_list", [])}
-        if isinstance(node, ast.AsyncFunctionDef) and decorators & {"cocotb.test", "test"} or isinstance(node, ast.ClassDef) and decorators & {"pyuvm.test"} or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test_") \
-                and path.parent.name == "tests":
+        if (
+            isinstance(node, ast.AsyncFunctionDef)
+            and decorators & {"cocotb.test", "test"}
+            or isinstance(node, ast.ClassDef)
+            and decorators & {"pyuvm.test"}
+            or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.name.startswith("test_")
+            and path.parent.name == "tests"
+        ):
             names.add(node.name)
         elif isinstance(node, ast.ClassDef) and node.name.startswith("Test") and path.parent.name == "tests":
-            names |= {f"{node.name}::{m.name}" for m in node.body
-                      if isinstance(m, ast.FunctionDef) and m.name.startswith("test_")}
+            names |= {
+                f"{node.name}::{m.name}"
+                for m in node.body
+                if isinstance(m, ast.FunctionDef) and m.name.startswith("test_")
+            }
     return names
 
 
 def existing_tests(root: Path = ROOT) -> dict[str, set[str]]:
-    """``file`` (relative, e.g. tb/test_datapath.py) -> test names."""
-    files = sorted(root.glob("tb/test_*.py")) + sorted(root.glob("tb/bench_*.py")) + sorted(root.glob("tests/test_*.py"))
+    """``file`` (relative, e.g. tb/tests/test_datapath.py) -> test names."""
+    files = (
+        sorted(root.glob("tb/tests/test_*.py"))
+        + sorted(root.glob("tb/bench/*.py"))
+        + sorted(root.glob("tests/test_*.py"))
+    )
     return {str(f.relative_to(root)): tests_in(f) for f in files}
 
 
@@ -111,7 +124,7 @@ def _module_of(ref: str) -> tuple[str, str]:
 
 
 def junit_files() -> list[Path]:
-    files = [ROOT / "results.xml"] + sorted(BUILD.rglob("*.xml"))
+    files = [ROOT / "results.xml"] + sorted(BUILD_DIR.rglob("*.xml"))
     return [f for f in files if f.exists() and COVERAGE_DIR not in f.parents]
 
 
@@ -140,7 +153,7 @@ def read_results(files: list[Path] | None = None) -> dict[tuple[str, str], dict]
 
 
 def status_of(counts: dict | None) -> str:
-    """"passed", "passed 20x", "FAILED 1 of 20 runs", "skipped", "not run"."""
+    """ "passed", "passed 20x", "FAILED 1 of 20 runs", "skipped", "not run"."""
     if not counts:
         return "not run"
     runs = counts.get("pass", 0) + counts.get("fail", 0)
@@ -159,30 +172,35 @@ def coverage_file() -> Path | None:
     runs = sorted(f for f in COVERAGE_DIR.glob("*.xml") if f.name != "merged.xml")
     if not runs:
         return None
-    from tb.regress import merge
+    from tb.tools.regress import merge  # noqa: PLC0415
+
     return merge(runs, COVERAGE_DIR / "all_runs.xml")
 
 
 def coverage_names() -> set[str]:
     """Every coverpoint, cross and group of the coverage model."""
-    from cocotb_coverage.coverage import coverage_db
+    from cocotb_coverage.coverage import coverage_db  # noqa: PLC0415
 
-    import tb.fuzz.coverage  # noqa: F401  (defines the campaign's coverpoints)
-    import tb.uvm.coverage  # noqa: F401  (defines the model)
+    import tb.fuzz.coverage  # noqa: PLC0415
+    import tb.uvm.coverage  # noqa: PLC0415, F401  (defines the model)
+
     return {name for name in coverage_db if name.startswith("nic")}
 
 
 # -- report ------------------------------------------------------------------------------------------------------
 def report(points: list[Testpoint]) -> tuple[str, list[str]]:
-    from tb.regress import read_coverage
+    from tb.tools.regress import read_coverage  # noqa: PLC0415
+
     existing = existing_tests()
     results = read_results()
     cov_path = coverage_file()
     nodes, cps = read_coverage(cov_path) if cov_path else ({}, {})
     lines, holes = [], []
     problems = check(points, existing)
-    lines.append(f"testplan {TESTPLAN.name}: {len(points)} testpoints; results from {len(junit_files())} JUnit "
-                 f"file(s); coverage from {cov_path or 'nothing yet (run make regress)'}")
+    lines.append(
+        f"testplan {TESTPLAN.name}: {len(points)} testpoints; results from {len(junit_files())} JUnit "
+        f"file(s); coverage from {cov_path or 'nothing yet (run make regress)'}"
+    )
     for tp in points:
         lines.append("")
         lines.append(f"[{tp.id}] {tp.title}")
@@ -201,9 +219,13 @@ def report(points: list[Testpoint]) -> tuple[str, list[str]]:
         for name in tp.coverage:
             if name in nodes:
                 cov, size = nodes[name]
-                missing = [f"{p.name[len(name) + 1:] or p.name}={b}" if p.name != name else b
-                           for p in cps.values() if p.name == name or p.name.startswith(name + ".")
-                           for b, h in p.bins if h < p.at_least]
+                missing = [
+                    f"{p.name[len(name) + 1 :] or p.name}={b}" if p.name != name else b
+                    for p in cps.values()
+                    if p.name == name or p.name.startswith(name + ".")
+                    for b, h in p.bins
+                    if h < p.at_least
+                ]
                 lines.append(f"    coverage {name:<40} {100 * cov / size:5.1f}% ({cov}/{size})")
                 if missing:
                     lines.append(f"        uncovered: {', '.join(missing)}")

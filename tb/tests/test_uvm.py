@@ -5,7 +5,7 @@ catch.
 Every test logs its seed.  cocotb seeds ``random`` per test from COCOTB_RANDOM_SEED and
 the test's name, so one test reproduces alone::
 
-    NIC_UVM_LEVEL=regress python -m tb.runner tb.test_uvm --seed 7 --testcase RandomResets
+    NIC_UVM_LEVEL=regress python -m tb.tools.runner tb.tests.test_uvm --seed 7 --testcase RandomResets
 
 ``NIC_UVM_LEVEL``: ``smoke`` (default: the short smoke test and the fault-injection tests,
 what ``make test`` runs) or ``regress`` (also the long random tests; ``make regress``).
@@ -82,13 +82,26 @@ class NicTest(uvm_test):
     async def run_phase(self):
         self.raise_objection()
         name = type(self).__name__
-        log.info("%s: level %s, regression seed %s, test seed %s, config %s", name, LEVEL, REGRESSION_SEED,
-                 self.seed, self.cfg)
+        log.info(
+            "%s: level %s, regression seed %s, test seed %s, config %s",
+            name,
+            LEVEL,
+            REGRESSION_SEED,
+            self.seed,
+            self.cfg,
+        )
         if LEVEL == "regress":
-            log.info("reproduce: NIC_UVM_LEVEL=regress python -m tb.runner tb.test_uvm --seed %s --testcase %s",
-                     REGRESSION_SEED, name)
+            log.info(
+                "reproduce: NIC_UVM_LEVEL=regress python -m tb.tools.runner tb.tests.test_uvm --seed %s --testcase %s",
+                REGRESSION_SEED,
+                name,
+            )
         else:
-            log.info("reproduce: NIC_UVM_SMOKE_SEED=%s python -m tb.runner tb.test_uvm --testcase %s", SMOKE_SEED, name)
+            log.info(
+                "reproduce: NIC_UVM_SMOKE_SEED=%s python -m tb.tools.runner tb.tests.test_uvm --testcase %s",
+                SMOKE_SEED,
+                name,
+            )
         try:
             await self.env.bring_up(cocotb.top)
             await self.scenario()
@@ -114,10 +127,12 @@ class NicTest(uvm_test):
         log.info("scoreboard: %s", sb.summary())
         kinds = sb.error_kinds()
         if self.expect_errors:
-            early = [e for e in sb.errors[:self.injected_after or 0]]
+            early = [e for e in sb.errors[: self.injected_after or 0]]
             assert not early, f"errors before the fault was injected: {early}"
             missed = self.expect_errors - kinds
-            assert not missed, f"the scoreboard did not report the injected {sorted(missed)} (it reported {sorted(kinds)})"
+            assert not missed, (
+                f"the scoreboard did not report the injected {sorted(missed)} (it reported {sorted(kinds)})"
+            )
             log.info("injected fault detected: %s", sorted(self.expect_errors & kinds))
         else:
             assert not sb.errors, f"{len(sb.errors)} scoreboard error(s), first: {sb.errors[0]}"
@@ -125,8 +140,13 @@ class NicTest(uvm_test):
     def report_phase(self):
         path = coverage.export(COVERAGE_NAME)
         covered, size = coverage.totals()
-        log.info("functional coverage so far in this run: %d/%d bins (%.1f%%), written to %s",
-                 covered, size, 100 * covered / max(size, 1), path)
+        log.info(
+            "functional coverage so far in this run: %d/%d bins (%.1f%%), written to %s",
+            covered,
+            size,
+            100 * covered / max(size, 1),
+            path,
+        )
 
     def mark_injection(self):
         self.injected_after = len(self.env.scoreboard.errors)
@@ -149,8 +169,9 @@ class UvmSmoke(NicTest):
             await MailboxConfigSeq(f"cfg{k}", env, slot=k, count=2).start()
         await ModerationSeq("mod", env).start()
         slot = env.rng.randrange(len(env.slots))
-        await TrafficPhaseSeq("traffic", env, frames=14, disruptions=[
-            lambda: ResetSeq("reset", env, kind="vf_soft", slot=slot)]).start()
+        await TrafficPhaseSeq(
+            "traffic", env, frames=14, disruptions=[lambda: ResetSeq("reset", env, kind="vf_soft", slot=slot)]
+        ).start()
 
 
 # -- fault injection: the scoreboard must catch each -----------------------------------------------
@@ -185,6 +206,7 @@ class InjectionTest(NicTest):
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
 class InjectMisroute(InjectionTest):
     """The switch delivers one VF-to-VF frame to a third VF: reported as a misroute."""
+
     expect_errors = frozenset({"misroute"})
 
     def inject(self):
@@ -195,6 +217,7 @@ class InjectMisroute(InjectionTest):
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
 class InjectCorruption(InjectionTest):
     """One byte of a frame flips between the switch and the VF's host memory: reported as corrupt."""
+
     expect_errors = frozenset({"corrupt"})
 
     def inject(self):
@@ -207,6 +230,7 @@ class InjectIsolationBreak(InjectionTest):
     DMA lands in VF 1's memory, which the scoreboard reports as an isolation break.  (The
     frames VF 0 then sends are queued in rings the device no longer reads correctly; the
     other errors that follow are expected too.)"""
+
     expect_errors = frozenset({"isolation"})
 
     def inject(self):
@@ -222,9 +246,14 @@ class RandomTraffic(NicTest):
 
     def configure(self, rng):
         n = pick_num_vfs(rng, weights=[2, 4, 2, 2, 0])
-        return EnvConfig(seed=rng.getrandbits(32), total_vfs=max(n, rng.choice([8, 16, 32])), num_vfs=n,
-                         open_vfs=min(n, rng.randint(2, MAX_AGENTS)), ring_size=rng.choice([8, 16, 32, 64]),
-                         ari=rng.random() < 0.8)
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=max(n, rng.choice([8, 16, 32])),
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(2, MAX_AGENTS)),
+            ring_size=rng.choice([8, 16, 32, 64]),
+            ari=rng.random() < 0.8,
+        )
 
     async def scenario(self):
         env, rng = self.env, self.env.rng
@@ -246,22 +275,31 @@ class RandomResets(NicTest):
 
     def configure(self, rng):
         n = pick_num_vfs(rng, buckets=("2-7", "8", "9-63"), weights=[3, 2, 1])
-        return EnvConfig(seed=rng.getrandbits(32), total_vfs=max(n, 16), num_vfs=n,
-                         open_vfs=min(n, rng.randint(2, 5)), ring_size=rng.choice([16, 32, 64]),
-                         ari=rng.random() < 0.8)
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=max(n, 16),
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(2, 5)),
+            ring_size=rng.choice([16, 32, 64]),
+            ari=rng.random() < 0.8,
+        )
 
     async def scenario(self):
         env, rng = self.env, self.env.rng
         kinds = rng.sample(["vf_flr", "vf_soft", "pf_reset", "vf_soft"], rng.randint(2, 3))
         slots = [rng.randrange(len(env.slots)) for _ in kinds]
-        disruptions = [lambda kind=kind, slot=slot: ResetSeq(f"reset_{kind}", env, kind=kind, slot=slot,
-                                                             hostile=rng.random() < 0.7)
-                       for kind, slot in zip(kinds, slots)]
+        disruptions = [
+            lambda kind=kind, slot=slot: ResetSeq(
+                f"reset_{kind}", env, kind=kind, slot=slot, hostile=rng.random() < 0.7
+            )
+            for kind, slot in zip(kinds, slots)
+        ]
         await TrafficPhaseSeq("traffic", env, frames=rng.randint(20, 35), disruptions=disruptions).start()
         await env.scoreboard.drain()
-        await Timer(50, "us")                                   # a reset with nothing in flight
-        await ResetSeq("idle_reset", env, kind=rng.choice(["vf_soft", "pf_reset", "vf_soft"]),
-                       slot=rng.randrange(len(env.slots))).start()
+        await Timer(50, "us")  # a reset with nothing in flight
+        await ResetSeq(
+            "idle_reset", env, kind=rng.choice(["vf_soft", "pf_reset", "vf_soft"]), slot=rng.randrange(len(env.slots))
+        ).start()
         await TrafficPhaseSeq("after", env, frames=5).start()
 
 
@@ -272,8 +310,15 @@ class RandomIommu(NicTest):
 
     def configure(self, rng):
         n = pick_num_vfs(rng, buckets=("2-7", "8"))
-        return EnvConfig(seed=rng.getrandbits(32), total_vfs=16, num_vfs=n, open_vfs=min(n, rng.randint(2, 4)),
-                         ring_size=rng.choice([16, 32, 64]), ari=rng.random() < 0.5, blocked_dma=True)
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=16,
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(2, 4)),
+            ring_size=rng.choice([16, 32, 64]),
+            ari=rng.random() < 0.5,
+            blocked_dma=True,
+        )
 
     async def scenario(self):
         env, rng = self.env, self.env.rng
@@ -293,14 +338,21 @@ class RandomMailbox(NicTest):
 
     def configure(self, rng):
         n = pick_num_vfs(rng, weights=[2, 2, 1, 1, 2])
-        return EnvConfig(seed=rng.getrandbits(32), total_vfs=max(n, 80 if n >= 64 else 16), num_vfs=n,
-                         open_vfs=min(n, rng.randint(1, 4)), ring_size=rng.choice([16, 64]), ari=True)
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=max(n, 80 if n >= 64 else 16),
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(1, 4)),
+            ring_size=rng.choice([16, 64]),
+            ari=True,
+        )
 
     async def scenario(self):
         env, rng = self.env, self.env.rng
         for k in range(len(env.slots)):
-            await HostileMailboxSeq(f"hostile{k}", env, slot=k, count=None if k == 0 else rng.randint(3, 8),
-                                    flood=k == 0).start()
+            await HostileMailboxSeq(
+                f"hostile{k}", env, slot=k, count=None if k == 0 else rng.randint(3, 8), flood=k == 0
+            ).start()
             await MailboxConfigSeq(f"cfg{k}", env, slot=k, count=2).start()
         if len(env.system.vfs) > len(env.slots):
             await IdleVfChatterSeq("idle", env, vfs=3).start()

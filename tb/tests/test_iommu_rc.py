@@ -2,7 +2,7 @@
 
 Two generic cocotbext-pcie MemoryEndpoint functions (01:00.0 and 01:00.1) issue
 DMA with the Function API; IommuRootComplex remaps it by requester ID.  Run:
-``python -m tb.runner tb.test_iommu_rc``.
+``python -m tb.tools.runner tb.tests.test_iommu_rc``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,16 @@ from cocotbext.pcie.core import Device, MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 from iommu import (
-    DMA_FROM_DEVICE, DMA_TO_DEVICE, IOMMU_READ, IOMMU_WRITE, DmaDevice, FaultReason, IommuDriver,
+    DMA_FROM_DEVICE,
+    DMA_TO_DEVICE,
+    IOMMU_READ,
+    IOMMU_WRITE,
+    DmaDevice,
+    FaultReason,
+    IommuDriver,
     IommuRootComplex,
 )
+from iommu.events import Fault
 
 RW = IOMMU_READ | IOMMU_WRITE
 TIMEOUT = dict(timeout=20, timeout_unit="us")
@@ -84,7 +91,7 @@ async def expect_ur(ep, addr: int, length: int = 4) -> None:
     """The Function API raises on a non-SC completion; the raw status is UR."""
     try:
         await ep.mem_read(addr, length, **TIMEOUT)
-    except Exception as exc:  # cocotbext raises a bare Exception
+    except Exception as exc:  # noqa: BLE001 -- cocotbext raises a bare Exception
         assert str(exc) == "Unsuccessful completion", exc
     else:
         raise AssertionError(f"read of {addr:#x} succeeded")
@@ -157,7 +164,11 @@ async def each_fault_kind_is_recorded_with_rid_and_address(dut):
     await expect_ur(rig.ep_a, 0x30_0040)  # attached, nothing mapped there
     fault = last_fault(rig)
     assert (fault.source_id, fault.address, fault.reason, fault.fault_reason) == (
-        rig.rid_a, 0x30_0040, FaultReason.SLPTE_NOT_PRESENT, 0x6)
+        rig.rid_a,
+        0x30_0040,
+        FaultReason.SLPTE_NOT_PRESENT,
+        0x6,
+    )
 
     tx = rig.dev_a.alloc_buffer(0x1000)
     tx.write(0, b"read-only")
@@ -167,7 +178,11 @@ async def each_fault_kind_is_recorded_with_rid_and_address(dut):
     await settle()
     fault = last_fault(rig)
     assert (fault.source_id, fault.address, fault.is_write, fault.reason) == (
-        rig.rid_a, tx_iova, True, FaultReason.WRITE_DENIED)
+        rig.rid_a,
+        tx_iova,
+        True,
+        FaultReason.WRITE_DENIED,
+    )
     assert tx.read(0, 9) == b"read-only" and host_snapshot(rig.rc) == snapshot
 
     rx = rig.dev_a.alloc_buffer(0x1000)
@@ -181,7 +196,7 @@ async def each_fault_kind_is_recorded_with_rid_and_address(dut):
     assert (last_fault(rig).address, last_fault(rig).reason) == (beyond + 0x10, FaultReason.ADDRESS_BEYOND_AW)
 
     # an invalid context (TT = 11b) written straight into B's context entry
-    root_lo, = struct.unpack_from("<Q", rig.rc.host_memory.read(rig.drv.root_table + 16 * 1, 8))
+    (root_lo,) = struct.unpack_from("<Q", rig.rc.host_memory.read(rig.drv.root_table + 16 * 1, 8))
     slot = (root_lo & ~0xFFF) + 16 * (rig.rid_b & 0xFF)
     rig.rc.host_memory.write(slot, struct.pack("<QQ", (0b11 << 2) | 1, 2 | (9 << 8)))
     await expect_ur(rig.ep_b, 0x1000)
@@ -247,7 +262,7 @@ async def fault_log_overflow_is_clean(dut):
     rig = await make_rig()
     events = []
     faults = rig.rc.iommu.faults
-    faults.callback = events.append
+    rig.rc.iommu.events.subscribe(Fault, lambda e: e.logged and events.append(e.record))
     for n in range(20):
         await rig.ep_a.mem_write(0x40_0000 + 0x1000 * n, b"x" * 4)
     await settle()
@@ -267,11 +282,12 @@ async def fault_log_overflow_is_clean(dut):
 async def msi_writes_bypass_translation(dut):
     rig = await make_rig()
     assert rig.rc.iommu.translation_enabled
-    vec, = rig.rc.msi_alloc_vectors(1)
+    (vec,) = rig.rc.msi_alloc_vectors(1)
     hits = []
 
     async def handler():
         hits.append(vec.data)
+
     vec.cb.append(handler)
     await rig.ep_a.mem_write(vec.addr, struct.pack("<L", vec.data))
     await First(vec.event.wait(), Timer(20, "us"))
@@ -292,7 +308,7 @@ async def msi_writes_bypass_translation(dut):
 @cocotb.test()
 async def disabled_iommu_passes_dma_untranslated(dut):
     rig = await make_rig()
-    rig.rc.iommu.translation_enabled = False
+    rig.rc.iommu.set_translation(False)
     page = rig.drv.pages.alloc()
     await rig.ep_b.mem_write(page + 0x7, b"physical")  # B has no context: untranslated anyway
     assert await rig.ep_b.mem_read(page + 0x7, 8, **TIMEOUT) == b"physical"

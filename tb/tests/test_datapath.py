@@ -10,7 +10,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.descriptors import QueueError
 from datasheet.mailbox import Opcode
-from tb.system import build_system
+from tb.lib.system import build_system
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 GROUP = "01:00:5e:00:00:07"
@@ -22,8 +22,11 @@ def mac(b: bytes) -> str:
 
 def frame(src: bytes, dst, n: int = 0, size: int = 64) -> bytes:
     """A UDP frame of ``size`` bytes (without FCS) whose payload carries ``n``."""
-    pkt = Ether(src=mac(src), dst=dst if isinstance(dst, str) else mac(dst)) / IP(src="10.0.0.1", dst="10.0.0.2") \
+    pkt = (
+        Ether(src=mac(src), dst=dst if isinstance(dst, str) else mac(dst))
+        / IP(src="10.0.0.1", dst="10.0.0.2")
         / UDP(sport=1000 + n % 1000, dport=2000)
+    )
     pad = max(size - len(pkt) - 4, 0)
     return bytes(pkt / (n.to_bytes(4, "big") + bytes(pad)))
 
@@ -67,7 +70,7 @@ async def vf_to_vf_inside_the_nic(dut):
     assert await sw_stat(sys_, "UNICAST_INTERNAL") == 1 and await sw_stat(sys_, "TO_UPLINK") == 0
     assert await stat(vfs[0], "TX_PACKETS") == 1 and await stat(vfs[0], "TX_BYTES") == len(pkt)
     assert await stat(vfs[1], "RX_PACKETS") == 1 and await stat(vfs[1], "RX_BYTES") == len(pkt)
-    base = 1 * len(regs.STATS)       # VF 1's counters in the PF's BAR0
+    base = 1 * len(regs.STATS)  # VF 1's counters in the PF's BAR0
     assert await sys_.pf.read_reg(regs.PF_VF_STATS, base + 4) == 1
     assert vfs[0].netdev.stats(0, "tx").packets == 1 and vfs[1].netdev.stats(0, "rx").bytes == len(pkt)
     assert sys_.iommu_driver.iommu.faults.total == 0
@@ -93,7 +96,7 @@ async def broadcast_and_multicast_filtering(dut):
     assert await vfs[0].start_xmit(pkt)
     for dev in [vf.netdev for vf in vfs[1:]] + [sys_.pf.netdev]:
         assert await recv(dev) == pkt
-    assert await recv(vfs[0].netdev, 20) is None                   # not back to the sender
+    assert await recv(vfs[0].netdev, 20) is None  # not back to the sender
     assert await sys_.nic.uplink.recv(timeout_ns=50_000) == pkt
     group = bytes.fromhex(GROUP.replace(":", ""))
     assert (await vfs[2].request(Opcode.SET_MULTICAST, [1] + mbx.mac_to_words(group))).ack
@@ -108,7 +111,7 @@ async def broadcast_and_multicast_filtering(dut):
 @cocotb.test()
 async def spoofed_source_dropped_and_counted(dut):
     sys_, vfs = await up(dut)
-    spoofed = frame(vfs[1].mac, vfs[2].mac, 6)                     # VF0 pretends to be VF1
+    spoofed = frame(vfs[1].mac, vfs[2].mac, 6)  # VF0 pretends to be VF1
     assert await vfs[0].start_xmit(spoofed)
     assert await recv(vfs[2].netdev, 50) is None
     assert await sw_stat(sys_, "DROP_SPOOF") == 1 and await stat(vfs[0], "TX_DROPS") == 1
@@ -135,12 +138,12 @@ async def ring_wraps_over_many_laps(dut):
 @cocotb.test()
 async def rx_ring_exhaustion_drops_and_counts(dut):
     sys_, vfs = await up(dut, num_vfs=2, ring_size=16)
-    vfs[1].netdev.napi_disable(0)                   # nobody refills VF1's ring
+    vfs[1].netdev.napi_disable(0)  # nobody refills VF1's ring
     for n in range(40):
         await sys_.nic.uplink.send(frame(bytes.fromhex("00163e000009"), vfs[1].mac, n))
     await Timer(100, "us")
     nobuf = await vfs[1].read_reg(regs.QRX_NOBUF, 0)
-    assert nobuf == 40 - 15                          # 15 buffers posted in a 16-slot ring
+    assert nobuf == 40 - 15  # 15 buffers posted in a 16-slot ring
     assert await stat(vfs[1], "RX_DROPS") == nobuf
     vfs[1].netdev.napi_enable(0)
     got = [await recv(vfs[1].netdev) for _ in range(15)]
@@ -169,7 +172,7 @@ async def bad_descriptors_and_doorbells(dut):
     ring = vf.netdev.tx[0]
     # zero-length and oversized descriptors: completed with ERR_LEN, nothing sent
     await raw_tx(vf, [d.tx_desc(ring.data_iova, 0), d.tx_desc(ring.data_iova, device.MAX_FRAME + 1)])
-    vf.netdev.napi_disable(0)                 # keep the write-backs in the ring to look at them
+    vf.netdev.napi_disable(0)  # keep the write-backs in the ring to look at them
     await Timer(20, "us")
     assert [ring.slot_status(i)[1] for i in (0, 1)] == [d.STATUS_DD.mask | d.STATUS_ERR_LEN.mask] * 2
     assert await stat(vf, "TX_ERRORS") == 2 and await sw_stat(sys_, "TO_UPLINK") == 0
@@ -185,8 +188,8 @@ async def bad_descriptors_and_doorbells(dut):
     assert regs.TXDCTL.field("ERR").get(ctl) == QueueError.DMA_FAULT and not ctl & 1
     fault = sys_.iommu_driver.iommu.faults.records[-1]
     assert fault.source_id == int(vf.pdev.pcie_id) and fault.address == 0x7F00_0000 and not fault.is_write
-    assert vf.netdev.polls[0] > irqs                 # the driver was interrupted
-    assert vf.netdev.stats(0, "tx").errors == 3      # its descriptor came back DD | ERR_DMA
+    assert vf.netdev.polls[0] > irqs  # the driver was interrupted
+    assert vf.netdev.stats(0, "tx").errors == 3  # its descriptor came back DD | ERR_DMA
     await traffic_ok(vfs, 2)
     # a doorbell on the (now disabled) queue: ignored, counted
     before = await vf.read_reg(regs.QERR_COUNT, 0)
@@ -255,7 +258,7 @@ async def completion_racing_interrupt_reenable_is_not_lost(dut):
         if not raced:
             raced.append(frame(bytes.fromhex("00163e0000aa"), vfs[1].mac, 77))
             await sys_.nic.uplink.send(raced[0])
-            await Timer(5, "us")           # the device writes it back and signals a masked vector
+            await Timer(5, "us")  # the device writes it back and signals a masked vector
 
     vfs[1].netdev.on_before_unmask(race)
     first = frame(vfs[0].mac, vfs[1].mac, 76)
@@ -269,7 +272,7 @@ async def completion_racing_interrupt_reenable_is_not_lost(dut):
 async def interrupt_moderation_coalesces(dut):
     sys_, vfs = await up(dut, num_vfs=2)
     engine = sys_.nic.vfs[1].slice.queues
-    await vfs[1].write_reg(regs.EITR, 50, 1)                     # RX0's vector: at most one per 50 us
+    await vfs[1].write_reg(regs.EITR, 50, 1)  # RX0's vector: at most one per 50 us
     before = engine.irqs_raised[1]
     for n in range(20):
         await sys_.nic.uplink.send(frame(bytes.fromhex("00163e000001"), vfs[1].mac, n))
@@ -289,6 +292,6 @@ async def jumbo_frame_spans_descriptors_both_ways(dut):
     assert vfs[0].netdev.tx[0].next_to_use == 5 and vfs[1].netdev.rx[0].next_to_clean == 5
     assert await stat(vfs[1], "RX_BYTES") == len(pkt) and await stat(vfs[1], "RX_ERRORS") == 0
     too_big = frame(vfs[0].mac, vfs[1].mac, 43, device.MAX_FRAME + 100)
-    assert await vfs[0].start_xmit(too_big)                   # the device refuses it: ERR_LEN
+    assert await vfs[0].start_xmit(too_big)  # the device refuses it: ERR_LEN
     await Timer(50, "us")
     assert await recv(vfs[1].netdev, 20) is None and vfs[0].netdev.stats(0, "tx").errors == 1

@@ -11,6 +11,7 @@ import cocotb
 from cocotb.triggers import First, Timer
 from cocotb.utils import get_sim_time
 
+import pcicore
 from datasheet import descriptors as d
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
@@ -19,11 +20,10 @@ from datasheet.mailbox import Opcode
 from datasheet.regs import FnError
 from model import Nic
 from model import events as ev
-import pcicore
 from pf_driver.vf_info import LinkState, MddPolicy, VfState
-from tb.system import build_system
-from tb.test_datapath import frame, recv, traffic_ok, up
-from tb.test_mailbox import wait_until
+from tb.lib.system import build_system
+from tb.lib.timing import expect_within
+from tb.tests.test_datapath import frame, recv, traffic_ok, up
 
 PARTNER = bytes.fromhex("00163e000001")
 ERR = regs.TXDCTL.field("ERR")
@@ -75,7 +75,7 @@ async def rx_ring_torn_down_mid_frame(dut, how):
     await traffic_ok(vfs, 1)
     if how == "software_reset":
         victim.netdev.napi_enable(0)
-        await wait_until(lambda: victim.resets > resets and victim.ready)
+        await expect_within(lambda: victim.resets > resets and victim.ready)
     else:
         assert await queue_error(victim, regs.RXDCTL) == QueueError.NONE
         await victim.netdev.stop()
@@ -100,7 +100,7 @@ async def rx_buffer_beyond_the_address_space(dut):
     assert await queue_error(vf, regs.RXDCTL) == QueueError.DMA_FAULT
     assert await vf.read_reg(regs.by_name("STAT_RX_ERRORS")) == 1
     assert await vf.read_reg(regs.QERR_COUNT, 0) == 1
-    assert vf.netdev.polls[0] > polls                   # its driver was interrupted
+    assert vf.netdev.polls[0] > polls  # its driver was interrupted
     await traffic_ok(vfs, 2)
 
 
@@ -111,7 +111,7 @@ async def bus_master_cleared_faults_dma_and_holds_interrupts(dut):
     BME is set again."""
     sys_, vfs = await up(dut)
     vf = vfs[0]
-    vector = vf.netdev.first_vector                     # TX0 / RX0
+    vector = vf.netdev.first_vector  # TX0 / RX0
     msi = vf.pdev.msi_vectors[vector]
     cmd = await vf.pdev.config_read_word(pci.PCI_COMMAND)
     await vf.pdev.config_write_word(pci.PCI_COMMAND, cmd & ~pci.PCI_COMMAND_MASTER)
@@ -145,7 +145,7 @@ async def tx_queue_stopped_and_zeroed_while_work_is_in_flight(dut):
     sys_, vfs = await up(dut)
     vf = vfs[0]
     sender = cocotb.start_soon(burst(vf, 12))
-    assert await sys_.nic.uplink.recv(timeout_ns=500_000) is not None     # the device is mid-burst
+    assert await sys_.nic.uplink.recv(timeout_ns=500_000) is not None  # the device is mid-burst
     await vf.write_reg(regs.TDT, 10_000, 0)
     await vf.write_reg(regs.TDLEN, 0, 0)
     head = await vf.read_reg(regs.TDH, 0)
@@ -166,8 +166,8 @@ async def stale_writeback_never_lands_in_a_reprogrammed_ring(dut):
     sender = cocotb.start_soon(burst(vf, 12))
     assert await sys_.nic.uplink.recv(timeout_ns=500_000) is not None
     ctl = await vf.read_reg(regs.TXDCTL, 0)
-    await vf.write_reg(regs.TDT, 10_000, 0)                      # stop it (BAD_TAIL) ...
-    await vf.write_reg(regs.TDBAL, new_iova & 0xFFFFFFFF, 0)     # ... and move it
+    await vf.write_reg(regs.TDT, 10_000, 0)  # stop it (BAD_TAIL) ...
+    await vf.write_reg(regs.TDBAL, new_iova & 0xFFFFFFFF, 0)  # ... and move it
     await vf.write_reg(regs.TDBAH, new_iova >> 32, 0)
     await vf.write_reg(regs.TDLEN, device.RING_MIN_DESCS * 8, 0)
     await vf.write_reg(regs.TXDCTL, ENABLE.put(ctl, 1), 0)
@@ -221,13 +221,13 @@ async def pf_flr_returns_every_config_register_to_reset(dut):
     reset_values = [await nic.pf.read_config_register(reg) for reg in range(pci.PCI_CFG_SPACE_EXP_SIZE // 4)]
     sys_ = await build_system(dut, nic=nic)
     await sys_.pf.sriov_configure(2)
-    sys_.pf.mailbox.stop()                          # the driver lets go of the device first
+    sys_.pf.mailbox.stop()  # the driver lets go of the device first
     pf = sys_.pf_dev
     exp = await pcicore.find_capability(pf, pci.PCI_CAP_ID_EXP)
     sriov = await pcicore.find_ext_capability(pf, pci.PCI_EXT_CAP_ID_SRIOV)
     devctl = exp + pci.PCI_EXP_DEVCTL
     await dirty(pf, {devctl, sriov + pci.PCI_SRIOV_CTRL, sriov + pci.PCI_SRIOV_NUM_VF})
-    await pf.config_write_word(devctl, 0x7FFF)      # every Device Control bit but Initiate FLR
+    await pf.config_write_word(devctl, 0x7FFF)  # every Device Control bit but Initiate FLR
     assert await pf.config_read_word(pci.PCI_COMMAND) & pci.PCI_COMMAND_IO
     await pcicore.pcie_flr(pf)
     preserved = {devctl: DEVCTL_PRESERVED, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED}
@@ -269,9 +269,9 @@ async def pf_takes_back_a_mailbox_a_vf_holds_forever(dut):
     assert await hog.read_reg(regs.VF_MAILBOX) & vfu
     start = now()
     sys_.pf.set_vf_link_state(hog.vf_index, LinkState.DISABLE)  # the PF needs the hog's buffer
-    await wait_until(lambda: sys_.pf.vf_info(hog.vf_index).lock_hogs == 1, step_ns=1_000)
+    await expect_within(lambda: sys_.pf.vf_info(hog.vf_index).lock_hogs == 1, step_ns=1_000)
     assert now() - start <= mbx.MBX_LOCK_HOLD_NS + 20_000
-    await wait_until(lambda: hog.link_up is False, step_ns=1_000)   # the message got through
+    await expect_within(lambda: hog.link_up is False, step_ns=1_000)  # the message got through
     assert sys_.pf.mailbox.timeouts == 0
     assert (await other.request(Opcode.GET_QUEUES)).ack
 
@@ -290,31 +290,31 @@ async def engine_fault_is_contained_and_the_pf_resets_the_vf(dut):
     resets = victim.resets
     sys_.nic.inject.engine_fault(device.vf_port(victim.vf_index))
     assert await victim.start_xmit(frame(victim.mac, vfs[1].mac, 6))
-    await wait_until(lambda: events, step_ns=1_000)
+    await expect_within(lambda: events, step_ns=1_000)
     (error,) = events
     assert (error.fn, error.rid, error.cause) == (device.vf_port(0), int(victim.pdev.pcie_id), FnError.ENGINE)
     await traffic_ok(vfs, 6)
-    await wait_until(lambda: sys_.pf.vf_info(0).errors == 1 and victim.resets > resets and victim.ready)
+    await expect_within(lambda: sys_.pf.vf_info(0).errors == 1 and victim.resets > resets and victim.ready)
     assert not regs.STATUS.field("FN_ERR").get(await victim.read_reg(regs.STATUS))
     pkt = frame(victim.mac, vfs[1].mac, 7)
     assert await victim.start_xmit(pkt)
     assert await recv(vfs[1].netdev) == pkt
 
-    sys_.pf.mdd_policy = MddPolicy(disable_after=2, window_ns=10_000_000)
+    sys_.pf.set_mdd_policy(MddPolicy(disable_after=2, window_ns=10_000_000))
     sys_.nic.inject.engine_fault(device.vf_port(0))
     assert await victim.start_xmit(frame(victim.mac, vfs[1].mac, 8))
-    await wait_until(lambda: sys_.pf.vf_info(0).state is VfState.DISABLED, step_ns=1_000)
+    await expect_within(lambda: sys_.pf.vf_info(0).state is VfState.DISABLED, step_ns=1_000)
     status = await victim.read_reg(regs.STATUS)
     assert regs.STATUS.field("FN_ERR").get(status)
     assert regs.FN_ERROR.field("CAUSE").get(await victim.read_reg(regs.FN_ERROR)) == FnError.ENGINE
-    await victim.write_reg(regs.TXDCTL, 1, 1)               # a disabled VF's queues refuse to start
+    await victim.write_reg(regs.TXDCTL, 1, 1)  # a disabled VF's queues refuse to start
     assert await queue_error(victim, regs.TXDCTL, 1) == QueueError.FN_ERROR
     reply = await victim.request(Opcode.GET_QUEUES)
     assert reply.nack and reply.payload[0] == mbx.MbxError.POLICY
     await traffic_ok(vfs, 7)
     resets = victim.resets
     await sys_.pf.reset_vf(0)
-    await wait_until(lambda: victim.resets > resets and victim.ready)
+    await expect_within(lambda: victim.resets > resets and victim.ready)
     assert sys_.pf.vf_info(0).state is VfState.CONFIGURED
 
 
@@ -325,8 +325,8 @@ async def pf_engine_fault_resets_the_pf_only(dut):
     sys_, vfs = await up(dut, num_vfs=2, open_pf=True)
     sys_.nic.inject.engine_fault(device.PF_PORT)
     assert await sys_.pf.netdev.start_xmit(frame(sys_.pf.mac, vfs[0].mac, 9))
-    await wait_until(lambda: sys_.pf.errors == 1 and all(vf.ready for vf in vfs), step_ns=1_000)
-    await wait_until(lambda: sys_.pf.netdev.is_open and all(vf.resets for vf in vfs))
+    await expect_within(lambda: sys_.pf.errors == 1 and all(vf.ready for vf in vfs), step_ns=1_000)
+    await expect_within(lambda: sys_.pf.netdev.is_open and all(vf.resets for vf in vfs))
     assert not regs.STATUS.field("FN_ERR").get(await sys_.pf.read_reg(regs.STATUS))
     pkt = frame(sys_.pf.mac, vfs[0].mac, 10)
     assert await sys_.pf.netdev.start_xmit(pkt)

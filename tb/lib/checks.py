@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
-from datasheet import device, pci
 import pcicore
+from datasheet import device, pci
+
+if TYPE_CHECKING:
+    from cocotbext.pcie.core import RootComplex
+    from cocotbext.pcie.core.pci import PciDevice
 
 
-async def config_dword_at(rc, rid: int, offset: int) -> int:
+async def config_dword_at(rc: RootComplex, rid: int, offset: int) -> int:
     """Config read at a raw Routing ID (all ones when nothing answers)."""
     return await rc.config_read_dword(PcieId.from_int(rid), offset)
 
 
-async def mem_read_status(rc, addr: int, length: int = 4) -> CplStatus:
+async def mem_read_status(rc: RootComplex, addr: int, length: int = 4) -> CplStatus:
     """Issue one MRd TLP from the root complex; return the completion status."""
     req = Tlp()
     req.fmt_type = TlpType.MEM_READ if addr < 1 << 32 else TlpType.MEM_READ_64
@@ -25,7 +31,7 @@ async def mem_read_status(rc, addr: int, length: int = 4) -> CplStatus:
     return cpls[0].status
 
 
-async def assert_vf_config(vf) -> None:
+async def assert_vf_config(vf: PciDevice) -> None:
     """A VF's config space per SR-IOV 1.1 §3.4-§3.5."""
     assert await vf.config_read_dword(pci.PCI_VENDOR_ID) == 0xFFFFFFFF
     assert (await vf.config_read_dword(pci.PCI_REVISION_ID)) >> 8 == device.CLASS_CODE

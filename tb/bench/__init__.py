@@ -19,21 +19,30 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-from tb.runner import BUILD_DIR, run
+from tb.paths import BUILD_DIR
+from tb.tools.runner import run
 
 #: benchmark name -> cocotb module; each writes sim_build/bench_<name>.json
 BENCHES = {
-    "iommu": "tb.bench_iommu",
-    "datapath": "tb.bench_datapath",
+    "iommu": "tb.bench.iommu",
+    "datapath": "tb.bench.datapath",
 }
 
 
-PROFILE_AREAS = ("/iommu/", "/cocotbext/pcie/", "/cocotbext/", "/cocotb/", "/model/", "/netdev/",
-                 "/pf_driver/", "/vf_driver/", "/tb/")
+PROFILE_AREAS = (
+    "/iommu/",
+    "/cocotbext/pcie/",
+    "/cocotbext/",
+    "/cocotb/",
+    "/model/",
+    "/netdev/",
+    "/pf_driver/",
+    "/vf_driver/",
+    "/tb/",
+)
 
 
 def profile_areas(profile, out: Path, count: int = 25) -> dict:
@@ -52,9 +61,15 @@ def profile_areas(profile, out: Path, count: int = 25) -> dict:
     return {
         "total_s": round(total, 3),
         "own_time_share": {a: round(t / total, 4) for a, t in sorted(areas.items(), key=lambda kv: -kv[1])},
-        "top_tottime": [{"function": f"{Path(file).name}:{line}:{name}", "calls": nc,
-                         "tottime_s": round(tt, 4), "cumtime_s": round(ct, 4)}
-                        for (file, line, name), (_cc, nc, tt, ct, _callers) in rows],
+        "top_tottime": [
+            {
+                "function": f"{Path(file).name}:{line}:{name}",
+                "calls": nc,
+                "tottime_s": round(tt, 4),
+                "cumtime_s": round(ct, 4),
+            }
+            for (file, line, name), (_cc, nc, tt, ct, _callers) in rows
+        ],
     }
 
 
@@ -92,8 +107,7 @@ def run_bench(name: str, env: dict[str, str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", metavar="name",
-                    help=f"benchmarks to run (default all: {', '.join(BENCHES)})")
+    ap.add_argument("names", nargs="*", metavar="name", help=f"benchmarks to run (default all: {', '.join(BENCHES)})")
     ap.add_argument("--ops", type=int, help="operations per measurement (BENCH_OPS)")
     ap.add_argument("--rounds", type=int, help="measurement rounds, median taken (BENCH_ROUNDS)")
     ap.add_argument("--profile", action="store_true", help="cProfile the measured runs (BENCH_PROFILE=1)")
@@ -101,18 +115,19 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.names) - set(BENCHES)
     if unknown:
         ap.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(BENCHES)}")
-    env = {key: str(value) for key, value in
-           (("BENCH_OPS", args.ops), ("BENCH_ROUNDS", args.rounds), ("BENCH_PROFILE", args.profile and 1))
-           if value}
+    env = {
+        key: str(value)
+        for key, value in (
+            ("BENCH_OPS", args.ops),
+            ("BENCH_ROUNDS", args.rounds),
+            ("BENCH_PROFILE", args.profile and 1),
+        )
+        if value
+    }
     tables = []
     for name in args.names or BENCHES:
         t0 = time.perf_counter()
         result = run_bench(name, env)
-        tables.append(f"{format_table(result)}\n(wall time {time.perf_counter() - t0:.1f} s; "
-                      f"{result_path(name)})")
+        tables.append(f"{format_table(result)}\n(wall time {time.perf_counter() - t0:.1f} s; {result_path(name)})")
     print("\n\n" + "\n\n".join(tables))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

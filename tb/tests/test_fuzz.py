@@ -29,8 +29,19 @@ async def hostile_vf_campaign(dut):
         coverage.export(f"fuzz-{SEED}")
     dirty = [e for e in episodes if not e.clean]
     for e in episodes:
-        cocotb.log.info("seed %d episode %d %-15s acts %2d (hostile %2d), victim frames %3d (lost %d, unexplained %d), "
-                        "%.0f us sim, %.1f s wall%s", e.seed, e.index, e.scenario, e.acts, e.hostile,
-                        e.victim_frames, e.lost, e.unexplained_losses, e.sim_ns / 1000, e.wall_s,
-                        "" if e.clean else f"  FAILED {e}")
+        cocotb.log.info(
+            "seed %d episode %d %-15s acts %2d (hostile %2d), victim frames %3d (lost %d, unexplained %d), "
+            "%.0f us sim, %.1f s wall%s",
+            e.seed,
+            e.index,
+            e.scenario,
+            e.acts,
+            e.hostile,
+            e.victim_frames,
+            e.lost,
+            e.unexplained_losses,
+            e.sim_ns / 1000,
+            e.wall_s,
+            "" if e.clean else f"  FAILED {e}",
+        )
     assert not dirty, f"{len(dirty)} episode(s) broke an invariant; first: {dirty[0]}"

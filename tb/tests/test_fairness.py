@@ -19,7 +19,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Opcode
 from model import events as ev
-from tb.test_datapath import frame, up
+from tb.tests.test_datapath import frame, up
 
 PARTNER = bytes.fromhex("00163e000001")
 UNKNOWN = bytes.fromhex("00163e0000ee")
@@ -82,7 +82,7 @@ async def flood_does_not_starve_a_victim(dut):
             n += 1
 
     rx_flood = cocotb.start_soon(fill_rx())
-    await Timer(20, "us")                                   # the flood is in full swing
+    await Timer(20, "us")  # the flood is in full swing
 
     victim_fn = device.vf_port(victim.vf_index)
     latencies, mailbox = [], []
@@ -125,6 +125,12 @@ async def flood_does_not_starve_a_victim(dut):
         assert len(times) >= window / (FLOOD_EITR_US * 1000) / 2, f"queue {q}: {len(times)} interrupts"
         assert min(gaps) >= FLOOD_EITR_US * 1000, f"queue {q}: interrupts {min(gaps)} ns apart"
     assert still_flooding, "the flood ended before the victim was done: make it longer"
-    cocotb.log.info("victim latency %.0f..%.0f ns, waited %s turns, mailbox %.0f ns, %d flood turns "
-                    "(max %d descriptors)", min(latencies), max(latencies), waited, max(mailbox),
-                    len(flood_turns), max(t.descriptors for t in flood_turns))
+    cocotb.log.info(
+        "victim latency %.0f..%.0f ns, waited %s turns, mailbox %.0f ns, %d flood turns (max %d descriptors)",
+        min(latencies),
+        max(latencies),
+        waited,
+        max(mailbox),
+        len(flood_turns),
+        max(t.descriptors for t in flood_turns),
+    )

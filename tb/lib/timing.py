@@ -1,0 +1,23 @@
+"""Waiting on a condition in simulated time (shared by the platform and the agents)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cocotb.triggers import Timer
+from cocotb.utils import get_sim_time
+
+
+async def wait_until(cond: Callable[[], bool], timeout_ns: int = 50_000_000, step_ns: int = 10_000) -> bool:
+    """Poll ``cond`` every ``step_ns``; False if it is still false after ``timeout_ns``."""
+    deadline = get_sim_time("ns") + timeout_ns
+    while not cond():
+        if get_sim_time("ns") > deadline:
+            return False
+        await Timer(step_ns, "ns")
+    return True
+
+
+async def expect_within(cond: Callable[[], bool], timeout_ns: int = 50_000_000, step_ns: int = 20_000) -> None:
+    """:func:`wait_until`, failing the test if ``cond`` does not come true in time."""
+    assert await wait_until(cond, timeout_ns, step_ns), "condition not reached in time"
