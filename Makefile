@@ -11,12 +11,13 @@ WAVES  ?= 0
 NUM_VFS ?= 8
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: sim test unit lint format lspci docs bench clean
+.PHONY: sim test unit lint format lspci shell docs bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m tb.tools.toolchain
 	touch $(STAMP)
 
 sim: $(STAMP)
@@ -39,11 +40,18 @@ unit: $(STAMP)
 lspci: $(STAMP)
 	$(PY) -m tb.tools.lspci --num-vfs $(NUM_VFS)
 
+# IPython inside a running simulation (IOMMU=1 for VT-d); installs the shell extra
+IOMMU ?= 0
+shell: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[shell]"
+	$(VENV)/bin/sriov-nic shell --num-vfs $(NUM_VFS) $(if $(filter 1,$(IOMMU)),--iommu)
+
 bench: $(STAMP)
 	$(PY) -m tb.bench
 
 docs: $(STAMP)
 	$(PY) -m datasheet.docgen docs
+	$(PY) -m tb.tools.apidocs
 
 clean:
 	rm -rf sim_build results.xml

@@ -9,8 +9,6 @@ knows nothing of any particular device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .allocator import ExtentAllocator, PageAllocator
 from .caches import ContextCache, Iotlb
 from .dma import (
@@ -24,10 +22,8 @@ from .dma import (
 from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
+from .rc import IommuRootComplex
 from .remapping import Iommu
-
-if TYPE_CHECKING:
-    from .rc import IommuRootComplex
 
 __all__ = [
     "BytearrayMemory",
@@ -54,12 +50,3 @@ __all__ = [
     "PageAllocator",
     "RcHostMemory",
 ]
-
-
-def __getattr__(name: str) -> type[IommuRootComplex]:
-    # the RootComplex subclass pulls in cocotb; load it only when asked for
-    if name == "IommuRootComplex":
-        from .rc import IommuRootComplex  # noqa: PLC0415
-
-        return IommuRootComplex
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,10 @@
 """The DMA-mapping API a device driver calls (Linux ``dma_alloc_coherent``, ``dma_map``...).
 
 A :class:`DmaDevice` stands for one ``struct device`` whose DMA goes through one
-IOMMU domain.  The driver gets IOVAs to program into its device and
-:class:`DmaBuffer` handles for CPU access; host physical addresses stay inside
-the handles.
+IOMMU domain, or, on a platform without an IOMMU, straight to host memory (Linux's
+dma-direct: :meth:`DmaDevice.direct`, the bus address is the physical address).  The
+driver gets IOVAs to program into its device and :class:`DmaBuffer` handles for CPU
+access; host physical addresses stay inside the handles.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .vtd_format import PAGE_MASK, PAGE_SIZE, level_shift
 
 if TYPE_CHECKING:
+    from .allocator import PageAllocator
     from .memory import HostMemory
 
 LARGE_ALIGN = 1 << level_shift(2)  # buffers of 2 MiB and more get 2 MiB pages
@@ -59,13 +61,24 @@ class DmaBuffer:
 
 
 class DmaDevice:
-    """DMA operations for the devices attached to ``domain`` (pass-through: IOVA = phys)."""
+    """DMA operations for the devices attached to ``domain`` (pass-through: IOVA = phys);
+    with no IOMMU (``driver`` and ``domain`` None) the IOVA is the physical address."""
 
-    def __init__(self, driver: IommuDriver, domain: IommuDomain):
+    def __init__(self, driver: IommuDriver | None, domain: IommuDomain | None, pages: PageAllocator | None = None):
         self.driver = driver
         self.domain = domain
-        self._pages = driver.pages
+        self._pages = pages or driver.pages
         self._mapped: dict[int, int] = {}  # IOVA page base -> mapped size
+
+    @classmethod
+    def direct(cls, pages: PageAllocator) -> DmaDevice:
+        """dma-direct: DMA of a platform without an IOMMU, buffers from ``pages``."""
+        return cls(None, None, pages)
+
+    @property
+    def translated(self) -> bool:
+        """False when IOVAs are host physical addresses (no IOMMU, or pass-through)."""
+        return self.domain is not None and not self.domain.passthrough
 
     @classmethod
     def for_rid(cls, driver: IommuDriver, rid: int, domain: IommuDomain | None = None) -> DmaDevice:
@@ -88,7 +101,7 @@ class DmaDevice:
         """Make ``size`` bytes of ``buf`` (or host physical address ``buf``) reachable
         by the device in ``direction``; returns the IOVA of its first byte."""
         phys = buf.phys if isinstance(buf, DmaBuffer) else buf
-        if self.domain.passthrough:
+        if not self.translated:
             return phys
         first = phys & ~PAGE_MASK
         span = ((phys + size + PAGE_MASK) & ~PAGE_MASK) - first
@@ -100,7 +113,7 @@ class DmaDevice:
 
     def dma_unmap(self, iova: int, size: int | None = None, direction: DmaDirection | None = None) -> None:
         """Tear down the mapping made by ``dma_map`` that returned ``iova``."""
-        if self.domain.passthrough:
+        if not self.translated:
             return
         base = iova & ~PAGE_MASK
         span = self._mapped.get(base)

@@ -5,10 +5,13 @@ Everything works through config and memory requests over cocotbext-pcie's host m
 
 * :mod:`pcicore.config` -- capability walks with loop guards, ``pci_save_state`` / ``pci_restore_state``
 * :mod:`pcicore.reset` -- ``pcie_flr``, ``pci_reset_function``
-* :mod:`pcicore.irq` -- ``pci_alloc_irq_vectors`` (the host writes the MSI-X table), ``pci_free_irq_vectors``
+* :mod:`pcicore.irq` -- ``pci_alloc_irq_vectors`` (the host writes the MSI-X table), ``request_irq``,
+  ``wait_for_irq``, ``pci_free_irq_vectors``
 * :mod:`pcicore.topology` -- ARI and ACS in the ports above a function, VF bus and memory reservations
-* :mod:`pcicore.iov` -- SR-IOV: ``sriov_init``, enable/disable, ``pci_iov_add_virtfn``
+* :mod:`pcicore.iov` -- SR-IOV: ``pci_iov_init`` (at enumeration), ``pci_enable_sriov`` /
+  ``pci_disable_sriov``, ``pci_iov_add_virtfn``
 * :mod:`pcicore.dma` -- each function's DMA API
+* :mod:`pcicore.raw` -- single requests that return the completion status (SC/UR/CRS/CA) with the data
 """
 
 from pcicore.config import (
@@ -20,8 +23,19 @@ from pcicore.config import (
 )
 from pcicore.dma import dma_device, set_dma_device
 from pcicore.errors import PciError
-from pcicore.iov import Sriov, SriovState, pci_iov_add_virtfn, pci_iov_remove_virtfn
-from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors
+from pcicore.iov import (
+    Sriov,
+    SriovState,
+    pci_disable_sriov,
+    pci_enable_sriov,
+    pci_iov,
+    pci_iov_add_virtfn,
+    pci_iov_init,
+    pci_iov_remove_virtfn,
+    pci_num_vf,
+    pci_sriov_get_totalvfs,
+)
+from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors, request_irq, wait_for_irq
 from pcicore.reset import pci_reset_function, pcie_flr
 from pcicore.topology import (
     pci_bus_reserve,
@@ -43,8 +57,16 @@ __all__ = [
     "pci_enable_acs",
     "pci_enable_ari",
     "pci_free_irq_vectors",
+    "pci_disable_sriov",
+    "pci_enable_sriov",
+    "pci_iov",
     "pci_iov_add_virtfn",
+    "pci_iov_init",
     "pci_iov_remove_virtfn",
+    "pci_num_vf",
+    "pci_sriov_get_totalvfs",
+    "request_irq",
+    "wait_for_irq",
     "pci_mmio_reserve",
     "pci_reset_function",
     "pci_restore_state",

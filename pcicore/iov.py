@@ -1,10 +1,11 @@
 """SR-IOV in the host PCI core, in the Linux order (drivers/pci/iov.c: sriov_init, sriov_enable).
 
-:meth:`Sriov.init` (``sriov_init``) runs at PF probe: it reads the capability, enables ARI
-when the hierarchy supports it, reserves the VF bus range and VF BAR space. Then the PF
-driver's ``sriov_configure(num_vfs)`` calls :meth:`Sriov.configure` (``pci_enable_sriov`` /
-``pci_disable_sriov``), which enables or disables VFs and adds/removes them from the
-host's view (``pci_iov_add_virtfn``).
+:func:`pci_iov_init` (``sriov_init``) runs when the host enumerates a PF, before any driver
+binds: it reads the capability, enables ARI when the hierarchy supports it, reserves the
+VF bus range and VF BAR space. Then whoever drives the PF (the PF driver's
+``sriov_configure(num_vfs)``, or a test with no driver bound) calls
+:func:`pci_enable_sriov` / :func:`pci_disable_sriov`, which enable or disable the VFs and
+add them to or remove them from the host's view (``pci_iov_add_virtfn``).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class SriovState:
 
 
 class Sriov:
+    """The host's SR-IOV handling of one PF (Linux ``struct pci_sriov`` and iov.c)."""
+
     def __init__(self, pf: PciDevice, log: logging.Logger):
         self.pf = pf
         self.log = log
@@ -218,3 +221,46 @@ def pci_iov_remove_virtfn(vf: PciDevice) -> None:
     vf.bus.devices.remove(vf)
     if vf.bus is not vf.physfn.bus and not vf.bus.devices:
         vf.bus.parent.children.remove(vf.bus)
+
+
+#: each PF's SR-IOV state, once the host has enumerated it (Linux ``dev->sriov``)
+_iov: dict[int, Sriov] = {}
+
+
+async def pci_iov_init(pf: PciDevice, log: logging.Logger | None = None) -> Sriov:
+    """``sriov_init`` at enumeration: probe the PF's SR-IOV capability, enable ARI, reserve
+    VF bus numbers and VF BAR space. Done once per PF; later calls return the same state."""
+    sriov = _iov.get(id(pf))
+    if sriov is None or sriov.state is None:
+        sriov = _iov[id(pf)] = Sriov(pf, log or logging.getLogger(f"cocotb.pci[{pf.pcie_id}]"))
+        await sriov.init()
+    return sriov
+
+
+def pci_iov(pf: PciDevice) -> Sriov:
+    """The SR-IOV state :func:`pci_iov_init` made for ``pf``."""
+    sriov = _iov.get(id(pf))
+    if sriov is None:
+        raise PciError(f"{pf.pcie_id}: SR-IOV not initialised (pci_iov_init at enumeration)")
+    return sriov
+
+
+async def pci_enable_sriov(pf: PciDevice, num_vfs: int) -> list[PciDevice]:
+    """Enable ``num_vfs`` VFs (disabling any enabled first) and return their host devices."""
+    sriov = pci_iov(pf)
+    await sriov.configure(num_vfs)
+    return list(sriov.state.virtfns)
+
+
+async def pci_disable_sriov(pf: PciDevice) -> None:
+    """Remove the VFs from the host's view, then clear VF Enable."""
+    await pci_iov(pf).configure(0)
+
+
+def pci_num_vf(pf: PciDevice) -> int:
+    sriov = _iov.get(id(pf))
+    return sriov.state.num_vfs if sriov is not None and sriov.state else 0
+
+
+def pci_sriov_get_totalvfs(pf: PciDevice) -> int:
+    return pci_iov(pf).state.total_vfs

@@ -1,7 +1,18 @@
-"""MSI-X vectors of a function: the host programs its table (Linux ``pci_alloc_irq_vectors``)."""
+"""MSI-X vectors of a function: the host programs its table (Linux ``pci_alloc_irq_vectors``),
+then a driver or a test binds a handler to a vector (``request_irq``) or waits for it.
+
+To make a function raise an interrupt, have it do what the NIC signals on: a write-back
+on a queue whose TXDCTL/RXDCTL.VECTOR names the vector, a mailbox message, a link change
+(PF_IMR), an error event. Each function's vector numbers are its MSI-X table entries:
+0..``VF_MSIX_VECTORS``-1 for a VF, 0..``PF_MSIX_VECTORS``-1 for the PF (datasheet.device);
+``VF_MBX_VECTOR`` is the VF's mailbox vector.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+
+from cocotb.triggers import First, Timer
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import pci
@@ -48,3 +59,26 @@ def pci_free_irq_vectors(dev: PciDevice) -> None:
     for vector in dev.msi_vectors:
         vector.cb.clear()
     dev.msix_enabled = False
+
+
+def request_irq(dev: PciDevice, vector: int, handler: Callable[[], Coroutine]) -> None:
+    """Run ``handler()`` (a coroutine function) each time MSI-X entry ``vector`` of ``dev``
+    fires (Linux ``request_irq`` on ``pci_irq_vector(dev, vector)``). Allocate the vectors
+    with :func:`pci_alloc_irq_vectors` first."""
+    dev.msi_vectors[vector].cb.append(handler)
+
+
+async def wait_for_irq(dev: PciDevice, vector: int, timeout_ns: int | None = None) -> bool:
+    """Wait until MSI-X entry ``vector`` of ``dev`` has fired since the last call for it;
+    False if ``timeout_ns`` passed first. The host sees a vector fire only when the
+    function sent its message (enabled, unmasked, Bus Master Enable set) and the platform
+    delivered it (with interrupt remapping: the IRTE checked out)."""
+    event = dev.msi_vectors[vector].event
+    if not event.is_set():
+        if timeout_ns is None:
+            await event.wait()
+        else:
+            await First(event.wait(), Timer(timeout_ns, "ns"))
+    fired = event.is_set()
+    event.clear()
+    return fired

@@ -30,7 +30,7 @@ class PfDriver:
         self.pdev = pdev
         self.log = logging.getLogger(f"cocotb.pf_driver[{pdev.pcie_id}]")
         self.bar0 = None
-        self.sriov = pcicore.Sriov(pdev, self.log)
+        self.sriov: pcicore.Sriov | None = None  # the host's SR-IOV state, found at probe
         self.mailbox = PfMailbox(self)
         self.msix_vectors = 0
         self.link_up, self.link_speed = True, device.UPLINK_SPEED_MBPS
@@ -54,7 +54,7 @@ class PfDriver:
         if nic_id != device.NIC_ID_MAGIC:
             raise pcicore.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
         self.msix_vectors = await pcicore.pci_alloc_irq_vectors(dev, 1, device.PF_MSIX_VECTORS)
-        await self.sriov.init()
+        self.sriov = await pcicore.pci_iov_init(dev, self.log)  # done at enumeration; idempotent
         await program_function(self, 0, self.mac)
         await self.mailbox.start()
         self.log.info(

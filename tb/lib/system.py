@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,8 @@ from cocotbext.pcie.core.pci import PciDevice
 
 import pcicore
 from datasheet import device
-from iommu import DmaDevice, IommuDriver
+from iommu import DmaDevice, IommuDriver, IommuRootComplex, PageAllocator
+from iommu.vtd_format import PAGE_SIZE
 from model import Nic
 from pf_driver import PfDriver
 from vf_driver import VfDriver
@@ -76,18 +78,30 @@ class System:
     root_port: object
     nic: Nic
     pf_dev: PciDevice
-    pf: PfDriver
+    pf: PfDriver | None  # None with build_system(..., bind_drivers=False)
     vfs: list[VfDriver] = field(default_factory=list)
     #: the host's IOMMU driver (None when built without ``iommu``)
     iommu_driver: IommuDriver | None = None
-    #: the PF driver's DMA API: the pass-through domain, so IOVA = host physical address
+    #: the PF driver's DMA API: the pass-through domain (or dma-direct), IOVA = host physical address
     pf_dma: DmaDevice | None = None
+    #: host pages for dma-direct (no IOMMU): every function's buffers come from here
+    direct_pages: PageAllocator | None = None
     _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
-    async def enable_vfs(self, num_vfs: int, probe: bool = True) -> list[VfDriver]:
-        """``sriov_configure(num_vfs)`` then bind and probe a VF driver on each VF."""
+    async def enable_vfs(
+        self, num_vfs: int, probe: bool = True, driver: Callable[[PciDevice], VfDriver] = VfDriver
+    ) -> list[VfDriver]:
+        """``sriov_configure(num_vfs)`` then bind a VF driver to each VF and probe it (with no
+        IOMMU each VF gets dma-direct; with one, it is blocked until :meth:`attach_vf_domain`).
+        ``driver``: your own VF driver class instead of the project's, any class made from the
+        VF's ``PciDevice`` with async ``probe()`` and ``remove()``."""
+        if self.pf is None:
+            raise RuntimeError("no PF driver bound (bind_drivers=False): use pcicore.pci_enable_sriov")
         await self.pf.sriov_configure(num_vfs)
-        self.vfs = [VfDriver(pdev) for pdev in self.pf.virtfns]
+        self.vfs = [driver(pdev) for pdev in self.pf.virtfns]
+        if self.direct_pages is not None:
+            for vf in self.vfs:
+                pcicore.set_dma_device(vf.pdev, DmaDevice.direct(self.direct_pages))
         if probe:
             for vf in self.vfs:
                 await vf.probe()
@@ -116,6 +130,8 @@ class System:
         new = self.vfs[index] = VfDriver(old.pdev)
         if self.iommu_driver is not None:
             self.attach_vf_domain(new)
+        elif self.direct_pages is not None:
+            pcicore.set_dma_device(new.pdev, DmaDevice.direct(self.direct_pages))
         await new.probe()
         if ring_size is not None:
             await new.open(ring_size)
@@ -199,8 +215,15 @@ async def build_system(
     verbose: bool | None = None,
     iommu: bool = False,
     nic: Nic | None = None,
+    bind_drivers: bool = True,
 ) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
+
+    ``bind_drivers=False`` stops after the host's part, for someone who brings their own
+    PF driver: the NIC is enumerated and resourced (BARs assigned, and, as Linux's
+    ``pci_iov_init`` does at enumeration, ARI enabled, VF bus numbers and VF BAR space
+    reserved) and has its DMA API, but no driver is bound: ``system.pf`` is None, and VF
+    Enable is the caller's job (``pcicore.pci_enable_sriov(system.pf_dev, n)``).
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
     the PF densely on its bus; without it they start on the next bus). ``rc``
@@ -212,16 +235,17 @@ async def build_system(
     translation and interrupt remapping on (compatibility-format interrupts blocked), ACS
     on in the root port (every upstream request is translated before it is routed),
     the PF attached in pass-through (the host trusts its own PF driver), every VF
-    blocked until :meth:`System.attach_vf_domain`.
+    blocked until :meth:`System.attach_vf_domain`. Without ``iommu`` there is no
+    remapping: the PF and each VF get dma-direct (bus address = host physical address);
+    the root complex is still an :class:`~iommu.IommuRootComplex` (translation off), whose
+    MSI window counts a write naming no vector instead of asserting.
     """
     verbose = quiet_logging(verbose)
-    if iommu and rc is None:
-        from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
-
-        rc = IommuRootComplex()
-    if iommu and not hasattr(rc, "iommu"):
+    # the IOMMU root complex also without ``iommu``: translation then stays off, but a write
+    # to the MSI window that names no vector is counted (msi_bogus) instead of asserting
+    rc = rc or IommuRootComplex()
+    if iommu and not isinstance(rc, IommuRootComplex):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
-    rc = rc or RootComplex()
     if not verbose:
         rc.log.addFilter(_SCAN_MISS_FILTER)
     root_port = rc.make_port()
@@ -234,15 +258,31 @@ async def build_system(
     await rc.enumerate()
     dut.link_up.value = 1
     pf_dev = rc.find_device(nic.pf.pcie_id)
-    iommu_driver = pf_dma = None
+    await pcicore.pci_iov_init(pf_dev)  # the host's part of SR-IOV, before any driver
+    iommu_driver = direct_pages = None
     if iommu:
         iommu_driver = IommuDriver.for_root_complex(rc, pool_size=IOMMU_POOL_SIZE, irq_remapping=True)
         await pcicore.pci_enable_acs(pf_dev)
         pf_dma = DmaDevice(iommu_driver, iommu_driver.attach_passthrough(int(nic.pf.pcie_id)))
-    if pf_dma is not None:
-        pcicore.set_dma_device(pf_dev, pf_dma)
-    pf = PfDriver(pf_dev)
-    await pf.probe()
+    else:
+        base, _region = rc.alloc_region(IOMMU_POOL_SIZE)
+        # the first host region starts at physical 0, which no DMA buffer may have (a zero
+        # ring base is invalid; Linux never hands out page 0 either): skip a page
+        direct_pages = PageAllocator(rc.host_memory, base + PAGE_SIZE, IOMMU_POOL_SIZE - PAGE_SIZE)
+        pf_dma = DmaDevice.direct(direct_pages)
+    pcicore.set_dma_device(pf_dev, pf_dma)
+    pf = None
+    if bind_drivers:
+        pf = PfDriver(pf_dev)
+        await pf.probe()
     return System(
-        dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf, iommu_driver=iommu_driver, pf_dma=pf_dma
+        dut=dut,
+        rc=rc,
+        root_port=root_port,
+        nic=nic,
+        pf_dev=pf_dev,
+        pf=pf,
+        iommu_driver=iommu_driver,
+        pf_dma=pf_dma,
+        direct_pages=direct_pages,
     )

@@ -18,6 +18,7 @@ from datasheet import mailbox as mbx
 from datasheet.descriptors import QueueError
 from datasheet.mailbox import Opcode
 from datasheet.regs import FnError
+from iommu.events import Fault as IommuFault
 from model import Nic
 from model import events as ev
 from pf_driver.vf_info import LinkState, MddPolicy, VfState
@@ -177,6 +178,31 @@ async def stale_writeback_never_lands_in_a_reprogrammed_ring(dut):
     assert await vf.read_reg(regs.TDH, 0) == 0
     assert ENABLE.get(await vf.read_reg(regs.TXDCTL, 0))
     await traffic_ok(vfs, 5)
+
+
+@cocotb.test()
+async def tx_chain_without_eop_waits_then_faults_when_closed(dut):
+    """(From fuzz seed 26.) A chain whose buffer points nowhere but has no EOP yet is not a
+    frame: the device fetches its descriptors and waits, reads no buffer, reports nothing.
+    Once the guest closes the chain with EOP, the frame is read: the unmapped buffer faults
+    (write-back ERR_DMA, the queue stops with DMA_FAULT), which the host sees."""
+    sys_, vfs = await up(dut)
+    vf = vfs[0]
+    ring = vf.netdev.tx[1]
+    faults, writebacks = [], []
+    sys_.rc.iommu.events.subscribe(IommuFault, faults.append)
+    port = device.vf_port(vf.vf_index)
+    sys_.nic.events.subscribe(ev.Writeback, lambda e: e.fn == port and e.queue == 1 and writebacks.append(e))
+    unmapped = 0x7_0000_0000
+    await ring.post_raw([d.tx_desc(unmapped, 60, eop=False), d.tx_desc(ring.data_iova, 60, eop=False)])
+    await Timer(50, "us")
+    assert ENABLE.get(await vf.read_reg(regs.TXDCTL, 1)) and not faults and not writebacks
+    await ring.post_raw([d.tx_desc(ring.data_iova, 60, eop=True)])
+    await Timer(50, "us")
+    assert await queue_error(vf, regs.TXDCTL, 1) == QueueError.DMA_FAULT
+    assert [f.record.address for f in faults][:1] == [unmapped]
+    assert [(w.slot, w.status) for w in writebacks] == [(k, DD | d.STATUS_ERR_DMA.mask) for k in range(3)]
+    await traffic_ok(vfs, 3)
 
 
 # -- FLR returns every register to its reset value ----------------------------------------------

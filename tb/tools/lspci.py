@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import cocotb
 
@@ -204,20 +205,31 @@ async def lspci_dump(dut):
             fh.write(text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def simulate(num_vfs: int = 4, total_vfs: int = 64, build_root: Path | None = None) -> str:
+    """Run :func:`lspci_dump` in a simulation; return its text."""
     from tb.tools.runner import run  # noqa: PLC0415 -- the runner is only needed to start a simulation
 
-    ap = argparse.ArgumentParser(description="lspci -vvv of the simulated NIC's PF and VFs")
-    ap.add_argument("--num-vfs", type=int, default=4)
-    ap.add_argument("--total-vfs", type=int, default=64)
-    args = ap.parse_args(argv)
-    out = BUILD_DIR / "lspci.txt"
+    build_root = build_root or BUILD_DIR
+    out = build_root / "lspci.txt"
     run(
         ["tb.tools.lspci"],
-        extra_env={"NUM_VFS": str(args.num_vfs), "TOTAL_VFS": str(args.total_vfs), "LSPCI_OUT": str(out)},
-        results_xml=BUILD_DIR / "lspci.xml",
+        extra_env={"NUM_VFS": str(num_vfs), "TOTAL_VFS": str(total_vfs), "LSPCI_OUT": str(out)},
+        results_xml=build_root / "lspci.xml",
+        build_root=build_root,
     )
-    sys.stdout.write(out.read_text())
+    return out.read_text()
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--num-vfs", type=int, default=4, help="VFs to enable (default 4)")
+    ap.add_argument("--total-vfs", type=int, default=64, help="the NIC's TotalVFs (default 64)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="lspci -vvv of the simulated NIC's PF and VFs")
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    sys.stdout.write(simulate(args.num_vfs, args.total_vfs))
     return 0
 
 

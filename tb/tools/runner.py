@@ -1,7 +1,8 @@
 """Build the HDL harness once and run cocotb test modules under Verilator.
 
-Used by ``make sim`` (all modules, one JUnit ``results.xml``) and by the pytest
-suite (one pytest test per cocotb module, sharing one build).
+Used by ``make sim`` (all modules, one JUnit ``results.xml``), by the pytest suite (one
+pytest test per cocotb module, sharing one build) and by ``sriov-nic run`` (a user's own
+modules, see :mod:`tb.tools.cli`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ import fcntl
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
 from tb.paths import BUILD_DIR, HDL_TOP, ROOT
 from tb.tools.toolchain import lz4_flags, setup_environment
+
+if TYPE_CHECKING:
+    from cocotb_tools.runner import Runner
 
 TOPLEVEL = "nic_harness"
 
@@ -32,13 +37,16 @@ def discover() -> list[str]:
 SIM_MODULES = discover()
 
 
-def get_runner(waves: bool = False):
-    """Return a Verilator runner whose build is up to date (built at most once)."""
-    setup_environment(BUILD_DIR / ".bin")
-    from cocotb_tools.runner import get_runner as _get_runner  # noqa: PLC0415
+def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
+    """Return a Verilator runner whose build (under ``build_root``, default
+    :data:`~tb.paths.BUILD_DIR`) is up to date: built at most once, also when parallel
+    workers ask at the same moment."""
+    build_root = build_root or BUILD_DIR
+    setup_environment(build_root / ".bin")
+    from cocotb_tools.runner import get_runner as _get_runner  # noqa: PLC0415 -- after PATH is set up
 
     runner = _get_runner("verilator")
-    build_dir = BUILD_DIR / ("waves" if waves else "default")
+    build_dir = build_root / ("waves" if waves else "default")
     stamp = build_dir / TOPLEVEL
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:  # parallel pytest workers build once
@@ -48,7 +56,7 @@ def get_runner(waves: bool = False):
                 sources=[HDL_TOP],
                 hdl_toplevel=TOPLEVEL,
                 build_dir=build_dir,
-                build_args=(["--trace-fst", "--trace-structs", *lz4_flags(BUILD_DIR / ".lz4")] if waves else []),
+                build_args=(["--trace-fst", "--trace-structs", *lz4_flags()] if waves else []),
                 waves=waves,
                 timescale=("1ns", "1ps"),
             )
@@ -63,25 +71,33 @@ def run(
     results_xml: Path | None = None,
     extra_env: dict[str, str] | None = None,
     seed: int | None = None,
+    build_root: Path | None = None,
+    pythonpath: list[Path] | None = None,
 ) -> Path:
-    """Run cocotb ``modules`` in one simulator process; return the JUnit results path."""
-    runner = get_runner(waves)
-    env = {"PYTHONPATH": str(ROOT)}
-    env.update(extra_env or {})
-    return runner.test(
-        test_module=modules,
-        hdl_toplevel=TOPLEVEL,
-        hdl_toplevel_lang="verilog",
-        testcase=testcase,
-        build_dir=runner.build_dir,
-        test_dir=runner.build_dir,
-        results_xml=str(results_xml) if results_xml else None,
-        waves=waves,
-        test_args=["--trace-file", str(BUILD_DIR / "dump.fst")] if waves else [],
-        extra_env=env,
-        seed=seed,
-        timescale=("1ns", "1ps"),
-    )
+    """Run cocotb ``modules`` in one simulator process; return the JUnit results path.
+    ``pythonpath``: folders the modules are imported from, before this package's own."""
+    build_root = build_root or BUILD_DIR
+    runner = get_runner(waves, build_root)
+    # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH
+    saved = list(sys.path)
+    sys.path[:0] = [str(p) for p in [*(pythonpath or []), ROOT]]
+    try:
+        return runner.test(
+            test_module=modules,
+            hdl_toplevel=TOPLEVEL,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=runner.build_dir,
+            test_dir=runner.build_dir,
+            results_xml=str(results_xml) if results_xml else None,
+            waves=waves,
+            test_args=["--trace-file", str(build_root / "dump.fst")] if waves else [],
+            extra_env=extra_env or {},
+            seed=seed,
+            timescale=("1ns", "1ps"),
+        )
+    finally:
+        sys.path[:] = saved
 
 
 def main(argv: list[str] | None = None) -> int:

