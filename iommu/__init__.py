@@ -2,7 +2,8 @@
 
 Hardware: :class:`Iommu` (context lookup, second-level walk, IOTLB, fault log)
 and :class:`IommuRootComplex` (a cocotbext-pcie RootComplex that sends device DMA
-through it).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
+through it), whose root ports have ACS and AER (:class:`AerRootComplex` has the AER root
+ports alone).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
 and :class:`DmaDevice` (``dma_alloc_coherent``, ``dma_map``...).  The package
 knows nothing of any particular device.
 """
@@ -27,9 +28,10 @@ from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
 from .remapping import Iommu
 
 if TYPE_CHECKING:
-    from .rc import IommuRootComplex
+    from .rc import AerRootComplex, IommuRootComplex
 
 __all__ = [
+    "AerRootComplex",
     "BytearrayMemory",
     "ContextCache",
     "DMA_BIDIRECTIONAL",
@@ -56,10 +58,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> type[IommuRootComplex]:
-    # the RootComplex subclass pulls in cocotb; load it only when asked for
-    if name == "IommuRootComplex":
-        from .rc import IommuRootComplex  # noqa: PLC0415
+def __getattr__(name: str) -> type[AerRootComplex]:
+    # the RootComplex subclasses pull in cocotb; load them only when asked for
+    if name in ("AerRootComplex", "IommuRootComplex"):
+        from . import rc  # noqa: PLC0415
 
-        return IommuRootComplex
+        return getattr(rc, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

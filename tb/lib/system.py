@@ -6,6 +6,10 @@ This is the stable entry point driver developers and outside tests use::
     vfs = await system.enable_vfs(8)          # sriov_configure + VF driver probe
     await vfs[0].read_reg(regs.NIC_ID)
 
+The root port has AER and the host's AER service (``system.aer``, :mod:`pcicore.aer`) is
+bound to it: errors the functions report are logged and recovered through their drivers'
+error handlers.
+
 With ``iommu=True`` the root complex remaps device DMA (VT-d, :mod:`iommu`): the
 PF is in pass-through, every VF is blocked until the host assigns it a domain::
 
@@ -32,6 +36,7 @@ from cocotbext.pcie.core.pci import PciDevice
 import pcicore
 from datasheet import device
 from iommu import DmaDevice, IommuDriver
+from iommu.rc import AerRootComplex
 from model import Nic
 from pf_driver import PfDriver
 from vf_driver import VfDriver
@@ -82,6 +87,8 @@ class System:
     iommu_driver: IommuDriver | None = None
     #: the PF driver's DMA API: the pass-through domain, so IOVA = host physical address
     pf_dma: DmaDevice | None = None
+    #: the host's AER service on the root port (None with a root complex whose ports lack AER)
+    aer: pcicore.AerService | None = None
     _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
     async def enable_vfs(self, num_vfs: int, probe: bool = True) -> list[VfDriver]:
@@ -113,6 +120,8 @@ class System:
         if rid in self._vf_dma:
             self._detach(rid)
         await pcicore.pci_reset_function(old.pdev)
+        if self.aer is not None:
+            await self.aer.unmask(old.pdev)  # a new guest: the rate limit's masks go
         new = self.vfs[index] = VfDriver(old.pdev)
         if self.iommu_driver is not None:
             self.attach_vf_domain(new)
@@ -203,7 +212,9 @@ async def build_system(
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
-    the PF densely on its bus; without it they start on the next bus). ``rc``
+    the PF densely on its bus; without it they start on the next bus). The root
+    complex's ports have AER (an :class:`~iommu.rc.AerRootComplex`) and the host's AER
+    service is bound to the root port before the PF driver probes. ``rc``
     lets a caller supply a root complex subclass, ``nic`` a NIC it built itself (``total_vfs``
     is then the NIC's; build it without yielding to the simulator before this call, as its
     link port starts at once).  ``iommu`` builds an
@@ -221,7 +232,7 @@ async def build_system(
         rc = IommuRootComplex()
     if iommu and not hasattr(rc, "iommu"):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
-    rc = rc or RootComplex()
+    rc = rc or AerRootComplex()
     if not verbose:
         rc.log.addFilter(_SCAN_MISS_FILTER)
     root_port = rc.make_port()
@@ -241,8 +252,20 @@ async def build_system(
         pf_dma = DmaDevice(iommu_driver, iommu_driver.attach_passthrough(int(nic.pf.pcie_id)))
     if pf_dma is not None:
         pcicore.set_dma_device(pf_dev, pf_dma)
+    aer = None
+    if hasattr(root_port, "aer_cap"):  # the AER port service binds to the root port (aer_probe)
+        aer = pcicore.AerService(rc.find_device(root_port.pcie_id))
+        await aer.probe()
     pf = PfDriver(pf_dev)
     await pf.probe()
     return System(
-        dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf, iommu_driver=iommu_driver, pf_dma=pf_dma
+        dut=dut,
+        rc=rc,
+        root_port=root_port,
+        nic=nic,
+        pf_dev=pf_dev,
+        pf=pf,
+        iommu_driver=iommu_driver,
+        pf_dma=pf_dma,
+        aer=aer,
     )
