@@ -158,6 +158,7 @@ class AerService:
         self._pos: int | None = None
         self._irq = Event()
         self._task = None
+        self._serving = False
 
     # -- aer_probe ------------------------------------------------------------------------------
     async def probe(self) -> None:
@@ -185,12 +186,19 @@ class AerService:
         self.interrupts += 1
         self._irq.set()
 
+    @property
+    def idle(self) -> bool:
+        """No interrupt waiting and no error being served (a host operation on a function,
+        such as rebinding it, waits for this as Linux's would for the device lock)."""
+        return not (self._serving or self._irq.is_set())
+
     async def _aer_isr(self) -> None:
         """Serve the port's errors in order, one interrupt's worth at a time (Linux's
         threaded ``aer_isr``): read Root Error Status, clear what was read, handle it."""
         port, pos = self.port, self._pos
         while True:
             await self._irq.wait()
+            self._serving = True
             self._irq.clear()
             while True:
                 status = await port.config_read_dword(pos + pci.PCI_ERR_ROOT_STATUS)
@@ -206,8 +214,15 @@ class AerService:
                 if status & ROOT_COR:
                     first = source & 0xFFFF if status & pci.PCI_ERR_ROOT_COR_RCV else None
                     await self._serve(True, first, bool(status & pci.PCI_ERR_ROOT_MULTI_COR_RCV))
+            self._serving = False
 
     async def _serve(self, correctable: bool, first: int | None, multi: bool) -> None:
+        try:
+            await self._serve_sources(correctable, first, multi)
+        except Exception:  # a function that vanished mid-service must not stop the service
+            log.exception("AER: error service failed")
+
+    async def _serve_sources(self, correctable: bool, first: int | None, multi: bool) -> None:
         for dev in await self.find_source_devices(correctable, first, multi):
             info = await self.aer_get_device_error_info(dev, correctable, multi)
             if info is None:
@@ -273,6 +288,8 @@ class AerService:
             await self.pcie_do_recovery(dev, state, info)
             return
         pos = await aer_cap(dev)
+        if pos is None:  # gone meanwhile
+            return
         await dev.config_write_dword(pos + pci.PCI_ERR_COR_STATUS, info.status)
         if info.status & pci.PCI_ERR_COR_ADV_NFAT:
             # the uncorrectable errors the function signalled as Advisory Non-Fatal (Linux's
@@ -305,6 +322,8 @@ class AerService:
             return self._failed(dev, rec, status)
         if state is PciChannelState.FROZEN and not await self._reset(dev, rec):
             return self._failed(dev, rec, PciErsResult.DISCONNECT)
+        if pci_err_handlers(dev) is not handlers:  # unbound meanwhile (Linux: under the device lock)
+            return self._failed(dev, rec, PciErsResult.DISCONNECT)
         if status is PciErsResult.CAN_RECOVER:
             vote = await handlers.mmio_enabled()
             rec.steps.append(f"mmio_enabled:{vote.value}")
@@ -312,16 +331,19 @@ class AerService:
         if status is PciErsResult.NEED_RESET:
             if state is PciChannelState.NORMAL and not await self._reset(dev, rec):
                 return self._failed(dev, rec, PciErsResult.DISCONNECT)
+            if pci_err_handlers(dev) is not handlers:
+                return self._failed(dev, rec, PciErsResult.DISCONNECT)
             vote = await handlers.slot_reset()
             rec.steps.append(f"slot_reset:{vote.value}")
             status = merge_result(PciErsResult.RECOVERED, vote)
-        if status is not PciErsResult.RECOVERED:
+        if status is not PciErsResult.RECOVERED or pci_err_handlers(dev) is not handlers:
             return self._failed(dev, rec, status)
         await handlers.resume()
         rec.steps.append("resume")
         await pcie_clear_device_status(dev)
         pos = await aer_cap(dev)
-        await dev.config_write_dword(pos + pci.PCI_ERR_UNCOR_STATUS, info.status)
+        if pos is not None:
+            await dev.config_write_dword(pos + pci.PCI_ERR_UNCOR_STATUS, info.status)
         rec.result = PciErsResult.RECOVERED
         log.info("%s: AER: device recovery successful (%s)", pci.rid_str(rec.source_id), ", ".join(rec.steps))
         return rec.result
@@ -360,6 +382,8 @@ class AerService:
         if len(recent) <= AER_RATELIMIT_BURST:
             return
         pos = await aer_cap(dev)
+        if pos is None:
+            return
         correctable = kind is AerSeverity.CORRECTABLE
         reg = pos + self._registers(correctable)[1]
         await dev.config_write_dword(reg, await dev.config_read_dword(reg) | info.status)
@@ -380,7 +404,7 @@ class AerService:
         uncor, cor = self.masked.pop(int(dev.pcie_id), (0, 0))
         pos = await aer_cap(dev)
         for reg, bits in ((pci.PCI_ERR_UNCOR_MASK, uncor), (pci.PCI_ERR_COR_MASK, cor)):
-            if bits:
+            if bits and pos is not None:
                 await dev.config_write_dword(pos + reg, await dev.config_read_dword(pos + reg) & ~bits)
         for kind in AerSeverity:
             self._recent.pop((int(dev.pcie_id), kind), None)

@@ -188,7 +188,7 @@ class VfDriver:
         """An uncorrectable error of this VF: with the channel working, see whether MMIO still
         shows a healthy function (mmio_enabled); a fatal one needs a reset."""
         ers = pcicore.PciErsResult
-        if state is pcicore.PciChannelState.PERM_FAILURE:
+        if state is pcicore.PciChannelState.PERM_FAILURE or self.removed:
             self.ready = False
             result = ers.DISCONNECT
         elif state is pcicore.PciChannelState.FROZEN:

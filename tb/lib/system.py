@@ -39,6 +39,7 @@ from iommu import DmaDevice, IommuDriver
 from iommu.rc import AerRootComplex
 from model import Nic
 from pf_driver import PfDriver
+from tb.lib.timing import wait_until
 from vf_driver import VfDriver
 
 if TYPE_CHECKING:
@@ -115,6 +116,8 @@ class System:
         reset the function (``pci_reset_function``), give it a fresh IOMMU domain (with the
         IOMMU on) and bind and probe a new driver, opened with ``ring_size`` if given."""
         old = self.vfs[index]
+        if self.aer is not None:  # the AER service may be recovering the function: let it finish
+            await wait_until(lambda: self.aer.idle, timeout_ns=1_000_000_000, step_ns=10_000)
         await old.remove()
         rid = int(old.pdev.pcie_id)
         if rid in self._vf_dma:
