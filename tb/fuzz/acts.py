@@ -518,7 +518,6 @@ class Attacker:
 
 #: scenario kind -> the attacker method that plays it (also the coverpoint bins)
 SCENARIOS = (
-    "aer",
     "mmio",
     "descriptors",
     "ring_geometry",
@@ -532,6 +531,7 @@ SCENARIOS = (
     "spoof",
     "host_config",
     "numvfs_change",
+    "aer",
 )
 #: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
 PF_ONLY = ("numvfs_change",)
