@@ -310,6 +310,8 @@ async def completer_abort_on_misaligned_msix_access(dut):
         assert got.header[0] >> 24 == 0x40 and got.header[1] & 0xFF == 0x06  # MWr, first BE 0110b
         assert got.header[2] == vf.pdev.bar_addr[device.MSIX_BAR] + msix_entry(3)
         assert [(m.source_id, m.message) for m in watch.messages] == [(rid, "ERR_NONFATAL")]
+        status, source = await root_error(system)
+        assert status & pci.PCI_ERR_ROOT_UNCOR_RCV and source >> 16 == rid
     await recovered(system, rid)
     assert system.aer.errors[-1].status == pci.PCI_ERR_UNC_COMP_ABORT
     assert vf.error_handler_calls == NORMAL_RECOVERY
@@ -376,6 +378,8 @@ async def poisoned_tlps_are_dropped_and_reported(dut):
         assert got.uncor_status == pci.PCI_ERR_UNC_POISON_TLP and got.first_error == fep(pci.PCI_ERR_UNC_POISON_TLP)
         assert got.header[0] >> 24 == 0x40 and got.header[0] & 1 << 14  # MWr with EP
         assert [(m.source_id, m.message) for m in watch.messages] == [(rid, "ERR_NONFATAL")]
+        status, source = await root_error(system)
+        assert status & pci.PCI_ERR_ROOT_UNCOR_RCV and source >> 16 == rid
     await recovered(system, rid)
     assert vf.error_handler_calls == NORMAL_RECOVERY
 
@@ -434,11 +438,12 @@ async def completion_timeout_then_unexpected_completion(dut):
         assert source == rid << 16 | rid
     await recovered(system, rid)
     await expect_within(lambda: ("cor_error_detected", "") in vf.error_handler_calls)
-    severities = [(i.severity, i.status) for i in system.aer.errors]
-    assert severities[0] == (
-        pcicore.AerSeverity.NONFATAL,
-        pci.PCI_ERR_UNC_COMP_TIME | pci.PCI_ERR_UNC_UNX_COMP,
-    )
+    logged = [(i.source_id, i.severity, i.status) for i in system.aer.errors]
+    assert logged == [
+        (rid, pcicore.AerSeverity.NONFATAL, pci.PCI_ERR_UNC_COMP_TIME | pci.PCI_ERR_UNC_UNX_COMP),
+        (rid, pcicore.AerSeverity.CORRECTABLE, pci.PCI_ERR_COR_ADV_NFAT),
+    ]
+    assert system.aer.errors[0].tlp_header == got.header
     assert vf.error_handler_calls == RESET_RECOVERY + [("cor_error_detected", "")]
     after = await aer_regs(vf.pdev)
     assert after.uncor_status == 0 and after.cor_status == 0
