@@ -39,7 +39,7 @@ from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from datasheet import device, pci
 from model import events as ev
 from model.pcie.caps import NicAerCapability, NicMsixCapability, NicPcieCapability
-from model.pcie.caps.aer import error_name
+from model.pcie.caps.aer import ADVISORY, CORRECTABLE_SEVERITY, FATAL, error_name
 
 if TYPE_CHECKING:
     from model.core.slice import FunctionSlice
@@ -232,9 +232,9 @@ class NicFunction(MemoryEndpoint):
         unsupported = error == pci.PCI_ERR_UNC_UNSUP and not correctable
         if unsupported:
             cap.unsupported_request_detected = True
-        if verdict.severity in ("correctable", "advisory"):
+        if verdict.severity in (CORRECTABLE_SEVERITY, ADVISORY):
             cap.correctable_error_detected = True
-        elif verdict.severity == "fatal":
+        elif verdict.severity == FATAL:
             cap.fatal_error_detected = True
         else:
             cap.nonfatal_error_detected = True
@@ -245,7 +245,10 @@ class NicFunction(MemoryEndpoint):
             self.signaled_system_error = True
         name = error_name(error, correctable)
         sent = pci.PCI_MSG_ERR_NAMES.get(message)
-        self.log.warning("AER: %s (%s) %s", name, verdict.severity, sent or f"not signalled: {why}")
+        if sent:
+            self.log.warning("AER: %s (%s) %s", name, verdict.severity, sent)
+        else:  # logged in the capability and published; enumeration probes make many of these
+            self.log.info("AER: %s (%s) not signalled: %s", name, verdict.severity, why)
         if self._aer_error:
             self._aer_error.emit(ev.AerError(self.fn, self.rid, name, verdict.severity, sent, why, verdict.logged))
         if message is not None:
