@@ -121,3 +121,15 @@ QUEUE_BUDGET = 64
 DMA_ENGINES = 4
 #: a TX frame may span at most this many descriptors; longer chains complete with ERR_LEN
 TX_MAX_FRAME_DESCS = 16
+
+#: Completion Timeout Ranges Supported (Device Capabilities 2): Range A (50 us-10 ms) and B (10-250 ms);
+#: Completion Timeout Disable is supported too
+COMPLETION_TIMEOUT_RANGES = 0x3
+#: the timeout the device applies to its own reads, by Device Control 2 Completion Timeout Value
+#: (PCIe Base 6.0 §7.5.3.16); the default value 0 (50 us-50 ms) and unsupported values mean 10 ms
+COMPLETION_TIMEOUT_NS = {0x0: 10_000_000, 0x1: 100_000, 0x2: 10_000_000, 0x5: 55_000_000, 0x6: 210_000_000}
+
+
+def completion_timeout_ns(value: int, disabled: bool) -> int | None:
+    """The device's Completion Timeout for Device Control 2 ``value``; None when ``disabled``."""
+    return None if disabled else COMPLETION_TIMEOUT_NS.get(value, COMPLETION_TIMEOUT_NS[0])

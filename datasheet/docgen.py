@@ -149,8 +149,23 @@ def render() -> str:
         "(otherwise reads complete with Unsupported Request and writes are dropped). "
         "VF Enable with NumVFs > TotalVFs creates no VF and reads back 0.",
         "",
+        "## Completion Timeout",
+        "",
+        "What the device waits for the completions of its own reads, by the Device Control 2 "
+        "Completion Timeout Value (the PF's governs its VFs); Completion Timeout Disable is "
+        f"supported. Ranges Supported: `{device.COMPLETION_TIMEOUT_RANGES:#x}` (A and B); other values mean the "
+        "default. A timeout is an AER Completion Timeout error (see [security](security.md#aer-as-modelled)).",
+        "",
+        "| Completion Timeout Value | timeout |",
+        "|---|---|",
     ]
+    out += [f"| `{value:#x}` | {_ns(ns)} |" for value, ns in sorted(device.COMPLETION_TIMEOUT_NS.items())]
+    out.append("")
     return "\n".join(out)
+
+
+def _ns(ns: int) -> str:
+    return f"{ns // 1_000_000} ms" if ns >= 1_000_000 else f"{ns // 1000} us"
 
 
 HANDSHAKE = """```mermaid

@@ -2,7 +2,8 @@
 
 Hardware: :class:`Iommu` (context lookup, second-level walk, IOTLB, fault log)
 and :class:`IommuRootComplex` (a cocotbext-pcie RootComplex that sends device DMA
-through it).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
+through it), whose root ports have ACS and AER (:class:`AerRootComplex` has the AER root
+ports alone).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
 and :class:`DmaDevice` (``dma_alloc_coherent``, ``dma_map``...).  The package
 knows nothing of any particular device.
 """
@@ -22,10 +23,11 @@ from .dma import (
 from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
-from .rc import IommuRootComplex
+from .rc import AerRootComplex, IommuRootComplex
 from .remapping import Iommu
 
 __all__ = [
+    "AerRootComplex",
     "BytearrayMemory",
     "ContextCache",
     "DMA_BIDIRECTIONAL",

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cocotbext.pcie.core.bridge import RootPort
 from cocotbext.pcie.core.caps import PciExtCap
 from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import byte_mask_update
 
 from datasheet import pci
 
+from .aer import AerRootPort
 from .events import AcsViolation
 
 if TYPE_CHECKING:
@@ -59,12 +59,12 @@ class AcsExtendedCapability(PciExtCap):
             self.control = byte_mask_update(self.control, mask >> 2, data >> 16, self.capability)
 
 
-class AcsRootPort(RootPort):
-    """A root port with ACS that hands redirected requests straight to ``rc``'s TLP handling
-    (the root complex's internal path to the IOMMU), preserving their order."""
+class AcsRootPort(AerRootPort):
+    """A root port (with AER) and ACS that hands redirected requests straight to ``rc``'s TLP
+    handling (the root complex's internal path to the IOMMU), preserving their order."""
 
     def __init__(self, rc: IommuRootComplex, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
+        super().__init__(rc.events, *args, **kwargs)
         self.rc = rc
         self.acs_cap = AcsExtendedCapability()
         self.register_extended_capability(self.acs_cap)

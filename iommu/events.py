@@ -1,7 +1,8 @@
 """What the remapping hardware did, and what the host's IOMMU driver changed, as typed events
 on ``iommu.events`` (an :class:`observe.EventBus`): every translation with its outcome, IOTLB
 fills and invalidations, every recorded fault and interrupt request; each context change and
-each page-table map and unmap the driver made.
+each page-table map and unmap the driver made. The root ports publish the error Messages they
+receive (:class:`AerMessage`) on their root complex's ``events``.
 """
 
 from __future__ import annotations
@@ -82,6 +83,18 @@ class AcsViolation:
     requester_id: int
     address: int
     is_write: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AerMessage:
+    """Root port ``port`` received error Message ``message`` (ERR_COR, ERR_NONFATAL, ERR_FATAL)
+    from ``source_id``; ``interrupt``: it raised the Advanced Error Interrupt (the first of its
+    kind since the host last cleared Root Error Status, with reporting enabled)."""
+
+    port: int
+    source_id: int
+    message: str
+    interrupt: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,13 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import cocotb
+from cocotb.triggers import Timer
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
+from observe import EventBus
+
 from .acs import AcsRootPort
+from .aer import AerRootPort
 from .events import MsiRequest
 from .faults import FaultRecord
+from .inject import DELAY, POISON, WITHHOLD, CompletionFaults
 from .memory import RcHostMemory
 from .remapping import Iommu
 
@@ -32,7 +38,17 @@ MSI_DWORD_BE = 0xF
 INTERRUPT_WINDOW_SIZE = 1 << 20
 
 
-class IommuRootComplex(RootComplex):
+class AerRootComplex(RootComplex):
+    """A cocotbext RootComplex whose root ports have AER (:class:`~iommu.aer.AerRootPort`); the
+    ports publish the error Messages they receive on ``self.events``."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.events = EventBus()
+        self.default_downstream_bridge = lambda: AerRootPort(self.events)  # root ports made from now on
+
+
+class IommuRootComplex(AerRootComplex):
     """RootComplex + one DMA-remapping unit (``self.iommu``) over its host RAM.
 
     ``self.host_memory`` is the synchronous view of the RC's RAM.  With
@@ -54,6 +70,8 @@ class IommuRootComplex(RootComplex):
         self.msi_delivered = 0
         self.msi_bogus = 0
         self.irq_domain: IommuDriver | None = None  # the IOMMU driver, once it enables interrupt remapping
+        self.inject = CompletionFaults()
+        self._poisoned: set[tuple[int, int]] = set()  # (requester, tag) whose next completion is poisoned
         self._msi_request = self.iommu.events.topic(MsiRequest)
         # IOVA ranges the IOMMU must never hand out: the interrupt window, and
         # the bridge memory window (peer-to-peer routing would win over the RC)
@@ -145,14 +163,35 @@ class IommuRootComplex(RootComplex):
         return host_tlp
 
     async def handle_mem_read_tlp(self, tlp: Tlp) -> None:
-        if not self.iommu.translation_enabled:
-            await super().handle_mem_read_tlp(tlp)
-            return
-        host_tlp = self._translate(tlp, is_write=False)
-        if host_tlp is None:
-            await self.send(Tlp.create_ur_completion_for_tlp(tlp, PcieId(0, 0, 0)))
-            return
-        await super().handle_mem_read_tlp(host_tlp)
+        host_tlp = tlp
+        if self.iommu.translation_enabled:
+            host_tlp = self._translate(tlp, is_write=False)
+            if host_tlp is None:
+                await self.send(Tlp.create_ur_completion_for_tlp(tlp, PcieId(0, 0, 0)))
+                return
+        fault = self.inject.take(int(tlp.requester_id), tlp.address)
+        if fault is None:
+            await super().handle_mem_read_tlp(host_tlp)
+        elif fault.kind == DELAY:
+            cocotb.start_soon(self._complete_late(host_tlp, fault.delay_ns))
+        elif fault.kind == POISON:
+            self._poisoned.add((int(tlp.requester_id), tlp.tag))
+            await super().handle_mem_read_tlp(host_tlp)
+        else:
+            assert fault.kind == WITHHOLD
+            self.log.warning("read from %s at %#x: completion withheld (injected)", tlp.requester_id, tlp.address)
+
+    async def _complete_late(self, tlp: Tlp, delay_ns: int) -> None:
+        await Timer(delay_ns, "ns")
+        await super().handle_mem_read_tlp(tlp)
+
+    async def send(self, tlp: Tlp) -> None:
+        if self._poisoned and tlp.is_completion():
+            key = (int(tlp.requester_id), tlp.tag)
+            if key in self._poisoned:
+                self._poisoned.discard(key)
+                tlp.ep = True
+        await super().send(tlp)
 
     async def handle_mem_write_tlp(self, tlp: Tlp) -> None:
         if self.in_interrupt_window(tlp.address):

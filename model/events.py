@@ -178,3 +178,20 @@ class MailboxViolation:
 
     fn: int
     side: str
+
+
+@dataclass(frozen=True, slots=True)
+class AerError:
+    """Function ``fn`` detected an error and logged it in its AER capability (PCIe Base 6.0 §6.2):
+    ``error`` is Linux's name of the status bit (``UnsupReq``, ``CmpltAbrt``...), ``severity``
+    correctable, advisory (Advisory Non-Fatal), nonfatal or fatal; ``message`` the Message it
+    sent (``ERR_COR``, ``ERR_NONFATAL``, ``ERR_FATAL``), or None and ``why`` (masked, reporting
+    disabled); ``logged``: the TLP header went to the Header Log."""
+
+    fn: int
+    rid: int
+    error: str
+    severity: str
+    message: str | None
+    why: str = ""
+    logged: bool = False

@@ -86,7 +86,7 @@ class Nic:
     async def sriov_vf_enable(self, num_vfs: int) -> None:
         """VF Enable 0->1: NumVFs VF shells at their Routing IDs, each over a new slice
         (SR-IOV 1.1 §3.3.3.1)."""
-        shells = [VirtualFunction(i, self.device.vf_bar_lookup, self.events) for i in range(num_vfs)]
+        shells = [VirtualFunction(i, self.device.vf_bar_lookup, self.events, self.pf) for i in range(num_vfs)]
         for shell, slice_ in zip(shells, self.core.add_vfs(shells)):
             shell.map_slice(slice_)
         self.device.set_vfs(shells)

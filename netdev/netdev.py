@@ -86,6 +86,11 @@ class NetDev:
         completion against the re-enable (tests of the lost-interrupt window)."""
         self._before_unmask = hook
 
+    def vectors_freed(self) -> None:
+        """The host freed the function's interrupt vectors (a reset): the next :meth:`open`
+        requests them again."""
+        self._irqs.clear()
+
     def abandon(self) -> None:
         """The function was reset under the driver and its rings' memory is gone: stop polling
         without touching the device or the buffers (the driver builds a new net device)."""

@@ -12,8 +12,11 @@ Everything works through config and memory requests over cocotbext-pcie's host m
   ``pci_disable_sriov``, ``pci_iov_add_virtfn``
 * :mod:`pcicore.dma` -- each function's DMA API
 * :mod:`pcicore.raw` -- single requests that return the completion status (SC/UR/CRS/CA) with the data
+* :mod:`pcicore.driver` -- which driver is bound to a function, ``pci_error_handlers``
+* :mod:`pcicore.aer` -- the AER service of a root port: error logging and the recovery sequence
 """
 
+from pcicore.aer import AerErrInfo, AerRecovery, AerService, AerSeverity, pci_aer_init
 from pcicore.config import (
     find_capability,
     find_ext_capability,
@@ -22,6 +25,14 @@ from pcicore.config import (
     pci_save_state,
 )
 from pcicore.dma import dma_device, set_dma_device
+from pcicore.driver import (
+    PciChannelState,
+    PciErrorHandlers,
+    PciErsResult,
+    pci_bind_driver,
+    pci_bound_driver,
+    pci_unbind_driver,
+)
 from pcicore.errors import PciError
 from pcicore.iov import (
     Sriov,
@@ -45,13 +56,23 @@ from pcicore.topology import (
 )
 
 __all__ = [
+    "AerErrInfo",
+    "AerRecovery",
+    "AerService",
+    "AerSeverity",
+    "PciChannelState",
     "PciError",
+    "PciErrorHandlers",
+    "PciErsResult",
     "Sriov",
     "SriovState",
     "dma_device",
     "find_capability",
     "find_ext_capability",
     "list_capabilities",
+    "pci_aer_init",
+    "pci_bind_driver",
+    "pci_bound_driver",
     "pci_alloc_irq_vectors",
     "pci_bus_reserve",
     "pci_enable_acs",
@@ -71,6 +92,7 @@ __all__ = [
     "pci_reset_function",
     "pci_restore_state",
     "pci_save_state",
+    "pci_unbind_driver",
     "pcie_flr",
     "set_dma_device",
 ]

@@ -18,6 +18,7 @@ from cocotbext.pcie.core.pci import PciBus, PciDevice
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import pci
+from pcicore.aer import pci_aer_init
 from pcicore.config import find_ext_capability
 from pcicore.errors import PciError
 from pcicore.topology import pci_bus_reserve, pci_enable_ari, pci_mmio_reserve
@@ -199,7 +200,8 @@ async def pci_iov_add_virtfn(
     """Add one VF to the host's view (Linux ``pci_iov_add_virtfn``).
 
     ``bars`` maps BAR index to (address, size) computed from the PF's VF BARs;
-    a VF's own BAR registers read 0, so they are not probed.
+    a VF's own BAR registers read 0, so they are not probed. Its AER is prepared as for any
+    new function (``pci_aer_init``).
     """
     bus = pci_bus_for(pf, rid >> 8)
     vf = PciDevice(bus)
@@ -212,6 +214,7 @@ async def pci_iov_add_virtfn(
         vf.bar[idx] = vf.bar_addr[idx] = addr
         vf.bar_size[idx] = size
         vf.bar_window[idx] = pf.rc.mem_address_space.create_window(addr, size)
+    await pci_aer_init(vf)
     bus.devices.append(vf)
     return vf
 

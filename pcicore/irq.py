@@ -1,5 +1,6 @@
-"""MSI-X vectors of a function: the host programs its table (Linux ``pci_alloc_irq_vectors``),
-then a driver or a test binds a handler to a vector (``request_irq``) or waits for it.
+"""Interrupt vectors of a function: the host programs its MSI-X table, or its MSI capability
+(Linux ``pci_alloc_irq_vectors``), then a driver or a test binds a handler to a vector
+(``request_irq``) or waits for it (``wait_for_irq``).
 
 To make a function raise an interrupt, have it do what the NIC signals on: a write-back
 on a queue whose TXDCTL/RXDCTL.VECTOR names the vector, a mailbox message, a link change
@@ -25,7 +26,9 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     message the interrupt controller composes for this requester (remappable format with its
     own IRTE when the root complex remaps interrupts). Entries start unmasked."""
     msix = await find_capability(dev, pci.PCI_CAP_ID_MSIX)
-    if msix is None or dev.msix_enabled:
+    if msix is None:
+        return await _alloc_msi(dev) if min_vecs <= 1 else -1
+    if dev.msix_enabled:
         return -1
     table_size = (await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS) & pci.PCI_MSIX_FLAGS_QSIZE) + 1
     if table_size < min_vecs:
@@ -36,9 +39,7 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     offset = table & ~pci.PCI_MSIX_BIR_MASK
     if not dev.msi_vectors:
         dev.msi_vectors = dev.rc.msi_alloc_vectors(table_size)
-    compose = getattr(dev.rc, "msi_compose_msg", None)
-    vectors = dev.msi_vectors[:count]
-    messages = compose(int(dev.pcie_id), vectors) if compose else [(v.addr, v.data) for v in vectors]
+    messages = _compose(dev, dev.msi_vectors[:count])
     flags = await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS)
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags & ~pci.PCI_MSIX_FLAGS_ENABLE)
     for k, (addr, data) in enumerate(messages):
@@ -51,6 +52,31 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags | pci.PCI_MSIX_FLAGS_ENABLE)
     dev.msix_enabled = True
     return count
+
+
+def _compose(dev: PciDevice, vectors: list) -> list[tuple[int, int]]:
+    compose = getattr(dev.rc, "msi_compose_msg", None)
+    return compose(int(dev.pcie_id), vectors) if compose else [(v.addr, v.data) for v in vectors]
+
+
+async def _alloc_msi(dev: PciDevice) -> int:
+    """One MSI vector (PCI 3.0 §6.8.1, 64-bit address), as Linux falls back to when a function
+    has no MSI-X; returns 1, or -1 without an MSI capability."""
+    msi = await find_capability(dev, pci.PCI_CAP_ID_MSI)
+    if msi is None or dev.msi_enabled:
+        return -1
+    flags = await dev.config_read_word(msi + pci.PCI_MSI_FLAGS)
+    if not flags & pci.PCI_MSI_FLAGS_64BIT:
+        return -1
+    if not dev.msi_vectors:
+        dev.msi_vectors = dev.rc.msi_alloc_vectors(1)
+    ((addr, data),) = _compose(dev, dev.msi_vectors[:1])
+    await dev.config_write_dword(msi + pci.PCI_MSI_ADDRESS_LO, addr & 0xFFFFFFFC)
+    await dev.config_write_dword(msi + pci.PCI_MSI_ADDRESS_HI, addr >> 32)
+    await dev.config_write_word(msi + pci.PCI_MSI_DATA_64, data & 0xFFFF)
+    await dev.config_write_word(msi + pci.PCI_MSI_FLAGS, flags | pci.PCI_MSI_FLAGS_ENABLE)
+    dev.msi_enabled = True
+    return 1
 
 
 def pci_free_irq_vectors(dev: PciDevice) -> None:

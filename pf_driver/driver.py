@@ -1,5 +1,5 @@
-"""PF driver: probe, ``sriov_configure``, mailbox service and VF policy (the Linux
-``pci_driver`` + ``ndo_set_vf_*`` shape)."""
+"""PF driver: probe, ``sriov_configure``, mailbox service, VF policy and PCI error handlers
+(the Linux ``pci_driver`` + ``ndo_set_vf_*`` + ``pci_error_handlers`` shape)."""
 
 from __future__ import annotations
 
@@ -39,12 +39,15 @@ class PfDriver:
         self.netdev = NetDev(self, device.PF_QUEUE_PAIRS)
         self.mdd_policy = MddPolicy()
         self.errors = 0  # times the PF itself entered the error state
+        #: the AER service's calls of this driver's error handlers: (handler, what it returned)
+        self.error_handler_calls: list[tuple[str, str]] = []
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
         dev = self.pdev
         if (dev.vendor_id, dev.device_id) != (device.VENDOR_ID, device.PF_DEVICE_ID):
             raise pcicore.PciError(f"{dev.pcie_id}: not our PF ({dev.vendor_id:04x}:{dev.device_id:04x})")
+        pcicore.pci_bind_driver(dev, self)
         await dev.enable_device()
         await dev.set_master()
         self.bar0 = dev.bar_window[device.REG_BAR]
@@ -158,6 +161,41 @@ class PfDriver:
         vf = self.vf_info(n)
         vf.state, vf.error_times = VfState.NOT_RESET, []
         await self.trigger_vf_reset(n)
+
+    # -- PCI error recovery (the host's AER service calls these) ---------------------------------
+    def _record(self, handler: str, result: pcicore.PciErsResult | None = None) -> None:
+        self.error_handler_calls.append((handler, result.value if result else ""))
+
+    async def error_detected(self, state: pcicore.PciChannelState) -> pcicore.PciErsResult:
+        """An uncorrectable error of the PF: with the channel working, check the device
+        (mmio_enabled); a fatal error needs the device reset."""
+        ers = pcicore.PciErsResult
+        result = {
+            pcicore.PciChannelState.NORMAL: ers.CAN_RECOVER,
+            pcicore.PciChannelState.FROZEN: ers.NEED_RESET,
+        }.get(state, ers.DISCONNECT)
+        self._record(f"error_detected:{state.value}", result)
+        return result
+
+    async def mmio_enabled(self) -> pcicore.PciErsResult:
+        status = await self.read_reg(regs.STATUS)
+        broken = status == 0xFFFFFFFF or bool(regs.STATUS.field("FN_ERR").get(status))
+        result = pcicore.PciErsResult.NEED_RESET if broken else pcicore.PciErsResult.RECOVERED
+        self._record("mmio_enabled", result)
+        return result
+
+    async def slot_reset(self) -> pcicore.PciErsResult:
+        """The host leaves the PF's reset to its driver (a PF FLR would take the VFs away):
+        a device reset (CTRL.RST), after which the VFs redo their handshake."""
+        await self.reset()
+        self._record("slot_reset", pcicore.PciErsResult.RECOVERED)
+        return pcicore.PciErsResult.RECOVERED
+
+    async def resume(self) -> None:
+        self._record("resume")
+
+    async def cor_error_detected(self) -> None:
+        self._record("cor_error_detected")
 
     # -- administrator policy (ip link set <pf> vf N ...) ------------------------------------
     def vf_info(self, n: int) -> VfInfo:

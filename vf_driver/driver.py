@@ -1,5 +1,6 @@
 """VF driver: probe (identity, MSI-X, mailbox reset handshake), link notifications,
-and recovery when the PF resets (RSTI, then RSTD)."""
+recovery when the PF resets (RSTI, then RSTD), and the PCI error handlers the host's AER
+service calls (``struct pci_error_handlers``, after ixgbevf/iavf)."""
 
 from __future__ import annotations
 
@@ -49,11 +50,15 @@ class VfDriver:
         self.removed = False  # unbound: every further register access fails with DeviceGone
         self._recovering = None
         self.netdev = None
+        #: the AER service's calls of this driver's error handlers: (handler, what it returned)
+        self.error_handler_calls: list[tuple[str, str]] = []
+        self._reopen = False
 
     async def probe(self) -> None:
         dev = self.pdev
         if dev.device_id != device.VF_DEVICE_ID:
             raise pcicore.PciError(f"{dev.pcie_id}: not our VF (device {dev.device_id:04x})")
+        pcicore.pci_bind_driver(dev, self)
         await dev.set_master()
         self.bar0 = dev.bar_window[device.REG_BAR]
         nic_id = await self.read_reg(regs.NIC_ID)
@@ -165,7 +170,76 @@ class VfDriver:
         self.ready = False
         if self.netdev is not None:
             self.netdev.is_open = False
+        pcicore.pci_unbind_driver(self.pdev, self)
         await self.wait_recovered()
+
+    # -- PCI error recovery (the host's AER service calls these) ---------------------------------
+    def _record(self, handler: str, result: pcicore.PciErsResult | None = None) -> None:
+        self.error_handler_calls.append((handler, result.value if result else ""))
+
+    def _prepare_reset(self) -> None:
+        """The function will be reset under us: stop using it until slot_reset."""
+        self.ready = False
+        self._reopen = self.netdev is not None and self.netdev.is_open
+        if self.netdev is not None:
+            self.netdev.is_open = False
+
+    async def error_detected(self, state: pcicore.PciChannelState) -> pcicore.PciErsResult:
+        """An uncorrectable error of this VF: with the channel working, see whether MMIO still
+        shows a healthy function (mmio_enabled); a fatal one needs a reset."""
+        ers = pcicore.PciErsResult
+        if state is pcicore.PciChannelState.PERM_FAILURE or self.removed:
+            self.ready = False
+            result = ers.DISCONNECT
+        elif state is pcicore.PciChannelState.FROZEN:
+            self._prepare_reset()
+            result = ers.NEED_RESET
+        else:
+            result = ers.CAN_RECOVER
+        self._record(f"error_detected:{state.value}", result)
+        return result
+
+    async def mmio_enabled(self) -> pcicore.PciErsResult:
+        """Registers reading all ones (gone, or not in D0), the function's error state, or a
+        queue the device stopped with an error: the VF needs a reset; else it recovered."""
+        status = await self.read_reg(regs.STATUS)
+        broken = status == 0xFFFFFFFF or bool(regs.STATUS.field("FN_ERR").get(status))
+        if not broken and self.netdev is not None and self.netdev.is_open:
+            for q in range(self.netdev.num_queues):
+                for reg in (regs.TXDCTL, regs.RXDCTL):
+                    broken |= bool(regs.TXDCTL.field("ERR").get(await self.read_reg(reg, q)))
+        result = pcicore.PciErsResult.NEED_RESET if broken else pcicore.PciErsResult.RECOVERED
+        if broken:
+            self._prepare_reset()
+        self._record("mmio_enabled", result)
+        return result
+
+    async def slot_reset(self) -> pcicore.PciErsResult:
+        """The host reset the VF (FLR; configuration restored, vectors freed): bring it up again,
+        bus mastering, vectors, the reset handshake with the PF."""
+        await self.wait_recovered()
+        if self.netdev is not None:
+            self.netdev.vectors_freed()
+        try:
+            await self.probe()
+            result = pcicore.PciErsResult.RECOVERED
+        except (pcicore.PciError, VfError, MailboxTimeout) as exc:
+            self.log.error("slot_reset: %s", exc)
+            result = pcicore.PciErsResult.DISCONNECT
+        self._record("slot_reset", result)
+        return result
+
+    async def resume(self) -> None:
+        """Traffic may flow again: the rings a reset stopped are rebuilt."""
+        if self._reopen and self.netdev is not None:
+            self._reopen = False
+            await self.netdev.stop()
+            await self.netdev.open(self.ring_size)
+        self._record("resume")
+
+    async def cor_error_detected(self) -> None:
+        """A correctable (or Advisory Non-Fatal) error was reported: nothing to recover."""
+        self._record("cor_error_detected")
 
     def on_notification(self, msg: Message) -> None:
         if msg.opcode == Opcode.LINK_STATUS and len(msg.payload) == 2:

@@ -6,6 +6,10 @@ its functions linearly. An SR-IOV device has up to 256 VFs whose Routing IDs
 onto the following bus numbers; those are reached with Type 1 configuration
 requests, which the device claims for its extra buses (SR-IOV 1.1 §2.1.2).
 Routing here is by full 16-bit RID and arithmetic BAR lookup, O(1) per TLP.
+
+A TLP no function claims is handled as the library does (a UR completion for a request that
+needs one) and is a Non-Function-specific error, which an SR-IOV device logs in the PF only
+(PCIe Base 6.0 §6.2.4, §9.4): an Unsupported Request, or an Unexpected Completion.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
+from model.pcie.function import tlp_header
 
 if TYPE_CHECKING:
     from model.pcie.function import NicFunction
@@ -26,7 +31,8 @@ if TYPE_CHECKING:
 CFG0 = {TlpType.CFG_READ_0, TlpType.CFG_WRITE_0}
 CFG1 = {TlpType.CFG_READ_1: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1: TlpType.CFG_WRITE_0}
 CPL = {TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA}
-MEM = {TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
+MEM_READS = {TlpType.MEM_READ, TlpType.MEM_READ_64}
+MEM = MEM_READS | {TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
 
 
 class NicDevice(Device):
@@ -122,3 +128,8 @@ class NicDevice(Device):
             await super().upstream_recv(tlp)
         finally:
             self.functions = saved
+        if tlp.fmt_type in CPL:
+            await self.pf.signal_error(pci.PCI_ERR_UNC_UNX_COMP, tlp_header(tlp), advisory=True)
+        else:
+            posted = tlp.fmt_type in MEM - MEM_READS
+            await self.pf.signal_error(pci.PCI_ERR_UNC_UNSUP, tlp_header(tlp), advisory=not posted)

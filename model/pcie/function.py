@@ -1,11 +1,29 @@
-"""PCIe function shells of the NIC: config space and BAR decode, nothing else.
+"""PCIe function shells of the NIC: config space, BAR decode and the transaction layer's checks.
 
 :class:`NicFunction` holds what PF and VF share: the Type 0 header, PM, the PCIe
-capability with FLR, the MSI-X capability, and the rule for unimplemented config
+capability with FLR, the MSI-X capability, AER, and the rule for unimplemented config
 registers (read 0, write ignored, logged and counted in ``config_unimplemented``). Its
 BAR0 and MSI-X BAR decode onto its slice of the device core
 (:class:`~model.core.slice.FunctionSlice`), mapped once by :meth:`map_slice`; the shell
 is also the slice's bus-master interface (DMA, MSI-X messages, Bus Master Enable).
+
+Errors the function detects as a completer or requester (PCIe Base 6.0 §6.2.3.2, Table 6-5)
+are logged in its AER capability and signalled with an error Message from one place,
+:meth:`NicFunction.send_error_message`:
+
+* Malformed TLP: a memory write whose payload exceeds Max_Payload_Size (dropped);
+* Poisoned TLP Received: a poisoned memory write (dropped), poisoned data for its own read;
+* Unsupported Request: a memory request while the function is not in D0 (PCI PM: D1-D3hot
+  accept configuration requests only), completed with UR when non-posted;
+* Completer Abort: an MSI-X Table or PBA access that is not an aligned DWORD or QWORD
+  (§7.7.2), completed with CA when non-posted;
+* Unexpected Completion: a completion whose tag has no request outstanding (e.g. one
+  arriving after its request timed out);
+* Completion Timeout: a read of its own DMA not completed within the Device Control 2
+  Completion Timeout.
+
+A UR or CA completion to one of its own reads is the completer's error to report: the
+function sets Received Master / Target Abort and the read fails (the queue's DMA_FAULT).
 """
 
 from __future__ import annotations
@@ -14,11 +32,14 @@ import copy
 import struct
 from typing import TYPE_CHECKING
 
+import cocotb
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
+from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
-from datasheet import device
+from datasheet import device, pci
 from model import events as ev
-from model.pcie.caps import NicMsixCapability, NicPcieCapability
+from model.pcie.caps import NicAerCapability, NicMsixCapability, NicPcieCapability
+from model.pcie.caps.aer import ADVISORY, CORRECTABLE_SEVERITY, FATAL, error_name
 
 if TYPE_CHECKING:
     from model.core.slice import FunctionSlice
@@ -63,6 +84,20 @@ PCIE_CAP_PRESERVED = frozenset(
 )
 
 
+MEM_READS = {TlpType.MEM_READ, TlpType.MEM_READ_64}
+MEM_WRITES = {TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
+COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
+
+
+class RequestFailed(Exception):
+    """A memory read of the function failed: UR / CA completion, Completion Timeout, poisoned data."""
+
+
+def tlp_header(tlp: Tlp) -> bytes:
+    """The header of ``tlp`` as it crossed the link, for the Header Log."""
+    return bytes(tlp.pack_header())
+
+
 class NicFunction(MemoryEndpoint):
     """Common part of the PF and VF shells; ``fn`` is the function index (0 = PF, 1 + i = VF i)."""
 
@@ -85,8 +120,13 @@ class NicFunction(MemoryEndpoint):
         self.register_capability(self.pcie_cap)
         self.mem_region.cfg = self.pcie_cap
 
+        self.pcie_cap.completion_timeout_ranges_supported = device.COMPLETION_TIMEOUT_RANGES
+        self.pcie_cap.completion_timeout_disable_supported = True
         self.msix_cap = NicMsixCapability(msix_vectors, on_control_change=self._msix_control_changed)
         self.register_capability(self.msix_cap)
+        self.aer_cap = NicAerCapability()
+        self.register_extended_capability(self.aer_cap)
+        self._aer_error = events.topic(ev.AerError)
         self.regions[device.REG_BAR] = (self._read_bar0, self._write_bar0)
         self.regions[device.MSIX_BAR] = (self._read_msix_bar, self._write_msix_bar)
 
@@ -107,7 +147,7 @@ class NicFunction(MemoryEndpoint):
                 },
             )
             for cap in (*self.capabilities.list, *self.ext_capabilities.list)
-            if not hasattr(cap, "reset")
+            if not hasattr(cap, "reset") and not getattr(cap, "sticky", False)
         ]
 
     # -- bus-master interface (model.core.slice.FunctionPort) --------------------------------
@@ -116,13 +156,173 @@ class NicFunction(MemoryEndpoint):
         return int(self.pcie_id)
 
     async def dma_read(self, addr: int, length: int) -> bytes:
-        return await self.mem_read(addr, length)
+        """A memory read as this function (PCIe Base 6.0 §2.2.7, §2.3.2): split at
+        Max_Read_Request_Size and 4 KiB, the requests in flight together, each under the
+        function's Completion Timeout (§2.8). A failed request raises :class:`RequestFailed`
+        once the requester logged what is its to log (a Completion Timeout, poisoned data)."""
+        if not self.bus_master_enable:
+            raise RequestFailed(f"read at {addr:#x}: bus mastering disabled")
+        timeout = self.completion_timeout_ns() or 0
+        limit = 128 << self.pcie_cap.max_read_request_size
+        requests, end = [], addr + length
+        while addr < end:
+            size = end - addr
+            if size > limit - (addr & 0x3):
+                size = min(size, limit - (addr & 0x7F))
+            size = min(size, 0x1000 - (addr & 0xFFF))
+            req = Tlp()
+            req.fmt_type = TlpType.MEM_READ_64 if addr > 0xFFFFFFFF else TlpType.MEM_READ
+            req.requester_id = self.pcie_id
+            req.set_addr_be(addr, size)
+            requests.append((req, size, cocotb.start_soon(self.perform_nonposted_operation(req, timeout, "ns"))))
+            addr += size
+        data, failures = bytearray(), []
+        for req, size, task in requests:
+            chunk, failure = await self._completed(req, size, await task)
+            data += chunk
+            if failure:
+                failures.append(failure)
+        if failures:
+            raise RequestFailed("; ".join(failures))
+        return bytes(data)
+
+    async def _completed(self, req: Tlp, size: int, cpls: list[Tlp]) -> tuple[bytes, str | None]:
+        """The data of one read request from its completions, or why it failed."""
+        data, received = bytearray(), 0
+        for cpl in cpls:
+            if cpl.status != CplStatus.SC:
+                return b"", f"read at {req.address:#x}: {CplStatus(cpl.status).name} completion"
+            if cpl.ep:
+                await self.signal_error(pci.PCI_ERR_UNC_POISON_TLP, tlp_header(cpl))
+                return b"", f"read at {req.address:#x}: poisoned completion"
+            payload, offset = cpl.get_data(), cpl.lower_address & 3
+            data += payload[offset : offset + cpl.byte_count]
+            received += len(payload) - offset
+        if received < size:
+            await self.signal_error(pci.PCI_ERR_UNC_COMP_TIME, tlp_header(req))
+            return b"", f"read at {req.address:#x}: completion timeout"
+        return bytes(data[:size]), None
 
     async def dma_write(self, addr: int, data: bytes) -> None:
         await self.mem_write(addr, data)
 
     async def send_msi(self, addr: int, data: int) -> None:
         await self.mem_write(addr, struct.pack("<L", data))
+
+    # -- error reporting (PCIe Base 6.0 §6.2) ----------------------------------------------------
+    @property
+    def controls(self) -> NicFunction:
+        """The function whose Command, Device Control and Device Control 2 govern this one's
+        error reporting, payload size and completion timeout (itself; the PF for a VF)."""
+        return self
+
+    def completion_timeout_ns(self) -> int | None:
+        cap = self.controls.pcie_cap
+        return device.completion_timeout_ns(cap.completion_timeout_value, cap.completion_timeout_disable)
+
+    async def signal_error(
+        self, error: int, header: bytes | None = None, *, advisory: bool = False, correctable: bool = False
+    ) -> None:
+        """Log and signal one error this function detected (§6.2.5): the AER capability logs it
+        (``error`` a ``PCI_ERR_UNC_*`` bit, ``PCI_ERR_COR_*`` with ``correctable``) and says which
+        Message it calls for; Device Status records it whatever the masks say; the Message goes
+        out if Device Control (or SERR# Enable) allows it."""
+        verdict = self.aer_cap.record(error, header, advisory, correctable)
+        cap, ctl = self.pcie_cap, self.controls
+        unsupported = error == pci.PCI_ERR_UNC_UNSUP and not correctable
+        if unsupported:
+            cap.unsupported_request_detected = True
+        if verdict.severity in (CORRECTABLE_SEVERITY, ADVISORY):
+            cap.correctable_error_detected = True
+        elif verdict.severity == FATAL:
+            cap.fatal_error_detected = True
+        else:
+            cap.nonfatal_error_detected = True
+        message, why = verdict.message, verdict.why
+        if message is not None and not self._reporting_enabled(message, unsupported):
+            message, why = None, "reporting disabled"
+        if message in (pci.PCI_MSG_ERR_NONFATAL, pci.PCI_MSG_ERR_FATAL) and ctl.serr_enable:
+            self.signaled_system_error = True
+        name = error_name(error, correctable)
+        sent = pci.PCI_MSG_ERR_NAMES.get(message)
+        if sent:
+            self.log.warning("AER: %s (%s) %s", name, verdict.severity, sent)
+        else:  # logged in the capability and published; enumeration probes make many of these
+            self.log.info("AER: %s (%s) not signalled: %s", name, verdict.severity, why)
+        if self._aer_error:
+            self._aer_error.emit(ev.AerError(self.fn, self.rid, name, verdict.severity, sent, why, verdict.logged))
+        if message is not None:
+            await self.send_error_message(message)
+
+    def _reporting_enabled(self, message: int, unsupported: bool) -> bool:
+        ctl = self.controls
+        cap = ctl.pcie_cap
+        if unsupported and not cap.unsupported_request_reporting_enable:
+            return False
+        if message == pci.PCI_MSG_ERR_COR:
+            return bool(cap.correctable_error_reporting_enable)
+        if message == pci.PCI_MSG_ERR_FATAL:
+            return bool(cap.fatal_error_reporting_enable or ctl.serr_enable)
+        return bool(cap.non_fatal_error_reporting_enable or ctl.serr_enable)
+
+    async def send_error_message(self, code: int) -> None:
+        """The one place an error Message leaves the function (§2.2.8.3): a Message routed to
+        the Root Complex, carrying the function's own Requester ID (each VF its own, §9.4.1)."""
+        msg = Tlp()
+        msg.fmt_type = TlpType.MSG_TO_RC
+        msg.requester_id = self.pcie_id
+        msg.first_be, msg.last_be = pci.msg_code_byte_enables(code)
+        await self.upstream_send(msg)
+
+    # -- transaction layer: what the function receives ---------------------------------------
+    async def handle_tlp(self, tlp: Tlp) -> None:
+        """Check each received TLP before the library acts on it (§2.3, §6.2.3.2)."""
+        if tlp.is_completion():
+            if not self.tag_active[tlp.tag]:
+                tlp.release_fc()
+                await self.signal_error(pci.PCI_ERR_UNC_UNX_COMP, tlp_header(tlp), advisory=True)
+                return
+            await super().handle_tlp(tlp)
+            return
+        error = self._request_error(tlp)
+        if error is None:
+            await super().handle_tlp(tlp)
+            return
+        tlp.release_fc()
+        non_posted = tlp.fmt_type in MEM_READS
+        status = COMPLETER_STATUS.get(error)
+        if non_posted and status is not None:
+            cpl = Tlp.create_completion_for_tlp(tlp, self.pcie_id, status=status)
+            await self.send(cpl)
+        await self.signal_error(error, tlp_header(tlp), advisory=non_posted and status is not None)
+
+    def _request_error(self, tlp: Tlp) -> int | None:
+        """The error a memory request to this function is, None if it is served (§2.3.1)."""
+        if tlp.fmt_type not in MEM_READS | MEM_WRITES:
+            return None
+        if tlp.fmt_type in MEM_WRITES and tlp.length * 4 > 128 << self.controls.pcie_cap.max_payload_size:
+            return pci.PCI_ERR_UNC_MALF_TLP
+        if tlp.ep:
+            return pci.PCI_ERR_UNC_POISON_TLP
+        if self.pm_cap.power_state != pci.PCI_D0:
+            return pci.PCI_ERR_UNC_UNSUP
+        hit = self.match_bar(tlp.address)
+        if hit is not None and hit[0] == device.MSIX_BAR and not self._msix_access_ok(tlp, hit[1]):
+            return pci.PCI_ERR_UNC_COMP_ABORT
+        return None
+
+    def _msix_access_ok(self, tlp: Tlp, offset: int) -> bool:
+        """MSI-X Table and PBA fields take aligned DWORD or QWORD accesses only (§7.7.2)."""
+        vectors = self.msix_cap.msix_table_size + 1
+        spans = (
+            (device.MSIX_TABLE_OFFSET, vectors * pci.PCI_MSIX_ENTRY_SIZE),
+            (device.MSIX_PBA_OFFSET, (vectors + 63) // 64 * 8),
+        )
+        if not any(start < offset + tlp.length * 4 and offset < start + size for start, size in spans):
+            return True  # outside both: the unimplemented-offset rule
+        if tlp.length == 1:
+            return tlp.first_be == 0xF
+        return tlp.length == 2 and tlp.first_be == tlp.last_be == 0xF and offset % 8 == 0
 
     # -- BAR decode onto the slice ----------------------------------------------------------
     async def _read_bar0(self, addr: int, length: int) -> bytes:

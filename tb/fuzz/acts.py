@@ -20,11 +20,13 @@ from iommu.events import MsiRequest, Translation
 from model import events as ev
 from pf_driver.vf_info import LinkState
 from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
+from tb.lib.timing import wait_until
 
 SETTLE_NS = 20_000
 PARTNER = bytes.fromhex("00163e000001")
 VF_BAR0 = regs.element_offsets(is_vf=True)  # implemented dword -> register name
 ERR_FLAGS = {f.name: f.mask for f in regs.ERR_STATUS.fields}
+COMPLETER_ABORT = "completer_abort"
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Attacker:
             or rec.since(mark, ev.FunctionError, fn=fn)
             or rec.since(mark, ev.MailboxViolation, fn=fn)
             or rec.since(mark, ev.Reset, fn=fn)
+            or rec.since(mark, ev.AerError, fn=fn)
             or [t for t in rec.since(mark, Translation, source_id=rid) if t.fault]
             or [m for m in rec.since(mark, MsiRequest, source_id=rid) if not m.delivered]
             or [
@@ -127,28 +130,36 @@ class Attacker:
             if bar == device.REG_BAR and touched - {"SCRATCH", "EITR"}:
                 write = False
         await vf.write_reg(regs.ERR_STATUS, 0xFFFFFFFF)
-        if write:
-            await window.write(offset, bytes(rng.getrandbits(8) for _ in range(length)))
-        else:
-            await window.read(offset, length)
+        mark = self.w.rec.mark()
+        try:
+            if write:
+                await window.write(offset, bytes(rng.getrandbits(8) for _ in range(length)))
+            else:
+                await window.read(offset, length)
+        except Exception:  # noqa: BLE001 -- cocotbext raises on a UR or CA completion
+            pass
         if expect is None:
             return Act("mmio", "register" if bar == device.REG_BAR else "msix_table", False)
+        detail = f"{'write' if write else 'read'} of {length} at BAR{bar}+{offset:#x}"
+        if expect == COMPLETER_ABORT:
+            await self._settle(2_000)
+            return Act("mmio", expect, True, self._seen(mark), detail)
         status = await vf.read_reg(regs.ERR_STATUS)
-        return Act(
-            "mmio",
-            expect.lower(),
-            True,
-            bool(status & ERR_FLAGS[expect]),
-            f"{'write' if write else 'read'} of {length} at BAR{bar}+{offset:#x}",
-        )
+        return Act("mmio", expect.lower(), True, bool(status & ERR_FLAGS[expect]), detail)
 
     @staticmethod
     def _mmio_expectation(bar: int, offset: int, length: int, write: bool) -> str | None:
-        """The ERR_STATUS flag a bad access sets (None: the access is legal)."""
+        """The ERR_STATUS flag a bad access sets, or Completer Abort for an MSI-X Table or PBA
+        access that is not an aligned DWORD or QWORD (None: the access is legal)."""
         dwords = range(offset & ~3, offset + length, 4)
         if bar == device.MSIX_BAR:
             table_end = device.MSIX_TABLE_OFFSET + device.VF_MSIX_VECTORS * pci.PCI_MSIX_ENTRY_SIZE
             pba = (device.MSIX_PBA_OFFSET, device.MSIX_PBA_OFFSET + 8)
+            span = (offset & ~3, (offset + length + 3) & ~3)
+            if any(start < span[1] and span[0] < end for start, end in ((device.MSIX_TABLE_OFFSET, table_end), pba)):
+                aligned = (length == 4 and offset % 4 == 0) or (length == 8 and offset % 8 == 0)
+                if not aligned:
+                    return COMPLETER_ABORT
             if offset >= device.MSIX_TABLE_OFFSET and offset + length <= table_end:
                 return None
             if not write and pba[0] <= offset and offset + length <= pba[1]:
@@ -417,6 +428,55 @@ class Attacker:
             acts.append(Act("spoof", "source_mac", True, self._seen(mark)))
         return acts
 
+    async def aer(self) -> list[Act]:
+        """Errors its own function detects and reports (AER): MSI-X Table accesses that are not
+        an aligned DWORD (Completer Abort), its function put in D3hot then accessed (Unsupported
+        Request), a flood of them back to back (the host masks them in that VF alone)."""
+        rng, acts = self.rng, []
+        for _ in range(rng.randint(2, 4)):
+            kind = rng.choice(["completer_abort", "completer_abort", "error_flood", "unsupported_request"])
+            acts.append(await getattr(self, f"_aer_{kind}")())
+            if kind == "unsupported_request":
+                break  # the host resets the VF: the act ends the scenario
+        await wait_until(lambda: self.w.system.aer.idle, timeout_ns=200_000_000)
+        return acts
+
+    async def _msix_misaligned(self, write: bool) -> None:
+        table = self.vf.pdev.bar_window[device.MSIX_BAR]
+        offset = device.MSIX_TABLE_OFFSET + self.rng.randrange(device.VF_MSIX_VECTORS * pci.PCI_MSIX_ENTRY_SIZE - 4)
+        length = self.rng.choice([1, 2, 3]) if offset % 4 == 0 else 1
+        try:
+            if write:
+                await table.write(offset, bytes(self.rng.getrandbits(8) for _ in range(length)))
+            else:
+                await table.read(offset, length)
+        except Exception:  # noqa: BLE001 -- the CA completion
+            pass
+
+    async def _aer_completer_abort(self) -> Act:
+        mark, write = self.w.rec.mark(), self.rng.random() < 0.5
+        await self._msix_misaligned(write)
+        await self._settle(2_000)
+        return Act("aer", "completer_abort", True, self._seen(mark), "write" if write else "read")
+
+    async def _aer_error_flood(self) -> Act:
+        mark, count = self.w.rec.mark(), self.rng.randint(20, 60)
+        for _ in range(count):
+            await self._msix_misaligned(write=True)
+        await self._settle(5_000)
+        seen = len(self.w.rec.since(mark, ev.AerError, fn=self.w.attacker_fn))
+        return Act("aer", "error_flood", True, seen == count, f"{count} errors, {seen} logged")
+
+    async def _aer_unsupported_request(self) -> Act:
+        vf = self.vf
+        pm = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_PM)
+        ctrl = await vf.pdev.config_read_word(pm + pci.PCI_PM_CTRL)
+        await vf.pdev.config_write_word(pm + pci.PCI_PM_CTRL, ctrl | pci.PCI_D3HOT)
+        mark = self.w.rec.mark()
+        await vf.pdev.bar_window[device.REG_BAR].write_dword(regs.SCRATCH.offset, self.rng.getrandbits(32))
+        await self._settle(2_000)
+        return Act("aer", "unsupported_request", True, self._seen(mark), "memory write in D3hot")
+
     async def host_config(self) -> list[Act]:
         """A careless host: random writes to the VF's config space, NumVFs and System Page Size
         written while VF Enable is set. Nothing here is the guest's doing: the checks are the
@@ -471,6 +531,7 @@ SCENARIOS = (
     "spoof",
     "host_config",
     "numvfs_change",
+    "aer",
 )
 #: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
 PF_ONLY = ("numvfs_change",)

@@ -9,6 +9,9 @@ from cocotb_coverage.coverage import CoverCross, CoverPoint
 from tb.fuzz.acts import SCENARIOS
 
 ACT_KINDS = [
+    "completer_abort",
+    "unsupported_request",
+    "error_flood",
     "unimpl",
     "ro_write",
     "register",
@@ -31,7 +34,7 @@ ACT_KINDS = [
     "sriov_reconfigure",
 ]
 #: scenario kinds that also make legal acts (the rest are hostile by construction)
-LEGAL_TOO = ("mmio", "descriptors", "mailbox_garbage", "host_config", "numvfs_change")
+LEGAL_TOO = ("mmio", "descriptors", "mailbox_garbage", "host_config", "numvfs_change")  # "aer" is all hostile
 
 
 @CoverPoint("nic.fuzz.scenario", xf=lambda e: e.scenario, bins=list(SCENARIOS))

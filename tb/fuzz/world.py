@@ -21,7 +21,7 @@ PAGE = 4096
 class Recorder:
     """Everything the model and the IOMMU publish that the invariants look at, in order."""
 
-    KINDS = (ev.FunctionError, ev.QueueStopped, ev.Reset, ev.MailboxViolation, ev.Interrupt, ev.Writeback)
+    KINDS = (ev.FunctionError, ev.QueueStopped, ev.Reset, ev.MailboxViolation, ev.Interrupt, ev.Writeback, ev.AerError)
 
     def __init__(self, system: System):
         self.events: list = []

@@ -6,6 +6,10 @@ This is the stable entry point driver developers and outside tests use::
     vfs = await system.enable_vfs(8)          # sriov_configure + VF driver probe
     await vfs[0].read_reg(regs.NIC_ID)
 
+The root port has AER and the host's AER service (``system.aer``, :mod:`pcicore.aer`) is
+bound to it: errors the functions report are logged and recovered through their drivers'
+error handlers.
+
 With ``iommu=True`` the root complex remaps device DMA (VT-d, :mod:`iommu`): the
 PF is in pass-through, every VF is blocked until the host assigns it a domain::
 
@@ -36,6 +40,7 @@ from iommu import DmaDevice, IommuDriver, IommuRootComplex, PageAllocator
 from iommu.vtd_format import PAGE_SIZE
 from model import Nic
 from pf_driver import PfDriver
+from tb.lib.timing import wait_until
 from vf_driver import VfDriver
 
 if TYPE_CHECKING:
@@ -86,6 +91,8 @@ class System:
     pf_dma: DmaDevice | None = None
     #: host pages for dma-direct (no IOMMU): every function's buffers come from here
     direct_pages: PageAllocator | None = None
+    #: the host's AER service on the root port (None with a root complex whose ports lack AER)
+    aer: pcicore.AerService | None = None
     _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
     async def enable_vfs(
@@ -122,11 +129,15 @@ class System:
         reset the function (``pci_reset_function``), give it a fresh IOMMU domain (with the
         IOMMU on) and bind and probe a new driver, opened with ``ring_size`` if given."""
         old = self.vfs[index]
+        if self.aer is not None:  # the AER service may be recovering the function: let it finish
+            await wait_until(lambda: self.aer.idle, timeout_ns=1_000_000_000, step_ns=10_000)
         await old.remove()
         rid = int(old.pdev.pcie_id)
         if rid in self._vf_dma:
             self._detach(rid)
         await pcicore.pci_reset_function(old.pdev)
+        if self.aer is not None:
+            await self.aer.unmask(old.pdev)  # a new guest: the rate limit's masks go
         new = self.vfs[index] = VfDriver(old.pdev)
         if self.iommu_driver is not None:
             self.attach_vf_domain(new)
@@ -226,7 +237,9 @@ async def build_system(
     Enable is the caller's job (``pcicore.pci_enable_sriov(system.pf_dev, n)``).
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
-    the PF densely on its bus; without it they start on the next bus). ``rc``
+    the PF densely on its bus; without it they start on the next bus). The root
+    complex's ports have AER (an :class:`~iommu.rc.AerRootComplex`) and the host's AER
+    service is bound to the root port before the PF driver probes. ``rc``
     lets a caller supply a root complex subclass, ``nic`` a NIC it built itself (``total_vfs``
     is then the NIC's; build it without yielding to the simulator before this call, as its
     link port starts at once).  ``iommu`` builds an
@@ -271,6 +284,10 @@ async def build_system(
         direct_pages = PageAllocator(rc.host_memory, base + PAGE_SIZE, IOMMU_POOL_SIZE - PAGE_SIZE)
         pf_dma = DmaDevice.direct(direct_pages)
     pcicore.set_dma_device(pf_dev, pf_dma)
+    aer = None
+    if hasattr(root_port, "aer_cap"):  # the AER port service binds to the root port (aer_probe)
+        aer = pcicore.AerService(rc.find_device(root_port.pcie_id))
+        await aer.probe()
     pf = None
     if bind_drivers:
         pf = PfDriver(pf_dev)
@@ -285,4 +302,5 @@ async def build_system(
         iommu_driver=iommu_driver,
         pf_dma=pf_dma,
         direct_pages=direct_pages,
+        aer=aer,
     )

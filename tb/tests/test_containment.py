@@ -236,12 +236,20 @@ def differences(got, want, preserved: dict[int, int]) -> list[str]:
 #: Control ASPM Control, RCB, Common Clock, Extended Synch, Clock PM, HW Autonomous Width Disable
 DEVCTL_PRESERVED = 0x7 << 5
 LNKCTL_PRESERVED = 0x3 | 1 << 3 | 0xF << 6
+#: AER registers are sticky (RWS, RW1CS, ROS, §7.8.4): the masks and severities written stay
+AER_STICKY = (pci.PCI_ERR_UNCOR_MASK, pci.PCI_ERR_UNCOR_SEVER, pci.PCI_ERR_COR_MASK)
+
+
+async def aer_preserved(pdev) -> dict[int, int]:
+    pos = await pcicore.find_ext_capability(pdev, pci.PCI_EXT_CAP_ID_ERR)
+    return {pos + off: 0xFFFFFFFF for off in AER_STICKY}
 
 
 @cocotb.test()
 async def pf_flr_returns_every_config_register_to_reset(dut):
     """Dirty every writable bit of the PF's config space, FLR: each dword reads its value from
-    before enumeration again, except the link-wide fields the spec preserves. (Command's I/O
+    before enumeration again, except the link-wide fields and the sticky AER registers the spec
+    preserves. (Command's I/O
     Space, Parity Error Response and SERR# Enable used to survive.)"""
     nic = Nic(total_vfs=4)
     reset_values = [await nic.pf.read_config_register(reg) for reg in range(pci.PCI_CFG_SPACE_EXP_SIZE // 4)]
@@ -256,7 +264,7 @@ async def pf_flr_returns_every_config_register_to_reset(dut):
     await pf.config_write_word(devctl, 0x7FFF)  # every Device Control bit but Initiate FLR
     assert await pf.config_read_word(pci.PCI_COMMAND) & pci.PCI_COMMAND_IO
     await pcicore.pcie_flr(pf)
-    preserved = {devctl: DEVCTL_PRESERVED, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED}
+    preserved = {devctl: DEVCTL_PRESERVED, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED, **await aer_preserved(pf)}
     problems = differences(await config_space(pf), reset_values, preserved)
     assert not problems, "after PF FLR:\n" + "\n".join(problems)
     assert await pf.config_read_word(pci.PCI_COMMAND) == 0
@@ -276,7 +284,11 @@ async def vf_flr_returns_every_config_register_to_reset(dut):
     assert differences(await config_space(vf), before, {}), "nothing was dirtied"
     await pcicore.pcie_flr(vf)
     # the host's set-up of the sibling set Extended Tag Field Enable; an FLR clears it
-    preserved = {devctl: DEVCTL_PRESERVED | 1 << 8, exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED}
+    preserved = {
+        devctl: DEVCTL_PRESERVED | 1 << 8,
+        exp + pci.PCI_EXP_LNKCTL: LNKCTL_PRESERVED,
+        **await aer_preserved(vf),
+    }
     problems = differences(await config_space(vf), before, preserved)
     assert not problems, "after VF FLR:\n" + "\n".join(problems)
 

@@ -23,7 +23,7 @@ async def pf_enumerates(dut):
     assert pf.bar_raw[device.REG_BAR] & pci.PCI_BASE_ADDRESS_MEM_TYPE_64
     std, ext = await pcicore.list_capabilities(pf)
     assert [c for c, _ in std] == [pci.PCI_CAP_ID_PM, pci.PCI_CAP_ID_EXP, pci.PCI_CAP_ID_MSIX]
-    assert [c for c, _ in ext] == [pci.PCI_EXT_CAP_ID_ARI, pci.PCI_EXT_CAP_ID_SRIOV]
+    assert [c for c, _ in ext] == [pci.PCI_EXT_CAP_ID_ERR, pci.PCI_EXT_CAP_ID_ARI, pci.PCI_EXT_CAP_ID_SRIOV]
     exp = await pcicore.find_capability(pf, pci.PCI_CAP_ID_EXP)
     assert await pf.config_read_dword(exp + pci.PCI_EXP_DEVCAP) & pci.PCI_EXP_DEVCAP_FLR
     lnk = await pf.config_read_word(exp + pci.PCI_EXP_LNKSTA)
@@ -117,6 +117,7 @@ async def lspci_decodes_sriov_and_ari(dut):
     assert "Initial VFs: 64, Total VFs: 64, Number of VFs: 2" in pf_text
     assert f"VF offset: 1, stride: 1, Device ID: {device.VF_DEVICE_ID:04x}" in pf_text
     assert "Alternative Routing-ID Interpretation (ARI)" in pf_text
+    assert "Advanced Error Reporting" in pf_text and "UESta:\tDLP- SDES- TLP-" in pf_text
     assert "FLReset+" in pf_text and "Speed 8GT/s, Width x8" in pf_text
     vf_text = await lspci(sys_.pf.virtfns[1])
     assert vf_text.startswith(

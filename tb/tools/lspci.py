@@ -146,8 +146,33 @@ async def _cap_sriov(dev, pos, lines):
     lines.append(f"\t\tVF Migration: offset: {await rd32(pci.PCI_SRIOV_VFM):08x}, BIR: 0")
 
 
+def _aer_bits(value: int, names: dict[int, str]) -> str:
+    return " ".join(_flag(name, value >> bit & 1) for bit, name in names.items())
+
+
+async def _cap_aer(dev, pos, lines):
+    rd32 = lambda off: dev.config_read_dword(pos + off)  # noqa: E731
+    lines.append(f"\tCapabilities: [{pos:03x} v2] Advanced Error Reporting")
+    for label, off, names in (
+        ("UESta", pci.PCI_ERR_UNCOR_STATUS, pci.AER_UNCOR_NAMES),
+        ("UEMsk", pci.PCI_ERR_UNCOR_MASK, pci.AER_UNCOR_NAMES),
+        ("UESvrt", pci.PCI_ERR_UNCOR_SEVER, pci.AER_UNCOR_NAMES),
+        ("CESta", pci.PCI_ERR_COR_STATUS, pci.AER_COR_NAMES),
+        ("CEMsk", pci.PCI_ERR_COR_MASK, pci.AER_COR_NAMES),
+    ):
+        lines.append(f"\t\t{label}:\t{_aer_bits(await rd32(off), names)}")
+    cap = await rd32(pci.PCI_ERR_CAP)
+    lines.append(f"\t\tAERCap:\tFirst Error Pointer: {cap & pci.PCI_ERR_CAP_FEP_MASK:02x}")
+    header = [await rd32(pci.PCI_ERR_HEADER_LOG + 4 * i) for i in range(4)]
+    lines.append("\t\tHeaderLog: " + " ".join(f"{dw:08x}" for dw in header))
+
+
 _DECODERS = {pci.PCI_CAP_ID_PM: _cap_pm, pci.PCI_CAP_ID_EXP: _cap_exp, pci.PCI_CAP_ID_MSIX: _cap_msix}
-_EXT_DECODERS = {pci.PCI_EXT_CAP_ID_ARI: _cap_ari, pci.PCI_EXT_CAP_ID_SRIOV: _cap_sriov}
+_EXT_DECODERS = {
+    pci.PCI_EXT_CAP_ID_ARI: _cap_ari,
+    pci.PCI_EXT_CAP_ID_SRIOV: _cap_sriov,
+    pci.PCI_EXT_CAP_ID_ERR: _cap_aer,
+}
 
 
 async def lspci(dev) -> str:
