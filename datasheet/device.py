@@ -121,3 +121,14 @@ QUEUE_BUDGET = 64
 DMA_ENGINES = 4
 #: a TX frame may span at most this many descriptors; longer chains complete with ERR_LEN
 TX_MAX_FRAME_DESCS = 16
+
+#: receive-side scaling per function (Microsoft RSS): a Toeplitz key of RSS_KEY_SIZE bytes and
+#: an indirection table of RSS_RETA_SIZE entries, indexed by the hash's low bits
+RSS_KEY_SIZE = 40
+RSS_RETA_SIZE = 64
+#: bits of an indirection table entry (a queue index of the function)
+RSS_RETA_ENTRY_BITS = 4
+#: TCP segmentation: the payload of one TSE frame is 1..TSO_MAX_PAYLOAD bytes, cut into segments
+#: of MSS bytes (MSS >= TSO_MIN_MSS)
+TSO_MAX_PAYLOAD = 65536
+TSO_MIN_MSS = 64

@@ -153,6 +153,7 @@ class RxFrame:
     port: int
     queue: int
     frame: bytes
+    info: object = None  # datasheet.descriptors.RxInfo: what the write-back reported
 
 
 @dataclass(frozen=True)

@@ -278,8 +278,8 @@ class NetdevMonitor(uvm_monitor):
             return
         self._tapped.add(id(netdev))
 
-        def arrived(queue, frame, port=port):
+        def arrived(queue, frame, info, port=port):
             self.received[port] += 1
-            self.ap.write(RxFrame(now_ns(), port, queue, bytes(frame)))
+            self.ap.write(RxFrame(now_ns(), port, queue, bytes(frame), info))
 
         netdev.add_tap(arrived)
