@@ -78,6 +78,7 @@ class DeviceCore:
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
         self.corrupt_next: dict[int, tuple[int, Injection]] = {}  # injection point: fn -> (byte offset, Injection)
+        self.misqueue_next: dict[int, Injection] = {}  # injection point: fn -> Injection
 
     def _slice(self, fn: int, index: int | None, port: FunctionPort, msix_cap: NicMsixCapability) -> FunctionSlice:
         return FunctionSlice(
@@ -184,6 +185,10 @@ class DeviceCore:
         queue = rx.queue
         if queue is None:
             queue = DEFQ.get(self.pf.regs.get(regs.SW_FN_CTRL, fn))
+        elif fn in self.misqueue_next:
+            self.misqueue_next.pop(fn).fire(frame=rx.frame, fn=fn)
+            queue = (queue + 1) % function.queues.num_queues
+            self.log.warning("injected misqueue of a frame for function %d to queue %d", fn, queue)
         return function.queues.deliver(queue, rx)
 
     def _tx_drop(self, fn: int) -> None:
