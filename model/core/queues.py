@@ -33,6 +33,13 @@ queue (BAD_TAIL); a doorbell on a disabled queue is ignored (DISABLED_DOORBELL, 
 unless another cause already is). Zero-length or oversized TX descriptors complete with
 ERR_LEN and the frame is not sent. RX buffer writes are posted: a faulting one is not
 seen by the device (as on real hardware); the IOMMU records it and the data is lost.
+
+Offloads (:mod:`model.core.offload`): a TX chain (an optional context descriptor, then data
+descriptors up to EOP) is judged by :func:`~model.core.offload.tx.plan` before any of its
+buffers is read; a refused one completes with ERR_LEN or ERR_OFFLOAD, anything else is read
+and turned into the frames the switch gets (checksums, TSO segments, VLAN tag). A received
+frame arrives from the device core with its receive offloads done (:class:`RxResult`); its
+EOP write-back carries the info word (RSS hash, type, stripped tag) and the offload status.
 """
 
 from __future__ import annotations

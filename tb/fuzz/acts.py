@@ -448,8 +448,8 @@ class Attacker:
         queue = rng.randrange(1, device.VF_QUEUE_PAIRS)
         await self._program_ring(False, queue, ring_iova, 64)
         slot = 0
-        for _ in range(rng.randint(3, 7)):
-            descs, chain = self._offload_chain(data_iova)
+        for n in range(rng.randint(3, 7)):
+            descs, chain = self._offload_chain(data_iova, legal=n == 0)
             for raw in descs:
                 ring.write(slot * d.DESC_SIZE, raw)
                 slot += 1
@@ -477,15 +477,23 @@ class Attacker:
             acts.append(Act("offloads", "offload_request", True, reply.nack and info.nacked > nacked, f"{opcode.name}"))
         return acts
 
-    def _offload_chain(self, data_iova: int) -> tuple[list[bytes], list]:
+    def _offload_chain(self, data_iova: int, legal: bool = False) -> tuple[list[bytes], list]:
         """1-5 descriptors, the last a data descriptor with EOP; context descriptors anywhere with any
-        fields, data descriptors of any length inside its own buffer with any offload bits."""
+        fields, data descriptors of any length inside its own buffer with any offload bits.
+        ``legal``: a context descriptor and one frame asking for nothing."""
         rng = self.rng
         descs, chain = [], []
         count = rng.randint(1, 5)
+        if legal:
+            ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP)
+            length = rng.randint(60, 1514)
+            return [ctx.encode(), d.tx_desc(data_iova, length)], [
+                offref.ChainDesc(context=ctx),
+                offref.ChainDesc(length, True),
+            ]
         if rng.random() < 0.4:  # a well-formed request (TCP/IPv4 offsets), any offload bits
             ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP, rng.choice([64, 536, 1448]))
-            lengths = [rng.randint(54, 16384) for _ in range(count)]
+            lengths = [rng.randint(54, 3000)] + [rng.randint(1, 3000) for _ in range(count - 1)]
             offloads = rng.getrandbits(5) & d.TX_OFFLOAD_CMDS
             descs.append(ctx.encode())
             chain.append(offref.ChainDesc(context=ctx))

@@ -86,7 +86,16 @@ def frame_len_bin(frame: bytes) -> str:
     return "max" if n == 1514 else "jumbo"
 
 
-DESC_STATUS_BINS = ["tx_ok", "tx_err_len", "tx_dropped", "tx_err_dma", "rx_eop", "rx_more", "rx_trunc"]
+DESC_STATUS_BINS = [
+    "tx_ok",
+    "tx_err_len",
+    "tx_err_offload",
+    "tx_dropped",
+    "tx_err_dma",
+    "rx_eop",
+    "rx_more",
+    "rx_trunc",
+]
 
 
 def desc_status_bin(wb: Writeback) -> str:
@@ -96,6 +105,8 @@ def desc_status_bin(wb: Writeback) -> str:
             return "tx_err_dma"
         if s & d.STATUS_ERR_LEN.mask:
             return "tx_err_len"
+        if s & d.STATUS_ERR_OFFLOAD.mask:
+            return "tx_err_offload"
         return "tx_dropped" if s & d.STATUS_DROPPED.mask else "tx_ok"
     if s & d.STATUS_TRUNC.mask:
         return "rx_trunc"

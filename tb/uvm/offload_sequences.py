@@ -113,6 +113,8 @@ class OffloadConfigSeq(OffloadSequence):
 
     async def body(self):
         slot, features = self.kw["slot"], self.kw["features"]
+        reply = await self.do(self.vf(slot), "request", opcode=Opcode.GET_OFFLOADS)  # what may be turned on
+        assert reply.ack, f"GET_OFFLOADS refused: {reply}"
         rss = random_rss(self.rng, self.kw.get("hash_types", ALL_TYPES)) if features.get("rxhash") else None
         shown = await self.do(self.vf(slot), "features", rss=rss, **features)
         for name, on in features.items():
