@@ -173,6 +173,17 @@ sequenceDiagram
 ```"""
 
 
+OFFLOAD_MEANING = {
+    mbx.Offload.RSS: "rxhash: RSS hash in the write-back and spreading over the VF's queues "
+    "(CONFIG_RSS_KEY, CONFIG_RSS_LUT, SET_RSS_HENA); without it every frame goes to the default queue",
+    mbx.Offload.RXCSUM: "rx-checksum: IPv4 header and TCP/UDP checksums checked (FN_OFFLOAD.RXCSUM)",
+    mbx.Offload.TXCSUM: "tx-checksum: IXSM, TXSM permitted (FN_OFFLOAD.TXCSUM)",
+    mbx.Offload.TSO: "tso: TSE permitted (FN_OFFLOAD.TSO)",
+    mbx.Offload.RXVLAN: "rxvlan: 802.1Q tags stripped and reported (FN_OFFLOAD.RXVLAN)",
+    mbx.Offload.TXVLAN: "txvlan: VLE permitted (FN_OFFLOAD.TXVLAN); a port VLAN overrides it",
+}
+
+
 def render_mailbox() -> str:
     out = [
         "# PF<->VF mailbox",
@@ -211,6 +222,14 @@ def render_mailbox() -> str:
             f"| `{int(m.opcode):#06x}` | `{m.opcode.name}` | {m.direction.value} | {m.request} | "
             f"{lo if lo == hi else f'{lo}-{hi}'} | {m.reply} | {m.doc} |"
         )
+    out += [
+        "",
+        "`Offload` bits (GET_OFFLOADS, SET_OFFLOADS; the names `ethtool -k` shows):",
+        "",
+        "| bit | offload | meaning |",
+        "|---|---|---|",
+    ]
+    out += [f"| {int(o).bit_length() - 1} | `{o.name}` | {OFFLOAD_MEANING[o]} |" for o in mbx.Offload]
     out += [
         "",
         "Any request may instead be answered with NACK and one payload dword:",

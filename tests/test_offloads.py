@@ -6,6 +6,7 @@ and segments against scapy's own computation, every documented refusal, and rand
 import random
 
 import pytest
+from nic_fakes import CoreRig, bus_write, program
 from scapy.layers.inet import IP, TCP, UDP, in4_chksum
 from scapy.layers.inet6 import IPv6, in6_chksum
 from scapy.layers.l2 import Dot1Q, Ether
@@ -13,10 +14,14 @@ from scapy.packet import Raw
 from scapy.utils import checksum as inet_checksum
 
 from datasheet import descriptors as d
-from datasheet import device
-from datasheet.descriptors import L4Type, OffloadError, RssType, TxContext
+from datasheet import device, regs
+from datasheet.descriptors import L4Type, OffloadError, RssType, TxContext, hena_of
+from datasheet.mailbox import ALL_OFFLOADS, Offload
+from model import events as ev
 from model.core.offload import packet, rss, rx, tx
 from model.core.offload.config import FnOffloads
+from model.core.switch import PORT_UPLINK
+from netdev.offload import FeatureError, RssConfig, TxOffload, tx_request
 from tb.uvm import offload_reference as ref
 
 #: "Verifying the RSS Hash Calculation" (Microsoft network driver documentation)
@@ -369,3 +374,73 @@ def test_random_and_truncated_frames_never_raise_and_agree_with_the_reference():
         assert (info.ip_checksum, info.l4_checksum) == (exp.ip_checksum, exp.l4_checksum), frame.hex()
         if got.queue is not None:
             assert got.queue == exp.queue
+
+
+# -- the driver's side: what netdev turns a stack's request into ------------------------------------
+def test_netdev_builds_the_context_the_device_needs_and_refuses_disabled_features():
+
+    for v6 in (False, True):
+        for l4 in (TCP, UDP):
+            frame = tcp_frame(
+                "2001:db8::1" if v6 else "10.0.0.1", 80, "2001:db8::2" if v6 else "10.0.0.2", 9, v6, l4=l4
+            )
+            raw, cmd, _vlan = tx_request(frame, TxOffload(csum=True), ALL_OFFLOADS)
+            ctx = TxContext.decode(int.from_bytes(raw[:8], "little"), 0)
+            assert ctx == headers_of(frame)
+            assert cmd == d.TX_CMD_TXSM.mask | (0 if v6 else d.TX_CMD_IXSM.mask)
+            p = tx.plan(tx_chain(frame, ctx, cmd), ALL_PERMITTED)
+            assert tx.apply(p, frame) == ref.tx_predict(frame, ref.TxRequest(csum=True))
+    tagged = tcp_frame("10.0.0.1", 80, "10.0.0.2", 9, vlan=7)
+    raw, cmd, _ = tx_request(tagged, TxOffload(gso_size=1000), ALL_OFFLOADS)
+    assert TxContext.decode(int.from_bytes(raw[:8], "little"), 1000).maclen == 18 and cmd == d.TX_CMD_TSE.mask
+    for request, missing in ((TxOffload(gso_size=1000), Offload.TSO), (TxOffload(vlan=5), Offload.TXVLAN)):
+        with pytest.raises(FeatureError):
+            tx_request(tagged, request, ALL_OFFLOADS & ~missing)
+    with pytest.raises(FeatureError):
+        tx_request(tcp_frame("10.0.0.1", 53, "10.0.0.2", 9, l4=UDP), TxOffload(gso_size=1000), ALL_OFFLOADS)
+    with pytest.raises(ValueError):
+        RssConfig(key=bytes(39))
+    assert RssConfig.spread(3).table[:4] == (0, 1, 2, 0)
+
+
+# -- the device core: registers the PF writes steer the frames ------------------------------------------
+def test_the_core_steers_by_the_registers_the_pf_wrote():
+    """FN_OFFLOAD / RSS_KEY / RSS_RETA written on the bus (as the PF driver does) steer a VF's
+    frames from the uplink; a rewrite takes effect on the next frame; TX permissions follow
+    FN_OFFLOAD and SW_FN_CTRL.PVLAN_EN; a PF reset turns everything off."""
+    rig = CoreRig(num_vfs=2)
+    vf_mac = bytes.fromhex("025f00000001")
+    program(rig, 1, vf_mac)
+    deliveries = []
+    rig.events.subscribe(ev.Delivery, deliveries.append)
+    table = [random.Random(2).randrange(4) for _ in range(device.RSS_RETA_SIZE)]
+    for k, word in enumerate(regs.rss_key_words(MS_KEY)):
+        bus_write(rig, regs.RSS_KEY, 1 * 10 + k, word)
+    for k, word in enumerate(regs.reta_words(table)):
+        bus_write(rig, regs.RSS_RETA, 1 * 8 + k, word)
+    fields = {f.name: f.mask for f in regs.FN_OFFLOAD.fields}
+    bus_write(rig, regs.FN_OFFLOAD, 1, hena_of(ALL_TYPES) | fields["RXCSUM"] | fields["TSO"])
+    view = ref.RxView(ALL_TYPES, MS_KEY, tuple(table), rxcsum=True)
+    frames = [tcp_frame(f"10.0.{n}.1", 80, "10.9.9.9", 1000 + n, l4=UDP) for n in range(40)]
+    frames = [bytes(Ether(dst=vf_mac.hex(":"), src=MAC_A) / Ether(f).payload) for f in frames]
+    for frame in frames:
+        rig.switch.forward(frame, PORT_UPLINK)
+    assert len(deliveries) == len(frames)
+    for e, frame in zip(deliveries, frames):
+        exp = ref.rx_predict(frame, view)
+        assert (e.fn, e.queue, e.rss_hash, e.rss_type) == (1, exp.queue, exp.rss_hash, exp.rss_type)
+        assert e.status == d.STATUS_IPCS.mask | d.STATUS_L4CS.mask
+    bus_write(rig, regs.RSS_RETA, 1 * 8, 0x33333333)  # entries 0-7 now queue 3
+    deliveries.clear()
+    rig.switch.forward(frames[0], PORT_UPLINK)
+    want = 3 if deliveries[0].rss_hash % 64 < 8 else table[deliveries[0].rss_hash % 64]
+    assert deliveries[0].queue == want
+    vf = rig.function(1)
+    assert vf.queues.tx_permits() == tx.TxPermits(txcsum=False, tso=True, txvlan=False, pvlan=False)
+    program(rig, 1, vf_mac, pvid=10)
+    assert vf.queues.tx_permits().pvlan
+    rig.pf.software_reset()
+    deliveries.clear()
+    program(rig, 1, vf_mac)
+    rig.switch.forward(frames[0], PORT_UPLINK)
+    assert (deliveries[0].queue, deliveries[0].rss_type, deliveries[0].status) == (0, RssType.NONE, 0)

@@ -206,14 +206,13 @@ class PfAgentDriver(OpDriver):
     async def op_pf_dma_blocked(self, frame: bytes):
         """Detach the PF's context (pass-through) and transmit: the descriptor fetch must fault
         (CONTEXT_ENTRY_NOT_PRESENT, requester PF); then restore it and reopen the PF's rings."""
-        pf, sys_ = self.system.pf, self.system
-        rid = int(sys_.pf_dev.pcie_id)
+        pf, platform = self.system.pf, self.platform
         async with self.transition({0}, "PF DMA blocked"):
-            sys_.iommu_driver.detach_device(rid)
+            platform.detach_pf()
             await self.xmit(0, pf.netdev, frame, 1)
             await Timer(20, "us")
-            sys_.iommu_driver.attach_passthrough(rid)
-            await self.platform.open_pf()
+            platform.attach_pf()
+            await platform.open_pf()
 
     async def op_map_large(self, slot: int, page: str, frame: bytes, queue: int = 1):
         """Map a 2 MiB or 1 GiB IOMMU page into a VF's domain (read-only) and transmit a frame

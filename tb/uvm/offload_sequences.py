@@ -256,6 +256,7 @@ class VlanSeq(OffloadSequence):
         await self.from_uplink(
             offload_frame(offref.IPV4_UDP, PARTNER_MAC, self.mac(pvlan), self.serial(), rng, vlan=port_vid)
         )
+        await Timer(30, "us")  # received (and sampled) while the port VLAN is still set
         if kw.get("restore", True):
             await self.do(self.pf, "admin", what="vlan", vf=index, value=None)
 

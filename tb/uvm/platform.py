@@ -233,6 +233,18 @@ class Platform:
         self.dma_ref.detach(int(vf.pdev.pcie_id))
         return self.system.detach_vf(vf)
 
+    def detach_pf(self) -> None:
+        """Clear the PF's context entry (its DMA is blocked), telling the DMA reference."""
+        rid = int(self.system.pf_dev.pcie_id)
+        self.dma_ref.detach(rid)
+        self.system.iommu_driver.detach_device(rid)
+
+    def attach_pf(self) -> None:
+        """Put the PF back in pass-through."""
+        rid = int(self.system.pf_dev.pcie_id)
+        self.system.iommu_driver.attach_passthrough(rid)
+        self.dma_ref.attach_passthrough(rid)
+
     def iommu_map(self, slot: int, iova: int, phys: int, size: int, prot: int) -> None:
         self.system.iommu_driver.iommu_map(self.vf(slot).dma.domain, iova, phys, size, prot)
 
