@@ -444,3 +444,17 @@ def test_the_core_steers_by_the_registers_the_pf_wrote():
     program(rig, 1, vf_mac)
     rig.switch.forward(frames[0], PORT_UPLINK)
     assert (deliveries[0].queue, deliveries[0].rss_type, deliveries[0].status) == (0, RssType.NONE, 0)
+
+
+def test_tso_takes_a_payload_of_exactly_64k_and_no_more():
+    """TSO_MAX_PAYLOAD bytes of payload plus headers (the input's own IP length cannot hold it:
+    the device rewrites every segment's): 46 segments at MSS 1448; one byte more is refused."""
+    headers = bytes(Ether(src=MAC_A, dst=MAC_B) / IP(src="10.0.0.2", dst="10.0.0.1") / TCP(seq=1, flags="A"))
+    payload = bytes(random.Random(9).getrandbits(8) for _ in range(device.TSO_MAX_PAYLOAD))
+    ctx = TxContext(14, 20, 20, False, L4Type.TCP, 1448)
+    p = tx.plan(tx_chain(headers + payload, ctx, d.TX_CMD_TSE.mask, split=16384), ALL_PERMITTED)
+    segments = tx.apply(p, headers + payload)
+    assert len(segments) == 46 and b"".join(bytes(Ether(s)[TCP].payload) for s in segments) == payload
+    assert all(inet_checksum(bytes(Ether(s)[IP])[:20]) == 0 for s in segments)
+    p = tx.plan(tx_chain(headers + payload + b"!", ctx, d.TX_CMD_TSE.mask, split=16384), ALL_PERMITTED)
+    assert p.offload_error is OffloadError.TSO_LENGTH
