@@ -133,3 +133,15 @@ COMPLETION_TIMEOUT_NS = {0x0: 10_000_000, 0x1: 100_000, 0x2: 10_000_000, 0x5: 55
 def completion_timeout_ns(value: int, disabled: bool) -> int | None:
     """The device's Completion Timeout for Device Control 2 ``value``; None when ``disabled``."""
     return None if disabled else COMPLETION_TIMEOUT_NS.get(value, COMPLETION_TIMEOUT_NS[0])
+
+
+#: receive-side scaling per function (Microsoft RSS): a Toeplitz key of RSS_KEY_SIZE bytes and
+#: an indirection table of RSS_RETA_SIZE entries, indexed by the hash's low bits
+RSS_KEY_SIZE = 40
+RSS_RETA_SIZE = 64
+#: bits of an indirection table entry (a queue index of the function)
+RSS_RETA_ENTRY_BITS = 4
+#: TCP segmentation: the payload of one TSE frame is 1..TSO_MAX_PAYLOAD bytes, cut into segments
+#: of MSS bytes (MSS >= TSO_MIN_MSS)
+TSO_MAX_PAYLOAD = 65536
+TSO_MIN_MSS = 64

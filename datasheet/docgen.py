@@ -188,6 +188,17 @@ sequenceDiagram
 ```"""
 
 
+OFFLOAD_MEANING = {
+    mbx.Offload.RSS: "rxhash: RSS hash in the write-back and spreading over the VF's queues "
+    "(CONFIG_RSS_KEY, CONFIG_RSS_LUT, SET_RSS_HENA); without it every frame goes to the default queue",
+    mbx.Offload.RXCSUM: "rx-checksum: IPv4 header and TCP/UDP checksums checked (FN_OFFLOAD.RXCSUM)",
+    mbx.Offload.TXCSUM: "tx-checksum: IXSM, TXSM permitted (FN_OFFLOAD.TXCSUM)",
+    mbx.Offload.TSO: "tso: TSE permitted (FN_OFFLOAD.TSO)",
+    mbx.Offload.RXVLAN: "rxvlan: 802.1Q tags stripped and reported (FN_OFFLOAD.RXVLAN)",
+    mbx.Offload.TXVLAN: "txvlan: VLE permitted (FN_OFFLOAD.TXVLAN); a port VLAN overrides it",
+}
+
+
 def render_mailbox() -> str:
     out = [
         "# PF<->VF mailbox",
@@ -199,7 +210,9 @@ def render_mailbox() -> str:
         HANDSHAKE,
         "",
         "A VF driver's probe: wait for RSTD, send RESET (the reply carries the MAC and CTS), "
-        "API_NEGOTIATE, GET_QUEUES. After a PF reset every VF sees RSTI, then RSTD once the PF "
+        "API_NEGOTIATE, GET_QUEUES, and if the agreed API is "
+        f"{mbx.OFFLOADS_API[0]}.{mbx.OFFLOADS_API[1]} or later GET_OFFLOADS. RESET (and a VFLR or "
+        "PF reset) turns every offload of the VF off. After a PF reset every VF sees RSTI, then RSTD once the PF "
         "driver sets PFRSTD again, and redoes the handshake. A VF FLR or software reset clears that "
         "VF's mailbox and raises its bit in PF_VFLRE.",
         "",
@@ -226,6 +239,14 @@ def render_mailbox() -> str:
         )
     out += [
         "",
+        "`Offload` bits (GET_OFFLOADS, SET_OFFLOADS; the names `ethtool -k` shows):",
+        "",
+        "| bit | offload | meaning |",
+        "|---|---|---|",
+    ]
+    out += [f"| {int(o).bit_length() - 1} | `{o.name}` | {OFFLOAD_MEANING[o]} |" for o in mbx.Offload]
+    out += [
+        "",
         "Any request may instead be answered with NACK and one payload dword:",
         "",
         "| code | error | when |",
@@ -235,11 +256,13 @@ def render_mailbox() -> str:
         mbx.MbxError.UNKNOWN_OPCODE: "opcode unknown, or not one a VF may send",
         mbx.MbxError.BAD_LENGTH: "LEN outside the opcode's payload length",
         mbx.MbxError.NOT_RESET: "any request but RESET before RESET was accepted (also after VFLR / PF reset)",
-        mbx.MbxError.POLICY: "administrator policy: admin MAC or port VLAN set, untrusted VF",
+        mbx.MbxError.POLICY: "administrator policy: admin MAC or port VLAN set, untrusted VF, an offload the "
+        "PF does not allow the VF",
         mbx.MbxError.INVALID: "a parameter is out of range",
         mbx.MbxError.RATE_LIMITED: f"more than {mbx.MBX_RATE_BURST} messages in a burst, refilled one per "
         f"{mbx.MBX_RATE_REFILL_NS // 1000} us",
-        mbx.MbxError.UNSUPPORTED_API: "major API version differs",
+        mbx.MbxError.UNSUPPORTED_API: "major API version differs, or an offload message from a VF that agreed on an "
+        f"API before {mbx.OFFLOADS_API[0]}.{mbx.OFFLOADS_API[1]}",
     }
     out += [f"| {int(e)} | `{e.name}` | {when[e]} |" for e in mbx.MbxError]
     out += [
@@ -288,15 +311,39 @@ def render_datapath() -> str:
         desc.__doc__.split("\n\n", 1)[1].strip(),
         "```",
         "",
-        "TX command flags:",
+        "TX command word (bytes 10-11):",
         "",
         "| bits | field | meaning |",
         "|---|---|---|",
     ]
-    out += _field_rows((desc.TX_CMD_EOP,))
-    out += ["", "Write-back status:", "", "| bits | field | meaning |", "|---|---|---|"]
+    out += _field_rows(desc.TX_CMD_FIELDS)
+    out += ["", "TX context word (bytes 0-7 of a context descriptor; MSS in bytes 8-9):", ""]
+    out += ["| bits | field | meaning |", "|---|---|---|"]
+    out += _field_rows((*desc.CTX_FIELDS,))
+    out += [f"| 15:0 of bytes 8-9 | `{desc.CTX_MSS.name}` | {desc.CTX_MSS.doc} |"]
+    out += ["", "Write-back status (bytes 12-13):", "", "| bits | field | meaning |", "|---|---|---|"]
     out += _field_rows(desc.STATUS_FIELDS)
+    out += ["", "RX info word (bytes 0-7 of a frame's EOP write-back):", "", "| bits | field | meaning |"]
+    out += ["|---|---|---|"]
+    out += _field_rows(desc.INFO_FIELDS)
+    out += ["", "`RSS_TYPE` values:", "", "| value | type | hash input |", "|---|---|---|"]
+    out += [f"| {int(t)} | `{t.name}` | {RSS_INPUT[t]} |" for t in desc.RssType]
+    out += ["", *OFFLOADS_TEXT]
+    out += ["", "`ERR_OFFLOAD` causes (`OffloadError`, in the order they are checked):", ""]
+    out += ["| value | name | the chain |", "|---|---|---|"]
+    out += [f"| {int(e)} | `{e.name}` | {desc.OFFLOAD_ERROR_MEANING[e]} |" for e in desc.OffloadError]
     out += [
+        "",
+        "Per-function offload registers (PF BAR0, element *fn*; the PF programs its own and, on "
+        "their mailbox requests, the VFs'):",
+        "",
+        "| bits | FN_OFFLOAD field | meaning |",
+        "|---|---|---|",
+    ]
+    out += _field_rows(regs.FN_OFFLOAD.fields)
+    out += [
+        "",
+        f"`RSS_KEY`: {regs.RSS_KEY.doc}. `RSS_RETA`: {regs.RSS_RETA.doc}.",
         "",
         "## Embedded switch",
         "",
@@ -326,6 +373,67 @@ def render_datapath() -> str:
     out += [f"| `{r.offset:#06x}` | `{r.name}` |" for r in regs.STATS]
     return "\n".join(out) + "\n"
 
+
+RSS_INPUT = {
+    desc.RssType.NONE: "no hash: non-IP frame, or no enabled type applies; the frame goes to `SW_FN_CTRL.DEFQ`",
+    desc.RssType.IPV4: "source address, destination address (8 bytes)",
+    desc.RssType.IPV4_TCP: "IPv4 addresses, TCP source port, destination port (12 bytes)",
+    desc.RssType.IPV4_UDP: "IPv4 addresses, UDP source port, destination port (12 bytes)",
+    desc.RssType.IPV6: "source address, destination address (32 bytes)",
+    desc.RssType.IPV6_TCP: "IPv6 addresses, TCP ports (36 bytes)",
+    desc.RssType.IPV6_UDP: "IPv6 addresses, UDP ports (36 bytes)",
+}
+
+OFFLOADS_TEXT = [
+    "## Offloads",
+    "",
+    "### RX offloads",
+    "",
+    "Applied to every frame the switch hands a function, in this order, as `FN_OFFLOAD[fn]` says:",
+    "",
+    "1. **VLAN strip** (`RXVLAN`): an 802.1Q-tagged frame loses its tag; the TCI goes to the info "
+    "word's `VLAN` and the status gets `VP`. (A port-VLAN function's frames arrive untagged already: "
+    "the switch strips the port VLAN.)",
+    "2. **Parse**: Ethernet II with at most one 802.1Q tag; IPv4 (version 4, IHL >= 5, header in the "
+    "frame) or IPv6 (version 6, fixed header in the frame; extension headers are not parsed). The "
+    "TCP/UDP header counts as present only for protocol 6/17, not in an IPv4 fragment (MF set or "
+    "offset non-zero), and when the IP lengths fit the frame and leave room for the TCP (20) / UDP (8) "
+    "header. Anything else is not IP.",
+    "3. **Checksums** (`RXCSUM`): IPv4 header checksum: `IPCS`, plus `IPE` if wrong. TCP/UDP checksum "
+    "over the pseudo-header and the segment (its length from the IP header) when the header is "
+    "present: `L4CS`, plus `L4E` if wrong; a UDP/IPv4 checksum of 0 (none sent) is not checked. A "
+    "frame with a wrong checksum is delivered like any other, flagged.",
+    "4. **RSS** (`HASH_*`): the TCP/UDP type if enabled and the header is present, else the "
+    "address-only type if enabled, else none. The Toeplitz hash (Microsoft RSS) of that type's input "
+    f"under the function's {device.RSS_KEY_SIZE}-byte key; the queue is `RSS_RETA` entry "
+    f"`hash & {device.RSS_RETA_SIZE - 1}` (an entry beyond the function's queues means queue 0). "
+    "No type: no hash, the frame goes to `SW_FN_CTRL.DEFQ`.",
+    "",
+    "### TX offloads",
+    "",
+    "A frame is a chain of descriptors ending with a data descriptor with `EOP` (or "
+    f"{device.TX_MAX_FRAME_DESCS} descriptors, then refused `ERR_LEN`). It may start with one context "
+    "descriptor giving its header offsets. Its first data descriptor asks for the offloads:",
+    "",
+    "* `IXSM`: the IPv4 header checksum over IPLEN bytes at MACLEN.",
+    "* `TXSM`: the TCP/UDP checksum over the pseudo-header and everything from MACLEN + IPLEN to "
+    "the end of the frame (a UDP checksum of 0 is sent as 0xFFFF).",
+    f"* `TSE`: the payload after MACLEN + IPLEN + L4LEN (1 to {device.TSO_MAX_PAYLOAD} bytes; the "
+    "headers all in the first data buffer) is cut into MSS-byte segments "
+    f"(MSS >= {device.TSO_MIN_MSS}), each with a copy of the headers: IPv4 total length or IPv6 "
+    "payload length of the segment, IPv4 ID + *k* for segment *k*, TCP sequence number + the "
+    "segment's payload offset, FIN and PSH only on the last segment, CWR only on the first, IPv4 "
+    "header and TCP checksums computed. `STAT_TX_PACKETS`/`BYTES` count the segments.",
+    "* `VLE`: the descriptor's bytes 12-13 are inserted as an 802.1Q tag after the MAC addresses "
+    "of every frame sent. On a function with a port VLAN (`SW_FN_CTRL.PVLAN_EN`) `VLE` is ignored: "
+    "the switch inserts the port VLAN, and a frame the function tags itself is dropped (as igb).",
+    "",
+    "Each asks a permission of `FN_OFFLOAD` (`TXCSUM`, `TSO`, `TXVLAN`). A chain the device refuses "
+    "is not read and nothing of it is sent: every descriptor of it is written back with `ERR_LEN` "
+    "(structure, or a frame over `MAX_FRAME` without `TSE`) or `ERR_OFFLOAD`, counted in "
+    "`QERR_COUNT` and `STAT_TX_ERRORS`; the queue keeps running. A context descriptor is written "
+    "back with length 0.",
+]
 
 DOCS = {"registers.md": render, "mailbox.md": render_mailbox, "datapath.md": render_datapath}
 

@@ -31,7 +31,10 @@ HDR_NACK = Field("NACK", 30, 1, "request refused; payload dword 0 is an MbxError
 HDR_ACK = Field("ACK", 31, 1, "request done; payload per the opcode's reply")
 
 #: API version spoken by this datasheet (major, minor)
-API_VERSION = (1, 1)
+API_VERSION = (1, 2)
+#: the first version with the offload messages (GET_OFFLOADS .. SET_RSS_HENA); a VF that agreed
+#: on an older one works without offloads, and the PF NACKs those messages UNSUPPORTED_API
+OFFLOADS_API = (1, 2)
 #: multicast addresses one SET_MULTICAST can carry (2 dwords each, after a count dword)
 MAX_MULTICAST = 7
 #: VLAN filters a VF may hold: the switch's per-function table
@@ -48,6 +51,11 @@ class Opcode(enum.IntEnum):
     CONFIG_QUEUES = 0x0007
     API_NEGOTIATE = 0x0008
     LINK_STATUS = 0x0009
+    GET_OFFLOADS = 0x000A
+    SET_OFFLOADS = 0x000B
+    CONFIG_RSS_KEY = 0x000C
+    CONFIG_RSS_LUT = 0x000D
+    SET_RSS_HENA = 0x000E
 
 
 class MbxError(enum.IntEnum):
@@ -68,6 +76,25 @@ PROMISC_MULTICAST = Field("MPE", 1, 1, "multicast promiscuous")
 QCFG_INDEX = Field("QUEUE", 0, 16, "queue index within the VF's allotment")
 QCFG_RX = Field("RX", 31, 1, "1 RX ring, 0 TX ring")
 LINK_UP = Field("UP", 0, 1, "link is up")
+
+
+class Offload(enum.IntFlag):
+    """The offloads a VF may have (GET_OFFLOADS: what the PF allows it; SET_OFFLOADS: what it
+    turns on), after Linux's ``ethtool -k`` features."""
+
+    RSS = 1 << 0  # rxhash: RSS hash and queue spreading (parameters: CONFIG_RSS_*, SET_RSS_HENA)
+    RXCSUM = 1 << 1  # rx-checksum
+    TXCSUM = 1 << 2  # tx-checksum (IXSM, TXSM)
+    TSO = 1 << 3  # tso (TSE)
+    RXVLAN = 1 << 4  # rxvlan: strip 802.1Q tags on receive
+    TXVLAN = 1 << 5  # txvlan: insert 802.1Q tags on transmit (VLE)
+
+
+ALL_OFFLOADS = Offload(sum(Offload))
+#: CONFIG_RSS_KEY: the key in RSS_KEY's layout (4 bytes per dword, first byte in bits 7:0)
+RSS_KEY_DWORDS = device.RSS_KEY_SIZE // 4
+#: CONFIG_RSS_LUT: the indirection table in RSS_RETA's layout
+RSS_LUT_DWORDS = device.RSS_RETA_SIZE * device.RSS_RETA_ENTRY_BITS // 32
 
 
 class Direction(enum.Enum):
@@ -161,6 +188,53 @@ MESSAGES: tuple[MessageSpec, ...] = (
         "NACK UNSUPPORTED_API if the major versions differ.",
     ),
     MessageSpec(
+        Opcode.GET_OFFLOADS,
+        Direction.VF_TO_PF,
+        "-",
+        (0, 0),
+        "allowed Offload bits; RSS key size (bytes); RSS table size (entries)",
+        3,
+        f"The offloads the PF's policy allows the VF (API {OFFLOADS_API[0]}.{OFFLOADS_API[1]}).",
+    ),
+    MessageSpec(
+        Opcode.SET_OFFLOADS,
+        Direction.VF_TO_PF,
+        "Offload bits to turn on (the others off)",
+        (1, 1),
+        "ACK",
+        0,
+        "NACK POLICY for an offload the PF does not allow, INVALID for an unknown bit. "
+        "Without RSS the VF's frames go to its default queue.",
+    ),
+    MessageSpec(
+        Opcode.CONFIG_RSS_KEY,
+        Direction.VF_TO_PF,
+        f"the {device.RSS_KEY_SIZE}-byte Toeplitz key, 4 bytes per dword (first byte in bits 7:0)",
+        (RSS_KEY_DWORDS, RSS_KEY_DWORDS),
+        "ACK",
+        0,
+        "NACK BAD_LENGTH for any other key length, POLICY if RSS is not allowed.",
+    ),
+    MessageSpec(
+        Opcode.CONFIG_RSS_LUT,
+        Direction.VF_TO_PF,
+        f"the {device.RSS_RETA_SIZE}-entry indirection table, "
+        f"{32 // device.RSS_RETA_ENTRY_BITS} {device.RSS_RETA_ENTRY_BITS}-bit entries per dword (RSS_RETA layout)",
+        (RSS_LUT_DWORDS, RSS_LUT_DWORDS),
+        "ACK",
+        0,
+        "NACK INVALID for an entry beyond the VF's RX queues, POLICY if RSS is not allowed.",
+    ),
+    MessageSpec(
+        Opcode.SET_RSS_HENA,
+        Direction.VF_TO_PF,
+        "hash types (FN_OFFLOAD.HASH_* bits 5:0)",
+        (1, 1),
+        "ACK",
+        0,
+        "Which RSS hash types apply; NACK INVALID for other bits, POLICY if RSS is not allowed.",
+    ),
+    MessageSpec(
         Opcode.LINK_STATUS,
         Direction.PF_TO_VF,
         "UP [0]; speed in Mb/s",
@@ -227,6 +301,11 @@ def words_to_mac(words: list[int]) -> bytes:
 #: requests that change what the embedded switch forwards to the VF (the PF reprograms its
 #: filters when it ACKs one)
 FILTER_OPCODES = frozenset({Opcode.RESET, Opcode.SET_MAC, Opcode.SET_MULTICAST, Opcode.SET_VLAN, Opcode.SET_PROMISC})
+#: requests that change the VF's offloads (the PF reprograms FN_OFFLOAD, RSS_KEY, RSS_RETA when it
+#: ACKs one)
+OFFLOAD_OPCODES = frozenset(
+    {Opcode.RESET, Opcode.SET_OFFLOADS, Opcode.CONFIG_RSS_KEY, Opcode.CONFIG_RSS_LUT, Opcode.SET_RSS_HENA}
+)
 
 
 def mac_str(mac: bytes) -> str:

@@ -463,6 +463,84 @@ SW_VLAN = Register(
     count=SW_FUNCTIONS * device.SW_VLANS_PER_FN,
     fields=(Field("VID", 0, 12, "VLAN ID"), Field("VALID", 31, 1, "entry in use")),
 )
+# -- offloads of each function (element fn: 0 = PF, 1 + i = VF i), programmed by the PF ---------
+FN_OFFLOAD = Register(
+    "FN_OFFLOAD",
+    0x14000,
+    Access.RW,
+    "Offloads of function fn: RSS hash types, RX checksum and VLAN strip, the TX offloads it may use",
+    write_mask=0x0000733F,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS,
+    fields=(
+        Field("HASH_IPV4", 0, 1, "RSS over the IPv4 addresses (RssType.IPV4)"),
+        Field("HASH_IPV4_TCP", 1, 1, "RSS over the IPv4 addresses and TCP ports"),
+        Field("HASH_IPV4_UDP", 2, 1, "RSS over the IPv4 addresses and UDP ports"),
+        Field("HASH_IPV6", 3, 1, "RSS over the IPv6 addresses"),
+        Field("HASH_IPV6_TCP", 4, 1, "RSS over the IPv6 addresses and TCP ports"),
+        Field("HASH_IPV6_UDP", 5, 1, "RSS over the IPv6 addresses and UDP ports"),
+        Field("RXCSUM", 8, 1, "RX: check the IPv4 header and TCP/UDP checksums, report them in the write-back"),
+        Field("RXVLAN", 9, 1, "RX: strip an 802.1Q tag and report it in the write-back"),
+        Field("TXCSUM", 12, 1, "TX: IXSM and TXSM permitted"),
+        Field("TSO", 13, 1, "TX: TSE permitted"),
+        Field("TXVLAN", 14, 1, "TX: VLE permitted"),
+    ),
+)
+#: FN_OFFLOAD's hash-type field of each RssType (bit RssType - 1)
+RSS_HASH_FIELDS = FN_OFFLOAD.fields[:6]
+RSS_KEY = Register(
+    "RSS_KEY",
+    0x14800,
+    Access.RW,
+    f"Toeplitz key of function fn at elements fn*{device.RSS_KEY_SIZE // 4}+k: key bytes 4k..4k+3, byte 4k in bits 7:0",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS * device.RSS_KEY_SIZE // 4,
+)
+#: indirection table entries per RSS_RETA element
+RETA_PER_WORD = 32 // device.RSS_RETA_ENTRY_BITS
+RSS_RETA = Register(
+    "RSS_RETA",
+    0x17100,
+    Access.RW,
+    f"Indirection table of function fn at elements fn*{device.RSS_RETA_SIZE // RETA_PER_WORD}+k: entry "
+    f"{RETA_PER_WORD}k+j (an RX queue of fn; one beyond its queues means queue 0) in bits "
+    f"{device.RSS_RETA_ENTRY_BITS}j+{device.RSS_RETA_ENTRY_BITS - 1}:{device.RSS_RETA_ENTRY_BITS}j",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+    count=SW_FUNCTIONS * device.RSS_RETA_SIZE // RETA_PER_WORD,
+)
+
+
+def rss_key_words(key: bytes) -> list[int]:
+    """The RSS_KEY elements of one function holding ``key`` (RSS_KEY_SIZE bytes)."""
+    if len(key) != device.RSS_KEY_SIZE:
+        raise ValueError(f"RSS key of {len(key)} bytes, not {device.RSS_KEY_SIZE}")
+    return [int.from_bytes(key[i : i + 4], "little") for i in range(0, len(key), 4)]
+
+
+def rss_key_bytes(words: list[int]) -> bytes:
+    return b"".join((w & 0xFFFFFFFF).to_bytes(4, "little") for w in words)
+
+
+def reta_words(table: list[int]) -> list[int]:
+    """The RSS_RETA elements of one function holding ``table`` (RSS_RETA_SIZE queue indices)."""
+    if len(table) != device.RSS_RETA_SIZE:
+        raise ValueError(f"indirection table of {len(table)} entries, not {device.RSS_RETA_SIZE}")
+    bits, limit = device.RSS_RETA_ENTRY_BITS, 1 << device.RSS_RETA_ENTRY_BITS
+    if any(not 0 <= q < limit for q in table):
+        raise ValueError(f"an indirection table entry does not fit {bits} bits")
+    return [
+        sum(q << (bits * j) for j, q in enumerate(table[k : k + RETA_PER_WORD]))
+        for k in range(0, len(table), RETA_PER_WORD)
+    ]
+
+
+def reta_entries(words: list[int]) -> list[int]:
+    bits = device.RSS_RETA_ENTRY_BITS
+    return [(w >> (bits * j)) & ((1 << bits) - 1) for w in words for j in range(RETA_PER_WORD)]
+
+
 SW_STATS = tuple(
     Register(f"SW_{n}", 0x0140 + 4 * i, Access.RO, f"switch decisions: {doc}", scope=Scope.PF)
     for i, (n, doc) in enumerate(
@@ -530,6 +608,9 @@ REGISTERS: tuple[Register, ...] = (
     SW_MC_HI,
     SW_VLAN,
     *SW_STATS,
+    FN_OFFLOAD,
+    RSS_KEY,
+    RSS_RETA,
 )
 
 #: saturation value of the error counters

@@ -118,12 +118,39 @@ class SwitchDecision:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A frame offered to RX queue ``queue`` of function ``fn``; ``accepted`` False: no buffer."""
+    """A frame offered to RX queue ``queue`` of function ``fn`` after its receive offloads;
+    ``accepted`` False: no buffer. ``rss_hash`` / ``rss_type`` (an RssType), ``vlan`` (the TCI of
+    a stripped tag, None if none) and ``status`` (the RX offload status bits) are what its
+    write-back reports."""
 
     fn: int
     queue: int
     frame: bytes
     accepted: bool
+    rss_hash: int = 0
+    rss_type: int = 0
+    vlan: int | None = None
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxOffload:
+    """A TX frame of function ``fn`` that asked for an offload (a context descriptor, or VLE, IXSM,
+    TXSM, TSE in ``cmd``): ``context`` its context descriptor (a TxContext) or None, ``length``
+    its bytes, ``segments`` the frames it became (0: refused), ``vlan`` the tag inserted,
+    ``vlan_overridden`` VLE ignored for the port VLAN, ``error`` the OffloadError that refused it
+    (None if accepted or refused for its length: ``status`` is the write-back error bit)."""
+
+    fn: int
+    queue: int
+    cmd: int
+    context: object
+    length: int
+    segments: int
+    vlan: int | None
+    vlan_overridden: bool
+    error: int | None
+    status: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,14 @@ class InjectionPoints:
         self._core.switch.misroute_next = (set(ports), injection)
         return injection
 
+    def misqueue_next(self, fn: int) -> Injection:
+        """The next frame RSS steers to one of function ``fn``'s RX queues goes to the next queue
+        instead (a steering bug)."""
+        self._function(fn)
+        injection = Injection("misqueue")
+        self._core.misqueue_next[fn] = injection
+        return injection
+
     def corrupt_next_rx(self, fn: int, offset: int = 40) -> Injection:
         """One byte (``offset``) of the next frame the switch hands to function ``fn`` is flipped
         on its way into the RX queue (a datapath bug)."""

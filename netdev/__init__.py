@@ -3,6 +3,7 @@ and a shared Intel ring library): descriptor rings over the DMA API and a NAPI-s
 net device. Only ``datasheet`` and the host services (DMA API, MMIO, MSI-X) are used."""
 
 from netdev.netdev import NetDev, QueueStats
+from netdev.offload import FEATURES, FeatureError, RssConfig, TxOffload
 from netdev.ring import RxRing, TxRing
 
-__all__ = ["NetDev", "QueueStats", "RxRing", "TxRing"]
+__all__ = ["FEATURES", "FeatureError", "NetDev", "QueueStats", "RssConfig", "RxRing", "TxOffload", "TxRing"]

@@ -10,6 +10,12 @@ receives RX within a budget; when it finishes under budget it unmasks the vector
 and then re-checks the rings, rescheduling itself if work arrived in between.
 A completion that lands while the vector is masked sets its pending bit, and the
 device sends the message when the vector is unmasked, so nothing is lost.
+
+Offloads (:mod:`netdev.offload`): ``features`` / ``set_features`` are ``ethtool -k`` / ``-K``
+(rx-checksum, tx-checksum, tso, rxhash, rxvlan, txvlan), ``set_rxfh`` is ``ethtool -X`` (RSS
+key, indirection table, hash types); the owner programs them (the PF directly, a VF through
+the mailbox). With rxhash on, received frames spread over the queues, each polled by its own
+NAPI context; ``start_xmit`` takes the stack's per-frame request (checksum, TSO, VLAN tag).
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ import cocotb
 from cocotb.queue import Queue
 
 from datasheet import device, pci, regs
+from datasheet.descriptors import RxInfo
+from datasheet.mailbox import Offload
+from netdev.offload import FEATURES, FeatureError, RssConfig, TxOffload, offloads_of, tx_request
 from netdev.ring import RxRing, TxRing
 
 if TYPE_CHECKING:
@@ -41,6 +50,7 @@ class QueueStats:
     errors: int = 0
     dropped: int = 0
     busy: int = 0
+    csum_errors: int = 0  # RX frames the device flagged with a wrong checksum
 
 
 class NetDevOwner(Protocol):
@@ -57,6 +67,11 @@ class NetDevOwner(Protocol):
 
     async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None: ...
 
+    @property
+    def offload_caps(self) -> Offload: ...
+
+    async def set_offloads(self, enabled: Offload, rss: RssConfig) -> None: ...
+
 
 class NetDev:
     def __init__(self, owner: NetDevOwner, num_queues: int, first_vector: int = 1):
@@ -72,13 +87,17 @@ class NetDev:
         self.reschedules = [0] * num_queues
         self.is_open = False
         self._irqs: set[int] = set()
-        self._taps: list[Callable[[int, bytes], None]] = []
+        self._taps: list[Callable[[int, bytes, RxInfo], None]] = []
+        self.features = Offload(0)  # what ethtool -k shows on
+        self.rss = RssConfig.spread(num_queues)
         self._before_unmask: Callable[[int], Awaitable[None]] | None = None
 
     # -- observation and test hooks -------------------------------------------------------------
-    def add_tap(self, callback: Callable[[int, bytes], None]) -> None:
-        """Call ``callback(queue, frame)`` for every frame handed to the stack (a packet tap,
-        like an AF_PACKET socket): monitors see what the driver received."""
+    def add_tap(self, callback: Callable[[int, bytes, RxInfo], None]) -> None:
+        """Call ``callback(queue, frame, info)`` for every frame handed to the stack (a packet tap,
+        like an AF_PACKET socket with its auxiliary data): monitors see what the driver received
+        and what the device reported of it (``info``: RSS hash and type, stripped VLAN tag,
+        checksum verdicts)."""
         self._taps.append(callback)
 
     def on_before_unmask(self, hook: Callable[[int], Awaitable[None]]) -> None:
@@ -114,6 +133,8 @@ class NetDev:
         ``num_queues`` opens only the first queues of the allotment (default: all)."""
         if num_queues is not None:
             self.num_queues = min(num_queues, self.num_queues)
+        if any(q >= self.num_queues for q in self.rss.table):
+            self.rss = RssConfig.spread(self.num_queues, self.rss.key)
         self.tx = [TxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         self.rx = [RxRing(self, q, ring_size, buf_size) for q in range(self.num_queues)]
         for q in range(self.num_queues):
@@ -133,6 +154,9 @@ class NetDev:
                 await self.write_reg(ctl, ENABLE.put(VECTOR.put(0, vector), 1), q)
             await self.rx[q].fill()
             await self.set_vector_mask(vector, False)
+        self.features &= self.hw_features  # the PF may offer less than before a reset
+        if self.features:
+            await self.owner.set_offloads(self.features, self.rss)
         self.is_open = True
 
     async def stop(self) -> None:
@@ -154,10 +178,48 @@ class NetDev:
             pci.PCI_MSIX_ENTRY_CTRL_MASKBIT if masked else 0,
         )
 
+    # -- ethtool ------------------------------------------------------------------------------
+    @property
+    def hw_features(self) -> Offload:
+        """The features that can be switched on (what the device, or the PF's policy, offers)."""
+        return self.owner.offload_caps
+
+    def get_features(self) -> dict[str, bool]:
+        """``ethtool -k``: each feature, on or off."""
+        return {name: bool(self.features & bit) for name, bit in FEATURES.items()}
+
+    async def set_features(self, **changes: bool) -> None:
+        """``ethtool -K dev tso on rxhash off ...`` (names with ``_`` for ``-``); raises
+        :class:`FeatureError` for a feature the device does not offer."""
+        on = {name.replace("_", "-"): value for name, value in changes.items()}
+        want_on, want_off = (
+            offloads_of({n for n, v in on.items() if v}),
+            offloads_of({n for n, v in on.items() if not v}),
+        )
+        if want_on & ~self.hw_features:
+            raise FeatureError(f"not offered: {Offload(want_on & ~self.hw_features)!r}")
+        features = (self.features | want_on) & ~want_off
+        if self.is_open:
+            await self.owner.set_offloads(features, self.rss)
+        self.features = features
+
+    async def set_rxfh(self, rss: RssConfig) -> None:
+        """``ethtool -X`` (key, indirection table) and ``ethtool -N rx-flow-hash`` (hash types)."""
+        if any(not 0 <= q < self.num_queues for q in rss.table):
+            raise ValueError(f"indirection table names a queue beyond the {self.num_queues} of this device")
+        if self.is_open and self.features & Offload.RSS:
+            await self.owner.set_offloads(self.features, rss)
+        self.rss = rss
+
     # -- ndo_start_xmit ------------------------------------------------------------------------
-    async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
-        """Queue a frame for transmission; False if the ring is full (NETDEV_TX_BUSY)."""
-        return await self.tx[queue].xmit(frame)
+    async def start_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None) -> bool:
+        """Queue a frame for transmission with the stack's ``offload`` request (checksum, TSO, VLAN
+        tag); False if the ring is full (NETDEV_TX_BUSY). An offload whose feature is off raises
+        :class:`FeatureError` (the stack would have done it in software)."""
+        if offload is None:
+            return await self.tx[queue].xmit(frame)
+        context, cmd, vlan = tx_request(frame, offload, self.features)
+        return await self.tx[queue].xmit(frame, context, cmd, vlan)
 
     # -- NAPI --------------------------------------------------------------------------------
     def _irq_handler(self, q: int) -> Callable[[], Coroutine[Any, Any, None]]:
@@ -197,10 +259,10 @@ class NetDev:
         self.polls[q] += 1
         self.tx[q].clean(self.tx[q].size)
         frames = self.rx[q].receive(budget)
-        for frame in frames:
+        for frame, info in frames:
             self.received.put_nowait((q, frame))
             for tap in self._taps:
-                tap(q, frame)
+                tap(q, frame, info)
         if frames:
             await self.rx[q].fill()
         return len(frames)

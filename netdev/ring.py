@@ -7,6 +7,10 @@ writes descriptors and buffers directly; only the tail doorbell is an MMIO write
 Locking: :meth:`TxRing.xmit` may be called from several coroutines at once; the
 ring's ``lock`` (one per ring) serialises slot allocation, descriptor writes and
 the doorbell, so descriptors reach the device in tail order.
+
+A frame too long for the ring's own buffers (a TSO frame of up to 64 KiB) is mapped for the
+device where it lies (``dma_map``, as Linux maps an skb) and handed over in pieces of at most
+:data:`TX_MAP_CHUNK` bytes; the mapping is torn down when the frame's descriptors come back.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from cocotb.triggers import Lock
 
 from datasheet import descriptors as d
 from datasheet import device, regs
+from iommu import DMA_TO_DEVICE
 
 if TYPE_CHECKING:
+    from iommu import DmaBuffer
     from netdev.netdev import NetDev
 
 DD = d.STATUS_DD.mask
 EOP = d.STATUS_EOP.mask
+#: largest piece of a mapped frame one descriptor carries
+TX_MAP_CHUNK = 16384
 
 
 class DescriptorRing:
@@ -66,25 +74,63 @@ class TxRing(DescriptorRing):
         super().__init__(dev, index, size, buf_size)
         self.stats = dev.stats(index, "tx")
         self.eop = [False] * size  # which slots end a frame (write-back overwrites the command)
+        self.mapped: dict[int, tuple[DmaBuffer, int]] = {}  # EOP slot -> a frame's own mapping
 
-    async def xmit(self, frame: bytes) -> bool:
-        """Queue ``frame`` (split over several descriptors if larger than a buffer).
+    def _map(self, frame: bytes) -> tuple[tuple[DmaBuffer, int], list[tuple[int, int]]]:
+        """Map ``frame`` for the device where it lies; its pieces as (IOVA, length)."""
+        dma = self.dev.dma
+        buf = dma.alloc_buffer(len(frame))
+        buf.write(0, frame)
+        iova = dma.dma_map(buf, len(frame), DMA_TO_DEVICE)
+        pieces = [(iova + off, min(TX_MAP_CHUNK, len(frame) - off)) for off in range(0, len(frame), TX_MAP_CHUNK)]
+        return (buf, iova), pieces
+
+    def _unmap(self, mapping: tuple[DmaBuffer, int]) -> None:
+        buf, iova = mapping
+        self.dev.dma.dma_unmap(iova)
+        self.dev.dma.free_buffer(buf)
+
+    async def xmit(self, frame: bytes, context: bytes | None = None, offloads: int = 0, vlan: int = 0) -> bool:
+        """Queue ``frame``, after a ``context`` descriptor if given; ``offloads`` (VLE, IXSM, TXSM,
+        TSE command bits) and ``vlan`` go into its first data descriptor. A frame longer than the
+        ring's buffers can hold is mapped where it lies.
 
         Returns False (NETDEV_TX_BUSY) when the ring lacks free slots.
         """
-        chunks = [frame[i : i + self.buf_size] for i in range(0, len(frame), self.buf_size)] or [b""]
+        mapping, pieces = None, None
+        if len(frame) > self.buf_size * (device.TX_MAX_FRAME_DESCS - 1):
+            mapping, pieces = self._map(frame)
+            count = len(pieces)
+        else:
+            chunks = [frame[i : i + self.buf_size] for i in range(0, len(frame), self.buf_size)] or [b""]
+            count = len(chunks)
         async with self.lock:
-            if self.free() < len(chunks):
+            if self.free() < count + (context is not None):
                 self.stats.busy += 1
+                if mapping is not None:
+                    self._unmap(mapping)
                 return False
-            for n, chunk in enumerate(chunks):
+            if context is not None:
                 slot = self.next_to_use
-                self.data.write(slot * self.buf_size, chunk)
-                self.eop[slot] = n == len(chunks) - 1
+                self.desc.write(slot * d.DESC_SIZE, context)
+                self.eop[slot] = False
+                self.next_to_use = (slot + 1) % self.size
+            for n in range(count):
+                slot = self.next_to_use
+                if mapping is None:
+                    self.data.write(slot * self.buf_size, chunks[n])
+                    addr, length = self.data_iova + slot * self.buf_size, len(chunks[n])
+                else:
+                    addr, length = pieces[n]
+                self.eop[slot] = n == count - 1
+                first = n == 0
                 self.desc.write(
-                    slot * d.DESC_SIZE, d.tx_desc(self.data_iova + slot * self.buf_size, len(chunk), eop=self.eop[slot])
+                    slot * d.DESC_SIZE,
+                    d.tx_desc(addr, length, self.eop[slot], offloads if first else 0, vlan if first else 0),
                 )
                 self.next_to_use = (slot + 1) % self.size
+            if mapping is not None:
+                self.mapped[slot] = mapping
             await self.dev.write_reg(self.TAIL, self.next_to_use, self.index)
         return True
 
@@ -109,16 +155,25 @@ class TxRing(DescriptorRing):
             length, status = self.slot_status(slot)
             self.stats.bytes += length
             if self.eop[slot]:
-                if status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask):
+                if status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_ERR_OFFLOAD.mask):
                     self.stats.errors += 1
                 elif status & d.STATUS_DROPPED.mask:
                     self.stats.dropped += 1
                 else:
                     self.stats.packets += 1
+                mapping = self.mapped.pop(slot, None)
+                if mapping is not None:
+                    self._unmap(mapping)
             self.desc.write(slot * d.DESC_SIZE, bytes(d.DESC_SIZE))
             self.next_to_clean = (slot + 1) % self.size
             cleaned += 1
         return cleaned
+
+    def release(self) -> None:
+        for mapping in self.mapped.values():
+            self._unmap(mapping)
+        self.mapped.clear()
+        super().release()
 
 
 class RxRing(DescriptorRing):
@@ -141,20 +196,25 @@ class RxRing(DescriptorRing):
             if posted:
                 await self.dev.write_reg(self.TAIL, self.next_to_use, self.index)
 
-    def receive(self, budget: int) -> list[bytes]:
-        """Collect up to ``budget`` completed frames (buffers chained until EOP)."""
+    def receive(self, budget: int) -> list[tuple[bytes, d.RxInfo]]:
+        """Collect up to ``budget`` completed frames (buffers chained until EOP), each with what its
+        EOP write-back reports (RSS hash and type, stripped VLAN tag, checksum verdicts)."""
         frames = []
         while len(frames) < budget and self.done():
             slot = self.next_to_clean
-            length, status = self.slot_status(slot)
+            raw = self.desc.read(slot * d.DESC_SIZE, d.DESC_SIZE)
+            length, status = d.parse_writeback(raw)
             self.partial += self.data.read(slot * self.buf_size, length)
             self.next_to_clean = (slot + 1) % self.size
             if status & EOP:
                 if status & d.STATUS_TRUNC.mask:
                     self.stats.errors += 1
                 else:
-                    frames.append(self.partial)
+                    info = d.RxInfo.from_writeback(raw)
+                    frames.append((self.partial, info))
                     self.stats.packets += 1
                     self.stats.bytes += len(self.partial)
+                    if info.ip_checksum == "bad" or info.l4_checksum == "bad":
+                        self.stats.csum_errors += 1
                 self.partial = b""
         return frames

@@ -13,10 +13,12 @@ from cocotbext.pcie.core.pci import PciDevice
 import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Message, Opcode
-from netdev import NetDev
+from datasheet.descriptors import hena_of
+from datasheet.mailbox import Message, Offload, Opcode
+from netdev import NetDev, RssConfig
 from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
+from pf_driver.offloads import fn_offload_value, program_offloads, program_vf_offloads
 from pf_driver.vf_info import LinkState, MddPolicy, VfInfo, VfState
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ class PfDriver:
         self.errors = 0  # times the PF itself entered the error state
         #: the AER service's calls of this driver's error handlers: (handler, what it returned)
         self.error_handler_calls: list[tuple[str, str]] = []
+        #: what the PF last wrote to each function's offload registers (fn -> FN_OFFLOAD, key, table)
+        self.offload_shadow: dict[int, tuple] = {}
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -101,6 +105,16 @@ class PfDriver:
     async def configure_queue(self, queue: int, rx: bool, iova: int, size: int, buf_size: int) -> None:
         """The PF programs its own rings directly; nothing to ask."""
 
+    @property
+    def offload_caps(self) -> Offload:
+        """The PF's own net device may use every offload."""
+        return mbx.ALL_OFFLOADS
+
+    async def set_offloads(self, enabled: Offload, rss: RssConfig) -> None:
+        """The PF programs its own offloads directly (function 0)."""
+        value = fn_offload_value(enabled, hena_of(rss.hash_types))
+        await program_offloads(self, device.PF_PORT, value, rss.key, rss.table)
+
     async def reset(self) -> None:
         """PF software reset (CTRL.RST): VFs see RSTI; the PF's own port and queues are
         rebuilt, then RSTD is signalled to the VFs (PFRSTD)."""
@@ -109,6 +123,7 @@ class PfDriver:
             await self.netdev.stop()
         await self.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
         await self.read_reg(regs.STATUS)  # flush the posted write
+        self.offload_shadow.clear()  # every offload register is back at its reset value
         await Timer(10, "us")
         await program_function(self, 0, self.mac)
         if reopen:
@@ -140,6 +155,7 @@ class PfDriver:
             )
             vf.state = VfState.DISABLED
             await program_vf(self, vf)
+            await program_vf_offloads(self, vf)
             return
         self.log.error("VF %d: error event %d (malicious driver detection): resetting the VF", vf.index, vf.errors)
         await self.trigger_vf_reset(vf.index)
@@ -211,6 +227,14 @@ class PfDriver:
         """``vf N vlan``: a port VLAN (None removes it); VF VLAN requests are then refused."""
         self.vf_info(n).admin_vlan = vid
         await program_vf(self, self.vf_info(n))
+
+    async def set_vf_offloads(self, n: int, allowed: Offload) -> None:
+        """The administrator's offload policy for VF ``n``: it may use only ``allowed`` (GET_OFFLOADS
+        says so, SET_OFFLOADS and the RSS messages asking for more are NACKed POLICY); what it
+        already had beyond that is turned off at once."""
+        vf = self.vf_info(n)
+        vf.allowed_offloads = Offload(allowed)
+        await program_vf_offloads(self, vf)
 
     async def set_vf_spoofchk(self, n: int, on: bool) -> None:
         self.vf_info(n).spoofchk = on

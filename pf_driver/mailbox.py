@@ -21,6 +21,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.mailbox import MbxError, Message
 from pf_driver.filters import program_vf
+from pf_driver.offloads import program_vf_offloads
 from pf_driver.vf_info import VfInfo, VfState
 from pf_driver.vf_requests import handle_request
 
@@ -64,6 +65,7 @@ class PfMailbox:
             vf.clear_requested_state()
             vf.awaiting_ack = False
             await program_vf(self.drv, vf)
+            await program_vf_offloads(self.drv, vf)
         await self.drv.write_reg(regs.PF_IMR, IMR_ALL)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
 
@@ -135,6 +137,7 @@ class PfMailbox:
                 vf.clear_requested_state()
                 vf.awaiting_ack = False
                 await program_vf(self.drv, vf)
+                await program_vf_offloads(self.drv, vf)
             if acks & bit or (vf.awaiting_ack and now - vf.awaiting_since > mbx.MBX_TIMEOUT_NS):
                 if not acks & bit:
                     self.timeouts += 1
@@ -168,6 +171,8 @@ class PfMailbox:
             reply = handle_request(vf, msg)
             if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
                 await program_vf(self.drv, vf)
+            if reply.ack and msg.opcode in mbx.OFFLOAD_OPCODES:
+                await program_vf_offloads(self.drv, vf)
         else:
             vf.rate_limited += 1
             vf.nacked += 1

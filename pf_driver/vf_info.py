@@ -9,7 +9,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from datasheet import device
 from datasheet import mailbox as mbx
+from datasheet.mailbox import Offload
 
 
 class VfState(enum.Enum):
@@ -61,6 +63,13 @@ class VfInfo:
     promisc_multicast: bool = False
     tx_rings: dict[int, RingConfig] = field(default_factory=dict)
     rx_rings: dict[int, RingConfig] = field(default_factory=dict)
+    #: administrator policy: the offloads the VF may turn on (survives VF resets)
+    allowed_offloads: Offload = mbx.ALL_OFFLOADS
+    #: what the VF turned on (SET_OFFLOADS) and its RSS parameters (CONFIG_RSS_*, SET_RSS_HENA)
+    offloads: Offload = Offload(0)
+    rss_key: bytes = bytes(device.RSS_KEY_SIZE)
+    rss_table: list[int] = field(default_factory=lambda: [0] * device.RSS_RETA_SIZE)
+    rss_hena: int = 0
     # service bookkeeping
     tokens: float = mbx.MBX_RATE_BURST
     last_refill_ns: float = 0.0
@@ -88,3 +97,7 @@ class VfInfo:
         self.tx_rings.clear()
         self.rx_rings.clear()
         self.api_version = None
+        self.offloads = Offload(0)
+        self.rss_key = bytes(device.RSS_KEY_SIZE)
+        self.rss_table = [0] * device.RSS_RETA_SIZE
+        self.rss_hena = 0

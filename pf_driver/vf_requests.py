@@ -4,9 +4,10 @@ untrusted input; each refusal is a NACK with an :class:`~datasheet.mailbox.MbxEr
 
 from __future__ import annotations
 
-from datasheet import device
+from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import MbxError, Message, Opcode
+from datasheet.descriptors import HENA_MASK
+from datasheet.mailbox import MbxError, Message, Offload, Opcode
 from pf_driver.vf_info import RingConfig, VfInfo, VfState
 
 
@@ -122,6 +123,54 @@ def _api_negotiate(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
     return [vf.api_version[0] << 16 | vf.api_version[1]], False
 
 
+def _offload_api(vf: VfInfo, rss: bool = False) -> None:
+    """Offload messages need API 1.2 or later; the RSS ones need RSS allowed."""
+    if vf.api_version is None or vf.api_version < mbx.OFFLOADS_API:
+        raise Refused(MbxError.UNSUPPORTED_API, f"offload message with API {vf.api_version}")
+    if rss and not vf.allowed_offloads & Offload.RSS:
+        raise Refused(MbxError.POLICY, "RSS is not allowed for this VF")
+
+
+def _get_offloads(vf: VfInfo, _p: list[int]) -> tuple[list[int], bool]:
+    _offload_api(vf)
+    return [int(vf.allowed_offloads), device.RSS_KEY_SIZE, device.RSS_RETA_SIZE], False
+
+
+def _set_offloads(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
+    _offload_api(vf)
+    if p[0] & ~int(mbx.ALL_OFFLOADS):
+        raise Refused(MbxError.INVALID, f"offload bits {p[0]:#x}")
+    wanted = Offload(p[0])
+    if wanted & ~vf.allowed_offloads:
+        raise Refused(MbxError.POLICY, f"not allowed: {Offload(wanted & ~vf.allowed_offloads)!r}")
+    vf.offloads = wanted
+    return [], False
+
+
+def _config_rss_key(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
+    _offload_api(vf, rss=True)
+    vf.rss_key = regs.rss_key_bytes(p)
+    return [], False
+
+
+def _config_rss_lut(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
+    _offload_api(vf, rss=True)
+    table = regs.reta_entries(p)
+    beyond = sorted({q for q in table if q >= device.VF_QUEUE_PAIRS})
+    if beyond:
+        raise Refused(MbxError.INVALID, f"queues {beyond} outside the VF's {device.VF_QUEUE_PAIRS}")
+    vf.rss_table = table
+    return [], False
+
+
+def _set_rss_hena(vf: VfInfo, p: list[int]) -> tuple[list[int], bool]:
+    _offload_api(vf, rss=True)
+    if p[0] & ~HENA_MASK:
+        raise Refused(MbxError.INVALID, f"hash types {p[0]:#x}")
+    vf.rss_hena = p[0]
+    return [], False
+
+
 _HANDLERS = {
     Opcode.RESET: _reset,
     Opcode.SET_MAC: _set_mac,
@@ -131,4 +180,9 @@ _HANDLERS = {
     Opcode.GET_QUEUES: _get_queues,
     Opcode.CONFIG_QUEUES: _config_queues,
     Opcode.API_NEGOTIATE: _api_negotiate,
+    Opcode.GET_OFFLOADS: _get_offloads,
+    Opcode.SET_OFFLOADS: _set_offloads,
+    Opcode.CONFIG_RSS_KEY: _config_rss_key,
+    Opcode.CONFIG_RSS_LUT: _config_rss_lut,
+    Opcode.SET_RSS_HENA: _set_rss_hena,
 }

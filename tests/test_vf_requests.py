@@ -2,9 +2,11 @@
 
 import pytest
 
-from datasheet import device
+from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import MbxError, Message, Opcode
+from datasheet.descriptors import HENA_MASK, RssType, hash_types_of, hena_of
+from datasheet.mailbox import MbxError, Message, Offload, Opcode
+from pf_driver.offloads import fn_offload_value
 from pf_driver.vf_info import VfInfo, VfState
 from pf_driver.vf_requests import handle_request
 
@@ -75,3 +77,56 @@ def test_promisc_reserved_bits_and_trust():
     vf.trust = True
     assert handle_request(vf, Message(Opcode.SET_PROMISC, [0x3])).ack
     assert vf.promisc_unicast and vf.promisc_multicast
+
+
+# -- offloads (API 1.2) ----------------------------------------------------------------------------
+def offload_vf(**kw):
+    vf = ready_vf(**kw)
+    assert handle_request(vf, Message(Opcode.API_NEGOTIATE, [1 << 16 | 2])).ack
+    return vf
+
+
+def test_offload_messages_need_the_offload_api():
+    vf = ready_vf()
+    assert handle_request(vf, Message(Opcode.API_NEGOTIATE, [1 << 16 | 1])).payload == [1 << 16 | 1]
+    for opcode, payload in (
+        (Opcode.GET_OFFLOADS, []),
+        (Opcode.SET_OFFLOADS, [0]),
+        (Opcode.CONFIG_RSS_KEY, [0] * mbx.RSS_KEY_DWORDS),
+        (Opcode.CONFIG_RSS_LUT, [0] * mbx.RSS_LUT_DWORDS),
+        (Opcode.SET_RSS_HENA, [0]),
+    ):
+        assert nack(vf, opcode, payload) is MbxError.UNSUPPORTED_API
+    assert nack(ready_vf(), Opcode.GET_OFFLOADS, []) is MbxError.UNSUPPORTED_API  # no API agreed yet
+
+
+def test_offloads_within_policy_and_rss_parameters_validated():
+    vf = offload_vf()
+    reply = handle_request(vf, Message(Opcode.GET_OFFLOADS, []))
+    assert reply.payload == [int(mbx.ALL_OFFLOADS), device.RSS_KEY_SIZE, device.RSS_RETA_SIZE]
+    assert handle_request(vf, Message(Opcode.SET_OFFLOADS, [int(Offload.TSO | Offload.RSS)])).ack
+    assert vf.offloads == Offload.TSO | Offload.RSS
+    assert nack(vf, Opcode.SET_OFFLOADS, [1 << 6]) is MbxError.INVALID
+    key = bytes(range(device.RSS_KEY_SIZE))
+    assert handle_request(vf, Message(Opcode.CONFIG_RSS_KEY, regs.rss_key_words(key))).ack and vf.rss_key == key
+    assert nack(vf, Opcode.CONFIG_RSS_KEY, [0] * 9) is MbxError.BAD_LENGTH
+    table = [q % device.VF_QUEUE_PAIRS for q in range(device.RSS_RETA_SIZE)]
+    assert handle_request(vf, Message(Opcode.CONFIG_RSS_LUT, regs.reta_words(table))).ack and vf.rss_table == table
+    beyond = table[:-1] + [device.VF_QUEUE_PAIRS]
+    assert nack(vf, Opcode.CONFIG_RSS_LUT, regs.reta_words(beyond)) is MbxError.INVALID
+    assert vf.rss_table == table  # unchanged by the refused one
+    assert handle_request(vf, Message(Opcode.SET_RSS_HENA, [HENA_MASK])).ack
+    assert nack(vf, Opcode.SET_RSS_HENA, [HENA_MASK + 1]) is MbxError.INVALID
+    vf.allowed_offloads = Offload.RXCSUM  # the administrator's policy
+    assert nack(vf, Opcode.SET_OFFLOADS, [int(Offload.TSO)]) is MbxError.POLICY
+    assert nack(vf, Opcode.SET_RSS_HENA, [0]) is MbxError.POLICY
+    assert handle_request(vf, Message(Opcode.GET_OFFLOADS, [])).payload[0] == int(Offload.RXCSUM)
+    assert handle_request(vf, Message(Opcode.RESET, [])).ack  # RESET forgets what it asked, not the policy
+    assert vf.offloads == Offload(0) and vf.rss_hena == 0 and vf.allowed_offloads == Offload.RXCSUM
+
+
+def test_fn_offload_value_applies_hash_types_only_with_rss():
+    assert fn_offload_value(Offload.TSO, HENA_MASK) == regs.FN_OFFLOAD.field("TSO").mask
+    value = fn_offload_value(Offload.RSS | Offload.RXCSUM, hena_of({RssType.IPV4, RssType.IPV6_UDP}))
+    assert hash_types_of(value) == {RssType.IPV4, RssType.IPV6_UDP}
+    assert value & regs.FN_OFFLOAD.field("RXCSUM").mask

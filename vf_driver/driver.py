@@ -1,6 +1,7 @@
-"""VF driver: probe (identity, MSI-X, mailbox reset handshake), link notifications,
-recovery when the PF resets (RSTI, then RSTD), and the PCI error handlers the host's AER
-service calls (``struct pci_error_handlers``, after ixgbevf/iavf)."""
+"""VF driver: probe (identity, MSI-X, mailbox reset handshake, API and offload negotiation), link
+notifications, offloads through the mailbox, recovery when the PF resets (RSTI, then RSTD),
+and the PCI error handlers the host's AER service calls (``struct pci_error_handlers``,
+after ixgbevf/iavf)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from cocotbext.pcie.core.pci import PciDevice
 import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Message, Opcode
-from netdev import NetDev
+from datasheet.descriptors import hena_of
+from datasheet.mailbox import Message, Offload, Opcode
+from datasheet.regs import reta_words, rss_key_words
+from netdev import NetDev, RssConfig, TxOffload
 from vf_driver.mailbox import MailboxTimeout, VfMailbox
 
 if TYPE_CHECKING:
@@ -32,8 +35,10 @@ class VfError(Exception):
 class VfDriver:
     """Drives one Virtual Function through its own config space and BARs only."""
 
-    def __init__(self, pdev: PciDevice):
+    def __init__(self, pdev: PciDevice, api_version: tuple[int, int] = mbx.API_VERSION):
+        """``api_version``: the mailbox API this driver speaks (an older one works without offloads)."""
         self.pdev = pdev
+        self.speaks = api_version
         self.log = logging.getLogger(f"cocotb.vf_driver[{pdev.pcie_id}]")
         self.bar0 = None
         self.vf_index = None
@@ -42,6 +47,7 @@ class VfDriver:
         self.ready = False
         self.mac = b""
         self.api_version: tuple[int, int] | None = None
+        self.offload_caps = Offload(0)  # what GET_OFFLOADS says the PF allows
         self.num_tx_queues = self.num_rx_queues = self.default_queue = 0
         self.link_up: bool | None = None
         self.link_speed = 0
@@ -111,7 +117,8 @@ class VfDriver:
         return reply
 
     async def handshake(self) -> None:
-        """Wait RSTD, RESET (MAC + CTS), API negotiation, queue allotment (igbvf/iavf order)."""
+        """Wait RSTD, RESET (MAC + CTS), API negotiation, queue allotment, offloads the PF allows
+        (igbvf/iavf order)."""
         self.ready = False
         if not await self.mbx.wait_for("RSTD", RESET_WAIT_NS):
             raise VfError(f"{self.pdev.pcie_id}: no RSTD from the PF (RSTI={self.mbx.rsti})")
@@ -119,11 +126,15 @@ class VfDriver:
         if not reply.cts or len(reply.payload) != 2:
             raise VfError("RESET reply without CTS or MAC")
         self.mac = mbx.words_to_mac(reply.payload)
-        major, minor = mbx.API_VERSION
+        major, minor = self.speaks
         reply = await self._must(Opcode.API_NEGOTIATE, [major << 16 | minor])
         self.api_version = (reply.payload[0] >> 16, reply.payload[0] & 0xFFFF)
         reply = await self._must(Opcode.GET_QUEUES)
         self.num_tx_queues, self.num_rx_queues, self.default_queue = reply.payload[:3]
+        self.offload_caps = Offload(0)
+        if self.api_version >= mbx.OFFLOADS_API:
+            reply = await self._must(Opcode.GET_OFFLOADS)
+            self.offload_caps = Offload(reply.payload[0] & mbx.ALL_OFFLOADS)
         self.ready = True
 
     # -- net device ----------------------------------------------------------------------
@@ -141,12 +152,21 @@ class VfDriver:
         payload = [mbx.QCFG_RX.put(queue, int(rx)), iova & 0xFFFFFFFF, iova >> 32, size, buf_size if rx else 0]
         await self._must(Opcode.CONFIG_QUEUES, payload)
 
+    async def set_offloads(self, enabled: Offload, rss: RssConfig) -> None:
+        """Ask the PF for ``enabled`` offloads with RSS parameters ``rss`` (its net device's
+        ``set_features`` / ``set_rxfh``); raises VfError if the PF refuses."""
+        if enabled & Offload.RSS:
+            await self._must(Opcode.CONFIG_RSS_KEY, rss_key_words(rss.key))
+            await self._must(Opcode.CONFIG_RSS_LUT, reta_words(list(rss.table)))
+            await self._must(Opcode.SET_RSS_HENA, [hena_of(rss.hash_types)])
+        await self._must(Opcode.SET_OFFLOADS, [int(enabled)])
+
     async def stop(self) -> None:
         if self.netdev is not None:
             await self.netdev.stop()
 
-    async def start_xmit(self, frame: bytes, queue: int = 0) -> bool:
-        return await self.netdev.start_xmit(frame, queue)
+    async def start_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None) -> bool:
+        return await self.netdev.start_xmit(frame, queue, offload)
 
     def reset_prepare(self) -> None:
         """Linux ``pci_error_handlers.reset_prepare``: someone else is about to reset the

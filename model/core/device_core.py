@@ -10,11 +10,15 @@ parent object. The PCIe shells (:mod:`model.pcie`) are the only way in from the 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from datasheet import device, regs
 from model import events as ev
 from model.core.mailbox import MailboxUnit
+from model.core.offload import rx as rx_offload
+from model.core.offload.config import OffloadTables
+from model.core.offload.tx import TxPermits
 from model.core.pcap import PcapWriter
 from model.core.regfile import SummaryBits
 from model.core.scheduler import Scheduler
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
     from model.pcie.vf import VirtualFunction
 
 IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
+DEFQ = regs.SW_FN_CTRL.field("DEFQ")
+PVLAN_EN = regs.SW_FN_CTRL.field("PVLAN_EN")
 TX_DROPS = regs.by_name("STAT_TX_DROPS")
 
 
@@ -67,10 +73,12 @@ class DeviceCore:
             events=self.events,
             log=self.log,
         )
+        self.offloads = OffloadTables(pf_regs)
         self.vferr = SummaryBits(pf_regs, regs.PF_VFERR)
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
         self.corrupt_next: dict[int, tuple[int, Injection]] = {}  # injection point: fn -> (byte offset, Injection)
+        self.misqueue_next: dict[int, Injection] = {}  # injection point: fn -> Injection
 
     def _slice(self, fn: int, index: int | None, port: FunctionPort, msix_cap: NicMsixCapability) -> FunctionSlice:
         return FunctionSlice(
@@ -82,6 +90,7 @@ class DeviceCore:
             events=self.events,
             scheduler=self.scheduler,
             transmit=self._transmit,
+            tx_permits=self._tx_permits,
             on_reset=self._function_reset,
             on_error=self._function_error,
             link_up=lambda: self.uplink.link_up,
@@ -135,6 +144,7 @@ class DeviceCore:
             self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
             self.mailbox.pf_reset()
             self.switch.invalidate()  # the SW_* registers went back to reset values
+            self.offloads.invalidate()
 
     def _vf_reset_trigger(self, i: int, value: int, byte_mask: int) -> None:
         """PF_VFRTRIG: software reset of every VF whose bit is written 1."""
@@ -153,19 +163,33 @@ class DeviceCore:
         """A frame a function's TX engine sent; False if the switch dropped it at ingress."""
         return self.switch.forward(frame, function.fn)
 
+    def _tx_permits(self, function: FunctionSlice) -> TxPermits:
+        """The TX offloads FN_OFFLOAD permits the function, and its port VLAN (which overrides VLE)."""
+        cfg = self.offloads.of(function.fn)
+        pvlan = bool(PVLAN_EN.get(self.pf.regs.get(regs.SW_FN_CTRL, function.fn)))
+        return TxPermits(cfg.txcsum, cfg.tso, cfg.txvlan, pvlan)
+
     def deliver(self, fn: int, frame: bytes) -> bool:
-        """The switch hands a frame to function ``fn``'s default RX queue (SW_FN_CTRL.DEFQ)."""
+        """The switch hands a frame to function ``fn``: its receive offloads (VLAN strip, checksums,
+        RSS) pick the RX queue -- the indirection table's, or SW_FN_CTRL.DEFQ without a hash."""
         function = self.function_at(fn)
         if function is None:
             return False
+        rx = rx_offload.receive(frame, self.offloads.of(fn))
         armed = self.corrupt_next.get(fn)
-        if armed is not None and armed[0] < len(frame):
+        if armed is not None and armed[0] < len(rx.frame):
             offset, injection = self.corrupt_next.pop(fn)
-            injection.fire(frame=frame, fn=fn)
-            frame = frame[:offset] + bytes([frame[offset] ^ 0x5A]) + frame[offset + 1 :]
+            injection.fire(frame=rx.frame, fn=fn)
+            rx = replace(rx, frame=rx.frame[:offset] + bytes([rx.frame[offset] ^ 0x5A]) + rx.frame[offset + 1 :])
             self.log.warning("injected corruption of a frame for function %d at byte %d", fn, offset)
-        queue = regs.SW_FN_CTRL.field("DEFQ").get(self.pf.regs.get(regs.SW_FN_CTRL, fn))
-        return function.queues.deliver(queue, frame)
+        queue = rx.queue
+        if queue is None:
+            queue = DEFQ.get(self.pf.regs.get(regs.SW_FN_CTRL, fn))
+        elif fn in self.misqueue_next:
+            self.misqueue_next.pop(fn).fire(frame=rx.frame, fn=fn)
+            queue = (queue + 1) % function.queues.num_queues
+            self.log.warning("injected misqueue of a frame for function %d to queue %d", fn, queue)
+        return function.queues.deliver(queue, rx)
 
     def _tx_drop(self, fn: int) -> None:
         function = self.function_at(fn)

@@ -33,6 +33,13 @@ queue (BAD_TAIL); a doorbell on a disabled queue is ignored (DISABLED_DOORBELL, 
 unless another cause already is). Zero-length or oversized TX descriptors complete with
 ERR_LEN and the frame is not sent. RX buffer writes are posted: a faulting one is not
 seen by the device (as on real hardware); the IOMMU records it and the data is lost.
+
+Offloads (:mod:`model.core.offload`): a TX chain (an optional context descriptor, then data
+descriptors up to EOP) is judged by :func:`~model.core.offload.tx.plan` before any of its
+buffers is read; a refused one completes with ERR_LEN or ERR_OFFLOAD, anything else is read
+and turned into the frames the switch gets (checksums, TSO segments, VLAN tag). A received
+frame arrives from the device core with its receive offloads done (:class:`RxResult`); its
+EOP write-back carries the info word (RSS hash, type, stripped tag) and the offload status.
 """
 
 from __future__ import annotations
@@ -50,12 +57,14 @@ from datasheet import device, regs
 from datasheet.descriptors import QueueError
 from datasheet.regs import FnError
 from model import events as ev
+from model.core.offload import tx as tx_offload
 from model.core.scheduler import Scheduler
 
 if TYPE_CHECKING:
     import logging
 
     from datasheet.regs import Register
+    from model.core.offload.rx import RxResult
     from model.core.regfile import BoundRead, BoundWrite, RegisterFile
     from model.inject import Injection
 
@@ -148,7 +157,7 @@ class RingRun:
         self.tail = self.head = self.fetch = 0
         self.cache: collections.deque = collections.deque()  # prefetched, not yet used
         self.staged: list = []  # TX: descriptors of a frame in progress
-        self.fifo: collections.deque[bytes] = collections.deque()  # RX: frames awaiting buffers
+        self.fifo: collections.deque[RxResult] = collections.deque()  # RX: frames awaiting buffers
         self.cancelled = self.queued = self.active = self.again = False
         self.turn_number = 0  # the scheduler's count at this turn
 
@@ -174,6 +183,7 @@ class QueueEngine:
         *,
         port: DmaPort,
         transmit: Callable[[bytes], bool],
+        tx_permits: Callable[[], tx_offload.TxPermits],
         signal: Callable[[int], None],
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         scheduler: Scheduler,
@@ -188,6 +198,7 @@ class QueueEngine:
         self.num_vectors = num_vectors
         self.port = port
         self.transmit = transmit
+        self.tx_permits = tx_permits
         self.signal = signal
         self.spawn = spawn
         self.scheduler = scheduler
@@ -202,6 +213,7 @@ class QueueEngine:
         self._stopped = events.topic(ev.QueueStopped)
         self._turn = events.topic(ev.Turn)
         self._delivery = events.topic(ev.Delivery)
+        self._tx_offload = events.topic(ev.TxOffload)
         self._clear_counters()
         self._bind(rf)
 
@@ -462,22 +474,18 @@ class QueueEngine:
             self._fetched.emit(ev.DescriptorFetch(self.fn, run.ring.index, run.ring.rx, first, n))
         return True
 
-    async def _complete(
-        self, run: RingRun, descs: Sequence[tuple[int, int, int]], results: Sequence[tuple[int, int]]
-    ) -> None:
-        """Write back ``descs`` (starting at the head) in place and advance the head."""
-        out = b"".join(
-            addr.to_bytes(8, "little") + d.writeback(length, status)
-            for (addr, _, _), (length, status) in zip(descs, results)
-        )
+    async def _complete(self, run: RingRun, done: Sequence[tuple[int, int, int]]) -> None:
+        """Write back ``done`` -- (bytes 0-7, length, status) per descriptor, starting at the
+        head -- in place and advance the head."""
+        out = b"".join(word.to_bytes(8, "little") + d.writeback(length, status) for word, length, status in done)
         first = run.head
-        split = min(len(descs), run.length - first) * d.DESC_SIZE
+        split = min(len(done), run.length - first) * d.DESC_SIZE
         await self._dma_write(run, run.base + first * d.DESC_SIZE, out[:split])
         if split < len(out):  # the span wraps the ring
             await self._dma_write(run, run.base, out[split:])
-        run.head = run.ring.head = (first + len(descs)) % run.length
+        run.head = run.ring.head = (first + len(done)) % run.length
         if self._writeback:
-            for k, (length, status) in enumerate(results):
+            for k, (_, length, status) in enumerate(done):
                 self._writeback.emit(
                     ev.Writeback(self.fn, run.ring.index, run.ring.rx, (first + k) % run.length, length, status)
                 )
@@ -490,7 +498,8 @@ class QueueEngine:
                 break
             desc = run.cache.popleft()
             run.staged.append(desc)
-            if not d.TX_CMD_EOP.get(desc[2]) and len(run.staged) < device.TX_MAX_FRAME_DESCS:
+            ends = d.TX_CMD_EOP.get(desc[2]) and not d.TX_CMD_CTX.get(desc[2])
+            if not ends and len(run.staged) < device.TX_MAX_FRAME_DESCS:
                 continue
             frame, run.staged = run.staged, []
             try:
@@ -498,74 +507,99 @@ class QueueEngine:
             except DmaFault:
                 await self._complete_failed(run, frame)
                 raise
-            await self._complete(run, frame, results)
+            await self._complete(run, results)
             done += len(frame)
         if done:
             self.raise_irq(run.vector)
         return bool(run.cache) or run.posted() > 0, done
 
-    async def _complete_failed(self, run: RingRun, descs: Sequence[tuple[int, int, int]]) -> None:
+    async def _complete_failed(self, run: RingRun, descs: Sequence[tuple[int, int, int, int]]) -> None:
         """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
         try:
-            await self._complete(run, descs, [(0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask)] * len(descs))
+            await self._complete(run, [(desc[0], 0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask) for desc in descs])
         except DmaFault:
             pass
 
-    async def _transmit(self, run: RingRun, descs: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
-        """Send one frame made of ``descs``; return the write-back (length, status) of each."""
-        lengths = [length for _, length, _ in descs]
-        if not d.TX_CMD_EOP.get(descs[-1][2]) or 0 in lengths or sum(lengths) > device.MAX_FRAME:
+    async def _transmit(self, run: RingRun, descs: Sequence[tuple[int, int, int, int]]) -> list[tuple[int, int, int]]:
+        """Send one frame made of ``descs`` (offloads applied); return each descriptor's write-back."""
+        plan = tx_offload.plan(descs, self.tx_permits())
+        if plan.error:
             self.qerr[run.ring.index] += 1
             self.count("TX_ERRORS")
-            self.log.warning("%s: bad frame (buffer lengths %s): not sent", run.ring.name, lengths)
-            return [(0, d.STATUS_DD.mask | d.STATUS_ERR_LEN.mask)] * len(descs)
-        data = b"".join([await self._dma_read(run, addr, length) for addr, length, _ in descs])
-        delivered = self.transmit(data)
-        status = d.STATUS_DD.mask | (0 if delivered else d.STATUS_DROPPED.mask)
-        if delivered:
-            self.count("TX_PACKETS")
-            self.count("TX_BYTES", len(data))
-        return [(length, status) for length in lengths]
+            self.log.warning("%s: bad frame (%s): not sent", run.ring.name, plan.reason)
+            self._publish_tx_offload(run, plan, 0)
+            return [(desc[0], 0, d.STATUS_DD.mask | plan.error) for desc in descs]
+        data = b"".join([await self._dma_read(run, addr, length) for addr, length in plan.buffers])
+        frames = tx_offload.apply(plan, data)
+        delivered = [self.transmit(frame) for frame in frames]
+        for frame, ok in zip(frames, delivered):
+            if ok:
+                self.count("TX_PACKETS")
+                self.count("TX_BYTES", len(frame))
+        self._publish_tx_offload(run, plan, len(frames))
+        status = d.STATUS_DD.mask | (0 if all(delivered) else d.STATUS_DROPPED.mask)
+        return [(desc[0], 0 if d.TX_CMD_CTX.get(desc[2]) else desc[1], status) for desc in descs]
+
+    def _publish_tx_offload(self, run: RingRun, plan: tx_offload.TxPlan, segments: int) -> None:
+        if self._tx_offload and plan.asks_offload:
+            self._tx_offload.emit(
+                ev.TxOffload(
+                    self.fn,
+                    run.ring.index,
+                    plan.cmd,
+                    plan.context,
+                    plan.length,
+                    segments,
+                    plan.vlan,
+                    plan.vlan_overridden,
+                    None if plan.offload_error is None else int(plan.offload_error),
+                    plan.error,
+                )
+            )
 
     # -- RX -------------------------------------------------------------------------------
-    def deliver(self, queue: int, frame: bytes) -> bool:
-        """A frame for this function from the switch; False if dropped for lack of buffers."""
+    def deliver(self, queue: int, rx: RxResult) -> bool:
+        """A frame for this function from the switch, after the receive offloads (``rx``), for
+        RX queue ``queue`` (queue 0 if beyond the allotment); False if dropped for lack of buffers."""
         q = queue if queue < self.num_queues else 0
         run = self.rx[q].run
         accepted = run is not None and run.free() > len(run.fifo)
         if accepted:
-            run.fifo.append(frame)
+            run.fifo.append(rx)
             self.scheduler.kick(run)
         else:
             self.rx_nobuf[q] += 1
             self.count("RX_DROPS")
         if self._delivery:
-            self._delivery.emit(ev.Delivery(self.fn, q, frame, accepted))
+            vlan = rx.vlan if rx.status & d.STATUS_VP.mask else None
+            self._delivery.emit(
+                ev.Delivery(self.fn, q, rx.frame, accepted, rx.rss_hash, int(rx.rss_type), vlan, rx.status)
+            )
         return accepted
 
     async def _rx_turn(self, run: RingRun) -> tuple[bool, int]:
         done = 0
         while run.fifo and done < device.QUEUE_BUDGET:
-            frame = run.fifo.popleft()
-            used, results, pos = [], [], 0
+            rx = run.fifo.popleft()
+            frame = rx.frame
+            used, pos = [], 0
             while pos < len(frame) or not used:
                 if not run.cache and not await self._fetch(run):
                     break  # out of buffers mid-frame: truncate
-                addr, size, _ = run.cache.popleft()
+                addr, size, _, _ = run.cache.popleft()
                 chunk = frame[pos : pos + size]
                 if chunk:
                     await self._dma_write(run, addr, chunk)
-                used.append((addr, size, 0))
-                results.append((len(chunk), d.STATUS_DD.mask))
+                used.append([0, len(chunk), d.STATUS_DD.mask])
                 pos += len(chunk)
             if not used:
                 self.rx_nobuf[run.ring.index] += 1
                 self.count("RX_DROPS")
                 continue
-            last_len, last_status = results[-1]
-            last_status |= d.STATUS_EOP.mask | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
-            results[-1] = (last_len, last_status)
-            await self._complete(run, used, results)
+            last = used[-1]
+            last[0] = rx.info_word
+            last[2] |= d.STATUS_EOP.mask | rx.status | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
+            await self._complete(run, [tuple(u) for u in used])
             done += len(used)
             if pos < len(frame):
                 self.count("RX_ERRORS")

@@ -7,7 +7,7 @@ nothing else, so a VF's window can only reach its own slice.
 
 The slice reaches the world through its shell's bus-master interface (``port``: DMA,
 MSI-X messages, Bus Master Enable) and the device core through the callables it is
-given (``transmit``, ``on_reset``, ``on_error``, ``link_up``).
+given (``transmit``, ``tx_permits``, ``on_reset``, ``on_error``, ``link_up``).
 
 Faults stay in the function (``docs/security.md``): every coroutine the slice starts runs
 under :meth:`spawn`'s guard and every BAR access under :meth:`bar_read`/:meth:`bar_write`'s;
@@ -33,6 +33,7 @@ from model.core.scheduler import Scheduler
 if TYPE_CHECKING:
     import logging
 
+    from model.core.offload.tx import TxPermits
     from model.pcie.caps.msix import NicMsixCapability
 
 STATUS_FN_ERR = regs.STATUS.field("FN_ERR")
@@ -63,6 +64,7 @@ class FunctionSlice:
         events: ev.EventBus,
         scheduler: Scheduler,
         transmit: Callable[[FunctionSlice, bytes], bool],
+        tx_permits: Callable[[FunctionSlice], TxPermits],
         on_reset: Callable[[FunctionSlice, str], None],
         on_error: Callable[[FunctionSlice], None],
         link_up: Callable[[], bool],
@@ -90,6 +92,7 @@ class FunctionSlice:
             vectors,
             port=port,
             transmit=lambda frame: transmit(self, frame),
+            tx_permits=lambda: tx_permits(self),
             signal=self.msix.signal,
             spawn=self.spawn,
             scheduler=scheduler,

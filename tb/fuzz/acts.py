@@ -14,19 +14,32 @@ import pcicore
 from datasheet import descriptors as d
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Opcode
+from datasheet.mailbox import Offload, Opcode
 from datasheet.regs import Access
 from iommu.events import MsiRequest, Translation
 from model import events as ev
 from pf_driver.vf_info import LinkState
 from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
 from tb.lib.timing import wait_until
+from tb.uvm import offload_reference as offref
 
 SETTLE_NS = 20_000
 PARTNER = bytes.fromhex("00163e000001")
 VF_BAR0 = regs.element_offsets(is_vf=True)  # implemented dword -> register name
 ERR_FLAGS = {f.name: f.mask for f in regs.ERR_STATUS.fields}
 COMPLETER_ABORT = "completer_abort"
+FEATURE_NAMES = ("rx-checksum", "tx-checksum", "tso", "rxhash", "rxvlan", "txvlan")
+#: the attacker's data buffer for offload chains (room for five 16 KiB buffers)
+OFFLOAD_DATA = 5 * 16384
+#: offload messages the PF must refuse
+BAD_OFFLOAD_REQUESTS = [
+    (Opcode.SET_OFFLOADS, [0xFFFFFFFF]),
+    (Opcode.SET_RSS_HENA, [0xFFFF]),
+    (Opcode.CONFIG_RSS_KEY, [0] * (mbx.RSS_KEY_DWORDS + 1)),
+    (Opcode.CONFIG_RSS_LUT, [0xFFFFFFFF] * mbx.RSS_LUT_DWORDS),
+    (Opcode.CONFIG_RSS_LUT, [0] * (mbx.RSS_LUT_DWORDS - 1)),
+    (Opcode.GET_OFFLOADS, [1]),
+]
 
 
 @dataclass
@@ -64,7 +77,8 @@ class Attacker:
             or [
                 b
                 for b in rec.since(mark, ev.Writeback, fn=fn)
-                if b.status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask)
+                if b.status
+                & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_DROPPED.mask | d.STATUS_ERR_OFFLOAD.mask)
             ]
         )
 
@@ -477,6 +491,99 @@ class Attacker:
         await self._settle(2_000)
         return Act("aer", "unsupported_request", True, self._seen(mark), "memory write in D3hot")
 
+    async def offloads(self) -> list[Act]:
+        """TX chains asking for offloads with any field values (context words, MSS, command bits,
+        VLAN tags, buffer lengths), with its offloads on or off; malformed offload requests to
+        the PF. The reference says which chains the device must refuse."""
+        rng, vf, w = self.rng, self.vf, self.w
+        acts = []
+        if vf.netdev is None or not vf.netdev.tx:
+            return acts
+        if rng.random() < 0.6 and vf.offload_caps:  # legal: its own choice of features
+            await vf.netdev.set_features(**{name.replace("-", "_"): rng.random() < 0.8 for name in FEATURE_NAMES})
+        data, data_iova = vf.dma.dma_alloc_coherent(OFFLOAD_DATA)
+        head = PARTNER + vf.mac + b"\x08\x00"  # its own source: what it sends may go out
+        data.write(0, head + bytes(rng.getrandbits(8) for _ in range(200)))
+        ring, ring_iova = vf.dma.dma_alloc_coherent(64 * d.DESC_SIZE)
+        queue = rng.randrange(1, device.VF_QUEUE_PAIRS)
+        await self._program_ring(False, queue, ring_iova, 64)
+        slot = 0
+        for n in range(rng.randint(3, 7)):
+            descs, chain = self._offload_chain(data_iova, legal=n == 0)
+            for raw in descs:
+                ring.write(slot * d.DESC_SIZE, raw)
+                slot += 1
+            info = w.system.pf.vf_info(vf.vf_index)
+            on = info.offloads & info.allowed_offloads
+            permits = offref.Permits(bool(on & Offload.TXCSUM), bool(on & Offload.TSO), bool(on & Offload.TXVLAN))
+            refusal = offref.tx_refusal(chain, permits)
+            mark = w.rec.mark()
+            await vf.write_reg(regs.TDT, slot, queue)
+            await self._settle(rng.choice([5_000, SETTLE_NS]))
+            acts.append(
+                Act(
+                    "offloads",
+                    "tx_offload",
+                    refusal is not None,
+                    self._seen(mark) if refusal is not None else None,
+                    f"{len(chain)} descriptors: {refusal}",
+                )
+            )
+        for opcode, payload in rng.sample(BAD_OFFLOAD_REQUESTS, rng.randint(2, 4)):
+            await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
+            info = w.system.pf.vf_info(vf.vf_index)
+            nacked = info.nacked
+            reply = await vf.request(opcode, payload)
+            acts.append(Act("offloads", "offload_request", True, reply.nack and info.nacked > nacked, f"{opcode.name}"))
+        return acts
+
+    def _offload_chain(self, data_iova: int, legal: bool = False) -> tuple[list[bytes], list]:
+        """1-5 descriptors, the last a data descriptor with EOP; context descriptors anywhere with any
+        fields, data descriptors of any length inside its own buffer with any offload bits.
+        ``legal``: a context descriptor and one frame asking for nothing."""
+        rng = self.rng
+        descs, chain = [], []
+        count = rng.randint(1, 5)
+        if legal:
+            ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP)
+            length = rng.randint(60, 1514)
+            return [ctx.encode(), d.tx_desc(data_iova, length)], [
+                offref.ChainDesc(context=ctx),
+                offref.ChainDesc(length, True),
+            ]
+        if rng.random() < 0.4:  # a well-formed request (TCP/IPv4 offsets), any offload bits
+            ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP, rng.choice([64, 536, 1448]))
+            lengths = [rng.randint(54, 3000)] + [rng.randint(1, 3000) for _ in range(count - 1)]
+            offloads = rng.getrandbits(5) & d.TX_OFFLOAD_CMDS
+            descs.append(ctx.encode())
+            chain.append(offref.ChainDesc(context=ctx))
+            for k, length in enumerate(lengths):
+                last = k == count - 1
+                descs.append(d.tx_desc(data_iova, length, last, offloads if k == 0 else 0, rng.getrandbits(16)))
+                chain.append(offref.ChainDesc(length, last, offloads if k == 0 else 0))
+            return descs, chain
+        for k in range(count):
+            last = k == count - 1
+            if not last and rng.random() < 0.35:
+                ctx = d.TxContext(
+                    rng.choice([14, 18, 0, 13, 255, rng.getrandbits(8)]),
+                    rng.choice([20, 24, 40, 60, 0, 19, rng.getrandbits(16)]),
+                    rng.choice([20, 32, 60, 0, 8, rng.getrandbits(8)]),
+                    rng.random() < 0.3,
+                    d.L4Type(rng.randrange(3)),
+                    rng.choice([0, 1, 63, 64, 536, 1448, 9000, rng.getrandbits(16)]),
+                )
+                raw = bytearray(ctx.encode())
+                raw[10] |= rng.choice([0, 1])  # an EOP bit in a context descriptor is ignored
+                descs.append(bytes(raw))
+                chain.append(offref.ChainDesc(context=ctx))
+                continue
+            length = rng.choice([0, 40, 60, 200, 1514, 9018, 9019, 16384, rng.randrange(1, OFFLOAD_DATA // 5)])
+            offloads = rng.getrandbits(5) & d.TX_OFFLOAD_CMDS
+            descs.append(d.tx_desc(data_iova, length, last, offloads, rng.getrandbits(16)))
+            chain.append(offref.ChainDesc(length, last, offloads))
+        return descs, chain
+
     async def host_config(self) -> list[Act]:
         """A careless host: random writes to the VF's config space, NumVFs and System Page Size
         written while VF Enable is set. Nothing here is the guest's doing: the checks are the
@@ -532,6 +639,7 @@ SCENARIOS = (
     "host_config",
     "numvfs_change",
     "aer",
+    "offloads",
 )
 #: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
 PF_ONLY = ("numvfs_change",)

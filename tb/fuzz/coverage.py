@@ -32,9 +32,18 @@ ACT_KINDS = [
     "source_mac",
     "config_writes",
     "sriov_reconfigure",
+    "tx_offload",
+    "offload_request",
 ]
 #: scenario kinds that also make legal acts (the rest are hostile by construction)
-LEGAL_TOO = ("mmio", "descriptors", "mailbox_garbage", "host_config", "numvfs_change")  # "aer" is all hostile
+LEGAL_TOO = (
+    "mmio",
+    "descriptors",
+    "mailbox_garbage",
+    "host_config",
+    "numvfs_change",
+    "offloads",
+)  # "aer" is all hostile
 
 
 @CoverPoint("nic.fuzz.scenario", xf=lambda e: e.scenario, bins=list(SCENARIOS))

@@ -22,12 +22,26 @@ import pyuvm
 from cocotb.triggers import Timer
 from pyuvm import ConfigDB, uvm_test
 
+from datasheet.descriptors import OffloadError, RssType
 from datasheet.device import vf_port
 from datasheet.mailbox import Opcode
 from model.inject import Injection
+from netdev import TxOffload
 from tb.uvm import coverage, inject
 from tb.uvm.env import MAX_AGENTS, EnvConfig, NicEnv
+from tb.uvm.offload_sequences import (
+    BadOffloadSeq,
+    OffloadConfigSeq,
+    PfOffloadSeq,
+    RssCoverSeq,
+    RxChecksumSeq,
+    TsoSeq,
+    TxChecksumSeq,
+    VlanSeq,
+    tso_frame,
+)
 from tb.uvm.sequences import (
+    PARTNER_MAC,
     BadDescriptorSeq,
     FrameFactory,
     HostileMailboxSeq,
@@ -174,6 +188,39 @@ class UvmSmoke(NicTest):
         ).start()
 
 
+#: every feature on (ethtool -K names with _)
+ALL_FEATURES = dict(rx_checksum=True, tx_checksum=True, tso=True, rxhash=True, rxvlan=True, txvlan=True)
+
+
+@pyuvm.test(timeout_time=2, timeout_unit="sec")
+class OffloadSmoke(NicTest):
+    """Offloads under the scoreboard: a VF with every feature and RSS over its queues gets flows of
+    every hash type and checksum class; TX checksum, one TSO frame, VLAN insert/strip with a port
+    VLAN, one refused request."""
+
+    def configure(self, rng):
+        return EnvConfig(seed=rng.getrandbits(32), total_vfs=8, num_vfs=3, open_vfs=3, ring_size=32)
+
+    async def scenario(self):
+        env = self.env
+        for k in range(3):
+            await OffloadConfigSeq(f"cfg{k}", env, slot=k, features=ALL_FEATURES).start()
+        await RssCoverSeq("rss", env, slot=0).start()
+        await RxChecksumSeq("rxcsum", env, slot=1).start()
+        await TxChecksumSeq("txcsum", env, slot=0, to=1).start()
+        await NicSequence("tso", env).do(
+            env.vf_agents[0].seqr,
+            "xmit",
+            frame=tso_frame(env.vf(0).mac, PARTNER_MAC, env.next_serial(), False, 6000, env.rng),
+            offload=TxOffload(gso_size=1448),
+        )
+        await VlanSeq("vlan", env, tagger=0, receiver=1, pvlan=2).start()
+        ops = NicSequence("bad", env)
+        frame = tso_frame(env.vf(0).mac, PARTNER_MAC, env.next_serial(), False, 300, env.rng)
+        verdict = await ops.do(env.vf_agents[0].seqr, "bad_offload", reason=int(OffloadError.MSS), queue=1, frame=frame)
+        assert verdict is not None
+
+
 # -- fault injection: the scoreboard must catch each -----------------------------------------------
 async def _unicast_between_vfs(env, count=6):
     """VF agent 0 sends ``count`` frames to VF agent 1."""
@@ -222,6 +269,21 @@ class InjectCorruption(InjectionTest):
 
     def inject(self):
         return self.env.system.nic.inject.corrupt_next_rx(vf_port(self.env.vf(1).vf_index))
+
+
+@pyuvm.test(timeout_time=2, timeout_unit="sec")
+class InjectMisqueue(InjectionTest):
+    """RSS steers one frame for a VF with rxhash on to the wrong queue: reported as rx_offload
+    (the queue the reference's own Toeplitz and indirection table name differs)."""
+
+    expect_errors = frozenset({"rx_offload"})
+
+    async def scenario(self):
+        await OffloadConfigSeq("cfg", self.env, slot=1, features={"rxhash": True}).start()
+        await super().scenario()
+
+    def inject(self):
+        return self.env.system.nic.inject.misqueue_next(vf_port(self.env.vf(1).vf_index))
 
 
 @pyuvm.test(timeout_time=2, timeout_unit="sec")
@@ -329,6 +391,54 @@ class RandomIommu(NicTest):
         frame = FrameFactory(env, rng).from_port(0, "to_uplink")
         await NicSequence("pf", env).do(env.pf_agent.seqr, "pf_dma_blocked", frame=frame)
         await TrafficPhaseSeq("after", env, frames=4).start()
+
+
+@pyuvm.test(timeout_time=60, timeout_unit="sec", skip=REGRESS_ONLY)
+class RandomOffloads(NicTest):
+    """Every offload under the scoreboard while random traffic runs: VFs with random features
+    (one with all of them and RSS over every hash type), flows steered at every (hash type,
+    queue), every checksum class good and bad both ways, TSO of every size at every MSS over
+    IPv4 and IPv6, VLAN insert/strip under a port VLAN, every refused request, the PF's own RSS;
+    then random traffic again after the features change."""
+
+    def configure(self, rng):
+        n = rng.randint(4, 8)
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=max(n, 8),
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(4, 5)),
+            ring_size=rng.choice([32, 64]),
+            ari=rng.random() < 0.8,
+        )
+
+    async def scenario(self):
+        env, rng = self.env, self.env.rng
+        slots = list(range(len(env.slots)))
+        rng.shuffle(slots)
+        full, csum, vlan_rx, pvlan = slots[:4]
+        await OffloadConfigSeq("cfg_full", env, slot=full, features=ALL_FEATURES).start()
+        for slot in slots[1:]:
+            features = {name: rng.random() < 0.6 for name in ALL_FEATURES}
+            features.update(rx_checksum=slot == csum or features["rx_checksum"], rxvlan=True, txvlan=True)
+            features.update(tx_checksum=slot == csum or features["tx_checksum"])
+            types = rng.sample(sorted(set(RssType) - {RssType.NONE}), rng.randint(1, 6))
+            await OffloadConfigSeq(f"cfg{slot}", env, slot=slot, features=features, hash_types=types).start()
+        disruptions = [
+            lambda: RssCoverSeq("rss", env, slot=full, per=rng.randint(1, 2), extra=10),
+            lambda: RxChecksumSeq("rxcsum_full", env, slot=full),
+            lambda: RxChecksumSeq("rxcsum", env, slot=csum),
+            lambda: TxChecksumSeq("txcsum", env, slot=csum, to=full),
+            lambda: TsoSeq("tso", env, slot=full, to=csum),
+            lambda: VlanSeq("vlan", env, tagger=full, receiver=vlan_rx, pvlan=pvlan),
+            lambda: BadOffloadSeq("bad", env, slot=full),
+            lambda: PfOffloadSeq("pf", env),
+        ]
+        rng.shuffle(disruptions)
+        await TrafficPhaseSeq("traffic", env, frames=rng.randint(10, 20), disruptions=disruptions).start()
+        await env.scoreboard.drain()
+        await OffloadConfigSeq("cfg_off", env, slot=full, features={name: False for name in ALL_FEATURES}).start()
+        await TrafficPhaseSeq("after", env, frames=6).start()
 
 
 @pyuvm.test(timeout_time=40, timeout_unit="sec", skip=REGRESS_ONLY)

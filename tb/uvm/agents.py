@@ -30,12 +30,15 @@ import pcicore
 from datasheet import descriptors as d
 from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Opcode
+from datasheet.descriptors import OffloadError
+from datasheet.mailbox import Offload, Opcode
 from iommu import DMA_FROM_DEVICE, DMA_TO_DEVICE, IOMMU_READ
 from iommu.vtd_format import PAGE_SIZE
+from netdev import RssConfig, TxOffload
 from pf_driver.filters import program_function
 from pf_driver.vf_info import LinkState, VfState
 from tb.lib.timing import wait_until
+from tb.uvm import offload_reference as offref
 from tb.uvm import reference as ref
 from tb.uvm.items import Transition, TxFrame, UplinkFrame
 
@@ -77,15 +80,31 @@ class OpDriver(uvm_driver):
     def expect_tx(self, port: int, frame: bytes) -> None:
         self.ap_tx.write(TxFrame(get_sim_time("ns"), port, bytes(frame)))
 
-    async def xmit(self, port: int, netdev, frame: bytes, queue: int = 0) -> bool:
-        """ndo_start_xmit with NETDEV_TX_BUSY retries; the scoreboard expects the frame."""
+    async def xmit(self, port: int, netdev, frame: bytes, queue: int = 0, offload: TxOffload | None = None) -> bool:
+        """ndo_start_xmit with NETDEV_TX_BUSY retries; the scoreboard expects the frames the
+        reference says the device makes of it (checksums filled, segments, the VLAN tag)."""
+        expected = [frame]
+        if offload is not None:
+            request = offref.TxRequest(offload.csum, offload.gso_size, offload.vlan)
+            expected = offref.tx_predict(frame, request, self.platform.pvid(port))
         for _ in range(XMIT_RETRIES):
-            self.expect_tx(port, frame)
-            if await netdev.start_xmit(frame, queue):
+            for out in expected:
+                self.expect_tx(port, out)
+            if await netdev.start_xmit(frame, queue, offload):
                 return True
-            self.scoreboard.withdraw_tx(port, frame)
+            for out in expected:
+                self.scoreboard.withdraw_tx(port, out)
             await Timer(2, "us")
         return False
+
+    async def features(self, port: int, netdev, rss: RssConfig | None, changes: dict) -> dict:
+        """``ethtool -X`` then ``ethtool -K`` on ``port``'s net device, a transition of its port
+        (the device's offloads change under frames in flight); returns ``ethtool -k``."""
+        async with self.transition({port}, "offloads"):
+            if rss is not None:
+                await netdev.set_rxfh(rss)
+            await netdev.set_features(**changes)
+        return netdev.get_features()
 
     async def post_raw_tx(self, vf, descs, queue: int, frames=(), settle_ns: int = 20_000) -> int:
         """Write raw descriptors into ``vf``'s TX ring ``queue`` and ring its doorbell (a hostile
@@ -145,6 +164,8 @@ class PfAgentDriver(OpDriver):
                 pf.set_vf_trust(vf, value)
             elif what == "state":
                 pf.set_vf_link_state(vf, LinkState(value))
+            elif what == "offloads":
+                await pf.set_vf_offloads(vf, value)
             else:
                 raise ValueError(what)
 
@@ -176,8 +197,11 @@ class PfAgentDriver(OpDriver):
     async def op_detach(self, slot: int):
         return self.platform.detach(slot)
 
-    async def op_pf_xmit(self, frame: bytes, queue: int = 0):
-        return await self.xmit(0, self.system.pf.netdev, frame, queue)
+    async def op_pf_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None):
+        return await self.xmit(0, self.system.pf.netdev, frame, queue, offload)
+
+    async def op_pf_features(self, rss: RssConfig | None = None, **changes: bool):
+        return await self.features(device.PF_PORT, self.system.pf.netdev, rss, changes)
 
     async def op_pf_dma_blocked(self, frame: bytes):
         """Detach the PF's context (pass-through) and transmit: the descriptor fetch must fault
@@ -231,8 +255,30 @@ class VfAgentDriver(OpDriver):
     def port(self) -> int:
         return device.vf_port(self.vf.vf_index)
 
-    async def op_xmit(self, frame: bytes, queue: int = 0):
-        return await self.xmit(self.port, self.vf.netdev, frame, queue)
+    async def op_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None):
+        return await self.xmit(self.port, self.vf.netdev, frame, queue, offload)
+
+    async def op_features(self, rss: RssConfig | None = None, **changes: bool):
+        return await self.features(self.port, self.vf.netdev, rss, changes)
+
+    async def op_bad_offload(self, reason: int, queue: int, frame: bytes):
+        """A hand-made TX chain the device must refuse with ERR_OFFLOAD ``reason`` (an
+        OffloadError): ``frame`` in the VF's own memory, descriptors per :func:`bad_offload_chain`.
+        Nothing may reach the switch; returns the reference's verdict on the chain."""
+        vf = self.vf
+        buf, iova = vf.dma.dma_alloc_coherent(len(frame) + PAGE)
+        buf.write(0, frame)
+        descs, chain = bad_offload_chain(OffloadError(reason), iova, frame)
+        info = self.platform.vf_info(vf.vf_index)
+        on = info.offloads & info.allowed_offloads
+        permits = offref.Permits(
+            bool(on & Offload.TXCSUM),
+            bool(on & Offload.TSO),
+            bool(on & Offload.TXVLAN),
+            self.platform.pvid(self.port) is not None,
+        )
+        await self.post_raw_tx(vf, descs, queue)
+        return offref.tx_refusal(chain, permits)
 
     async def op_request(
         self, opcode: int, payload=(), raw: bool = False, vf_index: int | None = None, transition: bool = True
@@ -356,6 +402,38 @@ class VfAgentDriver(OpDriver):
             platform.attach(self.slot)
             await platform.reprobe(self.slot, resets, fresh_netdev=True)
         return ctl
+
+
+def bad_offload_chain(reason: OffloadError, iova: int, frame: bytes) -> tuple[list[bytes], list]:
+    """Descriptors of a TCP/IPv4 ``frame`` at ``iova`` (Ethernet + 20-byte IPv4 + 20-byte TCP
+    headers) that break one rule of the TX offloads, and the same chain for the reference."""
+    ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP, 1000)
+    tse, txsm = d.TX_CMD_TSE.mask, d.TX_CMD_TXSM.mask
+    pieces, offloads, ctx_at = [len(frame)], tse, 0
+    if reason == OffloadError.CONTEXT:
+        pieces, offloads, ctx_at = [100, len(frame) - 100], txsm, 1
+    elif reason == OffloadError.NO_CONTEXT:
+        ctx, offloads = None, txsm
+    elif reason == OffloadError.OFFSETS:
+        ctx = d.TxContext(14, len(frame), 0, False, d.L4Type.TCP)
+        offloads = txsm
+    elif reason == OffloadError.MSS:
+        ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP, 0)
+    elif reason == OffloadError.HEADER_SPLIT:
+        pieces = [30, len(frame) - 30]
+    elif reason == OffloadError.TSO_LENGTH:
+        ctx = d.TxContext(14, 20, 20, False, d.L4Type.TCP, 1000)
+        pieces = [54]  # headers only: no payload
+    descs, chain, addr = [], [], iova
+    for k, length in enumerate(pieces):
+        eop = k == len(pieces) - 1
+        descs.append(d.tx_desc(addr, length, eop, offloads if k == 0 else 0))
+        chain.append(offref.ChainDesc(length, eop, offloads if k == 0 else 0))
+        addr += length
+    if ctx is not None:
+        descs.insert(ctx_at, ctx.encode())
+        chain.insert(ctx_at, offref.ChainDesc(context=ctx))
+    return descs, chain
 
 
 class UplinkAgentDriver(OpDriver):

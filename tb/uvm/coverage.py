@@ -18,9 +18,12 @@ from cocotb_coverage.coverage import CoverCross, CoverPoint, coverage_db
 from pyuvm import uvm_component
 
 from datasheet import descriptors as d
+from datasheet import device
+from datasheet.descriptors import L4Type, OffloadError, RssType
 from datasheet.mailbox import MbxError, Opcode
 from pf_driver.vf_info import VfState
 from tb.paths import COVERAGE_DIR
+from tb.uvm import offload_reference as offref
 from tb.uvm import reference as ref
 from tb.uvm.items import (
     DmaEvent,
@@ -29,7 +32,9 @@ from tb.uvm.items import (
     MailboxEvent,
     MsiEvent,
     ResetEvent,
+    RxFrame,
     SwitchEvent,
+    TxOffloadEvent,
     Writeback,
 )
 from tb.uvm.scoreboard import imp
@@ -81,7 +86,16 @@ def frame_len_bin(frame: bytes) -> str:
     return "max" if n == 1514 else "jumbo"
 
 
-DESC_STATUS_BINS = ["tx_ok", "tx_err_len", "tx_dropped", "tx_err_dma", "rx_eop", "rx_more", "rx_trunc"]
+DESC_STATUS_BINS = [
+    "tx_ok",
+    "tx_err_len",
+    "tx_err_offload",
+    "tx_dropped",
+    "tx_err_dma",
+    "rx_eop",
+    "rx_more",
+    "rx_trunc",
+]
 
 
 def desc_status_bin(wb: Writeback) -> str:
@@ -91,6 +105,8 @@ def desc_status_bin(wb: Writeback) -> str:
             return "tx_err_dma"
         if s & d.STATUS_ERR_LEN.mask:
             return "tx_err_len"
+        if s & d.STATUS_ERR_OFFLOAD.mask:
+            return "tx_err_offload"
         return "tx_dropped" if s & d.STATUS_DROPPED.mask else "tx_ok"
     if s & d.STATUS_TRUNC.mask:
         return "rx_trunc"
@@ -125,6 +141,8 @@ GROUPS = {
     "nic.irq": "MSI-X messages with and without interrupt moderation",
     "nic.reset": "reset kind x traffic in flight",
     "nic.switch": "switch decisions x source port kind",
+    "nic.offload": "RSS hash type x queue, RX checksum verdict x L3/L4, TX checksum, TSO size x MSS, "
+    "VLAN insert/strip x port VLAN, refused TX requests",
     "nic.fuzz": "hostile-VF campaign: scenario kinds, act kinds, scenario x outcome (tb/fuzz)",
 }
 
@@ -235,6 +253,90 @@ def _sample_switch(decision, source):
     pass
 
 
+# -- offloads ----------------------------------------------------------------------------------------
+RSS_TYPES = [t.name for t in RssType]
+RSS_QUEUES = [str(q) for q in range(device.VF_QUEUE_PAIRS)]
+#: without a hash a frame goes to the default queue (0: the PF driver programs DEFQ 0)
+RSS_IGNORE = [(RssType.NONE.name, q) for q in RSS_QUEUES[1:]]
+VERDICTS = ["good", "bad", "not_checked"]
+#: with rx-checksum on, only a UDP/IPv4 frame without a checksum is a transport frame left
+#: unchecked; fragments, other protocols and non-IP frames are never checked
+L4_CSUM_IGNORE = [(c, "not_checked") for c in (offref.IPV4_TCP, offref.IPV6_TCP, offref.IPV6_UDP)] + [
+    (c, v) for c in (offref.IPV4_FRAG, offref.IPV4_OTHER, offref.IPV6_OTHER, offref.NON_IP) for v in ("good", "bad")
+]
+L3_KINDS = ["ipv4", "ipv6", "non_ip"]
+IP_CSUM_IGNORE = [("ipv4", "not_checked"), ("ipv6", "good"), ("ipv6", "bad"), ("non_ip", "good"), ("non_ip", "bad")]
+TX_CSUM_KINDS = [offref.IPV4_TCP, offref.IPV4_UDP, offref.IPV6_TCP, offref.IPV6_UDP]
+TSO_PAYLOADS = ["one_segment", "to_8k", "to_32k", "to_64k"]
+TSO_MSS = ["small", "typical", "jumbo"]
+VLAN_OPS = ["tx_insert", "rx_strip"]
+TX_ERRORS = [e.name for e in OffloadError]
+
+
+def verdict(v: str | None) -> str:
+    return v or "not_checked"
+
+
+def l3_kind(l3l4: str) -> str:
+    return "non_ip" if l3l4 == offref.NON_IP else l3l4[:4]
+
+
+def tso_payload_bin(payload: int, mss: int) -> str:
+    if payload <= mss:
+        return "one_segment"
+    if payload <= 8192:
+        return "to_8k"
+    return "to_32k" if payload <= 32768 else "to_64k"
+
+
+def tso_mss_bin(mss: int) -> str:
+    if mss < 536:
+        return "small"
+    return "typical" if mss <= 1460 else "jumbo"
+
+
+@crossed("nic.offload", ("rss_type", RSS_TYPES, _same), ("rss_queue", RSS_QUEUES, str), RSS_IGNORE)
+def _sample_rss(kind, queue):
+    pass
+
+
+@crossed(
+    "nic.offload", ("rx_l3l4", list(offref.L3L4_CLASSES), _same), ("rx_l4_csum", VERDICTS, verdict), L4_CSUM_IGNORE
+)
+def _sample_rx_l4(l3l4, l4):
+    pass
+
+
+@crossed("nic.offload", ("rx_l3", L3_KINDS, _same), ("rx_ip_csum", VERDICTS, verdict), IP_CSUM_IGNORE)
+def _sample_rx_ip(l3, ip):
+    pass
+
+
+@CoverPoint("nic.offload.tx_csum", xf=lambda kind: kind, bins=TX_CSUM_KINDS)
+def _sample_tx_csum(kind):
+    pass
+
+
+@crossed("nic.offload", ("tso_payload", TSO_PAYLOADS, _same), ("tso_mss", TSO_MSS, tso_mss_bin))
+def _sample_tso(payload_bin, mss):
+    pass
+
+
+@CoverPoint("nic.offload.tso_l3", xf=lambda ipv6: "ipv6" if ipv6 else "ipv4", bins=["ipv4", "ipv6"])
+def _sample_tso_l3(ipv6):
+    pass
+
+
+@crossed("nic.offload", ("vlan_op", VLAN_OPS, _same), ("port_vlan", ["off", "on"], lambda on: "on" if on else "off"))
+def _sample_vlan(op, port_vlan):
+    pass
+
+
+@CoverPoint("nic.offload.tx_error", xf=lambda e: OffloadError(e).name, bins=TX_ERRORS)
+def _sample_tx_error(error):
+    pass
+
+
 class CoverageCollector(uvm_component):
     """Subscribes to the monitors; each ``write_*`` turns one observation into samples."""
 
@@ -248,7 +350,11 @@ class CoverageCollector(uvm_component):
         self.msi_export = imp(self, "msi_export", self.write_msi)
         self.reset_export = imp(self, "reset_export", self.write_reset)
         self.switch_export = imp(self, "switch_export", self.write_switch)
+        self.rx_export = imp(self, "rx_export", self.write_rx)
+        self.tx_offload_export = imp(self, "tx_offload_export", self.write_tx_offload)
         self.port_of_rid = lambda rid: None
+        self.rx_views = dict  # set by the env: port -> offload_reference.RxView
+        self.port_views = dict  # set by the env: port -> reference.PortView
 
     def write_sriov(self, num_vfs: int) -> None:
         if num_vfs:
@@ -291,6 +397,39 @@ class CoverageCollector(uvm_component):
         _sample_switch(ref.primary_kind(e.counters), source)
         if any(not accepted for _, _, accepted in e.deliveries):
             _sample_switch(ref.DROP_NO_BUFFER, source)
+
+    def write_rx(self, e: RxFrame) -> None:
+        """A frame a net device received: RSS on a VF's queues, checksum verdicts, VLAN strip."""
+        view = self.rx_views().get(e.port)
+        if view is None or e.info is None:
+            return
+        info = e.info
+        if e.port != device.PF_PORT and view.hash_types:
+            _sample_rss(RssType(info.rss_type).name, e.queue)
+        if view.rxcsum:
+            l3l4 = offref.l3l4_class(e.frame)
+            _sample_rx_l4(l3l4, info.l4_checksum)
+            _sample_rx_ip(l3_kind(l3l4), info.ip_checksum)
+        port = self.port_views().get(e.port)
+        pvid = port is not None and port.pvid is not None
+        if view.strip and (info.vlan is not None or pvid):
+            _sample_vlan("rx_strip", pvid)
+
+    def write_tx_offload(self, e: TxOffloadEvent) -> None:
+        if e.error is not None:
+            _sample_tx_error(e.error)
+            return
+        if not e.segments:
+            return
+        ctx = e.context
+        if d.TX_CMD_TSE.get(e.cmd):
+            header = ctx.maclen + ctx.iplen + ctx.l4len
+            _sample_tso(tso_payload_bin(e.length - header, ctx.mss), ctx.mss)
+            _sample_tso_l3(ctx.ipv6)
+        elif d.TX_CMD_TXSM.get(e.cmd) and ctx.l4t is not L4Type.NONE:
+            _sample_tx_csum(f"{'ipv6' if ctx.ipv6 else 'ipv4'}_{ctx.l4t.name.lower()}")
+        if d.TX_CMD_VLE.get(e.cmd):
+            _sample_vlan("tx_insert", e.vlan_overridden)
 
 
 # -- export / totals ---------------------------------------------------------------------------

@@ -71,6 +71,8 @@ class NicEnv(uvm_env):
         tlp.ap_reset.connect(sb.reset_export)
         tlp.ap_reset.connect(probe.reset_export)
         tlp.ap_cfg.connect(probe.cfg_export)
+        tlp.ap_tx_offload.connect(cov.tx_offload_export)
+        self.netdev_mon.ap.connect(cov.rx_export)
         self.mbx_mon.ap.connect(cov.mailbox_export)
         self.switch_mon.ap.connect(sb.switch_export)
         self.switch_mon.ap.connect(cov.switch_export)
@@ -78,6 +80,9 @@ class NicEnv(uvm_env):
         self.netdev_mon.ap.connect(sb.rx_export)
         self.uplink_agent.monitor.ap.connect(sb.uplink_export)
         sb.views = self.platform.port_views
+        sb.rx_views = self.platform.rx_views
+        cov.rx_views = self.platform.rx_views
+        cov.port_views = self.platform.port_views
         sb.port_of_rid = tlp.port_of
         cov.port_of_rid = tlp.port_of
         platform = self.platform

@@ -94,6 +94,20 @@ class Writeback:
 
 
 @dataclass(frozen=True)
+class TxOffloadEvent:
+    """A TX frame that asked for an offload, and what the device made of it."""
+
+    time: float
+    port: int
+    cmd: int  # VLE / IXSM / TXSM / TSE of its first data descriptor
+    context: object  # datasheet.descriptors.TxContext or None
+    length: int
+    segments: int  # frames it became (0: refused)
+    vlan_overridden: bool  # VLE ignored for the port VLAN
+    error: int | None  # OffloadError
+
+
+@dataclass(frozen=True)
 class Doorbell:
     time: float
     rid: int
@@ -153,6 +167,7 @@ class RxFrame:
     port: int
     queue: int
     frame: bytes
+    info: object = None  # datasheet.descriptors.RxInfo: what the write-back reported
 
 
 @dataclass(frozen=True)

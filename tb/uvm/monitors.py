@@ -5,11 +5,12 @@ from ``nic.events`` (:mod:`model.events`), ``rc.iommu.events`` (:mod:`iommu.even
 each net device's packet tap, so the environment sees the same on any fabric.
 
 * :class:`DeviceMonitor`: BAR0 writes (doorbells, ring set-up, EITR), config writes
-  (VF Enable), MSI-X messages the functions sent, descriptor write-backs, resets, and the
-  IOMMU's verdict on every DMA and its IOTLB fills;
+  (VF Enable), MSI-X messages the functions sent, descriptor write-backs, resets, TX frames
+  that asked for an offload, and the IOMMU's verdict on every DMA and its IOTLB fills;
 * :class:`MailboxMonitor`: PF<->VF conversations rebuilt from the mailbox registers' writes;
 * :class:`SwitchMonitor`: each frame through the switch with where it went;
-* :class:`NetdevMonitor`: what each function's net device received.
+* :class:`NetdevMonitor`: what each function's net device received, with the write-back's
+  report (RSS hash and type, stripped VLAN tag, checksum verdicts).
 
 Observers are plain synchronous callbacks: they never await, so they cannot change the
 order of events in the simulation.
@@ -38,6 +39,7 @@ from tb.uvm.items import (
     ResetEvent,
     RxFrame,
     SwitchEvent,
+    TxOffloadEvent,
     Writeback,
 )
 
@@ -82,6 +84,7 @@ class DeviceMonitor(uvm_monitor):
         self.ap_doorbell = uvm_analysis_port("ap_doorbell", self)
         self.ap_reset = uvm_analysis_port("ap_reset", self)
         self.ap_sriov = uvm_analysis_port("ap_sriov", self)
+        self.ap_tx_offload = uvm_analysis_port("ap_tx_offload", self)
         self.system = None
         self.rids: dict[int, int] = {}  # port -> RID (the host's view)
         self.ports: dict[int, int] = {}  # RID -> port
@@ -104,6 +107,7 @@ class DeviceMonitor(uvm_monitor):
             (ev.Writeback, self._writeback),
             (ev.Doorbell, self._doorbell),
             (ev.Reset, self._reset),
+            (ev.TxOffload, self._tx_offload),
         ):
             events.subscribe(kind, handler)
         iommu = system.rc.iommu.events
@@ -160,6 +164,11 @@ class DeviceMonitor(uvm_monitor):
 
     def _writeback(self, e: ev.Writeback) -> None:
         self.ap_wb.write(Writeback(now_ns(), self.rid_of(e.fn), e.fn, e.rx, e.queue, e.slot, e.length, e.status))
+
+    def _tx_offload(self, e: ev.TxOffload) -> None:
+        self.ap_tx_offload.write(
+            TxOffloadEvent(now_ns(), e.fn, e.cmd, e.context, e.length, e.segments, e.vlan_overridden, e.error)
+        )
 
     def _interrupt(self, e: ev.Interrupt) -> None:
         if e.outcome == "sent":
@@ -278,8 +287,8 @@ class NetdevMonitor(uvm_monitor):
             return
         self._tapped.add(id(netdev))
 
-        def arrived(queue, frame, port=port):
+        def arrived(queue, frame, info, port=port):
             self.received[port] += 1
-            self.ap.write(RxFrame(now_ns(), port, queue, bytes(frame)))
+            self.ap.write(RxFrame(now_ns(), port, queue, bytes(frame), info))
 
         netdev.add_tap(arrived)

@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from datasheet import device, regs
+from datasheet.descriptors import hash_types_of
+from datasheet.mailbox import Offload
 from iommu import IOMMU_READ, IOMMU_WRITE, DmaDevice
 from iommu import events as iommu_ev
 from iommu.vtd_format import PAGE_SIZE
 from pf_driver.vf_info import VfInfo, VfState
 from tb.lib.system import System, build_system
 from tb.lib.timing import wait_until
+from tb.uvm import offload_reference as offref
 from tb.uvm import reference as ref
 from vf_driver import VfDriver
 
@@ -46,6 +49,19 @@ class EnvConfig:
 
 def reference_prot(prot: int) -> int:
     return (ref.PROT_READ if prot & IOMMU_READ else 0) | (ref.PROT_WRITE if prot & IOMMU_WRITE else 0)
+
+
+def netdev_rx_view(features: Offload, rss, num_queues: int) -> offref.RxView:
+    """The receive offloads of a net device with ``features`` and RSS parameters ``rss``."""
+    return offref.RxView(
+        frozenset(rss.hash_types) if features & Offload.RSS else frozenset(),
+        rss.key,
+        tuple(rss.table),
+        bool(features & Offload.RXCSUM),
+        bool(features & Offload.RXVLAN),
+        0,
+        num_queues,
+    )
 
 
 class Platform:
@@ -154,6 +170,31 @@ class Platform:
             )
         return views
 
+    def rx_views(self) -> dict:
+        """Each function's receive offloads as its driver configured them (the PF's from its net
+        device; a VF's from the PF driver's record of its requests, within the policy)."""
+        if self.system is None:
+            return {}
+        pf = self.system.pf
+        views = {device.PF_PORT: netdev_rx_view(pf.netdev.features, pf.netdev.rss, device.PF_QUEUE_PAIRS)}
+        for info in pf.mailbox.vfs:
+            active = info.state not in (VfState.NOT_RESET, VfState.DISABLED)
+            enabled = info.offloads & info.allowed_offloads if active else Offload(0)
+            views[device.vf_port(info.index)] = offref.RxView(
+                hash_types_of(info.rss_hena) if enabled & Offload.RSS else frozenset(),
+                info.rss_key,
+                tuple(info.rss_table),
+                bool(enabled & Offload.RXCSUM),
+                bool(enabled & Offload.RXVLAN),
+                0,
+                device.VF_QUEUE_PAIRS,
+            )
+        return views
+
+    def pvid(self, port: int) -> int | None:
+        view = self.port_views().get(port)
+        return None if view is None else view.pvid
+
     def macs(self) -> dict[int, bytes]:
         """port -> unicast MAC a frame should carry to reach it."""
         out = {device.PF_PORT: self.system.pf.mac}
@@ -241,9 +282,13 @@ class Platform:
 
     # -- end-of-test checks --------------------------------------------------------------------
     async def no_buffer_drops(self, port: int) -> int | None:
-        """QRX_NOBUF of a port's RX queue 0, None if the port has no driver any more."""
-        drv, _netdev = self.netdev_of(port)
-        return None if drv is None else await drv.read_reg(regs.QRX_NOBUF, 0)
+        """QRX_NOBUF of a port's RX queues (RSS spreads over all of them), None if the port has no
+        driver any more."""
+        drv, netdev = self.netdev_of(port)
+        if drv is None:
+            return None
+        queues = netdev.num_queues if netdev is not None else 1
+        return sum([await drv.read_reg(regs.QRX_NOBUF, q) for q in range(queues)])
 
     async def rx_diagnostics(self, port: int) -> str:
         """What the driver and the device say about a port's RX queue 0 (for a 'missing' report)."""

@@ -15,6 +15,14 @@ flux: a delivery to it is then allowed if the reference allows it under the
 port's configuration from before *or* after the change, and required only if
 both require it.
 
+Offloads.  The frames a driver queued with an offload request are expected as the reference
+makes them (checksums filled, TSO segments, the VLAN tag; :mod:`tb.uvm.offload_reference`).
+Each frame a function's RX queue accepts is predicted through that function's receive
+offloads as its driver configured them (VLAN strip, checksum verdicts, RSS hash, type and
+queue); the net device must get the predicted bytes on the predicted queue with the
+predicted write-back report ("rx_offload").  Frames of a port whose offloads are being
+changed are only checked for their bytes (stripped or not).
+
 DMA.  Every request the IOMMU translated is checked against the host's own
 record of what it attached and mapped (:class:`~tb.uvm.reference.DmaReference`):
 a DMA that must fault and did not, one that reached a different host page than
@@ -30,6 +38,7 @@ from cocotb.triggers import Timer
 from pyuvm import uvm_scoreboard, uvm_subscriber
 
 from datasheet.descriptors import STATUS_TRUNC
+from tb.uvm import offload_reference as offref
 from tb.uvm import reference as ref
 from tb.uvm.items import (
     DmaEvent,
@@ -89,6 +98,8 @@ class Scoreboard(uvm_scoreboard):
         self.refused = Counter()  # port -> deliveries its RX queue refused since its last reset
         self.late_drops = Counter()  # port -> accepted frames the queue dropped later (QRX_NOBUF)
         self.views = dict  # set by the env: port -> PortView (PF driver's view)
+        self.rx_views = dict  # set by the env: port -> offload_reference.RxView (drivers' view)
+        self.rx_expect: dict = defaultdict(list)  # (port, frame) -> predicted RxExpect, in order
         self.port_of_rid = lambda rid: None
         self.dma_ref = ref.DmaReference()
         self.errors: list[tuple[str, str]] = []
@@ -243,8 +254,7 @@ class Scoreboard(uvm_scoreboard):
                     f"(first difference at byte {first_difference(frame, want)})",
                 )
             if accepted:
-                pool = self.rx_maybe if self._unsettled(port) else self.rx_pending
-                pool[port].append(frame)
+                self._expect_rx(port, frame)
                 self.stats["rx_expected"] += 1
             else:
                 self.refused[port] += 1
@@ -269,6 +279,29 @@ class Scoreboard(uvm_scoreboard):
         if uplink_required is not None and not ev.uplink:
             self.error("missing", f"frame from port {src} ({_describe(uplink_required)}) not handed to the uplink")
 
+    def _expect_rx(self, port: int, frame: bytes) -> None:
+        """A frame the port's RX queue accepted: what its net device must get, per the reference
+        of the receive offloads (strict), or either bytes it may get while its offloads change."""
+        view = self.rx_views().get(port)
+        exp = offref.rx_predict(frame, view) if view is not None else None
+        if self._unsettled(port) or exp is None:
+            self.rx_maybe[port].append(frame)
+            if exp is not None and exp.frame != frame:
+                self.rx_maybe[port].append(exp.frame)
+            return
+        self.rx_pending[port].append(exp.frame)
+        self.rx_expect[port, exp.frame].append(exp)
+
+    def _check_rx_offload(self, item: RxFrame, exp: offref.RxExpect) -> None:
+        info = item.info
+        got = (item.queue, info.rss_hash, info.rss_type, info.vlan, info.ip_checksum, info.l4_checksum)
+        want = (exp.queue, exp.rss_hash, exp.rss_type, exp.vlan, exp.ip_checksum, exp.l4_checksum)
+        self.stats["rx_offload_checked"] += 1
+        if got != want:
+            names = ("queue", "rss_hash", "rss_type", "vlan", "ip_checksum", "l4_checksum")
+            diff = ", ".join(f"{n} {g} (reference {w})" for n, g, w in zip(names, got, want) if g != w)
+            self.error("rx_offload", f"port {item.port} received {_describe(item.frame)} with {diff}")
+
     def write_reset(self, ev) -> None:
         """A function reset clears its queue counters (QRX_NOBUF)."""
         if ev.port is not None:
@@ -292,7 +325,12 @@ class Scoreboard(uvm_scoreboard):
     def write_rx(self, item: RxFrame) -> None:
         self.stats["rx_frames"] += 1
         port = item.port
-        if _take(self.rx_pending[port], item.frame) or _take(self.rx_maybe[port], item.frame):
+        if _take(self.rx_pending[port], item.frame):
+            expected = self.rx_expect.get((port, item.frame))
+            if expected and item.info is not None:
+                self._check_rx_offload(item, expected.pop(0))
+            return
+        if _take(self.rx_maybe[port], item.frame):
             return
         near = [f for f in self.rx_pending[port] + self.rx_maybe[port] if len(f) == len(item.frame)]
         if near:
@@ -381,5 +419,6 @@ class Scoreboard(uvm_scoreboard):
             f"{s['uplink_frames']}, dma {s['dma']} ({s['dma_faults']} faults), lenient {s['lenient_frames']}, "
             f"no-buffer drops {s['drop_no_buffer']} (+{s['late_no_buffer']} after acceptance), "
             f"truncated {s['rx_truncated']}, lost in transitions {s['lost_in_transition']}, "
+            f"offload reports checked {s['rx_offload_checked']}, "
             f"errors {s['errors']}"
         )

@@ -260,7 +260,8 @@ class MailboxConfigSeq(NicSequence):
                 await self.do(seqr, "request", opcode=Opcode.SET_PROMISC, payload=[mode])
             elif r < 0.95:
                 await self.do(seqr, "request", opcode=Opcode.GET_QUEUES)
-                await self.do(seqr, "request", opcode=Opcode.API_NEGOTIATE, payload=[1 << 16 | 1])
+                await self.do(seqr, "request", opcode=Opcode.GET_OFFLOADS)
+                await self.do(seqr, "request", opcode=Opcode.API_NEGOTIATE, payload=[1 << 16 | 2])
             else:  # a VF restarting its conversation
                 await self.do(seqr, "request", opcode=Opcode.RESET)
 
@@ -287,6 +288,11 @@ def hostile_requests(rng: random.Random, n: int | None = None) -> list:
         (Opcode.API_NEGOTIATE, [2 << 16]),
         (Opcode.GET_QUEUES, [0] * 15),
         (Opcode.SET_PROMISC, [0xF0]),
+        (Opcode.GET_OFFLOADS, [1]),
+        (Opcode.SET_OFFLOADS, [1 << 7]),
+        (Opcode.CONFIG_RSS_KEY, [0] * (mbx.RSS_KEY_DWORDS - 1)),
+        (Opcode.CONFIG_RSS_LUT, [0xFFFFFFFF] * mbx.RSS_LUT_DWORDS),
+        (Opcode.SET_RSS_HENA, [1 << 6]),
     ]
     if n is None:
         rng.shuffle(pool)
@@ -303,10 +309,21 @@ def every_request() -> list:
         (Opcode.SET_PROMISC, [0]),
         (Opcode.GET_QUEUES, []),
         (Opcode.CONFIG_QUEUES, [0, 0x10_0000, 0, 256, 0]),
-        (Opcode.API_NEGOTIATE, [1 << 16 | 1]),
+        (Opcode.API_NEGOTIATE, [1 << 16 | 2]),
+        *OFFLOAD_REQUESTS,
         (0x0077, []),
         (Opcode.RESET, [1]),
     ]
+
+
+#: one well-formed request of every offload opcode (API 1.2): nothing turned on
+OFFLOAD_REQUESTS = [
+    (Opcode.GET_OFFLOADS, []),
+    (Opcode.SET_OFFLOADS, [0]),
+    (Opcode.CONFIG_RSS_KEY, [0] * mbx.RSS_KEY_DWORDS),
+    (Opcode.CONFIG_RSS_LUT, [0] * mbx.RSS_LUT_DWORDS),
+    (Opcode.SET_RSS_HENA, [0]),
+]
 
 
 class HostileMailboxSeq(NicSequence):
@@ -445,8 +462,9 @@ class IdleVfChatterSeq(NicSequence):
         idle = [i for i in range(len(env.system.vfs)) if i not in env.slots]
         for n, index in enumerate(rng.sample(idle, min(len(idle), self.kw.get("vfs", 2)))):
             hostile = hostile_requests(rng) if n == 0 else hostile_requests(rng, 2)
-            valid = every_request()[:7] + [(Opcode.RESET, [])]
-            for opcode, payload in rng.sample(valid, 4) + hostile:
+            valid = [r for r in every_request() if r[0] in set(Opcode) and r[0] != Opcode.RESET]
+            valid = rng.sample(valid, len(valid)) if n == 0 else rng.sample(valid, 4)  # all, in the CTS state
+            for opcode, payload in valid + [(Opcode.RESET, [])] + hostile:
                 await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
                 await self.do(self.vf(0), "request", opcode=opcode, payload=payload, raw=True, vf_index=index)
 
