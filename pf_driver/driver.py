@@ -72,6 +72,12 @@ class PfDriver:
     async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
         await self.bar0.write_dword(reg.at(index), value)
 
+    async def read_block(self, first: regs.Register, last: regs.Register) -> dict[int, int]:
+        """Every dword from ``first`` through the end of ``last`` in one MMIO read (Linux
+        ``memcpy_fromio``): BAR0 offset -> value."""
+        data = await self.bar0.read(first.offset, last.end - first.offset)
+        return {first.offset + k: int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)}
+
     # -- SR-IOV ----------------------------------------------------------------------------
     async def sriov_configure(self, num_vfs: int) -> int:
         """Enable ``num_vfs`` VFs (0 disables them); returns how many are enabled."""

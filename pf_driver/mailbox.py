@@ -37,6 +37,12 @@ ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
 #: watchdog poll of the summary registers, in case an interrupt was lost
 SERVICE_POLL_NS = 1_000_000
+#: the per-VF event summaries a service round reads, in the order it handles them; they
+#: are contiguous in BAR0, so one read fetches them all
+SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
+SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
+SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
+assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
 
 
 class PfMailbox:
@@ -96,14 +102,20 @@ class PfMailbox:
             except Exception:  # a VF that vanished mid-message must not kill the service
                 self.log.exception("mailbox service round failed")
 
-    async def _summary(self, reg: regs.Register, words: int) -> int:
-        bits = 0
-        for i in range(words):
-            value = await self.drv.read_reg(reg, i)
-            if value:
-                await self.drv.write_reg(reg, value, i)  # write 1 to clear what we took
-            bits |= value << (32 * i)
-        return bits
+    async def _summaries(self, words: int) -> list[int]:
+        """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
+        sampled together in one read; what was taken is cleared (write 1 to clear)."""
+        block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
+        out = []
+        for reg in SUMMARIES:
+            bits = 0
+            for i in range(words):
+                value = block[reg.at(i)]
+                if value:
+                    await self.drv.write_reg(reg, value, i)
+                bits |= value << (32 * i)
+            out.append(bits)
+        return out
 
     async def service_once(self) -> None:
         vfs = self.vfs
@@ -118,10 +130,7 @@ class PfMailbox:
             self.drv.set_link(link_up, self.drv.link_speed)
         if not words:
             return
-        vflr = await self._summary(regs.PF_VFLRE, words)
-        errors = await self._summary(regs.PF_VFERR, words)
-        acks = await self._summary(regs.PF_MBX_ACK, words)
-        reqs = await self._summary(regs.PF_MBX_REQ, words)
+        vflr, errors, acks, reqs = await self._summaries(words)
         if vfs is not self.vfs:
             return  # SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")

@@ -14,7 +14,11 @@ PF is in pass-through, every VF is blocked until the host assigns it a domain::
     dev = system.attach_vf_domain(vfs[0])     # also vfs[0].dma
     buf, iova = dev.dma_alloc_coherent(4096)  # program iova into the device
 
-Everything the drivers do crosses the simulated PCIe link as TLPs.
+``fabric`` picks the PCIe fabric (:mod:`fabric`): ``"tlp"`` (cocotbext-pcie's links, every
+request a TLP) or ``"fast"`` (transaction level: the same requests and outcomes as direct
+calls, in zero simulated time); by default ``$FABRIC``, else ``"tlp"``::
+
+    system = await build_system(dut, total_vfs=8, fabric="fast")
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from cocotb.triggers import Timer
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.pci import PciDevice
 
+import fabric as fabrics
 import pcicore
 from datasheet import device
+from fabric.rc import FabricRootComplex
 from iommu import DmaDevice, IommuDriver
 from model import Nic
 from pf_driver import PfDriver
@@ -82,6 +88,8 @@ class System:
     iommu_driver: IommuDriver | None = None
     #: the PF driver's DMA API: the pass-through domain, so IOVA = host physical address
     pf_dma: DmaDevice | None = None
+    #: the PCIe fabric the system runs on (``fabric.TLP`` or ``fabric.FAST``)
+    fabric: str = fabrics.TLP
     _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
     async def enable_vfs(self, num_vfs: int, probe: bool = True) -> list[VfDriver]:
@@ -199,6 +207,7 @@ async def build_system(
     verbose: bool | None = None,
     iommu: bool = False,
     nic: Nic | None = None,
+    fabric: str | None = None,
 ) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
@@ -212,16 +221,22 @@ async def build_system(
     translation and interrupt remapping on (compatibility-format interrupts blocked), ACS
     on in the root port (every upstream request is translated before it is routed),
     the PF attached in pass-through (the host trusts its own PF driver), every VF
-    blocked until :meth:`System.attach_vf_domain`.
+    blocked until :meth:`System.attach_vf_domain`.  ``fabric`` (None: ``$FABRIC``, else
+    ``"tlp"``) is the fabric of the root complex built here; a supplied ``rc`` brings its own.
     """
     verbose = quiet_logging(verbose)
-    if iommu and rc is None:
-        from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
+    if rc is None:
+        if iommu:
+            from iommu import IommuRootComplex  # noqa: PLC0415 (pulls in cocotb)
 
-        rc = IommuRootComplex()
+            rc = IommuRootComplex(fabric=fabric)
+        else:
+            rc = FabricRootComplex(fabric=fabric)
     if iommu and not hasattr(rc, "iommu"):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
-    rc = rc or RootComplex()
+    built_on = rc.fabric if isinstance(rc, FabricRootComplex) else fabrics.TLP
+    if fabric is not None and fabrics.resolve(fabric) != built_on:
+        raise ValueError(f"fabric={fabric!r}, but the root complex supplied runs on {built_on!r}")
     if not verbose:
         rc.log.addFilter(_SCAN_MISS_FILTER)
     root_port = rc.make_port()
@@ -244,5 +259,13 @@ async def build_system(
     pf = PfDriver(pf_dev)
     await pf.probe()
     return System(
-        dut=dut, rc=rc, root_port=root_port, nic=nic, pf_dev=pf_dev, pf=pf, iommu_driver=iommu_driver, pf_dma=pf_dma
+        dut=dut,
+        rc=rc,
+        root_port=root_port,
+        nic=nic,
+        pf_dev=pf_dev,
+        pf=pf,
+        iommu_driver=iommu_driver,
+        pf_dma=pf_dma,
+        fabric=built_on,
     )

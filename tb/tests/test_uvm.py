@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from pathlib import Path
 
 import cocotb
 import pyuvm
@@ -52,6 +53,8 @@ SMOKE_SEED = int(os.environ.get("NIC_UVM_SMOKE_SEED", "1"))
 REGRESSION_SEED = getattr(cocotb, "RANDOM_SEED", None)
 #: coverage of this run goes to sim_build/coverage/<COVERAGE_NAME>.xml
 COVERAGE_NAME = REGRESSION_SEED if LEVEL == "regress" else "smoke"
+#: where each test writes what its scoreboard saw (tb/uvm/record.py), to compare fabrics
+RECORD_DIR = os.environ.get("NIC_RECORD_DIR")
 log = logging.getLogger("cocotb.uvm")
 
 
@@ -110,6 +113,7 @@ class NicTest(uvm_test):
             await self.env.account_late_drops()
             for port in sorted(p for p, f in sb.rx_pending.items() if len(f) > sb.truncated[p] + sb.late_drops[p]):
                 log.warning("RX still outstanding: %s", await self.env.rx_diagnostics(port))
+            await self.env.record_final_state()
         except BaseException:
             coverage.export(COVERAGE_NAME)
             raise
@@ -138,6 +142,15 @@ class NicTest(uvm_test):
             assert not sb.errors, f"{len(sb.errors)} scoreboard error(s), first: {sb.errors[0]}"
 
     def report_phase(self):
+        if RECORD_DIR:
+            path = self.env.record.dump(
+                Path(RECORD_DIR) / f"{type(self).__name__}-{self.seed}-{self.env.system.fabric}.json",
+                test=type(self).__name__,
+                seed=self.seed,
+                regression_seed=REGRESSION_SEED,
+                fabric=self.env.system.fabric,
+            )
+            log.info("scoreboard events recorded in %s", path)
         path = coverage.export(COVERAGE_NAME)
         covered, size = coverage.totals()
         log.info(

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
+import fabric as fabrics
 from tb.paths import BUILD_DIR, HDL_TOP, ROOT
 from tb.tools.toolchain import lz4_flags, setup_environment
 
@@ -63,10 +64,14 @@ def run(
     results_xml: Path | None = None,
     extra_env: dict[str, str] | None = None,
     seed: int | None = None,
+    fabric: str | None = None,
 ) -> Path:
-    """Run cocotb ``modules`` in one simulator process; return the JUnit results path."""
+    """Run cocotb ``modules`` in one simulator process on ``fabric`` (default ``$FABRIC``,
+    else tlp: :mod:`fabric`); return the JUnit results path."""
     runner = get_runner(waves)
     env = {"PYTHONPATH": str(ROOT)}
+    if fabric is not None:
+        env[fabrics.ENV] = fabrics.resolve(fabric)
     env.update(extra_env or {})
     return runner.test(
         test_module=modules,
@@ -91,10 +96,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--waves", action="store_true", default=os.environ.get("WAVES") == "1")
     ap.add_argument("--results", default=str(ROOT / "results.xml"))
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--fabric", choices=fabrics.FABRICS, help="PCIe fabric (default $FABRIC, else tlp)")
     args = ap.parse_args(argv)
     from cocotb_tools.check_results import get_results  # noqa: PLC0415
 
-    results = run(args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed)
+    results = run(
+        args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed, fabric=args.fabric
+    )
     total, failed = get_results(results)
     skipped = len(ElementTree.parse(results).getroot().findall(".//testcase/skipped"))
     print(

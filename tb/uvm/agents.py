@@ -184,11 +184,14 @@ class PfAgentDriver(OpDriver):
         (CONTEXT_ENTRY_NOT_PRESENT, requester PF); then restore it and reopen the PF's rings."""
         pf, sys_ = self.system.pf, self.system
         rid = int(sys_.pf_dev.pcie_id)
+        shadow = self.platform.dma_ref
         async with self.transition({0}, "PF DMA blocked"):
             sys_.iommu_driver.detach_device(rid)
+            shadow.detach(rid)
             await self.xmit(0, pf.netdev, frame, 1)
             await Timer(20, "us")
             sys_.iommu_driver.attach_passthrough(rid)
+            shadow.attach_passthrough(rid)
             await self.platform.open_pf()
 
     async def op_map_large(self, slot: int, page: str, frame: bytes, queue: int = 1):
