@@ -27,6 +27,8 @@ from cocotbext.pcie.core.utils import PcieId
 from . import FAST, resolve
 from .direct import DirectPort
 from .link import sleeping_twin, swap_port
+from .memory import RcHostMemory
+from .space import BusMasterSpace, HostAddressSpace
 from .transaction import (
     CA,
     UR,
@@ -89,10 +91,10 @@ class FabricRootPort(RootPort):
             attach(self.attach_function)
 
     def attach_function(self, function: Function) -> None:
-        """Give ``function`` its bus-master path through this port (fast fabric): its memory
-        space keeps its bounds (an access past 2**64 fails as before) and now holds a
-        :class:`BusMasterRegion` where the TLP region was."""
-        replace_region(function.mem_address_space, function.mem_region, BusMasterRegion(function, self))
+        """Give ``function`` its bus-master path through this port (fast fabric): a memory
+        space of the same bounds (an access past 2**64 fails as before) whose one region is a
+        :class:`BusMasterRegion` instead of the TLP region."""
+        function.mem_address_space = BusMasterSpace(BusMasterRegion(function, self))
 
     # -- configuration and memory requests from above (fast fabric) -------------------------
     def config_target(self, rid: int) -> Function | None:
@@ -137,8 +139,10 @@ class FabricRootComplex(RootComplex):
     """cocotbext-pcie's root complex on the fabric ``fabric`` (None: ``$FABRIC``, else tlp)."""
 
     def __init__(self, *args: Any, fabric: str | None = None, **kwargs: Any):
+        kwargs.setdefault("mem_address_space", HostAddressSpace())
         super().__init__(*args, **kwargs)
         self.fabric = resolve(fabric)
+        self.host_memory = RcHostMemory(self)  # RAM, synchronously
         self.default_downstream_bridge = lambda: FabricRootPort(self)  # root ports made from now on
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs
@@ -249,7 +253,12 @@ class FabricRootComplex(RootComplex):
 
     async def mem_read_request(self, req: MemRequest) -> Completion:
         """A device's memory read at the root complex (``RootComplex.handle_mem_read_tlp``):
-        UR outside every region, Completer Abort if the region fails, else the DWORDs."""
+        UR outside every region, Completer Abort if the region fails, else the DWORDs.
+        A read inside one RAM region is served from it directly."""
+        ram = self.host_memory.span(req.address, req.length)
+        if ram is not None:
+            mem, off = ram
+            return CplStatus.SC, mem[off : off + req.length]
         if not self.mem_address_space.find_regions(req.address, req.length):
             self.log.warning("Memory request did not match any regions: %r", req)
             return UR
@@ -263,6 +272,12 @@ class FabricRootComplex(RootComplex):
     async def mem_write_request(self, req: MemRequest) -> None:
         """A device's posted memory write at the root complex (``handle_mem_write_tlp``):
         dropped outside every region or if the region fails."""
+        ram = self.host_memory.span(req.address, req.length)
+        if ram is not None:
+            mem, off = ram
+            off += req.first_pad
+            mem[off : off + req.nbytes] = req.payload
+            return
         if not self.mem_address_space.find_regions(req.address, req.length):
             self.log.warning("Memory request did not match any regions: %r", req)
             return

@@ -45,20 +45,16 @@ class MemRequest:
     zero-length request, byte enables off), the requester's Routing ID and, for a write,
     the ``payload`` bytes."""
 
-    __slots__ = ("requester", "address", "dwords", "first_pad", "nbytes", "payload")
+    __slots__ = ("requester", "address", "dwords", "length", "first_pad", "nbytes", "payload")
 
     def __init__(self, requester: int, addr: int, nbytes: int, payload: bytes | None = None):
         self.requester = requester
         self.address = addr & ~3
-        self.first_pad = addr & 3
+        self.first_pad = pad = addr & 3
         self.nbytes = nbytes
-        self.dwords = max((self.first_pad + nbytes + 3) >> 2, 1)
+        self.dwords = dwords = max((pad + nbytes + 3) >> 2, 1)
+        self.length = dwords << 2  # bytes the DWORDs cover (a TLP's Length field x 4)
         self.payload = payload
-
-    @property
-    def length(self) -> int:
-        """Bytes the DWORDs cover (a TLP's Length field x 4)."""
-        return self.dwords << 2
 
     @property
     def first_be(self) -> int:
@@ -76,7 +72,7 @@ class MemRequest:
     def at(self, address: int) -> MemRequest:
         """The same request retargeted to DWORD ``address`` (after translation)."""
         req = MemRequest.__new__(MemRequest)
-        req.requester, req.dwords, req.first_pad = self.requester, self.dwords, self.first_pad
+        req.requester, req.dwords, req.length, req.first_pad = self.requester, self.dwords, self.length, self.first_pad
         req.nbytes, req.payload = self.nbytes, self.payload
         req.address = address
         return req
@@ -280,8 +276,11 @@ class DownstreamRegion(Region):
         return bytes(data)
 
     async def write(self, address: int, data: bytes, **kwargs: Any) -> None:
-        mps = 128 << self.rc.max_payload_size
         data = bytes(data)
+        if 0 < len(data) <= 4 - (address & 3):  # one DWORD (a register write): one request
+            await self.rc.downstream_write(MemRequest(0, address, len(data), data))
+            return
+        mps = 128 << self.rc.max_payload_size
         for addr, n in write_requests(address, len(data), mps):
             pos = addr - address
             await self.rc.downstream_write(MemRequest(0, addr, n, data[pos : pos + n]))

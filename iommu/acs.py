@@ -43,6 +43,8 @@ MEM_REQUESTS = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType
 NON_POSTED = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64)}
 #: :meth:`AcsRootPort.acs_route` verdicts
 REFUSED, REDIRECTED = False, True
+#: P2P Request Redirect and Upstream Forwarding: every request from below goes up
+REDIRECT_BITS = pci.PCI_ACS_RR | pci.PCI_ACS_UF
 SUPPORTED = pci.PCI_ACS_SV | pci.PCI_ACS_RR | pci.PCI_ACS_CR | pci.PCI_ACS_UF
 
 
@@ -83,10 +85,10 @@ class AcsRootPort(FabricRootPort):
         """ACS's verdict on a memory request from below: :data:`REFUSED` (Source Validation
         failed: counted, published), :data:`REDIRECTED` (RR/UF: to the root complex,
         whatever the address) or None (ACS off: the bridge's own routing)."""
-        acs = self.acs_cap
-        if not acs.control:
+        control = self.acs_cap.control
+        if not control:
             return None
-        if acs.enabled(pci.PCI_ACS_SV) and not self.sec_bus_num <= requester >> 8 <= self.sub_bus_num:
+        if control & pci.PCI_ACS_SV and not self.sec_bus_num <= requester >> 8 <= self.sub_bus_num:
             self.acs_violations += 1
             self.log.warning(
                 "ACS violation: request from %s outside the secondary bus range: refused", PcieId.from_int(requester)
@@ -94,7 +96,7 @@ class AcsRootPort(FabricRootPort):
             if self._violation_topic:
                 self._violation_topic.emit(AcsViolation(requester, address, not non_posted))
             return REFUSED
-        if acs.enabled(pci.PCI_ACS_RR | pci.PCI_ACS_UF):
+        if control & REDIRECT_BITS == REDIRECT_BITS:
             return REDIRECTED
         return None
 

@@ -26,7 +26,6 @@ from fabric.transaction import UR
 from .acs import AcsRootPort
 from .events import MsiRequest
 from .faults import FaultRecord
-from .memory import RcHostMemory
 from .remapping import Iommu
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ INTERRUPT_WINDOW_SIZE = 1 << 20
 class IommuRootComplex(FabricRootComplex):
     """RootComplex + one DMA-remapping unit (``self.iommu``) over its host RAM.
 
-    ``self.host_memory`` is the synchronous view of the RC's RAM.  With
+    ``self.host_memory`` (the fabric's) is the synchronous view of the RC's RAM.  With
     ``iommu.translation_enabled`` false, DMA is handled by the stock code. Its root ports
     have ACS (:mod:`iommu.acs`): once the host enables it, every memory request from below
     reaches the IOMMU whatever its address.
@@ -55,7 +54,6 @@ class IommuRootComplex(FabricRootComplex):
     def __init__(self, *args: Any, iommu: Iommu | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.default_downstream_bridge = lambda: AcsRootPort(self)  # root ports made from now on
-        self.host_memory = RcHostMemory(self)
         self.iommu = iommu or Iommu(self.host_memory)
         self._msi_base = self.msi_region.get_absolute_address(0)
         self._msi_end = self._msi_base + INTERRUPT_WINDOW_SIZE

@@ -1,8 +1,8 @@
 """PF side of the mailbox: interrupt-driven service of every VF's requests.
 
-One service coroutine wakes on the PF's mailbox MSI-X vector (with a slow poll
-as a watchdog), reads the REQ/ACK/VFLR summary bits, and serves requesting VFs
-round-robin, one message per VF per round, under a per-VF token-bucket rate
+One service coroutine wakes on the PF's mailbox MSI-X vector (with a poll as a watchdog,
+slower while no conversation is open), reads the REQ/ACK/VFLR summary bits, and serves
+requesting VFs round-robin, one message per VF per round, under a per-VF token-bucket rate
 limit: a flooding VF gets NACK RATE_LIMITED and never delays another VF by more
 than one message. Notifications to a VF (LINK_STATUS) are sent only when that
 VF has no request pending and has acknowledged the previous PF message, so a
@@ -35,8 +35,12 @@ RVFU = regs.PF_MAILBOX.field("RVFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
-#: watchdog poll of the summary registers, in case an interrupt was lost
+#: watchdog poll of the summary registers, in case an interrupt was lost: this often while a
+#: conversation is open (a VF owes an ACK, a notification waits to be sent) ...
 SERVICE_POLL_NS = 1_000_000
+#: ... and this often when none is (every event the service handles also raises the PF's
+#: vector; Linux ixgbe's service timer runs every 2 s)
+SERVICE_IDLE_POLL_NS = 10_000_000
 #: the per-VF event summaries a service round reads, in the order it handles them; they
 #: are contiguous in BAR0, so one read fetches them all
 SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
@@ -93,9 +97,14 @@ class PfMailbox:
         self.wake.set()
 
     # -- service loop ---------------------------------------------------------------------
+    def conversing(self) -> bool:
+        """A conversation is open: some VF owes an ACK or has a notification waiting."""
+        return any(vf.awaiting_ack or vf.pending_notifications for vf in self.vfs)
+
     async def _service(self) -> None:
         while True:
-            await First(self.wake.wait(), Timer(SERVICE_POLL_NS, "ns"))
+            poll = SERVICE_POLL_NS if self.conversing() else SERVICE_IDLE_POLL_NS
+            await First(self.wake.wait(), Timer(poll, "ns"))
             self.wake.clear()
             try:
                 await self.service_once()

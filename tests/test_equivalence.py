@@ -57,13 +57,18 @@ def test_a_regression_pairs_the_records_of_one_seed(tmp_path, monkeypatch):
             path = tmp_path / name / f"{test}-{seed}99-{name}.json"
             path.parent.mkdir(exist_ok=True)
             path.write_text(json.dumps({**rec, "meta": {"test": test, "regression_seed": seed}}))
-    assert regress.compare_fabrics(3) == []
+    assert regress.compare_fabrics(3) == ([], [])
     other = record(**{"switch/0": [["ab", [], [], []]]})
     (tmp_path / "fast" / "RandomTraffic-499-fast.json").write_text(
         json.dumps({**other, "meta": {"test": "RandomTraffic", "regression_seed": 4}})
     )
-    (line,) = regress.compare_fabrics(4)
-    assert line.startswith("RandomTraffic: switch/0")
+    (line,), races = regress.compare_fabrics(4)
+    assert line.startswith("RandomTraffic: switch/0") and races == []
+    # a test that races DMA on purpose: its differences are reported apart, not as failures
+    (tmp_path / "fast" / "RandomTraffic-499-fast.json").write_text(
+        json.dumps({**other, "meta": {"test": "RandomTraffic", "regression_seed": 4, "fabric_equivalent": False}})
+    )
+    assert regress.compare_fabrics(4)[0] == [] and len(regress.compare_fabrics(4)[1]) == 1
     assert load(tmp_path / "tlp" / "RandomTraffic-499-tlp.json")["meta"]["regression_seed"] == 4
 
 
@@ -82,19 +87,23 @@ def test_the_summary_gives_the_speed_up_and_the_verdict_per_seed():
 
 
 @pytest.mark.sim
-def test_the_smoke_test_sees_the_same_events_on_both_fabrics(tmp_path):
-    """UvmSmoke (traffic from every side, mailbox filters, moderation, a VF reset) on the TLP
-    and on the transaction-level fabric: every scoreboard stream and the end state agree."""
+def test_the_quiesced_smoke_test_sees_the_same_events_on_both_fabrics(tmp_path):
+    """QuiescedSmoke (filters, moderation, traffic from every side, two disruptions on a quiet
+    system) on the TLP and on the transaction-level fabric: every scoreboard stream and the
+    end state agree."""
+    from cocotb_tools.check_results import get_results  # noqa: PLC0415
+
     from tb.tools.runner import run  # noqa: PLC0415
 
     for name in fabric.FABRICS:
-        run(
+        results = run(
             ["tb.tests.test_uvm"],
-            testcase="UvmSmoke",
+            testcase="QuiescedSmoke",
             results_xml=tmp_path / f"{name}.xml",
             extra_env={"NIC_RECORD_DIR": str(tmp_path)},
             fabric=name,
         )
-    tlp, fast = (load(next(tmp_path.glob(f"UvmSmoke-*-{name}.json"))) for name in fabric.FABRICS)
-    assert tlp["streams"]["switch/0"] or tlp["streams"]["switch/1"], "the smoke test moved no frames"
+        assert get_results(results)[1] == 0, f"QuiescedSmoke failed on the {name} fabric"
+    tlp, fast = (load(next(tmp_path.glob(f"QuiescedSmoke-*-{name}.json"))) for name in fabric.FABRICS)
+    assert any(key.startswith("switch/") and events for key, events in tlp["streams"].items()), "no frames moved"
     assert compare(tlp, fast) == []

@@ -100,8 +100,7 @@ class NicDevice(Device):
         if not (cap.vf_mse and self.vfs):
             return None
         for idx in (device.REG_BAR, device.MSIX_BAR):
-            size = cap.vf_bar_size(idx)
-            base = cap.vf_bar_base(idx)
+            base, size = cap.vf_bar(idx)
             n, offset = divmod(addr - base, size)
             if base and 0 <= n < len(self.vfs):
                 return self.vfs[n], idx, offset

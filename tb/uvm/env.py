@@ -17,7 +17,7 @@ from tb.uvm.coverage import CoverageCollector
 from tb.uvm.monitors import DeviceMonitor, MailboxMonitor, NetdevMonitor, SwitchMonitor
 from tb.uvm.platform import MAX_AGENTS, EnvConfig, Platform
 from tb.uvm.probe import WaveProbe
-from tb.uvm.record import BATCHING_STATS, EventRecord
+from tb.uvm.record import TIMING_STATS, EventRecord
 from tb.uvm.scoreboard import Scoreboard
 
 __all__ = ["MAX_AGENTS", "EnvConfig", "NicEnv"]
@@ -135,7 +135,7 @@ class NicEnv(uvm_env):
         and error kinds, the switch's counters, every function's statistics, IOMMU faults."""
         sb, system = self.scoreboard, self.system
         final = self.record.final
-        final["scoreboard"] = {k: v for k, v in sorted(sb.stats.items()) if k not in BATCHING_STATS}
+        final["scoreboard"] = {k: v for k, v in sorted(sb.stats.items()) if k not in TIMING_STATS}
         final["error_kinds"] = sorted(sb.error_kinds())
         final["switch"] = await self.platform.switch_counters()
         final["functions"] = await self.platform.function_stats()
