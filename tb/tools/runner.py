@@ -10,6 +10,8 @@ import argparse
 import fcntl
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -63,6 +65,21 @@ def get_runner(waves: bool = False):
     return runner
 
 
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """The process environment with ``env`` set, restored afterwards."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run(
     modules: list[str],
     testcase: str | None = None,
@@ -79,20 +96,21 @@ def run(
     if fabric is not None:
         env[fabrics.ENV] = fabrics.resolve(fabric)
     env.update(extra_env or {})
-    return runner.test(
-        test_module=modules,
-        hdl_toplevel=TOPLEVEL,
-        hdl_toplevel_lang="verilog",
-        testcase=testcase,
-        build_dir=runner.build_dir,
-        test_dir=runner.build_dir,
-        results_xml=str(results_xml) if results_xml else None,
-        waves=waves,
-        test_args=["--trace-file", str(BUILD_DIR / "dump.fst")] if waves else [],
-        extra_env=env,
-        seed=seed,
-        timescale=("1ns", "1ps"),
-    )
+    with environment(env):  # cocotb's runner lets the process environment win over extra_env
+        return runner.test(
+            test_module=modules,
+            hdl_toplevel=TOPLEVEL,
+            hdl_toplevel_lang="verilog",
+            testcase=testcase,
+            build_dir=runner.build_dir,
+            test_dir=runner.build_dir,
+            results_xml=str(results_xml) if results_xml else None,
+            waves=waves,
+            test_args=["--trace-file", str(BUILD_DIR / "dump.fst")] if waves else [],
+            extra_env=env,
+            seed=seed,
+            timescale=("1ns", "1ps"),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
