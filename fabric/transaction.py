@@ -213,6 +213,12 @@ class BusMasterRegion(Region):
             raise Exception("Bus mastering not enabled")  # cocotbext-pcie's own exception
         rid = int(func.pcie_id)
         mrrs = 128 << func.pcie_cap.max_read_request_size
+        if 0 < length <= mrrs - (address & 3) and (address & (PAGE - 1)) + length <= PAGE:  # one request
+            status, payload = await self.port.upstream_read(MemRequest(rid, address, length))
+            if status == CplStatus.SC:
+                return payload[address & 3 : (address & 3) + length]
+            self._abort(status)
+            raise Exception("Unsuccessful completion")
         data = bytearray()
         failed = False
         for addr, n in read_requests(address, length, mrrs):
@@ -221,13 +227,17 @@ class BusMasterRegion(Region):
                 data += payload[addr & 3 : (addr & 3) + n]
                 continue
             failed = True
-            if status == CplStatus.UR:
-                func.received_master_abort = True
-            elif status == CplStatus.CA:
-                func.received_target_abort = True
+            self._abort(status)
         if failed:
             raise Exception("Unsuccessful completion")
         return bytes(data)
+
+    def _abort(self, status: CplStatus) -> None:
+        """What ``Function.upstream_recv`` notes of an unsuccessful completion (Status register)."""
+        if status == CplStatus.UR:
+            self.function.received_master_abort = True
+        elif status == CplStatus.CA:
+            self.function.received_target_abort = True
 
     async def write(self, address: int, data: bytes, **kwargs: Any) -> None:
         func = self.function
@@ -236,6 +246,10 @@ class BusMasterRegion(Region):
         rid = int(func.pcie_id)
         mps = 128 << func.pcie_cap.max_payload_size
         data = bytes(data)
+        n = len(data)
+        if 0 < n <= mps - (address & 3) and (address & (PAGE - 1)) + n <= PAGE:  # one request
+            await self.port.upstream_write(MemRequest(rid, address, n, data))
+            return
         for addr, n in write_requests(address, len(data), mps):
             pos = addr - address
             await self.port.upstream_write(MemRequest(rid, addr, n, data[pos : pos + n]))

@@ -223,20 +223,16 @@ class PfMailbox:
         """Take the lock, read the VF's message, ACK it (which releases the lock)."""
         if not await self._lock(n):
             return None
-        base = n * mbx.MBX_DWORDS
-        hdr = await self.drv.read_reg(regs.PF_MBMEM, base)
-        length = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
-        words = [hdr] + [await self.drv.read_reg(regs.PF_MBMEM, base + 1 + i) for i in range(length)]
+        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
+        length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         await self.drv.write_reg(regs.PF_MAILBOX, ACK, n)
-        return words
+        return buffer[: 1 + length]
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:
         """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
         if not await self._lock(vf.index):
             return False
-        base = vf.index * mbx.MBX_DWORDS
-        for i, word in enumerate(msg.encode()):
-            await self.drv.write_reg(regs.PF_MBMEM, word, base + i)
+        await self.drv.write_regs(regs.PF_MBMEM, msg.encode(), vf.index * mbx.MBX_DWORDS)
         await self.drv.write_reg(regs.PF_MAILBOX, STS, vf.index)
         vf.awaiting_ack = True
         vf.awaiting_since = get_sim_time("ns")

@@ -146,3 +146,7 @@ def test_a_function_reached_through_a_bus_master_region_raises_like_cocotbext():
         run_sync(region.read(0x1F80, 0x180))
     assert port.reads[-3:] == [0x1F80, 0x2000, 0x2080]  # all issued, then the failure
     assert func.received_master_abort and not func.received_target_abort
+    func.received_master_abort = False
+    with pytest.raises(Exception, match="Unsuccessful completion"):
+        run_sync(region.read(0x2001, 2))  # one request
+    assert func.received_master_abort

@@ -49,8 +49,9 @@ def make_frame(src: bytes, dst: bytes, size: int) -> bytes:
     return bytes(pkt / bytes(size - len(pkt) - 4))
 
 
-async def full_path(vfs, active: int, size: int, total: int) -> float:
-    """Wall seconds for ``total`` packets spread over ``active`` senders (VF i -> VF i+1)."""
+async def full_path(vfs, active: int, size: int, total: int, profile: cProfile.Profile | None = None) -> float:
+    """Wall seconds for ``total`` packets spread over ``active`` senders (VF i -> VF i+1),
+    under ``profile`` if given (the packets only, not the garbage collection before them)."""
     per = max(total // active, 1)
     senders = vfs[:active]
     receivers = [vfs[(i + 1) % len(vfs)] for i in range(active)]
@@ -69,11 +70,16 @@ async def full_path(vfs, active: int, size: int, total: int) -> float:
             await vf.netdev.recv()
 
     gc.collect()
+    if profile is not None:
+        profile.enable()
     t0 = time.perf_counter()
     tasks = [cocotb.start_soon(send(v, f)) for v, f in zip(senders, frames)]
     tasks += [cocotb.start_soon(drain(r, expected[id(r)])) for r in {id(r): r for r in receivers}.values()]
     await gather(*tasks)
-    return (time.perf_counter() - t0) / (per * active)
+    elapsed = time.perf_counter() - t0
+    if profile is not None:
+        profile.disable()
+    return elapsed / (per * active)
 
 
 async def bare_ops(system, vfs, size: int, count: int) -> float:
@@ -133,8 +139,7 @@ async def datapath_throughput(dut):
     }
     if profile:
         size, active = PROFILED
-        with profile:
-            await full_path(vfs, active, size, total)
+        await full_path(vfs, active, size, total, profile)
         result["profile"] = prof = profile_areas(profile, OUT.with_suffix(".prof"))
         result["summary"][f"profile ({active} VFs, {size} B) own time"] = prof["own_time_share"]
         result["summary"]["model + IOMMU + drivers, builtins charged to callers"] = prof["payload_share"]
