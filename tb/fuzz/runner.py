@@ -52,6 +52,8 @@ def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
     says, plus how the process ended."""
     log = FUZZ_DIR / "logs" / f"{seed}.log"
     records = FUZZ_DIR / "episodes" / f"{seed}.jsonl"
+    for sub in ("logs", "episodes", "results"):
+        (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
     records.unlink(missing_ok=True)
     env = dict(
         os.environ,
