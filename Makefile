@@ -3,12 +3,17 @@
 #   make test   the whole suite through pytest (unit tests + cocotb tests)
 #   make bench  wall-clock benchmarks under Verilator (tables; JSON in sim_build/)
 #   make lint   ruff check and format check (make format applies them)
+# FABRIC=tlp|fast picks the PCIe fabric (docs/architecture.md, Simulation): make sim and the
+# tools default to the TLP-accurate one, make test and make regress to the transaction-level
+# one (make test also runs the PCIe-level modules on TLP), make bench runs both side by side;
+# make regress FABRIC=both runs every seed on both and compares the scoreboards.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WAVES  ?= 0
 NUM_VFS ?= 8
+FABRIC ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: sim test unit lint format lspci shell docs bench clean
@@ -21,10 +26,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 sim: $(STAMP)
-	WAVES=$(WAVES) $(PY) -m tb.tools.runner $(if $(filter 1,$(WAVES)),--waves)
+	WAVES=$(WAVES) FABRIC=$(FABRIC) $(PY) -m tb.tools.runner $(if $(filter 1,$(WAVES)),--waves)
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 tests
+	FABRIC=$(or $(FABRIC),fast) $(PY) -m pytest -n 2 --dist worksteal tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -47,7 +52,7 @@ shell: $(STAMP)
 	$(VENV)/bin/sriov-nic shell --num-vfs $(NUM_VFS) $(if $(filter 1,$(IOMMU)),--iommu)
 
 bench: $(STAMP)
-	$(PY) -m tb.bench
+	$(PY) -m tb.bench $(if $(FABRIC),--fabric $(FABRIC))
 
 docs: $(STAMP)
 	$(PY) -m datasheet.docgen docs
@@ -58,14 +63,16 @@ clean:
 
 # Coverage-driven verification (docs/verification.md):
 #   make regress SEEDS=20   the pyuvm random tests over SEEDS seeds on JOBS workers, merged
-#                           coverage, sim_build/regress/report.{txt,html}
+#                           coverage, sim_build/regress/report.{txt,html}; the tests too slow
+#                           for make test on the TLP fabric; then the hostile-VF campaign
+#   make regress FABRIC=both  every seed on both fabrics, scoreboard events compared
 #   make testplan           every testplan.yaml feature with its tests, their results and coverage
 SEEDS ?= 20
 JOBS  ?= 2
 .PHONY: regress testplan fuzz
 
 regress: $(STAMP)
-	$(PY) -m tb.tools.regress --seeds $(SEEDS) --jobs $(JOBS)
+	$(PY) -m tb.tools.regress --seeds $(SEEDS) --jobs $(JOBS) $(if $(FABRIC),--fabric $(FABRIC))
 
 testplan: $(STAMP)
 	-$(PY) -m pytest tests -m "not sim" -q -p no:cacheprovider --junitxml=sim_build/pytest.xml
@@ -75,4 +82,4 @@ testplan: $(STAMP)
 #   make fuzz SEEDS=50      SEEDS seeds x EPISODES episodes on JOBS workers, sim_build/fuzz/report.txt
 EPISODES ?= 8
 fuzz: $(STAMP)
-	$(PY) -m tb.fuzz --seeds $(SEEDS) --jobs $(JOBS) --episodes $(EPISODES)
+	$(PY) -m tb.fuzz --seeds $(SEEDS) --jobs $(JOBS) --episodes $(EPISODES) $(if $(FABRIC),--fabric $(FABRIC))

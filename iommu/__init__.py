@@ -1,9 +1,8 @@
 """Intel VT-d style DMA remapping keyed by PCIe requester ID, and the DMA API over it.
 
 Hardware: :class:`Iommu` (context lookup, second-level walk, IOTLB, fault log)
-and :class:`IommuRootComplex` (a cocotbext-pcie RootComplex that sends device DMA
-through it), whose root ports have ACS and AER (:class:`AerRootComplex` has the AER root
-ports alone).  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
+and :class:`IommuRootComplex` (a root complex on either fabric that sends device DMA
+through it), whose root ports have ACS and AER.  Software: :class:`IommuDriver` (domains, attach, ``iommu_map``)
 and :class:`DmaDevice` (``dma_alloc_coherent``, ``dma_map``...).  The package
 knows nothing of any particular device.
 """
@@ -23,11 +22,10 @@ from .dma import (
 from .driver import IOMMU_READ, IOMMU_WRITE, IommuDomain, IommuDriver
 from .faults import FaultLog, FaultReason, FaultRecord
 from .memory import BytearrayMemory, HostMemory, HostMemoryError, RcHostMemory
-from .rc import AerRootComplex, IommuRootComplex
+from .rc import IommuRootComplex
 from .remapping import Iommu
 
 __all__ = [
-    "AerRootComplex",
     "BytearrayMemory",
     "ContextCache",
     "DMA_BIDIRECTIONAL",

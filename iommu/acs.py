@@ -13,7 +13,10 @@ upstream instead, where it is translated like any other IOVA:
   to the root complex, whatever their address.
 * P2P Completion Redirect (CR) is advertised; completions only ever go upstream here.
 
-The host enables these bits as Linux does when an IOMMU is on (``pci_enable_acs``).
+The host enables these bits as Linux does when an IOMMU is on (``pci_enable_acs``). The
+verdict is one rule (:meth:`AcsRootPort.acs_route`) that the TLP path
+(:meth:`~AcsRootPort.downstream_recv`) and the fast fabric's requests
+(:meth:`~AcsRootPort.upstream_read`) both apply.
 """
 
 from __future__ import annotations
@@ -22,18 +25,27 @@ from typing import TYPE_CHECKING, Any
 
 from cocotbext.pcie.core.caps import PciExtCap
 from cocotbext.pcie.core.tlp import Tlp, TlpType
-from cocotbext.pcie.core.utils import byte_mask_update
+from cocotbext.pcie.core.utils import PcieId, byte_mask_update
 
 from datasheet import pci
+from fabric.rc import FabricRootPort
+from fabric.transaction import UR
 
 from .aer import AerRootPort
 from .events import AcsViolation
 
 if TYPE_CHECKING:
+    from fabric.transaction import Completion, MemRequest
+
     from .rc import IommuRootComplex
 
-MEM_REQUESTS = {TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
-NON_POSTED = {TlpType.MEM_READ, TlpType.MEM_READ_64}
+# keyed by the TLP's (fmt, type): cheaper than building and hashing the TlpType member
+MEM_REQUESTS = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64, TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)}
+NON_POSTED = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64)}
+#: :meth:`AcsRootPort.acs_route` verdicts
+REFUSED, REDIRECTED = False, True
+#: P2P Request Redirect and Upstream Forwarding: every request from below goes up
+REDIRECT_BITS = pci.PCI_ACS_RR | pci.PCI_ACS_UF
 SUPPORTED = pci.PCI_ACS_SV | pci.PCI_ACS_RR | pci.PCI_ACS_CR | pci.PCI_ACS_UF
 
 
@@ -59,34 +71,64 @@ class AcsExtendedCapability(PciExtCap):
             self.control = byte_mask_update(self.control, mask >> 2, data >> 16, self.capability)
 
 
-class AcsRootPort(AerRootPort):
-    """A root port (with AER) and ACS that hands redirected requests straight to ``rc``'s TLP
-    handling (the root complex's internal path to the IOMMU), preserving their order."""
+class AcsRootPort(FabricRootPort, AerRootPort):
+    """A root port on ``rc``'s fabric, with AER (the error Messages it receives go to
+    ``rc.events``) and ACS, that hands redirected requests straight to ``rc``'s TLP handling
+    (the root complex's internal path to the IOMMU), preserving their order."""
 
     def __init__(self, rc: IommuRootComplex, *args: Any, **kwargs: Any):
-        super().__init__(rc.events, *args, **kwargs)
-        self.rc = rc
+        super().__init__(rc, *args, events=rc.events, **kwargs)
         self.acs_cap = AcsExtendedCapability()
         self.register_extended_capability(self.acs_cap)
         self.acs_violations = 0
         self._violation_topic = rc.iommu.events.topic(AcsViolation)
 
+    def acs_route(self, requester: int, address: int, non_posted: bool) -> bool | None:
+        """ACS's verdict on a memory request from below: :data:`REFUSED` (Source Validation
+        failed: counted, published), :data:`REDIRECTED` (RR/UF: to the root complex,
+        whatever the address) or None (ACS off: the bridge's own routing)."""
+        control = self.acs_cap.control
+        if not control:
+            return None
+        if control & pci.PCI_ACS_SV and not self.sec_bus_num <= requester >> 8 <= self.sub_bus_num:
+            self.acs_violations += 1
+            self.log.warning(
+                "ACS violation: request from %s outside the secondary bus range: refused", PcieId.from_int(requester)
+            )
+            if self._violation_topic:
+                self._violation_topic.emit(AcsViolation(requester, address, not non_posted))
+            return REFUSED
+        if control & REDIRECT_BITS == REDIRECT_BITS:
+            return REDIRECTED
+        return None
+
+    # -- TLP fabric ------------------------------------------------------------------------------
     async def downstream_recv(self, tlp: Tlp) -> None:
-        if tlp.fmt_type in MEM_REQUESTS and self.acs_cap.control:
-            acs = self.acs_cap
-            if acs.enabled(pci.PCI_ACS_SV) and not self.sec_bus_num <= tlp.requester_id.bus <= self.sub_bus_num:
-                await self._violation(tlp)
-                return
-            if acs.enabled(pci.PCI_ACS_RR | pci.PCI_ACS_UF):
+        kind = (tlp.fmt, tlp.type)
+        if kind in MEM_REQUESTS:
+            verdict = self.acs_route(int(tlp.requester_id), tlp.address, kind in NON_POSTED)
+            if verdict is REDIRECTED:
                 await self.rc.downstream_recv(tlp)
+                return
+            if verdict is REFUSED:
+                tlp.release_fc()
+                if kind in NON_POSTED:
+                    await self.downstream_send(Tlp.create_ur_completion_for_tlp(tlp, self.pcie_id))
                 return
         await super().downstream_recv(tlp)
 
-    async def _violation(self, tlp: Tlp) -> None:
-        self.acs_violations += 1
-        self.log.warning("ACS violation: request from %s outside the secondary bus range: refused", tlp.requester_id)
-        if self._violation_topic:
-            self._violation_topic.emit(AcsViolation(int(tlp.requester_id), tlp.address, tlp.fmt_type not in NON_POSTED))
-        tlp.release_fc()
-        if tlp.fmt_type in NON_POSTED:
-            await self.downstream_send(Tlp.create_ur_completion_for_tlp(tlp, self.pcie_id))
+    # -- fast fabric ------------------------------------------------------------------------------
+    async def upstream_read(self, req: MemRequest) -> Completion:
+        verdict = self.acs_route(req.requester, req.address, non_posted=True)
+        if verdict is REDIRECTED:
+            return await self.rc.mem_read_request(req)
+        if verdict is REFUSED:
+            return UR
+        return await super().upstream_read(req)
+
+    async def upstream_write(self, req: MemRequest) -> None:
+        verdict = self.acs_route(req.requester, req.address, non_posted=False)
+        if verdict is REDIRECTED:
+            await self.rc.mem_write_request(req)
+        elif verdict is None:
+            await super().upstream_write(req)

@@ -83,7 +83,7 @@ class AerRootPort(RootPort):
     """A root port that collects error Messages and raises the Advanced Error Interrupt.
     ``events`` is the platform's bus (:class:`~iommu.events.AerMessage`)."""
 
-    def __init__(self, events: EventBus, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, events: EventBus, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.aer_cap = RootPortAerCapability(self._interrupt)
         self.register_extended_capability(self.aer_cap)

@@ -1,4 +1,4 @@
-"""A cocotbext-pcie RootComplex whose upstream memory requests pass through the IOMMU.
+"""A root complex whose upstream memory requests pass through the IOMMU, on either fabric.
 
 Device DMA is remapped by requester ID before it reaches host memory (VT-d §3.4);
 a blocked read completes with Unsupported Request, a blocked write is dropped
@@ -6,6 +6,11 @@ a blocked read completes with Unsupported Request, a blocked write is dropped
 MSI address, like x86's 0xFEEx_xxxx) are interrupt requests, recognised before
 translation; with interrupt remapping on (:meth:`IommuDriver.enable_irq_remapping`) each
 is checked against its IRTE before the host vector it names is raised (VT-d §5.1).
+
+The rules are written once, per request (:meth:`IommuRootComplex.translate`,
+:meth:`~IommuRootComplex.interrupt_request`); the TLP handlers (TLP fabric) and the
+transaction-level requests (:meth:`~IommuRootComplex.mem_read_request`, fast fabric)
+apply them to the requests they carry.
 """
 
 from __future__ import annotations
@@ -14,22 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 import cocotb
 from cocotb.triggers import Timer
-from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
+from fabric.rc import FabricRootComplex
+from fabric.transaction import UR
 from observe import EventBus
 
 from .acs import AcsRootPort
-from .aer import AerRootPort
 from .events import MsiRequest
 from .faults import FaultRecord
 from .inject import DELAY, POISON, WITHHOLD, CompletionFaults
-from .memory import RcHostMemory
 from .remapping import Iommu
 
 if TYPE_CHECKING:
     from cocotbext.pcie.core.msi import MsiVector
+
+    from fabric.transaction import Completion, MemRequest
 
     from .driver import IommuDriver
 
@@ -38,31 +44,24 @@ MSI_DWORD_BE = 0xF
 INTERRUPT_WINDOW_SIZE = 1 << 20
 
 
-class AerRootComplex(RootComplex):
-    """A cocotbext RootComplex whose root ports have AER (:class:`~iommu.aer.AerRootPort`); the
-    ports publish the error Messages they receive on ``self.events``."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.events = EventBus()
-        self.default_downstream_bridge = lambda: AerRootPort(self.events)  # root ports made from now on
-
-
-class IommuRootComplex(AerRootComplex):
+class IommuRootComplex(FabricRootComplex):
     """RootComplex + one DMA-remapping unit (``self.iommu``) over its host RAM.
 
-    ``self.host_memory`` is the synchronous view of the RC's RAM.  With
+    ``self.host_memory`` (the fabric's) is the synchronous view of the RC's RAM.  With
     ``iommu.translation_enabled`` false, DMA is handled by the stock code. Its root ports
     have ACS (:mod:`iommu.acs`): once the host enables it, every memory request from below
     reaches the IOMMU whatever its address.
     A write to the MSI window whose address, size or data names no allocated
-    vector is logged and counted in ``msi_bogus`` instead of asserting.
+    vector is logged and counted in ``msi_bogus`` instead of asserting. Its root ports also
+    have AER (:class:`~iommu.aer.AerRootPort`) and publish the error Messages they receive
+    on ``self.events``; ``self.inject`` withholds, delays or poisons the completion of a
+    requester's next read (:mod:`iommu.inject`).
     """
 
     def __init__(self, *args: Any, iommu: Iommu | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.events = EventBus()
         self.default_downstream_bridge = lambda: AcsRootPort(self)  # root ports made from now on
-        self.host_memory = RcHostMemory(self)
         self.iommu = iommu or Iommu(self.host_memory)
         self._msi_base = self.msi_region.get_absolute_address(0)
         self._msi_end = self._msi_base + INTERRUPT_WINDOW_SIZE
@@ -91,42 +90,42 @@ class IommuRootComplex(AerRootComplex):
             return self.irq_domain.msi_compose_msg(rid, [v.data for v in vectors])
         return [(v.addr, v.data) for v in vectors]
 
-    async def _msi_write(self, tlp: Tlp) -> None:
-        """Deliver a well-formed interrupt request through the stock MsiRegion; count the rest."""
-        data = bytes(tlp.get_data())[: tlp.length * 4]
-        source = int(tlp.requester_id)
+    # -- the rules, per request -----------------------------------------------------------
+    async def interrupt_request(self, source: int, address: int, data: bytes, dword: bool) -> None:
+        """A write to the interrupt window by ``source``: ``data`` is the request's DWORDs,
+        ``dword`` whether it is one whole DWORD.  Deliver a well-formed interrupt through
+        the stock MsiRegion; count the rest in ``msi_bogus``."""
         if self.iommu.interrupts.enabled:
-            await self._remapped_msi(tlp, source, data)
+            await self._remapped_msi(source, address, data, dword)
             return
-        if tlp.address == self._msi_base and tlp.length == 1 and tlp.first_be == MSI_DWORD_BE:
+        if address == self._msi_base and dword:
             vector = int.from_bytes(data, "little")
             if vector in self.msi_region.msi_vectors:
                 self.msi_delivered += 1
                 if self._msi_request:
-                    self._msi_request.emit(MsiRequest(source, tlp.address, data, vector))
+                    self._msi_request.emit(MsiRequest(source, address, data, vector))
                 await self.msi_region.write(0, data)
                 return
         self.msi_bogus += 1
         if self._msi_request:
-            self._msi_request.emit(MsiRequest(source, tlp.address, data, None, "names no allocated vector"))
+            self._msi_request.emit(MsiRequest(source, address, data, None, "names no allocated vector"))
         self.log.warning(
-            "Unclaimed MSI write from %s: address 0x%08x, BE 0x%x, data %s",
-            tlp.requester_id,
-            tlp.address,
-            tlp.first_be,
+            "Unclaimed MSI write from %s: address 0x%08x, %d DWORD(s), data %s",
+            PcieId.from_int(source),
+            address,
+            len(data) // 4,
             data.hex(),
         )
 
-    async def _remapped_msi(self, tlp: Tlp, source: int, data: bytes) -> None:
-        dword = tlp.length == 1 and tlp.first_be == MSI_DWORD_BE
-        vector = self.iommu.interrupts.remap(source, tlp.address, int.from_bytes(data, "little") if dword else None)
+    async def _remapped_msi(self, source: int, address: int, data: bytes, dword: bool) -> None:
+        vector = self.iommu.interrupts.remap(source, address, int.from_bytes(data, "little") if dword else None)
         if vector is None or vector not in self.msi_region.msi_vectors:
             self.msi_bogus += 1
             if self._msi_request:
                 self._msi_request.emit(
                     MsiRequest(
                         source,
-                        tlp.address,
+                        address,
                         data,
                         None,
                         "blocked by interrupt remapping" if vector is None else "names no allocated vector",
@@ -135,28 +134,42 @@ class IommuRootComplex(AerRootComplex):
             return
         self.msi_delivered += 1
         if self._msi_request:
-            self._msi_request.emit(MsiRequest(source, tlp.address, data, vector))
+            self._msi_request.emit(MsiRequest(source, address, data, vector))
         await self.msi_region.write(0, vector.to_bytes(4, "little"))
 
+    def translate(self, source: int, address: int, length: int, is_write: bool) -> int | None:
+        """The host physical address of a request of ``length`` bytes (whole DWORDs) at
+        ``address`` from ``source``, or None if the IOMMU blocked it (the fault is logged).
+
+        A request never crosses 4 KiB (``Tlp.check``, asserted on receive) and mapping pages
+        are 4 KiB-aligned, so it translates to one chunk whose low 12 address bits equal the
+        IOVA's: the completion split (RCB, lower address) is unchanged by the retarget."""
+        result = self.iommu.translate(source, address, length, is_write)
+        if isinstance(result, FaultRecord):
+            return None
+        ((phys, _length),) = result
+        return phys
+
+    def _dma_into_window(self, source: int, phys: int) -> bool:
+        if not self.in_interrupt_window(phys):
+            return False
+        self.msi_bogus += 1
+        self.log.warning("DMA write from %s translated into the MSI window: dropped", PcieId.from_int(source))
+        return True
+
+    # -- TLP fabric: the TLP handlers --------------------------------------------------------
     def _translate(self, tlp: Tlp, is_write: bool) -> Tlp | None:
         """A copy of ``tlp`` addressed to host physical memory (``tlp`` itself when the
         address is unchanged, as in pass-through), or None if blocked.
 
-        A TLP never crosses 4 KiB (``Tlp.check``, asserted on receive) and mapping
-        pages are 4 KiB-aligned, so it translates to one chunk whose low 12 address
-        bits equal the IOVA's: the stock completion split (RCB, lower address) is
-        unchanged by the retarget.  The copy is shallow (the payload is shared and
-        never written) and made by hand: ``Tlp(tlp)`` re-validates every field and
-        copies the data, and ``copy.copy`` goes through the pickle protocol; each cost
-        more per TLP than the IOTLB look-up itself.  The requester's TLP is left as it
-        crossed the link.
+        The copy is shallow (the payload is shared and never written) and made by hand:
+        ``Tlp(tlp)`` re-validates every field and copies the data, and ``copy.copy`` goes
+        through the pickle protocol; each cost more per TLP than the IOTLB look-up itself.
+        The requester's TLP is left as it crossed the link.
         """
-        result = self.iommu.translate(int(tlp.requester_id), tlp.address, tlp.length * 4, is_write)
-        if isinstance(result, FaultRecord):
-            return None
-        ((phys, _length),) = result
-        if phys == tlp.address:  # pass-through (or an identity mapping): nothing to retarget
-            return tlp
+        phys = self.translate(int(tlp.requester_id), tlp.address, tlp.length * 4, is_write)
+        if phys is None or phys == tlp.address:  # blocked, or nothing to retarget (pass-through)
+            return None if phys is None else tlp
         host_tlp = Tlp.__new__(Tlp)
         host_tlp.__dict__.update(tlp.__dict__)
         host_tlp.address = phys
@@ -195,7 +208,10 @@ class IommuRootComplex(AerRootComplex):
 
     async def handle_mem_write_tlp(self, tlp: Tlp) -> None:
         if self.in_interrupt_window(tlp.address):
-            await self._msi_write(tlp)
+            data = bytes(tlp.get_data())[: tlp.length * 4]
+            await self.interrupt_request(
+                int(tlp.requester_id), tlp.address, data, tlp.length == 1 and tlp.first_be == MSI_DWORD_BE
+            )
             return
         if not self.iommu.translation_enabled:
             await super().handle_mem_write_tlp(tlp)
@@ -203,8 +219,26 @@ class IommuRootComplex(AerRootComplex):
         host_tlp = self._translate(tlp, is_write=True)
         if host_tlp is None:
             return  # blocked posted write: dropped, the fault is logged
-        if self.in_interrupt_window(host_tlp.address):
-            self.msi_bogus += 1
-            self.log.warning("DMA write from %s translated into the MSI window: dropped", tlp.requester_id)
+        if self._dma_into_window(int(tlp.requester_id), host_tlp.address):
             return
         await super().handle_mem_write_tlp(host_tlp)
+
+    # -- fast fabric: the requests ------------------------------------------------------------
+    async def mem_read_request(self, req: MemRequest) -> Completion:
+        if self.iommu.translation_enabled:
+            phys = self.translate(req.requester, req.address, req.length, False)
+            if phys is None:
+                return UR
+            req = req.at(phys)
+        return await super().mem_read_request(req)
+
+    async def mem_write_request(self, req: MemRequest) -> None:
+        if self.in_interrupt_window(req.address):
+            await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)
+            return
+        if self.iommu.translation_enabled:
+            phys = self.translate(req.requester, req.address, req.length, True)
+            if phys is None or self._dma_into_window(req.requester, phys):
+                return
+            req = req.at(phys)
+        await super().mem_write_request(req)

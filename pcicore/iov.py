@@ -182,6 +182,21 @@ class Sriov:
         self.log.info("SR-IOV: VFs disabled")
 
 
+class PciVirtfn(PciDevice):
+    """The host's view of a VF (a Linux ``pci_dev`` with ``is_virtfn``).
+
+    A VF's BARs are read-only zero (PCIe 6.0 §9.3.4.1.11): its apertures come from the PF's
+    SR-IOV capability, so Linux's ``pci_read_bases`` returns at once for a VF, and so does
+    :meth:`read_bars` here (no sizing writes to registers that ignore them)."""
+
+    is_virtfn = True
+
+    async def read_bars(self, bar_cnt: int, rom: int) -> None:
+        self.bar_raw[:bar_cnt] = [0] * bar_cnt
+        self.bar_size[:bar_cnt] = [0] * bar_cnt
+        self.expansion_rom_raw = self.expansion_rom_size = 0
+
+
 def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:
     """The host bus object for ``bus_num``: the PF's own, or a virtual bus for VFs past it."""
     if bus_num == pf.bus.bus_num:
@@ -200,14 +215,13 @@ async def pci_iov_add_virtfn(
     """Add one VF to the host's view (Linux ``pci_iov_add_virtfn``).
 
     ``bars`` maps BAR index to (address, size) computed from the PF's VF BARs;
-    a VF's own BAR registers read 0, so they are not probed. Its AER is prepared as for any
-    new function (``pci_aer_init``).
+    a VF's own BAR registers read 0, so they are not probed (:class:`PciVirtfn`). Its AER is
+    prepared as for any new function (``pci_aer_init``).
     """
     bus = pci_bus_for(pf, rid >> 8)
-    vf = PciDevice(bus)
+    vf = PciVirtfn(bus)
     vf.pcie_id = PcieId.from_int(rid)
     vf.vendor_id, vf.device_id = vendor_id, device_id
-    vf.is_virtfn = True
     vf.physfn = pf
     await vf.setup()
     for idx, (addr, size) in bars.items():

@@ -43,11 +43,11 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     flags = await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS)
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags & ~pci.PCI_MSIX_FLAGS_ENABLE)
     for k, (addr, data) in enumerate(messages):
+        # two aligned QWORDs per entry, the widest access the table supports (PCIe 6.0
+        # §6.1.4.2): Message Address, then Message Data with Vector Control (unmasked)
         entry = offset + k * pci.PCI_MSIX_ENTRY_SIZE
-        await window.write_dword(entry + pci.PCI_MSIX_ENTRY_LOWER_ADDR, addr & 0xFFFFFFFC)
-        await window.write_dword(entry + pci.PCI_MSIX_ENTRY_UPPER_ADDR, addr >> 32)
-        await window.write_dword(entry + pci.PCI_MSIX_ENTRY_DATA, data)
-        await window.write_dword(entry + pci.PCI_MSIX_ENTRY_VECTOR_CTRL, 0)
+        await window.write_qword(entry + pci.PCI_MSIX_ENTRY_LOWER_ADDR, addr & ~0x3)
+        await window.write_qword(entry + pci.PCI_MSIX_ENTRY_DATA, data)
     await window.read_dword(offset)  # flush the posted writes
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags | pci.PCI_MSIX_FLAGS_ENABLE)
     dev.msix_enabled = True

@@ -79,6 +79,21 @@ class PfDriver:
     async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
         await self.bar0.write_dword(reg.at(index), value)
 
+    async def write_regs(self, reg: regs.Register, values: list[int], index: int = 0) -> None:
+        """Elements ``index``.. of array ``reg`` in one MMIO write (Linux ``memcpy_toio``)."""
+        await self.bar0.write(reg.at(index), b"".join(v.to_bytes(4, "little") for v in values))
+
+    async def read_regs(self, reg: regs.Register, count: int, index: int = 0) -> list[int]:
+        """``count`` elements from ``index`` of array ``reg`` in one MMIO read (``memcpy_fromio``)."""
+        data = await self.bar0.read(reg.at(index), 4 * count)
+        return [int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)]
+
+    async def read_block(self, first: regs.Register, last: regs.Register) -> dict[int, int]:
+        """Every dword from ``first`` through the end of ``last`` in one MMIO read (Linux
+        ``memcpy_fromio``): BAR0 offset -> value."""
+        data = await self.bar0.read(first.offset, last.end - first.offset)
+        return {first.offset + k: int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)}
+
     # -- SR-IOV ----------------------------------------------------------------------------
     async def sriov_configure(self, num_vfs: int) -> int:
         """Enable ``num_vfs`` VFs (0 disables them); returns how many are enabled."""

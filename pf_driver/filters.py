@@ -39,14 +39,16 @@ async def program_function(
     await pf.write_reg(regs.SW_MAC_LO, lo, fn)
     await pf.write_reg(regs.SW_MAC_HI, hi, fn)
     mc = list(multicast)[: device.SW_MC_PER_FN]
-    for k in range(device.SW_MC_PER_FN):
-        lo, hi = regs.sw_mac_words(mc[k]) if k < len(mc) else (0, 0)
-        await pf.write_reg(regs.SW_MC_LO, lo, fn * device.SW_MC_PER_FN + k)
-        await pf.write_reg(regs.SW_MC_HI, hi, fn * device.SW_MC_PER_FN + k)
+    words = [regs.sw_mac_words(mc[k]) if k < len(mc) else (0, 0) for k in range(device.SW_MC_PER_FN)]
+    # each function's slots of an array are contiguous: one write per array
+    await pf.write_regs(regs.SW_MC_LO, [lo for lo, _ in words], fn * device.SW_MC_PER_FN)
+    await pf.write_regs(regs.SW_MC_HI, [hi for _, hi in words], fn * device.SW_MC_PER_FN)
     vids = sorted(vlans)[: device.SW_VLANS_PER_FN]
-    for k in range(device.SW_VLANS_PER_FN):
-        value = VALID.put(vids[k], 1) if k < len(vids) else 0
-        await pf.write_reg(regs.SW_VLAN, value, fn * device.SW_VLANS_PER_FN + k)
+    await pf.write_regs(
+        regs.SW_VLAN,
+        [VALID.put(vids[k], 1) if k < len(vids) else 0 for k in range(device.SW_VLANS_PER_FN)],
+        fn * device.SW_VLANS_PER_FN,
+    )
     ctrl = 0
     for name, on in (
         ("BAM", bam),

@@ -1,8 +1,8 @@
 """PF side of the mailbox: interrupt-driven service of every VF's requests.
 
-One service coroutine wakes on the PF's mailbox MSI-X vector (with a slow poll
-as a watchdog), reads the REQ/ACK/VFLR summary bits, and serves requesting VFs
-round-robin, one message per VF per round, under a per-VF token-bucket rate
+One service coroutine wakes on the PF's mailbox MSI-X vector (with a poll as a watchdog,
+slower while no conversation is open), reads the REQ/ACK/VFLR summary bits, and serves
+requesting VFs round-robin, one message per VF per round, under a per-VF token-bucket rate
 limit: a flooding VF gets NACK RATE_LIMITED and never delays another VF by more
 than one message. Notifications to a VF (LINK_STATUS) are sent only when that
 VF has no request pending and has acknowledged the previous PF message, so a
@@ -36,8 +36,18 @@ RVFU = regs.PF_MAILBOX.field("RVFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
-#: watchdog poll of the summary registers, in case an interrupt was lost
+#: watchdog poll of the summary registers, in case an interrupt was lost: this often while a
+#: conversation is open (a VF owes an ACK, a notification waits to be sent) ...
 SERVICE_POLL_NS = 1_000_000
+#: ... and this often when none is (every event the service handles also raises the PF's
+#: vector; Linux ixgbe's service timer runs every 2 s)
+SERVICE_IDLE_POLL_NS = 10_000_000
+#: the per-VF event summaries a service round reads, in the order it handles them; they
+#: are contiguous in BAR0, so one read fetches them all
+SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
+SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
+SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
+assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
 
 
 class PfMailbox:
@@ -89,23 +99,34 @@ class PfMailbox:
         self.wake.set()
 
     # -- service loop ---------------------------------------------------------------------
+    def conversing(self) -> bool:
+        """A conversation is open: some VF owes an ACK or has a notification waiting."""
+        return any(vf.awaiting_ack or vf.pending_notifications for vf in self.vfs)
+
     async def _service(self) -> None:
         while True:
-            await First(self.wake.wait(), Timer(SERVICE_POLL_NS, "ns"))
+            poll = SERVICE_POLL_NS if self.conversing() else SERVICE_IDLE_POLL_NS
+            await First(self.wake.wait(), Timer(poll, "ns"))
             self.wake.clear()
             try:
                 await self.service_once()
             except Exception:  # a VF that vanished mid-message must not kill the service
                 self.log.exception("mailbox service round failed")
 
-    async def _summary(self, reg: regs.Register, words: int) -> int:
-        bits = 0
-        for i in range(words):
-            value = await self.drv.read_reg(reg, i)
-            if value:
-                await self.drv.write_reg(reg, value, i)  # write 1 to clear what we took
-            bits |= value << (32 * i)
-        return bits
+    async def _summaries(self, words: int) -> list[int]:
+        """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
+        sampled together in one read; what was taken is cleared (write 1 to clear)."""
+        block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
+        out = []
+        for reg in SUMMARIES:
+            bits = 0
+            for i in range(words):
+                value = block[reg.at(i)]
+                if value:
+                    await self.drv.write_reg(reg, value, i)
+                bits |= value << (32 * i)
+            out.append(bits)
+        return out
 
     async def service_once(self) -> None:
         vfs = self.vfs
@@ -120,10 +141,7 @@ class PfMailbox:
             self.drv.set_link(link_up, self.drv.link_speed)
         if not words:
             return
-        vflr = await self._summary(regs.PF_VFLRE, words)
-        errors = await self._summary(regs.PF_VFERR, words)
-        acks = await self._summary(regs.PF_MBX_ACK, words)
-        reqs = await self._summary(regs.PF_MBX_REQ, words)
+        vflr, errors, acks, reqs = await self._summaries(words)
         if vfs is not self.vfs:
             return  # SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
@@ -210,20 +228,16 @@ class PfMailbox:
         """Take the lock, read the VF's message, ACK it (which releases the lock)."""
         if not await self._lock(n):
             return None
-        base = n * mbx.MBX_DWORDS
-        hdr = await self.drv.read_reg(regs.PF_MBMEM, base)
-        length = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
-        words = [hdr] + [await self.drv.read_reg(regs.PF_MBMEM, base + 1 + i) for i in range(length)]
+        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
+        length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         await self.drv.write_reg(regs.PF_MAILBOX, ACK, n)
-        return words
+        return buffer[: 1 + length]
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:
         """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
         if not await self._lock(vf.index):
             return False
-        base = vf.index * mbx.MBX_DWORDS
-        for i, word in enumerate(msg.encode()):
-            await self.drv.write_reg(regs.PF_MBMEM, word, base + i)
+        await self.drv.write_regs(regs.PF_MBMEM, msg.encode(), vf.index * mbx.MBX_DWORDS)
         await self.drv.write_reg(regs.PF_MAILBOX, STS, vf.index)
         vf.awaiting_ack = True
         vf.awaiting_since = get_sim_time("ns")

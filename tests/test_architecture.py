@@ -22,9 +22,12 @@ from tb.paths import ROOT
 MAY_IMPORT: dict[str, set[str]] = {
     "datasheet": set(),
     "observe": set(),
+    # the PCIe fabric (TLP-accurate or transaction-level) knows only cocotbext-pcie
+    "fabric": set(),
     "model": {"datasheet", "observe"},
-    # iommu/ knows nothing of the NIC: only the PCI spec's own constants (datasheet.pci)
-    "iommu": {"datasheet.pci", "observe"},
+    # iommu/ knows nothing of the NIC: only the PCI spec's own constants (datasheet.pci);
+    # its root complex and root ports run on either fabric
+    "iommu": {"datasheet.pci", "fabric", "observe"},
     "pcicore": {"datasheet", "iommu"},
     "netdev": {"datasheet", "iommu"},
     "pf_driver": {"datasheet", "netdev", "pcicore", "iommu", "observe"},

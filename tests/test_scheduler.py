@@ -41,7 +41,9 @@ def drive(scheduler: Scheduler, kicks) -> None:
 
 
 def make(engines=1):
-    return Scheduler(engines, spawn=lambda coro: asyncio.get_running_loop().create_task(coro))
+    return Scheduler(
+        engines, spawn=lambda coro: asyncio.get_running_loop().create_task(coro), pause=lambda: asyncio.sleep(0)
+    )
 
 
 def turns_waited(served, name, kicked_at):

@@ -270,6 +270,10 @@ def test_pf_driver_programming_decodes_as_intended(nic):
         async def write_reg(self, reg, value, index=0):
             bus_write(nic, reg, index, value)
 
+        async def write_regs(self, reg, values, index=0):
+            for k, value in enumerate(values):
+                bus_write(nic, reg, index + k, value)
+
     run_sync(
         program_function(
             Pf(), VF2, port_mac(VF2), multicast=[MCAST], vlans=[300, 4], upe=True, spoofchk=True, pvid=12, defq=3

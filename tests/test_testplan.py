@@ -7,7 +7,7 @@ from tb.tools import testplan
 def test_every_testpoint_has_tests_that_exist():
     points = testplan.load()
     assert points, "testplan.yaml has no features"
-    problems = testplan.check(points, testplan.existing_tests())
+    problems = testplan.check(points, testplan.existing_tests(), testplan.regress_only_tests())
     assert not problems, "\n".join(problems)
 
 
@@ -18,7 +18,7 @@ def test_coverage_names_exist():
 
 
 def test_the_uvm_tests_are_all_in_the_testplan():
-    mapped = {ref for tp in testplan.load() for ref in tp.tests}
+    mapped = {ref for tp in testplan.load() for ref in tp.all_tests}
     uvm = testplan.existing_tests()["tb/tests/test_uvm.py"]
     assert uvm and not {f"tb/tests/test_uvm.py::{n}" for n in uvm} - mapped
 
@@ -35,6 +35,26 @@ def test_check_reports_missing_and_empty(tmp_path):
         "p2: no test",
         "p3: tb/tests/test_x.py::nope: no such test in tb/tests/test_x.py",
         "p3: tb/tests/test_y.py::a: no such test module",
+    ]
+
+
+def test_a_regression_only_test_must_be_listed_under_regress(tmp_path):
+    mod = tmp_path / "tb" / "tests" / "test_m.py"
+    mod.parent.mkdir(parents=True)
+    mod.write_text(
+        "import cocotb, pyuvm\n@pyuvm.test(skip=REGRESS_ONLY)\nclass Long: pass\n"
+        "@cocotb.test(skip=not SLOW_TESTS)\nasync def slow(dut): pass\n"
+        "@cocotb.test(skip=slow_on_tlp())\nasync def big(dut): pass\n"
+    )
+    assert testplan.regress_only_in(mod) == {"Long", "slow"}
+    existing = {"tb/tests/test_m.py": {"Long", "slow", "big"}}
+    only = {"tb/tests/test_m.py": {"Long", "slow"}}
+    ok = testplan.Testpoint("ok", "", ["tb/tests/test_m.py::big"], regress=["tb/tests/test_m.py::Long"])
+    wrong = testplan.Testpoint("wrong", "", ["tb/tests/test_m.py::slow"])
+    regress_only = testplan.Testpoint("none", "", [], regress=["tb/tests/test_m.py::Long"])
+    assert testplan.check([ok, wrong, regress_only], existing, only) == [
+        "wrong: tb/tests/test_m.py::slow: runs only in make regress: list it under regress",
+        "none: no test in make test",
     ]
 
 

@@ -95,6 +95,19 @@ class VfDriver:
     async def write_reg(self, reg: regs.Register, value: int, index: int = 0) -> None:
         await self.bar0.write_dword(reg.at(index), value)
 
+    async def write_regs(self, reg: regs.Register, values: list[int], index: int = 0) -> None:
+        """Elements ``index``.. of array ``reg`` in one MMIO write (Linux ``memcpy_toio``)."""
+        await self.bar0.write(reg.at(index), b"".join(v.to_bytes(4, "little") for v in values))
+
+    async def read_regs(self, reg: regs.Register, count: int, index: int = 0) -> list[int]:
+        """``count`` elements from ``index`` of array ``reg`` in one MMIO read; all ones if the
+        read fails, as one register's would."""
+        try:
+            data = await self.bar0.read(reg.at(index), 4 * count)
+        except Exception:  # noqa: BLE001 -- cocotbext raises on a UR completion
+            return [0xFFFFFFFF] * count
+        return [int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)]
+
     # -- mailbox protocol --------------------------------------------------------------------
     async def request(self, opcode: Opcode | int, payload: list[int] | None = None) -> Message:
         """One mailbox request; an ACKed SET_MAC or RESET updates the driver's MAC."""

@@ -94,19 +94,17 @@ class VfMailbox:
     async def _write(self, msg: Message) -> bool:
         if not await self._lock_buffer():
             return False
-        for i, word in enumerate(msg.encode()):
-            await self.drv.write_reg(regs.VF_MBMEM, word, i)
+        await self.drv.write_regs(regs.VF_MBMEM, msg.encode())
         await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["REQ"])  # doorbell; releases VFU
         return True
 
     async def _read(self) -> Message | None:
         if not await self._lock_buffer():
             return None
-        hdr = await self.drv.read_reg(regs.VF_MBMEM, 0)
-        n = min(mbx.HDR_LEN.get(hdr), mbx.MAX_PAYLOAD)
-        words = [hdr] + [await self.drv.read_reg(regs.VF_MBMEM, 1 + i) for i in range(n)]
+        buffer = await self.drv.read_regs(regs.VF_MBMEM, mbx.MBX_DWORDS)  # the whole buffer, one read
+        n = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["ACK"])  # acknowledge; releases VFU
-        return Message.decode(words)
+        return Message.decode(buffer[: 1 + n])
 
     def _notification(self, msg: Message) -> None:
         self.drv.on_notification(msg)

@@ -14,25 +14,29 @@ needs one) and is a Non-Function-specific error, which an SR-IOV device logs in 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cocotbext.pcie.core.device import Device
-from cocotbext.pcie.core.tlp import Tlp, TlpType
+from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
-from model.pcie.function import tlp_header
+from model.pcie.function import request_header, tlp_header
 
 if TYPE_CHECKING:
-    from model.pcie.function import NicFunction
+    from model.pcie.function import MemoryRequest, NicFunction
     from model.pcie.pf import PhysicalFunction
     from model.pcie.vf import VirtualFunction
 
-CFG0 = {TlpType.CFG_READ_0, TlpType.CFG_WRITE_0}
-CFG1 = {TlpType.CFG_READ_1: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1: TlpType.CFG_WRITE_0}
-CPL = {TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA}
-MEM_READS = {TlpType.MEM_READ, TlpType.MEM_READ_64}
-MEM = MEM_READS | {TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
+# keyed by (fmt, type), the TLP's own fields: ``tlp.fmt_type`` builds an enum member and
+# hashes it by name, a cost on every TLP
+CFG0 = {t.value for t in (TlpType.CFG_READ_0, TlpType.CFG_WRITE_0)}
+CFG1 = {TlpType.CFG_READ_1.value: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1.value: TlpType.CFG_WRITE_0}
+CPL = {t.value for t in (TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA)}
+MEM_READS = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64)}
+MEM_WRITES = {t.value for t in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)}
+MEM = MEM_READS | MEM_WRITES
 
 
 class NicDevice(Device):
@@ -43,6 +47,7 @@ class NicDevice(Device):
         self.pf = pf
         self.vfs: list[VirtualFunction] = []
         self._by_rid: dict[int, NicFunction] = {}
+        self._attach: list[Callable[[NicFunction], None]] = []
         self.upstream_port.max_link_speed = device.LINK_SPEED_GEN
         self.upstream_port.max_link_width = device.LINK_WIDTH
         self._index_rids()
@@ -65,7 +70,16 @@ class NicDevice(Device):
         self.vfs = list(vfs)
         for vf in self.vfs:
             vf.upstream_tx_handler = self.upstream_send
+            for attach in self._attach:
+                attach(vf)
         self._renumber_vfs()
+
+    def on_function(self, attach: Callable[[NicFunction], None]) -> None:
+        """Call ``attach(function)`` for the PF and every VF, now and whenever VF Enable adds
+        VFs: how a fabric gives each function its path upstream."""
+        self._attach.append(attach)
+        for function in (self.pf, *self.vfs):
+            attach(function)
 
     def vf_rid(self, index: int) -> int:
         sriov = self.pf.sriov_cap
@@ -93,31 +107,51 @@ class NicDevice(Device):
         if not (cap.vf_mse and self.vfs):
             return None
         for idx in (device.REG_BAR, device.MSIX_BAR):
-            size = cap.vf_bar_size(idx)
-            base = cap.vf_bar_base(idx)
+            base, size = cap.vf_bar(idx)
             n, offset = divmod(addr - base, size)
             if base and 0 <= n < len(self.vfs):
                 return self.vfs[n], idx, offset
         return None
 
     # -- routing ------------------------------------------------------------------------------
+    def route_config(self, rid: int, type0: bool) -> NicFunction | None:
+        """The function a configuration request to ``rid`` reaches. A Type 0 request gives the
+        device its bus number (PCIe 6.0 §2.2.6.2); a Type 1 one is claimed on the extra bus
+        numbers VFs occupy (SR-IOV 1.1 §2.1.2)."""
+        if type0:
+            self.bus_num = rid >> 8
+        return self.function_by_rid(rid)
+
+    def route_memory(self, address: int) -> tuple[NicFunction, int, int] | None:
+        """(function, BAR index, offset) of the BAR that decodes ``address``: the PF's, else a
+        VF's (VF MSE set); None if none does."""
+        bar = self.pf.match_bar(address)
+        if bar:
+            return self.pf, bar[0], bar[1]
+        return self.vf_bar_lookup(address)
+
+    async def check_memory_request(self, function: NicFunction | None, req: MemoryRequest) -> CplStatus | None:
+        """The transaction-level fabric's view of :meth:`upstream_recv`'s checks: None to serve
+        ``req`` at ``function``; a request no BAR decodes is the PF's Unsupported Request."""
+        if function is not None:
+            return await function.refuse_request(req)
+        await self.pf.signal_error(pci.PCI_ERR_UNC_UNSUP, request_header(req), advisory=not req.write)
+        return CplStatus.UR
+
     async def upstream_recv(self, tlp: Tlp) -> None:
         target = None
-        if tlp.fmt_type in CFG0:
-            self.bus_num = tlp.completer_id.bus  # capture the bus number (PCIe 6.0 §2.2.6.2)
-            target = self.function_by_rid(int(tlp.completer_id))
-        elif tlp.fmt_type in CFG1:
-            target = self.function_by_rid(int(tlp.completer_id))
+        kind = (tlp.fmt, tlp.type)
+        if kind in CFG0:
+            target = self.route_config(int(tlp.completer_id), type0=True)
+        elif kind in CFG1:
+            target = self.route_config(int(tlp.completer_id), type0=False)
             if target is not None:
-                tlp.fmt_type = CFG1[tlp.fmt_type]  # claimed on one of the VFs' extra buses
-        elif tlp.fmt_type in CPL:
+                tlp.fmt_type = CFG1[kind]  # claimed on one of the VFs' extra buses
+        elif kind in CPL:
             target = self.function_by_rid(int(tlp.requester_id))
-        elif tlp.fmt_type in MEM:
-            if self.pf.match_bar(tlp.address):
-                target = self.pf
-            else:
-                hit = self.vf_bar_lookup(tlp.address)
-                target = hit[0] if hit else None
+        elif kind in MEM:
+            hit = self.route_memory(tlp.address)
+            target = hit[0] if hit else None
         if target is not None:
             await target.upstream_recv(tlp)
             return
@@ -128,8 +162,8 @@ class NicDevice(Device):
             await super().upstream_recv(tlp)
         finally:
             self.functions = saved
-        if tlp.fmt_type in CPL:
+        if kind in CPL:
             await self.pf.signal_error(pci.PCI_ERR_UNC_UNX_COMP, tlp_header(tlp), advisory=True)
         else:
-            posted = tlp.fmt_type in MEM - MEM_READS
+            posted = kind in MEM_WRITES
             await self.pf.signal_error(pci.PCI_ERR_UNC_UNSUP, tlp_header(tlp), advisory=not posted)

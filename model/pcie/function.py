@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import copy
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import cocotb
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
+from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
 from model import events as ev
@@ -93,9 +94,33 @@ class RequestFailed(Exception):
     """A memory read of the function failed: UR / CA completion, Completion Timeout, poisoned data."""
 
 
+class MemoryRequest(Protocol):
+    """A memory request as the transaction-level fabric hands it over: the fields of the
+    TLP header it stands for."""
+
+    requester: int
+    address: int  # DWORD-aligned
+    dwords: int
+    first_be: int
+    last_be: int
+    write: bool
+
+
 def tlp_header(tlp: Tlp) -> bytes:
     """The header of ``tlp`` as it crossed the link, for the Header Log."""
     return bytes(tlp.pack_header())
+
+
+def request_header(req: MemoryRequest) -> bytes:
+    """The header the TLP ``req`` stands for would carry, for the Header Log."""
+    tlp = Tlp()
+    if req.write:
+        tlp.fmt_type = TlpType.MEM_WRITE_64 if req.address > 0xFFFFFFFF else TlpType.MEM_WRITE
+    else:
+        tlp.fmt_type = TlpType.MEM_READ_64 if req.address > 0xFFFFFFFF else TlpType.MEM_READ
+    tlp.requester_id = PcieId.from_int(req.requester)
+    tlp.address, tlp.length, tlp.first_be, tlp.last_be = req.address, req.dwords, req.first_be, req.last_be
+    return tlp_header(tlp)
 
 
 class NicFunction(MemoryEndpoint):
@@ -297,32 +322,54 @@ class NicFunction(MemoryEndpoint):
         await self.signal_error(error, tlp_header(tlp), advisory=non_posted and status is not None)
 
     def _request_error(self, tlp: Tlp) -> int | None:
-        """The error a memory request to this function is, None if it is served (§2.3.1)."""
         if tlp.fmt_type not in MEM_READS | MEM_WRITES:
             return None
-        if tlp.fmt_type in MEM_WRITES and tlp.length * 4 > 128 << self.controls.pcie_cap.max_payload_size:
+        write = tlp.fmt_type in MEM_WRITES
+        return self.request_error(write, tlp.address, tlp.length, tlp.first_be, tlp.last_be, tlp.ep)
+
+    def request_error(
+        self, write: bool, address: int, dwords: int, first_be: int, last_be: int, poisoned: bool = False
+    ) -> int | None:
+        """The error a memory request to this function is (a ``PCI_ERR_UNC_*`` bit), None if
+        it is served (§2.3.1); the arguments are the request's TLP header fields."""
+        if write and dwords * 4 > 128 << self.controls.pcie_cap.max_payload_size:
             return pci.PCI_ERR_UNC_MALF_TLP
-        if tlp.ep:
+        if poisoned:
             return pci.PCI_ERR_UNC_POISON_TLP
         if self.pm_cap.power_state != pci.PCI_D0:
             return pci.PCI_ERR_UNC_UNSUP
-        hit = self.match_bar(tlp.address)
-        if hit is not None and hit[0] == device.MSIX_BAR and not self._msix_access_ok(tlp, hit[1]):
+        hit = self.match_bar(address)
+        msix = hit is not None and hit[0] == device.MSIX_BAR
+        if msix and not self._msix_access_ok(hit[1], dwords, first_be, last_be):
             return pci.PCI_ERR_UNC_COMP_ABORT
         return None
 
-    def _msix_access_ok(self, tlp: Tlp, offset: int) -> bool:
+    async def refuse_request(self, req: MemoryRequest) -> CplStatus | None:
+        """:meth:`handle_tlp`'s checks for a request the transaction-level fabric hands over
+        without a TLP: None if it is served; else the error is logged and signalled as for a
+        TLP, and the status is the refused read's completion (a refused write is dropped)."""
+        error = self.request_error(req.write, req.address, req.dwords, req.first_be, req.last_be)
+        if error is None:
+            return None
+        status = COMPLETER_STATUS.get(error)
+        completed = not req.write and status is not None
+        if completed and status == CplStatus.CA:
+            self.signaled_target_abort = True  # as Function.send does for a CA completion
+        await self.signal_error(error, request_header(req), advisory=completed)
+        return status if status is not None else CplStatus.UR
+
+    def _msix_access_ok(self, offset: int, dwords: int, first_be: int, last_be: int) -> bool:
         """MSI-X Table and PBA fields take aligned DWORD or QWORD accesses only (§7.7.2)."""
         vectors = self.msix_cap.msix_table_size + 1
         spans = (
             (device.MSIX_TABLE_OFFSET, vectors * pci.PCI_MSIX_ENTRY_SIZE),
             (device.MSIX_PBA_OFFSET, (vectors + 63) // 64 * 8),
         )
-        if not any(start < offset + tlp.length * 4 and offset < start + size for start, size in spans):
+        if not any(start < offset + dwords * 4 and offset < start + size for start, size in spans):
             return True  # outside both: the unimplemented-offset rule
-        if tlp.length == 1:
-            return tlp.first_be == 0xF
-        return tlp.length == 2 and tlp.first_be == tlp.last_be == 0xF and offset % 8 == 0
+        if dwords == 1:
+            return first_be == 0xF
+        return dwords == 2 and first_be == last_be == 0xF and offset % 8 == 0
 
     # -- BAR decode onto the slice ----------------------------------------------------------
     async def _read_bar0(self, addr: int, length: int) -> bytes:

@@ -16,7 +16,8 @@ machine's speed and order effects hit all alike; each measurement starts after a
 full garbage collection; each figure is the median over rounds.  The time spent
 inside the root complex's memory-write handler (where translation happens) is
 also clocked per TLP, apart from the link model around it.  Results go to
-``sim_build/bench_iommu.json`` (read and printed by ``python -m tb.bench``).
+``sim_build/bench_iommu-tlp.json`` (read and printed by ``python -m tb.bench``; the
+benchmark measures the root complex's TLP handler, so it runs on the TLP fabric).
 Nothing here asserts on time.
 
 Environment: ``BENCH_OPS`` (4 KiB operations per measurement, default 100;

@@ -24,6 +24,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from fabric import FABRICS
 from tb.paths import BUILD_DIR, ROOT
 from tb.tools.regress import COVERAGE_DIR, merge, read_coverage, uncovered
 
@@ -46,10 +47,13 @@ def repro_command(seed: int, episodes: int) -> str:
     return f"NIC_FUZZ_SEED={seed} NIC_FUZZ_EPISODES={episodes} .venv/bin/python -m tb.tools.runner {MODULE}"
 
 
-def run_seed(seed: int, episodes: int) -> dict:
-    """Run one seed; return what its episodes file says, plus how the process ended."""
+def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
+    """Run one seed (on ``fabric_name``, default ``$FABRIC``); return what its episodes file
+    says, plus how the process ended."""
     log = FUZZ_DIR / "logs" / f"{seed}.log"
     records = FUZZ_DIR / "episodes" / f"{seed}.jsonl"
+    for sub in ("logs", "episodes", "results"):
+        (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
     records.unlink(missing_ok=True)
     env = dict(
         os.environ,
@@ -59,6 +63,8 @@ def run_seed(seed: int, episodes: int) -> dict:
         NIC_COVERAGE_DIR=str(COVERAGE_DIR),
         PYTHONHASHSEED="0",
     )
+    if fabric_name:
+        env["FABRIC"] = fabric_name
     env.pop("WAVES", None)
     cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
     t0 = time.monotonic()
@@ -137,8 +143,9 @@ def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[
     return "\n".join(lines) + "\n", ok
 
 
-def run_seeds(seeds: list[int], episodes: int, jobs: int) -> tuple[str, bool]:
-    """Run ``seeds`` on ``jobs`` workers; write and return the report and whether all passed."""
+def run_seeds(seeds: list[int], episodes: int, jobs: int, fabric_name: str | None = None) -> tuple[str, bool]:
+    """Run ``seeds`` on ``jobs`` workers (on ``fabric_name``, default ``$FABRIC``); write and
+    return the report and whether all passed."""
     for sub in ("logs", "episodes", "results"):
         (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,7 @@ def run_seeds(seeds: list[int], episodes: int, jobs: int) -> tuple[str, bool]:
     t0 = time.monotonic()
     results = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for res in pool.map(lambda s: run_seed(s, episodes), seeds):
+        for res in pool.map(lambda s: run_seed(s, episodes, fabric_name), seeds):
             bad = [e for e in res["episodes"] if failures(e)]
             status = "FAIL" if bad or res["died_in"] or res["exit"] else "PASS"
             print(
@@ -168,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, action="append", help="run exactly these seeds (repeatable)")
     ap.add_argument("--episodes", type=int, default=int(os.environ.get("EPISODES", DEFAULT_EPISODES)))
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
+    ap.add_argument("--fabric", choices=FABRICS, help="fabric of the runs (default $FABRIC, else tlp)")
     args = ap.parse_args(argv)
     seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
     from tb.tools.runner import get_runner  # noqa: PLC0415
 
     get_runner()  # build once, before the workers start
-    text, ok = run_seeds(seeds, args.episodes, args.jobs)
+    text, ok = run_seeds(seeds, args.episodes, args.jobs, args.fabric)
     print(text)
     print(f"report: {FUZZ_DIR / 'report.txt'}")
     return 0 if ok else 1

@@ -18,7 +18,11 @@ PF is in pass-through, every VF is blocked until the host assigns it a domain::
     dev = system.attach_vf_domain(vfs[0])     # also vfs[0].dma
     buf, iova = dev.dma_alloc_coherent(4096)  # program iova into the device
 
-Everything the drivers do crosses the simulated PCIe link as TLPs.
+``fabric`` picks the PCIe fabric (:mod:`fabric`): ``"tlp"`` (cocotbext-pcie's links, every
+request a TLP) or ``"fast"`` (transaction level: the same requests and outcomes as direct
+calls, in zero simulated time); by default ``$FABRIC``, else ``"tlp"``::
+
+    system = await build_system(dut, total_vfs=8, fabric="fast")
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from cocotb.triggers import Timer
 from cocotbext.pcie.core import RootComplex
 from cocotbext.pcie.core.pci import PciDevice
 
+import fabric as fabrics
 import pcicore
 from datasheet import device
+from fabric.rc import FabricRootComplex
 from iommu import DmaDevice, IommuDriver, IommuRootComplex, PageAllocator
 from iommu.vtd_format import PAGE_SIZE
 from model import Nic
@@ -51,9 +57,26 @@ if TYPE_CHECKING:
 #: 256 VF domains take 4 MiB and leave ~60 MiB for their rings and buffers
 IOMMU_POOL_SIZE = 64 << 20
 
-#: harness reference clock (100 kHz): the model is event driven and never waits on it,
-#: so a slow clock keeps the 100 ms SR-IOV/FLR waits cheap in wall time
-HARNESS_CLOCK_NS = 10_000
+#: harness reference clock (1 kHz): the model is event driven and nothing waits on it; each
+#: edge costs the simulator a step, so a slow clock keeps idle time (the 100 ms SR-IOV and
+#: FLR waits) cheap in wall time
+HARNESS_CLOCK_NS = 1_000_000
+#: how long the harness is held in reset before the system is built
+HARNESS_RESET_NS = 40_000
+
+#: ``NIC_SLOW_TESTS=1`` (``make regress``) runs the tests too slow for ``make test`` on the
+#: TLP fabric (hundreds of VFs probed through TLPs, a flood that must last in simulated time)
+SLOW_TESTS = os.environ.get("NIC_SLOW_TESTS") == "1"
+
+
+def run_fabric() -> str:
+    """The fabric this run builds systems on unless a test asks for one (``$FABRIC``, else tlp)."""
+    return fabrics.resolve()
+
+
+def slow_on_tlp() -> bool:
+    """Skip this test: it runs on the TLP fabric, where it is slow, and this is not the regression."""
+    return run_fabric() == fabrics.TLP and not SLOW_TESTS
 
 
 class _ScanMissFilter(logging.Filter):
@@ -93,6 +116,8 @@ class System:
     direct_pages: PageAllocator | None = None
     #: the host's AER service on the root port (None with a root complex whose ports lack AER)
     aer: pcicore.AerService | None = None
+    #: the PCIe fabric the system runs on (``fabric.TLP`` or ``fabric.FAST``)
+    fabric: str = fabrics.TLP
     _vf_dma: dict[int, DmaDevice] = field(default_factory=dict)  # VF RID -> its DMA ops
 
     async def enable_vfs(
@@ -214,7 +239,7 @@ async def start_harness(dut: HierarchyObject) -> None:
     dut.rst.value = 1
     for name in HARNESS_PROBES:
         getattr(dut, name).value = 0
-    await Timer(4 * HARNESS_CLOCK_NS, "ns")
+    await Timer(HARNESS_RESET_NS, "ns")
     dut.rst.value = 0
 
 
@@ -227,6 +252,7 @@ async def build_system(
     iommu: bool = False,
     nic: Nic | None = None,
     bind_drivers: bool = True,
+    fabric: str | None = None,
 ) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
@@ -238,8 +264,8 @@ async def build_system(
 
     ``ari`` sets whether the root port supports ARI Forwarding (VFs then follow
     the PF densely on its bus; without it they start on the next bus). The root
-    complex's ports have AER (an :class:`~iommu.rc.AerRootComplex`) and the host's AER
-    service is bound to the root port before the PF driver probes. ``rc``
+    complex's ports have AER and the host's AER service is bound to the root port before
+    the PF driver probes. ``rc``
     lets a caller supply a root complex subclass, ``nic`` a NIC it built itself (``total_vfs``
     is then the NIC's; build it without yielding to the simulator before this call, as its
     link port starts at once).  ``iommu`` builds an
@@ -251,14 +277,17 @@ async def build_system(
     blocked until :meth:`System.attach_vf_domain`. Without ``iommu`` there is no
     remapping: the PF and each VF get dma-direct (bus address = host physical address);
     the root complex is still an :class:`~iommu.IommuRootComplex` (translation off), whose
-    MSI window counts a write naming no vector instead of asserting.
+    MSI window counts a write naming no vector instead of asserting and whose root ports
+    have AER. ``fabric`` (None: ``$FABRIC``, else ``"tlp"``) is the fabric of the root
+    complex built here; a supplied ``rc`` brings its own.
     """
     verbose = quiet_logging(verbose)
-    # the IOMMU root complex also without ``iommu``: translation then stays off, but a write
-    # to the MSI window that names no vector is counted (msi_bogus) instead of asserting
-    rc = rc or IommuRootComplex()
+    rc = rc or IommuRootComplex(fabric=fabric)
     if iommu and not isinstance(rc, IommuRootComplex):
         raise TypeError(f"iommu=True needs an IommuRootComplex, not {type(rc).__name__}")
+    built_on = rc.fabric if isinstance(rc, FabricRootComplex) else fabrics.TLP
+    if fabric is not None and fabrics.resolve(fabric) != built_on:
+        raise ValueError(f"fabric={fabric!r}, but the root complex supplied runs on {built_on!r}")
     if not verbose:
         rc.log.addFilter(_SCAN_MISS_FILTER)
     root_port = rc.make_port()
@@ -303,4 +332,5 @@ async def build_system(
         pf_dma=pf_dma,
         direct_pages=direct_pages,
         aer=aer,
+        fabric=built_on,
     )

@@ -18,6 +18,7 @@ from datasheet import mailbox as mbx
 from datasheet.descriptors import QueueError
 from datasheet.mailbox import Opcode
 from datasheet.regs import FnError
+from fabric import TLP
 from iommu.events import Fault as IommuFault
 from model import Nic
 from model import events as ev
@@ -26,6 +27,9 @@ from tb.lib.system import build_system
 from tb.lib.timing import expect_within
 from tb.tests.test_datapath import frame, recv, traffic_ok, up
 
+#: tests that act while a DMA is in flight run on the TLP fabric, where DMA takes simulated
+#: time; on the transaction-level fabric a frame's DMA completes before anything else runs
+IN_FLIGHT = TLP
 PARTNER = bytes.fromhex("00163e000001")
 ERR = regs.TXDCTL.field("ERR")
 ENABLE = regs.TXDCTL.field("ENABLE")
@@ -55,8 +59,9 @@ async def first_buffer_landed(ring, slot, data, timeout_ns=200_000):
 async def rx_ring_torn_down_mid_frame(dut, how):
     """A 9000-byte frame is being written into five RX buffers when the guest disables the
     queue and zeroes RDLEN (or resets its function): the frame's work is cancelled, nothing
-    completes, nothing divides by the zeroed length; the VF comes back; others never notice."""
-    sys_, vfs = await up(dut)
+    completes, nothing divides by the zeroed length; the VF comes back; others never notice.
+    Needs DMA in flight: TLP fabric."""
+    sys_, vfs = await up(dut, fabric=IN_FLIGHT)
     victim = vfs[0]
     rx = victim.netdev.rx[0]
     victim.netdev.napi_disable(0)
@@ -142,8 +147,8 @@ async def burst(vf, count, size=9000):
 async def tx_queue_stopped_and_zeroed_while_work_is_in_flight(dut):
     """The guest writes a bad tail (the queue stops) and then TDLEN=0 while the device is in
     the middle of a frame: the stopped queue's work is cancelled with it, so nothing computes
-    with the zeroed length and no write-back lands."""
-    sys_, vfs = await up(dut)
+    with the zeroed length and no write-back lands.  Needs DMA in flight: TLP fabric."""
+    sys_, vfs = await up(dut, fabric=IN_FLIGHT)
     vf = vfs[0]
     sender = cocotb.start_soon(burst(vf, 12))
     assert await sys_.nic.uplink.recv(timeout_ns=500_000) is not None  # the device is mid-burst
@@ -160,8 +165,9 @@ async def tx_queue_stopped_and_zeroed_while_work_is_in_flight(dut):
 @cocotb.test()
 async def stale_writeback_never_lands_in_a_reprogrammed_ring(dut):
     """A stopped queue reprogrammed to a new ring and re-enabled while its old frame is still
-    being read: the old work never writes back into the new ring or moves its head."""
-    sys_, vfs = await up(dut)
+    being read: the old work never writes back into the new ring or moves its head.  Needs DMA
+    in flight: TLP fabric."""
+    sys_, vfs = await up(dut, fabric=IN_FLIGHT)
     vf = vfs[0]
     new_ring, new_iova = vf.dma.dma_alloc_coherent(device.RING_MIN_DESCS * 8 * d.DESC_SIZE)
     sender = cocotb.start_soon(burst(vf, 12))

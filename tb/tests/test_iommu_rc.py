@@ -1,7 +1,9 @@
 """IOMMU in the root complex, end to end over the simulated PCIe link.
 
 Two generic cocotbext-pcie MemoryEndpoint functions (01:00.0 and 01:00.1) issue
-DMA with the Function API; IommuRootComplex remaps it by requester ID.  Run:
+DMA with the Function API; IommuRootComplex remaps it by requester ID.  The checks are
+TLP-level (completion status of raw requests, TLPs split across pages), so the rig always
+runs on the TLP fabric, whatever ``$FABRIC`` says.  Run:
 ``python -m tb.tools.runner tb.tests.test_iommu_rc``.
 """
 
@@ -16,6 +18,7 @@ from cocotb.triggers import First, Timer
 from cocotbext.pcie.core import Device, MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
+from fabric import TLP
 from iommu import (
     DMA_FROM_DEVICE,
     DMA_TO_DEVICE,
@@ -48,7 +51,7 @@ async def make_rig(attach_a: bool = True) -> Rig:
     bus mastering on, IOMMU driver loaded (translation on); function A attached to
     a domain of its own if ``attach_a``, function B to nothing."""
     pcie_log = logging.getLogger("cocotb.pcie")
-    rc = IommuRootComplex()
+    rc = IommuRootComplex(fabric=TLP)
     ep_a, ep_b = MemoryEndpoint(), MemoryEndpoint()
     dev = Device([ep_a, ep_b])
     dev.upstream_port.max_link_speed = 3

@@ -411,6 +411,9 @@ async def offloads_are_negotiated_through_the_mailbox_and_policed_by_the_pf(dut)
     # the administrator forbids TSO: turned off at once; asking again is refused
     await sys_.pf.set_vf_offloads(a.vf_index, mbx.ALL_OFFLOADS & ~Offload.TSO)
     assert not regs.FN_OFFLOAD.field("TSO").get(await sys_.pf.read_reg(regs.FN_OFFLOAD, fn))
+    # a full rate-limit bucket, so that the NACK below is the policy's (on the fast fabric
+    # the exchanges above took next to no simulated time)
+    await Timer(mbx.MBX_RATE_BURST * mbx.MBX_RATE_REFILL_NS, "ns")
     reply = await a.request(Opcode.SET_OFFLOADS, [int(Offload.TSO)])
     assert reply.nack and reply.payload == [MbxError.POLICY]
     try:

@@ -56,7 +56,10 @@ def all_vectors(system):
 
 
 async def nothing_raised(system, action) -> list:
-    """Run ``action``; assert no host vector of any function fired; return the IOMMU faults it caused."""
+    """Run ``action``; assert no host vector of any function fired; return the IOMMU faults it
+    caused.  The system settles first: the interrupts of what came before (the last VF's
+    mailbox ACK raising the PF's vector) are not the action's."""
+    await Timer(5, "us")
     vectors = all_vectors(system)
     for v in vectors:
         v.event.clear()

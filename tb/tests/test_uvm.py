@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from pathlib import Path
 
 import cocotb
 import pyuvm
@@ -66,6 +67,10 @@ SMOKE_SEED = int(os.environ.get("NIC_UVM_SMOKE_SEED", "1"))
 REGRESSION_SEED = getattr(cocotb, "RANDOM_SEED", None)
 #: coverage of this run goes to sim_build/coverage/<COVERAGE_NAME>.xml
 COVERAGE_NAME = REGRESSION_SEED if LEVEL == "regress" else "smoke"
+#: where each test writes what its scoreboard saw (tb/uvm/record.py), to compare fabrics
+RECORD_DIR = os.environ.get("NIC_RECORD_DIR")
+#: a quiet system: longer than any port's transition settles (tb/uvm/agents.py)
+QUIET_NS = 100_000
 log = logging.getLogger("cocotb.uvm")
 
 
@@ -81,6 +86,11 @@ class NicTest(uvm_test):
     #: scoreboard error kinds this test provokes on purpose; the test passes only if every
     #: one of them is reported (and fails if the scoreboard stays silent)
     expect_errors: frozenset = frozenset()
+    #: nothing in the scenario races a DMA in flight, so both fabrics must record the same
+    #: scoreboard events (``make regress FABRIC=both`` compares these; the others race resets,
+    #: unmaps and full rings against DMA on purpose, and how such a race ends depends on how
+    #: long a DMA takes, which is what the two fabrics model differently)
+    fabric_equivalent: bool = False
 
     def configure(self, rng: random.Random) -> EnvConfig:
         return EnvConfig(seed=rng.getrandbits(32), total_vfs=8, num_vfs=4, open_vfs=3, ring_size=16)
@@ -124,6 +134,7 @@ class NicTest(uvm_test):
             await self.env.account_late_drops()
             for port in sorted(p for p, f in sb.rx_pending.items() if len(f) > sb.truncated[p] + sb.late_drops[p]):
                 log.warning("RX still outstanding: %s", await self.env.rx_diagnostics(port))
+            await self.env.record_final_state()
         except BaseException:
             coverage.export(COVERAGE_NAME)
             raise
@@ -152,6 +163,16 @@ class NicTest(uvm_test):
             assert not sb.errors, f"{len(sb.errors)} scoreboard error(s), first: {sb.errors[0]}"
 
     def report_phase(self):
+        if RECORD_DIR:
+            path = self.env.record.dump(
+                Path(RECORD_DIR) / f"{type(self).__name__}-{self.seed}-{self.env.system.fabric}.json",
+                test=type(self).__name__,
+                seed=self.seed,
+                regression_seed=REGRESSION_SEED,
+                fabric=self.env.system.fabric,
+                fabric_equivalent=self.fabric_equivalent,
+            )
+            log.info("scoreboard events recorded in %s", path)
         path = coverage.export(COVERAGE_NAME)
         covered, size = coverage.totals()
         log.info(
@@ -328,6 +349,80 @@ class RandomTraffic(NicTest):
         disruptions += [lambda: SlowGuestSeq("slow", env, slot=rng.randrange(len(env.slots)))]
         rng.shuffle(disruptions)
         await TrafficPhaseSeq("traffic", env, frames=rng.randint(15, 30), disruptions=disruptions).start()
+
+
+class QuiescedTest(NicTest):
+    """Base of the fabrics' equivalence tests: random filters and moderation, then phases of
+    traffic of every kind from every side; between two phases, on a quiet system, one
+    disruption each, drawn from a VF FLR with requests before the handshake, a VF software
+    reset, a PF reset, IOMMU scenarios, bad descriptors, hostile mailbox traffic, a link
+    flap.  Nothing races a DMA in flight, so the scoreboard must see the same events on both
+    fabrics."""
+
+    fabric_equivalent = True
+    #: (fewest, most) disruptions, frames per agent per traffic phase
+    steps, frames = (3, 5), (6, 12)
+
+    async def quiesce(self):
+        """Nothing in flight: every frame delivered, every port's transition over."""
+        await self.env.scoreboard.drain()
+        await Timer(QUIET_NS, "ns")
+
+    async def scenario(self):
+        env, rng = self.env, self.env.rng
+
+        def slot():
+            return rng.randrange(len(env.slots))
+
+        for k in range(len(env.slots)):
+            await MailboxConfigSeq(f"cfg{k}", env, slot=k, count=rng.randint(1, 3)).start()
+        await ModerationSeq("mod", env).start()
+        if len(env.system.vfs) > len(env.slots):
+            await IdleVfChatterSeq("idle", env, vfs=2).start()
+        steps = [
+            lambda: ResetSeq("flr", env, kind="vf_flr", slot=slot(), hostile=True),
+            lambda: ResetSeq("soft", env, kind="vf_soft", slot=slot()),
+            lambda: ResetSeq("pf", env, kind="pf_reset", slot=0),
+            lambda: IommuSeq("iommu", env, slot=slot()),
+            lambda: BadDescriptorSeq("baddesc", env, slot=slot()),
+            lambda: HostileMailboxSeq("hostile", env, slot=slot(), count=rng.randint(2, 5)),
+            lambda: LinkFlapSeq("flap", env),
+        ]
+        for make in rng.sample(steps, rng.randint(*self.steps)):
+            await TrafficPhaseSeq("traffic", env, frames=rng.randint(*self.frames)).start()
+            await self.quiesce()
+            await make().start()
+            await self.quiesce()
+        await TrafficPhaseSeq("after", env, frames=rng.randint(*self.frames)).start()
+
+
+@pyuvm.test(timeout_time=10, timeout_unit="sec")
+class QuiescedSmoke(QuiescedTest):
+    """A short :class:`QuiescedTest` (two disruptions, a few frames): the equivalence check of
+    ``make test`` (``tests/test_equivalence.py`` runs it on both fabrics)."""
+
+    steps, frames = (2, 2), (3, 5)
+
+    def configure(self, rng):
+        n = rng.randint(2, 5)
+        return EnvConfig(seed=rng.getrandbits(32), total_vfs=8, num_vfs=n, open_vfs=min(n, 3), ring_size=32)
+
+
+@pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
+class RandomQuiesced(QuiescedTest):
+    """:class:`QuiescedTest` over random NumVFs (up to 24), rings and ARI: the equivalence
+    check of ``make regress FABRIC=both``."""
+
+    def configure(self, rng):
+        n = pick_num_vfs(rng, buckets=("2-7", "8", "9-63"), weights=[3, 2, 1])
+        return EnvConfig(
+            seed=rng.getrandbits(32),
+            total_vfs=max(n, 16),
+            num_vfs=n,
+            open_vfs=min(n, rng.randint(2, 5)),
+            ring_size=rng.choice([32, 64]),
+            ari=rng.random() < 0.8,
+        )
 
 
 @pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)

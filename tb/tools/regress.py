@@ -6,14 +6,20 @@ Each seed is one simulator process running every test of ``tb.tests.test_uvm`` w
 Verilator build (``tb.tools.runner`` builds it once, under a lock) and each writes its own
 results file, log and coverage file::
 
-    sim_build/regress/results/<seed>.xml     JUnit results
-    sim_build/regress/logs/<seed>.log        simulator output
+    sim_build/regress/results/<seed>-<fabric>.xml     JUnit results
+    sim_build/regress/logs/<seed>-<fabric>.log        simulator output
+    sim_build/regress/records/<fabric>/<test>-<seed>-<fabric>.json   what each scoreboard saw
     sim_build/coverage/<seed>.xml            cocotb-coverage database of the run
     sim_build/coverage/merged.xml            all seeds merged (also used by ``make testplan``)
     sim_build/regress/report.txt, report.html
 
+The fabric is ``--fabric`` (``$FABRIC``; regressions default to the transaction-level
+``fast`` one).  ``--fabric both`` runs every seed on both fabrics and compares what each
+test's scoreboard saw (:mod:`tb.uvm.record`): any difference fails the seed::
+
     python -m tb.tools.regress --seeds 20 --jobs 2          # seeds 1..20
     python -m tb.tools.regress --seed 7                     # one seed, e.g. to reproduce a failure
+    python -m tb.tools.regress --seeds 5 --fabric both      # equivalence of the fabrics, 5 seeds
     python -m tb.tools.regress --seeds 4 --first-seed 100
     python -m tb.tools.regress --report-only                # the report again, from the last results
 """
@@ -33,20 +39,30 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fabric
 from tb.paths import BUILD_DIR, COVERAGE_DIR, ROOT
+from tb.uvm.record import compare, load
 
 REGRESS_DIR = BUILD_DIR / "regress"
+RECORDS_DIR = REGRESS_DIR / "records"
 MERGED = COVERAGE_DIR / "merged.xml"
 MODULE = "tb.tests.test_uvm"
+#: ``--fabric both``: each seed on both fabrics, records compared
+BOTH = "both"
+#: the fabric regressions run on unless told otherwise
+DEFAULT_FABRIC = fabric.FAST
 
 
 @dataclass
 class SeedResult:
     seed: int
+    fabric: str = DEFAULT_FABRIC
     wall_s: float = 0.0
     tests: dict = field(default_factory=dict)  # test name -> "pass" / "fail" / "skip"
     messages: dict = field(default_factory=dict)  # test name -> failure message
     error: str = ""  # simulator crash, missing results
+    differences: list = field(default_factory=list)  # vs the other fabric (``--fabric both``)
+    race_differences: list = field(default_factory=list)  # the same, in tests that race DMA on purpose
 
     @property
     def failed(self) -> list[str]:
@@ -54,12 +70,19 @@ class SeedResult:
 
     @property
     def ok(self) -> bool:
-        return not self.error and not self.failed and bool(self.tests)
+        return not self.error and not self.failed and bool(self.tests) and not self.differences
+
+    @property
+    def name(self) -> str:
+        return f"{self.seed}-{self.fabric}"
 
 
-def repro_command(seed: int, test: str | None = None) -> str:
+def repro_command(seed: int, test: str | None = None, fabric_name: str = DEFAULT_FABRIC) -> str:
     case = f" --testcase {test}" if test else ""
-    return f"NIC_UVM_LEVEL=regress PYTHONHASHSEED=0 .venv/bin/python -m tb.tools.runner {MODULE} --seed {seed}{case}"
+    return (
+        f"FABRIC={fabric_name} NIC_UVM_LEVEL=regress PYTHONHASHSEED=0 "
+        f".venv/bin/python -m tb.tools.runner {MODULE} --seed {seed}{case}"
+    )
 
 
 _EXCEPTION = re.compile(r"^[\s|]*(\w+(?:Error|Exception)): (.*)$")
@@ -99,25 +122,71 @@ def read_junit(path: Path) -> tuple[dict, dict]:
     return tests, messages
 
 
-def run_seed(seed: int, testcase: str | None = None) -> SeedResult:
-    results = REGRESS_DIR / "results" / f"{seed}.xml"
-    log = REGRESS_DIR / "logs" / f"{seed}.log"
-    (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
+def run_seed(
+    seed: int,
+    testcase: str | None = None,
+    fabric_name: str = DEFAULT_FABRIC,
+    coverage: bool = True,
+    base: Path = REGRESS_DIR,
+) -> SeedResult:
+    """Run every pyuvm test at ``seed`` on ``fabric_name`` (one simulator process); results,
+    log and scoreboard records go under ``base`` (records in ``records/<fabric>/``), its
+    coverage (if ``coverage``) to the coverage directory."""
+    res = SeedResult(seed, fabric_name)
+    results = base / "results" / f"{res.name}.xml"
+    log = base / "logs" / f"{res.name}.log"
+    records = (RECORDS_DIR if base == REGRESS_DIR else base / "records") / fabric_name
+    for directory in (results.parent, log.parent, records):
+        directory.mkdir(parents=True, exist_ok=True)
+    if coverage:
+        (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
     results.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--seed", str(seed), "--results", str(results)]
     if testcase:
         cmd += ["--testcase", testcase]
-    env = dict(os.environ, NIC_UVM_LEVEL="regress", PYTHONHASHSEED="0", NIC_COVERAGE_DIR=str(COVERAGE_DIR))
+    env = dict(
+        os.environ,
+        NIC_UVM_LEVEL="regress",
+        PYTHONHASHSEED="0",
+        NIC_COVERAGE_DIR=str(COVERAGE_DIR if coverage else base / "coverage-unmerged"),
+        NIC_RECORD_DIR=str(records),
+        FABRIC=fabric_name,
+    )
     env.pop("WAVES", None)
     t0 = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    res = SeedResult(seed, time.monotonic() - t0)
+    res.wall_s = time.monotonic() - t0
     if results.exists():
         res.tests, res.messages = read_junit(results)
     if not res.tests:
         res.error = f"no results (exit code {proc.returncode}); see {log}"
     return res
+
+
+def record_files(fabric_name: str, seed: int) -> dict[str, dict]:
+    """Test name -> the record a run of ``seed`` on ``fabric_name`` left (one per test)."""
+    found = {}
+    for path in sorted((RECORDS_DIR / fabric_name).glob(f"*-{fabric_name}.json")):
+        rec = load(path)
+        if rec["meta"].get("regression_seed") == seed:
+            found[rec["meta"]["test"]] = rec
+    return found
+
+
+def compare_fabrics(seed: int, first: str = fabric.TLP, second: str = fabric.FAST) -> tuple[list[str], list[str]]:
+    """What the scoreboards saw at ``seed`` on ``first`` and on ``second``, test by test:
+    (differences in the tests that must agree, differences in the tests that race DMA on
+    purpose, for information)."""
+    a, b = record_files(first, seed), record_files(second, seed)
+    must = [f"{test}: recorded on {first} only" for test in sorted(set(a) - set(b))]
+    must += [f"{test}: recorded on {second} only" for test in sorted(set(b) - set(a))]
+    races = []
+    for test in sorted(set(a) & set(b)):
+        lines = [f"{test}: {line}" for line in compare(a[test], b[test])]
+        equivalent = all(rec[test]["meta"].get("fabric_equivalent", True) for rec in (a, b))
+        (must if equivalent else races).extend(lines)
+    return must, races
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -197,12 +266,20 @@ def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: 
     for r in results:
         status = "PASS" if r.ok else "FAIL"
         tests = ", ".join(f"{t}:{s}" for t, s in r.tests.items()) or r.error
-        lines.append(f"  seed {r.seed:<6} {status}  {r.wall_s:6.1f} s  {tests}")
+        lines.append(f"  seed {r.seed:<6} {r.fabric:<4} {status}  {r.wall_s:6.1f} s  {tests}")
         for t in r.failed:
             lines.append(f"      {t}: {' '.join(r.messages.get(t, []))}")
-            lines.append(f"      reproduce: {repro_command(r.seed, t)}")
+            lines.append(f"      reproduce: {repro_command(r.seed, t, r.fabric)}")
         if r.error:
-            lines.append(f"      reproduce: {repro_command(r.seed)}")
+            lines.append(f"      reproduce: {repro_command(r.seed, fabric_name=r.fabric)}")
+        for line in r.differences:
+            lines.append(f"      differs from the other fabric: {line}")
+        if r.race_differences and r.fabric == fabric.TLP:
+            lines.append(
+                f"      {len(r.race_differences)} difference(s) in tests that race DMA on purpose "
+                "(not compared; see the records)"
+            )
+    lines += fabric_summary(results)
     text = "\n".join(lines) + "\n"
 
     def esc(s):
@@ -211,11 +288,13 @@ def report(results: list[SeedResult], merged: Path | None, wall_s: float, jobs: 
     for r in results:
         cls = "pass" if r.ok else "fail"
         fails = "<br>".join(
-            f"{esc(t)}: {esc(' '.join(r.messages.get(t, [])))}<br><code>{esc(repro_command(r.seed, t))}</code>"
+            f"{esc(t)}: {esc(' '.join(r.messages.get(t, [])))}<br>"
+            f"<code>{esc(repro_command(r.seed, t, r.fabric))}</code>"
             for t in r.failed
         ) or esc(r.error)
         rows.append(
-            f"<tr class={cls}><td>{r.seed}</td><td>{'PASS' if r.ok else 'FAIL'}</td><td>{r.wall_s:.1f}</td>"
+            f"<tr class={cls}><td>{r.seed} ({r.fabric})</td><td>{'PASS' if r.ok else 'FAIL'}</td>"
+            f"<td>{r.wall_s:.1f}</td>"
             f"<td>{esc(', '.join(f'{t}:{s}' for t, s in r.tests.items()))}</td><td>{fails}</td></tr>"
         )
     groups = []
@@ -250,6 +329,29 @@ tr.fail{{background:#fdd}} tr.pass{{background:#dfd}} tr.group{{background:#eef;
     return text, page
 
 
+def fabric_summary(results: list[SeedResult]) -> list[str]:
+    """With seeds run on both fabrics: whether their scoreboards agreed, and the wall-time ratio."""
+    by_seed: dict[int, dict[str, SeedResult]] = {}
+    for r in results:
+        by_seed.setdefault(r.seed, {})[r.fabric] = r
+    pairs = {seed: runs for seed, runs in by_seed.items() if len(runs) == len(fabric.FABRICS)}
+    if not pairs:
+        return []
+    equal = sum(not any(r.differences for r in runs.values()) for runs in pairs.values())
+    lines = [
+        "",
+        f"fabrics compared on {len(pairs)} seed(s): {equal} with identical scoreboard events in every "
+        "fabric-equivalent test",
+    ]
+    for seed, runs in sorted(pairs.items()):
+        tlp, fast = runs[fabric.TLP], runs[fabric.FAST]
+        lines.append(
+            f"  seed {seed:<6} tlp {tlp.wall_s:6.1f} s, fast {fast.wall_s:6.1f} s: "
+            f"{tlp.wall_s / max(fast.wall_s, 1e-9):.1f}x; {'same events' if not tlp.differences else 'DIFFERENT'}"
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("SEEDS", "20")), help="number of seeds")
@@ -258,10 +360,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")))
     ap.add_argument("--testcase", help="only these tests (comma-separated)")
     ap.add_argument(
+        "--fabric",
+        default=os.environ.get("FABRIC") or DEFAULT_FABRIC,
+        choices=[*fabric.FABRICS, BOTH],
+        help=f"fabric of the runs (default $FABRIC, else {DEFAULT_FABRIC}); 'both' compares them seed by seed",
+    )
+    ap.add_argument(
         "--fuzz-episodes",
         type=int,
         default=int(os.environ.get("EPISODES", "8")),
         help="episodes per seed of the hostile-VF campaign run after the pyuvm tests (0: none)",
+    )
+    ap.add_argument(
+        "--slow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the cocotb tests too slow for make test on the TLP fabric (NIC_SLOW_TESTS=1)",
     )
     ap.add_argument(
         "--report-only",
@@ -272,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         return write_report(*reload_last())
     seeds = args.seed or list(range(args.first_seed, args.first_seed + args.seeds))
-    for sub in ("results", "logs"):  # a report speaks of this regression only
+    for sub in ("results", "logs", *(f"records/{name}" for name in fabric.FABRICS)):  # this regression only
         (REGRESS_DIR / sub).mkdir(parents=True, exist_ok=True)
         for old in (REGRESS_DIR / sub).iterdir():
             old.unlink()
@@ -280,37 +394,78 @@ def main(argv: list[str] | None = None) -> int:
     from tb.tools.runner import get_runner  # noqa: PLC0415
 
     get_runner()  # build once, before the workers start
-    print(f"regress: {len(seeds)} seed(s) on {args.jobs} worker(s): {seeds}", flush=True)
+    fabrics = list(fabric.FABRICS) if args.fabric == BOTH else [args.fabric]
+    runs = [(seed, name) for seed in seeds for name in fabrics]
+    print(f"regress: {len(seeds)} seed(s) on {'/'.join(fabrics)}, {args.jobs} worker(s): {seeds}", flush=True)
     t0 = time.monotonic()
     results = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for res in pool.map(lambda s: run_seed(s, args.testcase), seeds):
+        # coverage from one fabric's runs: the other's must be the same events
+        for res in pool.map(lambda run: run_seed(run[0], args.testcase, run[1], run[1] == fabrics[-1]), runs):
             print(
-                f"  seed {res.seed}: {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
+                f"  seed {res.seed} ({res.fabric}): {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
                 + (f" ({', '.join(res.failed) or res.error})" if not res.ok else ""),
                 flush=True,
             )
             results.append(res)
+    if args.fabric == BOTH:
+        for seed in seeds:
+            differences, races = compare_fabrics(seed)
+            for res in results:
+                if res.seed == seed:
+                    res.differences, res.race_differences = differences, races
+            verdict = "same scoreboard events on both fabrics" if not differences else "DIFFERENT"
+            print(f"  seed {seed}: {verdict} (fabric-equivalent tests)")
     wall = time.monotonic() - t0
     (REGRESS_DIR / "run.json").write_text(
-        json.dumps({"wall_s": wall, "jobs": args.jobs, "seeds": {r.seed: r.wall_s for r in results}})
+        json.dumps(
+            {
+                "wall_s": wall,
+                "jobs": args.jobs,
+                "runs": [[r.seed, r.fabric, r.wall_s, r.differences, r.race_differences] for r in results],
+            }
+        )
     )
+    slow_ok = True
+    if args.slow:
+        slow_ok, slow_text = run_slow_tests()
+        print(slow_text, flush=True)
     fuzz_ok = True
     if args.fuzz_episodes:
         from tb.fuzz.runner import run_seeds  # noqa: PLC0415
 
-        fuzz_text, fuzz_ok = run_seeds(seeds, args.fuzz_episodes, args.jobs)
+        fuzz_text, fuzz_ok = run_seeds(seeds, args.fuzz_episodes, args.jobs, fabrics[-1])
         print(fuzz_text)
-    return write_report(results, wall, args.jobs) or (0 if fuzz_ok else 1)
+    return write_report(results, wall, args.jobs) or (0 if fuzz_ok and slow_ok else 1)
+
+
+def run_slow_tests() -> tuple[bool, str]:
+    """The cocotb tests too slow for ``make test`` on the TLP fabric (``NIC_SLOW_TESTS=1``),
+    there, in one simulator process; (passed, a line for the report)."""
+    from tb.tools.runner import SLOW_MODULES  # noqa: PLC0415
+
+    results = REGRESS_DIR / "results" / "slow-tlp.xml"
+    log = REGRESS_DIR / "logs" / "slow-tlp.log"
+    cmd = [sys.executable, "-m", "tb.tools.runner", *SLOW_MODULES, "--fabric", fabric.TLP, "--results", str(results)]
+    env = dict(os.environ, NIC_SLOW_TESTS="1")
+    env.pop("WAVES", None)
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    tests, _messages = read_junit(results) if results.exists() else ({}, {})
+    failed = [t for t, status in tests.items() if status == "fail"]
+    ok = bool(tests) and not failed
+    verdict = "PASS" if ok else f"FAIL ({', '.join(failed) or 'no results'})"
+    return ok, f"slow tests on the TLP fabric ({', '.join(SLOW_MODULES)}): {verdict} in {time.monotonic() - t0:.0f} s"
 
 
 def reload_last() -> tuple[list[SeedResult], float, int]:
     """The last regression's seeds and results, from sim_build/regress/."""
     run = json.loads((REGRESS_DIR / "run.json").read_text())
     results = []
-    for seed, wall in run["seeds"].items():
-        res = SeedResult(int(seed), wall)
-        path = REGRESS_DIR / "results" / f"{seed}.xml"
+    for seed, fabric_name, wall, differences, races in run["runs"]:
+        res = SeedResult(int(seed), fabric_name, wall, differences=differences, race_differences=races)
+        path = REGRESS_DIR / "results" / f"{res.name}.xml"
         if path.exists():
             res.tests, res.messages = read_junit(path)
         else:
@@ -320,7 +475,10 @@ def reload_last() -> tuple[list[SeedResult], float, int]:
 
 
 def write_report(results: list[SeedResult], wall: float, jobs: int) -> int:
-    merged = merge([COVERAGE_DIR / f"{r.seed}.xml" for r in results] + sorted(COVERAGE_DIR.glob("fuzz-*.xml")))
+    merged = merge(
+        [COVERAGE_DIR / f"{seed}.xml" for seed in sorted({r.seed for r in results})]
+        + sorted(COVERAGE_DIR.glob("fuzz-*.xml"))
+    )
     text, page = report(results, merged, wall, jobs)
     (REGRESS_DIR / "report.txt").write_text(text)
     (REGRESS_DIR / "report.html").write_text(page)

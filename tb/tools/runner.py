@@ -11,10 +11,13 @@ import argparse
 import fcntl
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
+import fabric as fabrics
 from tb.paths import BUILD_DIR, HDL_TOP, ROOT
 from tb.tools.toolchain import lz4_flags, setup_environment
 
@@ -35,6 +38,12 @@ def discover() -> list[str]:
 
 
 SIM_MODULES = discover()
+#: modules whose subject is the PCIe level itself (config space, enumeration, SR-IOV
+#: capability, link): ``make test`` runs them on the TLP fabric as well as on ``$FABRIC``
+PCIE_LEVEL_MODULES = ("tb.tests.test_enumeration", "tb.tests.test_sriov_config")
+#: modules with tests too slow for ``make test`` on the TLP fabric (``NIC_SLOW_TESTS=1``), and
+#: the AER module (error reporting is PCIe-level, 30 s there): ``make regress`` runs them there
+SLOW_MODULES = ("tb.tests.test_enumeration", "tb.tests.test_fairness", "tb.tests.test_aer")
 
 
 def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
@@ -64,6 +73,21 @@ def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
     return runner
 
 
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """The process environment with ``env`` set, restored afterwards."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def run(
     modules: list[str],
     testcase: str | None = None,
@@ -73,29 +97,36 @@ def run(
     seed: int | None = None,
     build_root: Path | None = None,
     pythonpath: list[Path] | None = None,
+    fabric: str | None = None,
 ) -> Path:
-    """Run cocotb ``modules`` in one simulator process; return the JUnit results path.
-    ``pythonpath``: folders the modules are imported from, before this package's own."""
+    """Run cocotb ``modules`` in one simulator process on ``fabric`` (default ``$FABRIC``,
+    else tlp: :mod:`fabric`); return the JUnit results path. ``pythonpath``: folders the
+    modules are imported from, before this package's own."""
     build_root = build_root or BUILD_DIR
     runner = get_runner(waves, build_root)
-    # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH
+    env = dict(extra_env or {})
+    if fabric is not None:
+        env[fabrics.ENV] = fabrics.resolve(fabric)
+    # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH, and lets
+    # the process environment win over extra_env
     saved = list(sys.path)
     sys.path[:0] = [str(p) for p in [*(pythonpath or []), ROOT]]
     try:
-        return runner.test(
-            test_module=modules,
-            hdl_toplevel=TOPLEVEL,
-            hdl_toplevel_lang="verilog",
-            testcase=testcase,
-            build_dir=runner.build_dir,
-            test_dir=runner.build_dir,
-            results_xml=str(results_xml) if results_xml else None,
-            waves=waves,
-            test_args=["--trace-file", str(build_root / "dump.fst")] if waves else [],
-            extra_env=extra_env or {},
-            seed=seed,
-            timescale=("1ns", "1ps"),
-        )
+        with environment(env):
+            return runner.test(
+                test_module=modules,
+                hdl_toplevel=TOPLEVEL,
+                hdl_toplevel_lang="verilog",
+                testcase=testcase,
+                build_dir=runner.build_dir,
+                test_dir=runner.build_dir,
+                results_xml=str(results_xml) if results_xml else None,
+                waves=waves,
+                test_args=["--trace-file", str(build_root / "dump.fst")] if waves else [],
+                extra_env=env,
+                seed=seed,
+                timescale=("1ns", "1ps"),
+            )
     finally:
         sys.path[:] = saved
 
@@ -107,10 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--waves", action="store_true", default=os.environ.get("WAVES") == "1")
     ap.add_argument("--results", default=str(ROOT / "results.xml"))
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--fabric", choices=fabrics.FABRICS, help="PCIe fabric (default $FABRIC, else tlp)")
     args = ap.parse_args(argv)
     from cocotb_tools.check_results import get_results  # noqa: PLC0415
 
-    results = run(args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed)
+    results = run(
+        args.modules, args.testcase, args.waves, Path(args.results).resolve(), seed=args.seed, fabric=args.fabric
+    )
     total, failed = get_results(results)
     skipped = len(ElementTree.parse(results).getroot().findall(".//testcase/skipped"))
     print(

@@ -1,5 +1,10 @@
 """``make testplan``: each feature of ``testplan.yaml`` with its tests and its coverage.
 
+A testpoint's ``tests`` run in ``make test``; its ``regress`` tests run only in
+``make regress`` (pyuvm tests at regression level, tests too slow there on the TLP fabric:
+those whose ``skip=`` names ``REGRESS_ONLY`` or ``SLOW_TESTS``).  Every feature keeps at
+least one test in ``make test``.
+
 For every testpoint: its tests, whether each exists in the code (found by parsing the
 test modules, not by importing them) and how it fared in the last results (the JUnit
 files runs left behind: ``results.xml``, ``sim_build/**/*.xml`` -- pytest runs of the
@@ -33,14 +38,29 @@ from tb.paths import BUILD_DIR, COVERAGE_DIR, ROOT, TESTPLAN
 class Testpoint:
     id: str
     title: str
-    tests: list
+    tests: list  # run in make test
     coverage: list = field(default_factory=list)
+    regress: list = field(default_factory=list)  # run only in make regress
+
+    @property
+    def all_tests(self) -> list:
+        return self.tests + self.regress
+
+
+#: names in a test's ``skip=`` that keep it out of ``make test`` (it runs in ``make regress``)
+REGRESS_SKIPS = ("REGRESS_ONLY", "SLOW_TESTS")
 
 
 def load(path: Path = TESTPLAN) -> list[Testpoint]:
     data = yaml.safe_load(path.read_text())
     return [
-        Testpoint(f["id"], f.get("title", ""), list(f.get("tests") or []), list(f.get("coverage") or []))
+        Testpoint(
+            f["id"],
+            f.get("title", ""),
+            list(f.get("tests") or []),
+            list(f.get("coverage") or []),
+            list(f.get("regress") or []),
+        )
         for f in data["features"]
     ]
 
@@ -83,14 +103,33 @@ def tests_in(path: Path) -> set[str]:
     return names
 
 
-def existing_tests(root: Path = ROOT) -> dict[str, set[str]]:
-    """``file`` (relative, e.g. tb/tests/test_datapath.py) -> test names."""
-    files = (
+def regress_only_in(path: Path) -> set[str]:
+    """The tests of a module that ``make test`` skips (see :data:`REGRESS_SKIPS`)."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        for dec in getattr(node, "decorator_list", []):
+            skip = next((k.value for k in getattr(dec, "keywords", []) if k.arg == "skip"), None)
+            if skip is not None and any(word in ast.unparse(skip) for word in REGRESS_SKIPS):
+                names.add(node.name)
+    return names
+
+
+def test_files(root: Path = ROOT) -> list[Path]:
+    return (
         sorted(root.glob("tb/tests/test_*.py"))
         + sorted(root.glob("tb/bench/*.py"))
         + sorted(root.glob("tests/test_*.py"))
     )
-    return {str(f.relative_to(root)): tests_in(f) for f in files}
+
+
+def existing_tests(root: Path = ROOT) -> dict[str, set[str]]:
+    """``file`` (relative, e.g. tb/tests/test_datapath.py) -> test names."""
+    return {str(f.relative_to(root)): tests_in(f) for f in test_files(root)}
+
+
+def regress_only_tests(root: Path = ROOT) -> dict[str, set[str]]:
+    """``file`` -> the names of its tests that run only in ``make regress``."""
+    return {str(f.relative_to(root)): regress_only_in(f) for f in test_files(root)}
 
 
 def split_ref(ref: str) -> tuple[str, str]:
@@ -98,8 +137,12 @@ def split_ref(ref: str) -> tuple[str, str]:
     return path, name
 
 
-def check(points: list[Testpoint], existing: dict[str, set[str]]) -> list[str]:
-    """Problems that must fail CI: a testpoint without tests, a test that does not exist."""
+def check(
+    points: list[Testpoint], existing: dict[str, set[str]], regress_only: dict[str, set[str]] | None = None
+) -> list[str]:
+    """Problems that must fail CI: a testpoint without a test in ``make test``, a test that
+    does not exist, a regression-only test listed as a ``make test`` one."""
+    regress_only = regress_only or {}
     problems = []
     seen = set()
     for tp in points:
@@ -107,13 +150,15 @@ def check(points: list[Testpoint], existing: dict[str, set[str]]) -> list[str]:
             problems.append(f"{tp.id}: duplicate testpoint id")
         seen.add(tp.id)
         if not tp.tests:
-            problems.append(f"{tp.id}: no test")
-        for ref in tp.tests:
+            problems.append(f"{tp.id}: no test" + (" in make test" if tp.regress else ""))
+        for ref in tp.all_tests:
             path, name = split_ref(ref)
             if path not in existing:
                 problems.append(f"{tp.id}: {ref}: no such test module")
             elif name not in existing[path]:
                 problems.append(f"{tp.id}: {ref}: no such test in {path}")
+            elif ref in tp.tests and name in regress_only.get(path, ()):
+                problems.append(f"{tp.id}: {ref}: runs only in make regress: list it under regress")
     return problems
 
 
@@ -196,7 +241,7 @@ def report(points: list[Testpoint]) -> tuple[str, list[str]]:
     cov_path = coverage_file()
     nodes, cps = read_coverage(cov_path) if cov_path else ({}, {})
     lines, holes = [], []
-    problems = check(points, existing)
+    problems = check(points, existing, regress_only_tests())
     lines.append(
         f"testplan {TESTPLAN.name}: {len(points)} testpoints; results from {len(junit_files())} JUnit "
         f"file(s); coverage from {cov_path or 'nothing yet (run make regress)'}"
@@ -207,11 +252,12 @@ def report(points: list[Testpoint]) -> tuple[str, list[str]]:
         if not tp.tests:
             lines.append("    (no test)")
             holes.append(f"{tp.id}: no test")
-        for ref in tp.tests:
+        for ref in tp.all_tests:
             path, name = split_ref(ref)
             exists = name in existing.get(path, ())
             st = status_of(results.get(_module_of(ref))) if exists else "MISSING"
-            lines.append(f"    test {ref:<78} {st}")
+            kind = "test" if ref in tp.tests else "regress"
+            lines.append(f"    {kind:<7} {ref:<78} {st}")
             if not exists:
                 holes.append(f"{tp.id}: {ref} does not exist")
             elif st.startswith("FAILED") or st == "not run":
@@ -237,7 +283,7 @@ def report(points: list[Testpoint]) -> tuple[str, list[str]]:
         cov, size = nodes["nic"]
         lines.append("")
         lines.append(f"total functional coverage: {100 * cov / size:.1f}% ({cov}/{size} bins)")
-    mapped = {split_ref(r) for tp in points for r in tp.tests}
+    mapped = {split_ref(r) for tp in points for r in tp.all_tests}
     unmapped = sorted(f"{p}::{n}" for p, names in existing.items() for n in names if (p, n) not in mapped)
     lines.append("")
     lines.append(f"holes ({len(holes)}):")
@@ -258,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     points = load()
     if args.check:
-        problems = check(points, existing_tests())
+        problems = check(points, existing_tests(), regress_only_tests())
         print("\n".join(problems) or f"testplan ok: {len(points)} testpoints")
         return 1 if problems else 0
     text, problems = report(points)

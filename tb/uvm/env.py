@@ -17,6 +17,7 @@ from tb.uvm.coverage import CoverageCollector
 from tb.uvm.monitors import DeviceMonitor, MailboxMonitor, NetdevMonitor, SwitchMonitor
 from tb.uvm.platform import MAX_AGENTS, EnvConfig, Platform
 from tb.uvm.probe import WaveProbe
+from tb.uvm.record import TIMING_STATS, EventRecord
 from tb.uvm.scoreboard import Scoreboard
 
 __all__ = ["MAX_AGENTS", "EnvConfig", "NicEnv"]
@@ -36,6 +37,7 @@ class NicEnv(uvm_env):
         self.scoreboard = Scoreboard("scoreboard", self)
         self.coverage = CoverageCollector("coverage", self)
         self.probe = WaveProbe("probe", self)
+        self.record = EventRecord("record", self)
         self.platform: Platform | None = None  # made once the children are built (connect phase)
         self._serial = 0
 
@@ -79,6 +81,12 @@ class NicEnv(uvm_env):
         self.switch_mon.ap.connect(probe.switch_export)
         self.netdev_mon.ap.connect(sb.rx_export)
         self.uplink_agent.monitor.ap.connect(sb.uplink_export)
+        rec = self.record
+        self.switch_mon.ap.connect(rec.switch_export)
+        self.netdev_mon.ap.connect(rec.rx_export)
+        self.uplink_agent.monitor.ap.connect(rec.uplink_export)
+        tlp.ap_dma.connect(rec.dma_export)
+        tlp.ap_reset.connect(rec.reset_export)
         sb.views = self.platform.port_views
         sb.rx_views = self.platform.rx_views
         cov.rx_views = self.platform.rx_views
@@ -126,6 +134,17 @@ class NicEnv(uvm_env):
 
     async def rx_diagnostics(self, port: int) -> str:
         return await self.platform.rx_diagnostics(port)
+
+    async def record_final_state(self) -> None:
+        """The end state no fabric may change, into the event record: the scoreboard's counts
+        and error kinds, the switch's counters, every function's statistics, IOMMU faults."""
+        sb, system = self.scoreboard, self.system
+        final = self.record.final
+        final["scoreboard"] = {k: v for k, v in sorted(sb.stats.items()) if k not in TIMING_STATS}
+        final["error_kinds"] = sorted(sb.error_kinds())
+        final["switch"] = await self.platform.switch_counters()
+        final["functions"] = await self.platform.function_stats()
+        final["iommu_faults"] = system.rc.iommu.faults.total
 
     def check_host_memory(self) -> None:
         if not self.platform.canary_intact():

@@ -303,5 +303,19 @@ class Platform:
             + " ".join(f"{k} {v:#x}" for k, v in regs_.items())
         )
 
+    async def switch_counters(self) -> dict[str, int]:
+        """The switch's decision counters (SW_*), as the PF driver reads them."""
+        pf = self.system.pf
+        return {reg.name: await pf.read_reg(reg) for reg in regs.SW_STATS}
+
+    async def function_stats(self) -> dict[str, list[int]]:
+        """Each function's statistics (STAT_*): the PF's own, each VF's through PF_VF_STATS."""
+        pf = self.system.pf
+        out = {"pf": [await pf.read_reg(reg) for reg in regs.STATS]}
+        for index in range(len(self.system.vfs)):
+            base = index * len(regs.STATS)
+            out[f"vf{index}"] = [await pf.read_reg(regs.PF_VF_STATS, base + k) for k in range(len(regs.STATS))]
+        return out
+
     def canary_intact(self) -> bool:
         return self.canary is None or self.canary.read(0, len(CANARY)) == CANARY

@@ -2,7 +2,7 @@
 
 Every random choice comes from a :class:`random.Random` the sequence derives from the
 environment's seeded generator when it is created, so a run reproduces from its seed
-whatever the interleaving of concurrent sequences.  Frames are built with scapy with
+whatever the interleaving of concurrent sequences.  Frames are the bytes scapy builds with
 every field given (no scapy randomness): Ether / optional 802.1Q / IPv4 / UDP, padded
 to the chosen length (without FCS), carrying a serial number so no two are alike.
 """
@@ -10,16 +10,15 @@ to the chosen length (without FCS), carrying a serial number so no two are alike
 from __future__ import annotations
 
 import random
+import struct
 
 from cocotb.triggers import Timer, gather
 from pyuvm import uvm_sequence
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Dot1Q, Ether
 
 from datasheet import descriptors as d
 from datasheet import device
 from datasheet import mailbox as mbx
-from datasheet.mailbox import Opcode, mac_str
+from datasheet.mailbox import Opcode
 from tb.uvm import reference as ref
 from tb.uvm.items import NicOp
 
@@ -27,23 +26,43 @@ PARTNER_MAC = bytes.fromhex("00163e000001")  # the link partner's station
 UNKNOWN_MAC = bytes.fromhex("00163e0000ee")  # nobody owns it
 GROUPS = [bytes.fromhex("01005e000001"), bytes.fromhex("01005e0000fb"), bytes.fromhex("333300000001")]
 MIN_LEN, MAX_LEN = 60, 1514
+ETH_ADDRS = 12  # destination and source MACs (the EtherType follows)
+ETH_P_IP, ETH_P_8021Q, IPPROTO_UDP, VXLAN_PORT = 0x0800, 0x8100, 17, 4789
+IP_HEADER, UDP_HEADER, SERIAL_BYTES = 20, 8, 8
+IP_SRC, IP_DST, IP_TTL = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 64
+_PATTERN = bytes(range(256))
 
 
 def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, serial: int = 0) -> bytes:
     """A UDP/IPv4 frame of exactly ``length`` bytes (without FCS, at least 54), all fields
-    fixed; ``serial`` (in the IP ID, the UDP source port and the payload) tells frames apart."""
-    pkt = Ether(src=mac_str(src), dst=mac_str(dst), type=0x8100 if vid is not None else 0x0800)
-    if vid is not None:
-        pkt = pkt / Dot1Q(vlan=vid, prio=0, dei=0, type=0x0800)
-    pkt = (
-        pkt
-        / IP(src="10.0.0.1", dst="10.0.0.2", id=serial & 0xFFFF, ttl=64, flags=0, frag=0, tos=0)
-        / UDP(sport=1024 + serial % 50000, dport=4789)
+    fixed; ``serial`` (in the IP ID, the UDP source port and the payload) tells frames apart.
+
+    The bytes scapy builds for ``Ether / [Dot1Q] / IP / UDP / payload`` with these fields
+    (``tests/test_frames.py`` holds them equal), put together directly: the regressions
+    build thousands of frames, and scapy takes milliseconds for each."""
+    tag = struct.pack("!HHH", ETH_P_8021Q, vid, ETH_P_IP) if vid is not None else struct.pack("!H", ETH_P_IP)
+    pad = max(length - (ETH_ADDRS + len(tag) + IP_HEADER + UDP_HEADER + SERIAL_BYTES), 0)
+    start = serial & 0xFF
+    payload = serial.to_bytes(SERIAL_BYTES, "big") + (_PATTERN * (pad // 256 + 2))[start : start + pad]
+    udp_len = UDP_HEADER + len(payload)
+    sport = 1024 + serial % 50000
+    udp = struct.pack("!HHHH", sport, VXLAN_PORT, udp_len, 0)
+    check = inet_checksum(IP_SRC + IP_DST + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len) + udp + payload) or 0xFFFF
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, IP_HEADER + udp_len, serial & 0xFFFF, 0, 64, IPPROTO_UDP, 0, IP_SRC, IP_DST
     )
-    head = bytes(pkt)
-    body = serial.to_bytes(8, "big")
-    pad = max(length - len(head) - len(body), 0)
-    return bytes(pkt / (body + bytes((serial + k) & 0xFF for k in range(pad))))
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+    return dst + src + tag + ip + udp[:6] + struct.pack("!H", check) + payload
+
+
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
 
 
 def random_length(rng: random.Random) -> int:

@@ -95,11 +95,16 @@ class SriovExtendedCapability(PciExtCap):
         return max(size, self.page_size) if size else 0
 
     def vf_bar_base(self, idx: int) -> int:
+        return self.vf_bar(idx)[0]
+
+    def vf_bar(self, idx: int) -> tuple[int, int]:
+        """(base of VF 0's aperture, per-VF size) of VF BARidx."""
+        size = self.vf_bar_size(idx)
         lo = self.vf_bars[idx]
         base = lo.raw & ~0xF
         if lo.is_64:
             base |= self.vf_bars[idx + 1].raw << 32
-        return base & ~(self.vf_bar_size(idx) - 1)
+        return base & ~(size - 1), size
 
     def _reject(self, what: str) -> None:
         self.rejected_writes += 1

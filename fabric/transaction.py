@@ -1,0 +1,320 @@
+"""Transaction-level requests: the memory and configuration requests of the fast fabric.
+
+A memory read or write is cut into the same requests cocotbext-pcie's ``MemoryTlpRegion``
+cuts it into as TLPs (Max_Read_Request_Size / Max_Payload_Size, 128-byte read completion
+boundary, never across 4 KiB: PCIe 6.0 §2.2.7, §2.3.1.1), each a :class:`MemRequest` with
+the fields a TLP header would carry (requester, DWORD address and length, byte enables).
+Every rule downstream (bridge windows, ACS, IOMMU translation, BAR decode, the root
+complex's memory map) sees one request at a time, as it would see one TLP, so the IOMMU
+translates and faults the same requests on both fabrics.
+
+Two regions plug the requests into cocotbext-pcie's address spaces:
+
+* :class:`BusMasterRegion` is a function's view of memory (its ``mem_address_space``):
+  DMA and MSI-X writes go to the root port above it (bus mastering checked, completions
+  other than Successful raise, UR/CA noted in the function's Status register, as
+  ``Function.upstream_recv`` does).
+* :class:`DownstreamRegion` is the root complex's view of the BAR space: host MMIO goes
+  to the device through the bridges' windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from cocotbext.axi import Region
+from cocotbext.pcie.core.tlp import CplStatus
+
+if TYPE_CHECKING:
+    from cocotbext.pcie.core.bridge import Bridge
+    from cocotbext.pcie.core.device import Device
+    from cocotbext.pcie.core.function import Function
+
+#: completion status and the data of a read request's DWORDs (empty unless Successful)
+Completion = tuple[CplStatus, bytes]
+UR = (CplStatus.UR, b"")
+CA = (CplStatus.CA, b"")
+PAGE = 0x1000
+RCB = 128
+
+
+class MemRequest:
+    """One memory request as a TLP would carry it: DWORD-aligned ``address``, ``dwords``,
+    ``first_pad`` bytes before the first enabled byte, ``nbytes`` enabled bytes (0: a
+    zero-length request, byte enables off), the requester's Routing ID and, for a write,
+    the ``payload`` bytes."""
+
+    __slots__ = ("requester", "address", "dwords", "length", "first_pad", "nbytes", "payload")
+
+    def __init__(self, requester: int, addr: int, nbytes: int, payload: bytes | None = None):
+        self.requester = requester
+        self.address = addr & ~3
+        self.first_pad = pad = addr & 3
+        self.nbytes = nbytes
+        self.dwords = dwords = max((pad + nbytes + 3) >> 2, 1)
+        self.length = dwords << 2  # bytes the DWORDs cover (a TLP's Length field x 4)
+        self.payload = payload
+
+    @property
+    def first_be(self) -> int:
+        if not self.nbytes:
+            return 0
+        if self.dwords == 1:
+            return ((1 << self.nbytes) - 1) << self.first_pad
+        return 0xF << self.first_pad & 0xF
+
+    @property
+    def last_be(self) -> int:
+        if not self.nbytes or self.dwords == 1:
+            return 0
+        return 0xF >> (-(self.first_pad + self.nbytes) & 3)
+
+    @property
+    def write(self) -> bool:
+        return self.payload is not None
+
+    def padded(self) -> bytes:
+        """The write's DWORD-aligned data, as a TLP carries it (disabled lanes zero)."""
+        data = bytes(self.first_pad) + bytes(self.payload or b"")
+        return data + bytes(self.length - len(data))
+
+    def at(self, address: int) -> MemRequest:
+        """The same request retargeted to DWORD ``address`` (after translation)."""
+        req = MemRequest.__new__(MemRequest)
+        req.requester, req.dwords, req.length, req.first_pad = self.requester, self.dwords, self.length, self.first_pad
+        req.nbytes, req.payload = self.nbytes, self.payload
+        req.address = address
+        return req
+
+    def __repr__(self) -> str:
+        kind = "write" if self.payload is not None else "read"
+        return f"MemRequest({kind} {self.address:#x}+{self.length} from {self.requester:04x})"
+
+
+def read_requests(addr: int, length: int, max_read_request: int) -> Iterator[tuple[int, int]]:
+    """(address, bytes) of each read request a read of ``length`` bytes at ``addr`` becomes:
+    at most Max_Read_Request_Size (split on the read completion boundary), never across
+    4 KiB; a zero-length read is one request with no bytes enabled."""
+    if length <= 0:
+        yield addr, 0
+        return
+    end = addr + length
+    while addr < end:
+        n = end - addr
+        if n > max_read_request - (addr & 3):
+            n = min(n, max_read_request - (addr & (RCB - 1)))
+        n = min(n, PAGE - (addr & (PAGE - 1)))
+        yield addr, n
+        addr += n
+
+
+def write_requests(addr: int, length: int, max_payload: int) -> Iterator[tuple[int, int]]:
+    """(address, bytes) of each posted write a write of ``length`` bytes at ``addr`` becomes:
+    at most Max_Payload_Size, never across 4 KiB; a zero-length write is one request."""
+    if length <= 0:
+        yield addr, 0
+        return
+    end = addr + length
+    while addr < end:
+        n = min(end - addr, max_payload - (addr & 3), PAGE - (addr & (PAGE - 1)))
+        yield addr, n
+        addr += n
+
+
+def in_window(bridge: Bridge, address: int) -> bool:
+    """Whether ``address`` falls in ``bridge``'s memory or prefetchable window (it routes the
+    request to its secondary side)."""
+    return (
+        bridge.mem_base <= address <= bridge.mem_limit
+        or bridge.prefetchable_mem_base <= address <= bridge.prefetchable_mem_limit
+    )
+
+
+@runtime_checkable
+class Routable(Protocol):
+    """A device that routes requests to its functions itself (one whose functions are not
+    all in ``Device.functions``, such as an SR-IOV device's VFs): the function a
+    configuration request reaches, and the function, BAR index and offset a memory
+    address decodes to."""
+
+    def route_config(self, rid: int, type0: bool) -> Function | None: ...
+
+    def route_memory(self, address: int) -> tuple[Function, int, int] | None: ...
+
+
+@runtime_checkable
+class Completer(Protocol):
+    """A device that checks each memory request as its TLP handler would before serving it
+    (PCIe 6.0 §2.3.1: Unsupported Request, Completer Abort, Malformed TLP, each logged in the
+    function's AER capability): None to serve ``req`` at ``function`` (None: no BAR decodes
+    it), else the status a refused read completes with (a refused write is dropped)."""
+
+    async def check_memory_request(self, function: Function | None, req: MemRequest) -> CplStatus | None: ...
+
+
+class EndpointRoutes:
+    """Routing for a plain cocotbext-pcie ``Device``, as its ``upstream_recv`` routes TLPs:
+    a Type 0 configuration request gives it its bus number (PCIe 6.0 §2.2.6.2) and reaches
+    the function with that device and function number; a memory request reaches the first
+    function whose BAR decodes it; a Type 1 request reaches none."""
+
+    def __init__(self, device: Device):
+        self.device = device
+
+    def route_config(self, rid: int, type0: bool) -> Function | None:
+        if not type0:
+            return None
+        self.device.bus_num = rid >> 8
+        dev, fn = rid >> 3 & 0x1F, rid & 7
+        return next((f for f in self.device.functions if f.device_num == dev and f.function_num == fn), None)
+
+    def route_memory(self, address: int) -> tuple[Function, int, int] | None:
+        for function in self.device.functions:
+            bar = function.match_bar(address)
+            if bar:
+                return function, bar[0], bar[1]
+        return None
+
+
+def routes_of(device: Device) -> Routable:
+    """How requests reach ``device``'s functions: its own routing if it has one."""
+    return device if isinstance(device, Routable) else EndpointRoutes(device)
+
+
+async def config_access(function: Function, rid: int, reg: int, data: int | None = None, first_be: int = 0) -> int:
+    """A Type 0 configuration read (``data`` None) or write of DWORD ``reg`` at ``function``,
+    as its config TLP handler does it: the function captures its bus number first."""
+    bus = rid >> 8
+    if function.bus_num != bus:
+        function.pcie_id = function.pcie_id._replace(bus=bus)
+    if data is None:
+        return await function.read_config_register(reg)
+    await function.write_config_register(reg, data, first_be)
+    return 0
+
+
+async def function_read(function: Function, bar: int, offset: int, req: MemRequest) -> Completion:
+    """A memory read request at ``offset`` in BAR ``bar`` of a function (what
+    ``MemoryEndpoint.handle_mem_read_tlp`` does once the BAR matched): the DWORDs."""
+    return CplStatus.SC, bytes(await function.read_region(bar, offset, req.length))
+
+
+async def function_write(function: Function, bar: int, offset: int, req: MemRequest) -> None:
+    """A posted memory write at ``offset`` in BAR ``bar`` (``handle_mem_write_tlp``): the
+    enabled bytes."""
+    if req.nbytes:
+        await function.write_region(bar, offset + req.first_pad, req.payload)
+
+
+class UpstreamPort(Protocol):
+    """The root port a function's requests go up through (``FabricRootPort``)."""
+
+    async def upstream_read(self, req: MemRequest) -> Completion: ...
+
+    async def upstream_write(self, req: MemRequest) -> None: ...
+
+
+class BusMasterRegion(Region):
+    """A function's memory space on the fast fabric: its memory requests, cut as TLPs would
+    be, handed to the root port above.  Same outcomes as cocotbext-pcie's ``MemoryTlpRegion``:
+    no request while Bus Master Enable is clear, an exception for any read whose completion
+    is not Successful (after every request of the read was issued), posted writes that
+    nobody acknowledges."""
+
+    def __init__(self, function: Function, port: UpstreamPort):
+        super().__init__(2**64)
+        self.function = function
+        self.port = port
+
+    async def read(self, address: int, length: int, **kwargs: Any) -> bytes:
+        func = self.function
+        if not func.bus_master_enable:
+            raise Exception("Bus mastering not enabled")  # cocotbext-pcie's own exception
+        rid = int(func.pcie_id)
+        mrrs = 128 << func.pcie_cap.max_read_request_size
+        if 0 < length <= mrrs - (address & 3) and (address & (PAGE - 1)) + length <= PAGE:  # one request
+            status, payload = await self.port.upstream_read(MemRequest(rid, address, length))
+            if status == CplStatus.SC:
+                return payload[address & 3 : (address & 3) + length]
+            self._abort(status)
+            raise Exception("Unsuccessful completion")
+        data = bytearray()
+        failed = False
+        for addr, n in read_requests(address, length, mrrs):
+            status, payload = await self.port.upstream_read(MemRequest(rid, addr, n))
+            if status == CplStatus.SC:
+                data += payload[addr & 3 : (addr & 3) + n]
+                continue
+            failed = True
+            self._abort(status)
+        if failed:
+            raise Exception("Unsuccessful completion")
+        return bytes(data)
+
+    def _abort(self, status: CplStatus) -> None:
+        """What ``Function.upstream_recv`` notes of an unsuccessful completion (Status register)."""
+        if status == CplStatus.UR:
+            self.function.received_master_abort = True
+        elif status == CplStatus.CA:
+            self.function.received_target_abort = True
+
+    async def write(self, address: int, data: bytes, **kwargs: Any) -> None:
+        func = self.function
+        if not func.bus_master_enable:
+            raise Exception("Bus mastering not enabled")
+        rid = int(func.pcie_id)
+        mps = 128 << func.pcie_cap.max_payload_size
+        data = bytes(data)
+        n = len(data)
+        if 0 < n <= mps - (address & 3) and (address & (PAGE - 1)) + n <= PAGE:  # one request
+            await self.port.upstream_write(MemRequest(rid, address, n, data))
+            return
+        for addr, n in write_requests(address, len(data), mps):
+            pos = addr - address
+            await self.port.upstream_write(MemRequest(rid, addr, n, data[pos : pos + n]))
+
+
+class DownstreamPath(Protocol):
+    """Where the root complex's requests to BAR space go (``FabricRootComplex``)."""
+
+    max_read_request_size: int
+    max_payload_size: int
+
+    async def downstream_read(self, req: MemRequest) -> Completion: ...
+
+    async def downstream_write(self, req: MemRequest) -> None: ...
+
+
+class DownstreamRegion(Region):
+    """The root complex's BAR space on the fast fabric (in place of its ``MemoryTlpRegion``):
+    MMIO cut into requests as TLPs would be; a read that is not completed Successfully
+    raises, a write nobody claims is dropped."""
+
+    def __init__(self, rc: DownstreamPath):
+        super().__init__(2**64)
+        self.rc = rc
+
+    async def read(self, address: int, length: int, **kwargs: Any) -> bytes:
+        mrrs = 128 << self.rc.max_read_request_size
+        data = bytearray()
+        failed = False
+        for addr, n in read_requests(address, length, mrrs):
+            status, payload = await self.rc.downstream_read(MemRequest(0, addr, n))
+            if status != CplStatus.SC:
+                failed = True
+            else:
+                data += payload[addr & 3 : (addr & 3) + n]
+        if failed:
+            raise Exception("Unsuccessful completion")
+        return bytes(data)
+
+    async def write(self, address: int, data: bytes, **kwargs: Any) -> None:
+        data = bytes(data)
+        if 0 < len(data) <= 4 - (address & 3):  # one DWORD (a register write): one request
+            await self.rc.downstream_write(MemRequest(0, address, len(data), data))
+            return
+        mps = 128 << self.rc.max_payload_size
+        for addr, n in write_requests(address, len(data), mps):
+            pos = addr - address
+            await self.rc.downstream_write(MemRequest(0, addr, n, data[pos : pos + n]))

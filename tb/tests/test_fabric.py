@@ -1,0 +1,108 @@
+"""The fabrics themselves: idle TLP links sleep and still grant credits; the transaction-level
+fabric issues the requests the TLP fabric would and still carries any other TLP."""
+
+import cocotb
+from cocotb.triggers import Timer
+from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
+
+import fabric
+from fabric.transaction import read_requests, write_requests
+from iommu.events import Translation
+from tb.lib.system import build_system
+
+TIMEOUT = dict(timeout=20, timeout_unit="us")
+#: host physical address nothing decodes: above the MSI region, below the BAR windows
+HOLE = 0x9000_0000
+
+
+@cocotb.test()
+async def idle_tlp_links_sleep_and_keep_granting_credits(dut):
+    """On the TLP fabric an idle link does not wake every 10 us: over 10 ms with nothing but
+    the PF driver's watchdog moving, each port's flow-control timer fires about once per
+    watchdog read.  Traffic still flows (a 64 KiB DMA needs credits returned many times over)
+    and afterwards every credit is back with the sender."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric.TLP)
+    ports = (system.root_port.downstream_port, system.nic.device.upstream_port)
+    await Timer(1, "ms")
+    rounds, wakeups = system.pf.mailbox.rounds, [p.idle_wakeups for p in ports]
+    await Timer(10, "ms")
+    polls = system.pf.mailbox.rounds - rounds
+    woke = [p.idle_wakeups - w for p, w in zip(ports, wakeups)]
+    assert all(n <= 2 * (polls + 1) for n in woke), f"{woke} timer wake-ups in 10 ms, {polls} watchdog reads"
+    buf = system.pf_dma.alloc_buffer(64 * 1024)
+    data = bytes(k * 7 & 0xFF for k in range(64 * 1024))
+    await system.nic.pf.dma_write(buf.phys, data)
+    assert await system.nic.pf.dma_read(buf.phys, len(data)) == data
+    await Timer(100, "us")
+    for port in ports:
+        assert not port.busy(), "the link still holds traffic"
+        ch = port.other.fc_state[0]  # the sender's view of this port's credits
+        for fc in (ch.ph, ch.pd, ch.nph, ch.npd, ch.cplh, ch.cpld):
+            if not fc.tx_is_infinite():
+                assert fc.tx_credits_available == fc.tx_initial_allocation, "credits not returned"
+
+
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS))
+@cocotb.test()
+async def dma_is_cut_into_the_same_requests_on_both_fabrics(dut, fabric_name):
+    """A VF's 1500-byte read and 9000-byte write through its IOMMU domain reach the IOMMU
+    as the requests Max_Read_Request_Size, Max_Payload_Size and 4 KiB boundaries make of
+    them (on the TLP fabric, one per TLP), DWORD-aligned, in order."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric_name)
+    (vf,) = await system.enable_vfs(1)
+    dma = system.attach_vf_domain(vf)
+    buf, iova = dma.dma_alloc_coherent(16 * 1024)
+    seen = []
+    system.rc.iommu.events.subscribe(Translation, lambda t: seen.append((t.iova, t.length, t.is_write)))
+    fn = system.nic.vfs[0]
+    cap = fn.pcie_cap
+    data = bytes(range(256)) * 36
+    await fn.dma_write(iova + 0x7FE, data[:9000])
+    assert await fn.dma_read(iova + 0x7FE + 2, 1500) == data[2:1502]
+    expected = [
+        (addr & ~3, (((addr & 3) + n + 3) >> 2) << 2, True)
+        for addr, n in write_requests(iova + 0x7FE, 9000, 128 << cap.max_payload_size)
+    ] + [
+        (addr & ~3, (((addr & 3) + n + 3) >> 2) << 2, False)
+        for addr, n in read_requests(iova + 0x800, 1500, 128 << cap.max_read_request_size)
+    ]
+    assert seen == expected
+    assert buf.read(0x7FE, 9000) == data[:9000]
+
+
+@cocotb.test()
+async def any_tlp_still_crosses_the_fast_fabric(dut):
+    """Requests the transaction-level fabric does not model as calls still travel as TLPs
+    (the direct link): a raw memory read a function builds itself completes, a raw posted
+    write lands, a raw configuration read from the root complex completes; an unclaimed read
+    completes with Unsupported Request."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric.FAST)
+    fn = system.nic.pf
+    buf = system.pf_dma.alloc_buffer(4096)
+    buf.write(0, b"read by a raw TLP")
+    write = Tlp()
+    write.fmt_type = TlpType.MEM_WRITE
+    write.requester_id = fn.pcie_id
+    write.set_addr_be_data(buf.phys + 64, b"written by a raw TLP")
+    await fn.perform_posted_operation(write)
+    read = Tlp()
+    read.fmt_type = TlpType.MEM_READ
+    read.requester_id = fn.pcie_id
+    read.set_addr_be(buf.phys, 17)
+    (cpl,) = await fn.perform_nonposted_operation(read, **TIMEOUT)
+    assert cpl.status == CplStatus.SC and bytes(cpl.get_data())[:17] == b"read by a raw TLP"
+    assert buf.read(64, 20) == b"written by a raw TLP"  # the write went first: posted order
+    cfg = Tlp()
+    cfg.fmt_type = TlpType.CFG_READ_1
+    cfg.requester_id = system.rc.pcie_id
+    cfg.completer_id = fn.pcie_id
+    cfg.set_addr_be(0, 4)
+    (cpl,) = await system.rc.perform_nonposted_operation(cfg, **TIMEOUT)
+    assert cpl.status == CplStatus.SC and int.from_bytes(cpl.get_data()[:4], "little") & 0xFFFF == fn.vendor_id
+    stray = Tlp()
+    stray.fmt_type = TlpType.MEM_READ
+    stray.requester_id = fn.pcie_id
+    stray.set_addr_be(HOLE, 4)
+    (cpl,) = await fn.perform_nonposted_operation(stray, **TIMEOUT)
+    assert cpl.status == CplStatus.UR
+    assert system.root_port.downstream_port.delivered >= 3  # completions came down the link

@@ -1,0 +1,154 @@
+"""The fabric switch and the transaction-level fabric's request rules, without a simulator.
+
+The requests the fast fabric cuts a memory access into must be the TLPs cocotbext-pcie's
+``MemoryTlpRegion`` would send (same addresses, DWORD counts and byte enables), or the
+IOMMU would translate and fault different requests on the two fabrics.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from cocotbext.pcie.core.tlp import Tlp
+
+import fabric
+from fabric.transaction import PAGE, MemRequest, in_window, read_requests, write_requests
+from tests.conftest import run_sync
+
+
+def test_resolve_picks_argument_then_environment_then_tlp(monkeypatch):
+    monkeypatch.delenv(fabric.ENV, raising=False)
+    assert fabric.resolve() == fabric.TLP
+    monkeypatch.setenv(fabric.ENV, "FAST")
+    assert fabric.resolve() == fabric.FAST
+    assert fabric.resolve("tlp") == fabric.TLP  # an explicit choice wins
+    monkeypatch.setenv(fabric.ENV, "")
+    assert fabric.resolve() == fabric.TLP
+    with pytest.raises(ValueError, match="unknown fabric"):
+        fabric.resolve("pcie6")
+
+
+def tlp_reads(addr: int, length: int, mrrs: int) -> list[tuple[int, int]]:
+    """(address, bytes) of each read request cocotbext-pcie's MemoryTlpRegion.read issues
+    (its splitting loop, restated)."""
+    out, n = [], 0
+    while n < length:
+        first_pad = addr % 4
+        byte_length = length - n
+        if byte_length > mrrs - first_pad:
+            byte_length = min(byte_length, mrrs - (addr & 0x7F))
+        byte_length = min(byte_length, 0x1000 - (addr & 0xFFF))
+        out.append((addr, byte_length))
+        n += byte_length
+        addr += byte_length
+    return out
+
+
+def tlp_writes(addr: int, length: int, mps: int) -> list[tuple[int, int]]:
+    out, n = [], 0
+    while n < length:
+        byte_length = min(length - n, mps - addr % 4, 0x1000 - (addr & 0xFFF))
+        out.append((addr, byte_length))
+        n += byte_length
+        addr += byte_length
+    return out
+
+
+@pytest.mark.parametrize("mrrs", [128, 256, 512, 4096])
+def test_read_requests_match_the_tlps_cocotbext_sends(mrrs):
+    rng = random.Random(mrrs)
+    for _ in range(2000):
+        addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
+        length = rng.choice([1, 2, 3, 4, 16, 60, 64, 1500, 4096, 9000, rng.randrange(1, 20000)])
+        assert list(read_requests(addr, length, mrrs)) == tlp_reads(addr, length, mrrs), (addr, length)
+
+
+@pytest.mark.parametrize("mps", [128, 256, 512])
+def test_write_requests_match_the_tlps_cocotbext_sends(mps):
+    rng = random.Random(mps)
+    for _ in range(2000):
+        addr = rng.randrange(1 << 20)
+        length = rng.choice([1, 3, 4, 8, 64, 1514, 4096, rng.randrange(1, 10000)])
+        assert list(write_requests(addr, length, mps)) == tlp_writes(addr, length, mps), (addr, length)
+
+
+def test_zero_length_accesses_are_one_request_with_no_bytes_enabled():
+    assert list(read_requests(0x1002, 0, 512)) == [(0x1002, 0)]
+    assert list(write_requests(0x1002, 0, 128)) == [(0x1002, 0)]
+    req = MemRequest(0x100, 0x1002, 0)
+    assert (req.address, req.dwords, req.first_be, req.last_be) == (0x1000, 1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "addr,length", [(0, 4), (1, 1), (2, 2), (3, 2), (5, 9), (0x1FFC, 4), (6, 64), (0xFFE, 2), (2, 4), (1, 6), (0, 8)]
+)
+def test_request_header_fields_are_the_tlps(addr, length):
+    """Address, Length, First/Last BE and payload as ``Tlp.set_addr_be_data`` sets them."""
+    data = bytes(range(1, length + 1))
+    tlp = Tlp()
+    tlp.set_addr_be_data(addr, data)
+    req = MemRequest(0x0102, addr, length, data)
+    assert (req.address, req.dwords, req.first_be, req.last_be) == (tlp.address, tlp.length, tlp.first_be, tlp.last_be)
+    assert req.padded() == bytes(tlp.get_data())
+    moved = req.at(0x5000 | (addr & 0xFFC))
+    assert (moved.address, moved.dwords, moved.first_pad, moved.payload) == (
+        0x5000 | (addr & 0xFFC),
+        req.dwords,
+        req.first_pad,
+        data,
+    )
+
+
+class Window:
+    mem_base, mem_limit = 0xC000_0000, 0xC00F_FFFF
+    prefetchable_mem_base, prefetchable_mem_limit = 0x8000_0000_0000_0000, 0x8000_0000_000F_FFFF
+
+
+def test_bridge_windows_decode_both_ranges_inclusive():
+    w = Window()
+    assert in_window(w, 0xC000_0000) and in_window(w, 0xC00F_FFFF) and not in_window(w, 0xC010_0000)
+    assert in_window(w, 0x8000_0000_0000_1000) and not in_window(w, 0xBFFF_FFFF)
+
+
+def test_a_function_reached_through_a_bus_master_region_raises_like_cocotbext():
+    """Bus mastering off: no request at all; an unsuccessful completion: after every request
+    of the read went out, with the function's Received Master Abort set."""
+    from cocotbext.pcie.core.tlp import CplStatus  # noqa: PLC0415
+
+    from fabric.transaction import UR, BusMasterRegion  # noqa: PLC0415
+
+    class Port:
+        def __init__(self):
+            self.reads = []
+
+        async def upstream_read(self, req):
+            self.reads.append(req.address)
+            return UR if req.address == 0x2000 else (CplStatus.SC, bytes(req.length))
+
+    class Cap:
+        max_read_request_size = 0  # 128 bytes
+        max_payload_size = 0
+
+    class Func:
+        bus_master_enable = False
+        pcie_id = 0x0101
+        pcie_cap = Cap()
+        received_master_abort = False
+        received_target_abort = False
+
+    func, port = Func(), Port()
+    region = BusMasterRegion(func, port)
+    with pytest.raises(Exception, match="Bus mastering not enabled"):
+        run_sync(region.read(0x1000, 4))
+    assert port.reads == []
+    func.bus_master_enable = True
+    assert run_sync(region.read(0x1F80, 0x80)) == bytes(0x80)
+    with pytest.raises(Exception, match="Unsuccessful completion"):
+        run_sync(region.read(0x1F80, 0x180))
+    assert port.reads[-3:] == [0x1F80, 0x2000, 0x2080]  # all issued, then the failure
+    assert func.received_master_abort and not func.received_target_abort
+    func.received_master_abort = False
+    with pytest.raises(Exception, match="Unsuccessful completion"):
+        run_sync(region.read(0x2001, 2))  # one request
+    assert func.received_master_abort
