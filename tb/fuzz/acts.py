@@ -134,6 +134,10 @@ class Attacker:
         length = rng.choice([1, 2, 3, 4, 4, 8, 12])
         if bar == device.REG_BAR and rng.random() < 0.5:
             offset = rng.choice(list(VF_BAR0)) + rng.randrange(4)
+        elif bar == device.MSIX_BAR and rng.random() < 0.5:  # aimed at the Table or the PBA
+            table = device.VF_MSIX_VECTORS * pci.PCI_MSIX_ENTRY_SIZE
+            start, span = rng.choice([(device.MSIX_TABLE_OFFSET, table), (device.MSIX_PBA_OFFSET, 8)])
+            offset = start + (rng.randrange(span) & ~rng.choice([0, 3, 7]))
         else:
             offset = rng.randrange(0, size - 16) & ~rng.choice([0, 3])
         write = rng.random() < 0.6
