@@ -127,6 +127,23 @@ class MsixTable:
             if self.pending >> v & 1 and not self.masked(v):
                 self.signal(v)
 
+    # -- live migration -------------------------------------------------------------
+    def save(self) -> list[int]:
+        """The MSIX section (datasheet.migration): every entry's four dwords, then the PBA."""
+        words = [self.num_vectors]
+        words += [self._word(v, 4 * k) for v in range(self.num_vectors) for k in range(4)]
+        return [*words, self.pending & 0xFFFFFFFF, self.pending >> 32 & 0xFFFFFFFF]
+
+    def load(self, words: list[int]) -> None:
+        """Apply an MSIX section: each Vector Control and the PBA. Message Address and Data stay
+        as the destination's host programmed them: they name the host's interrupt (its
+        remapping entry, the requester it validates), which the VMM sets up on each side
+        (VFIO_DEVICE_SET_IRQS); pending messages go out once the function runs again."""
+        for v in range(self.num_vectors):
+            self._set_ctrl(v, words[1 + 4 * v + 3] & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
+        pba = 1 + 4 * self.num_vectors
+        self.pending = (words[pba] | words[pba + 1] << 32) & ((1 << self.num_vectors) - 1)
+
     # -- BAR access -------------------------------------------------------------
     def _pba_bytes(self) -> bytes:
         size = ((self.num_vectors + 63) // 64) * 8
