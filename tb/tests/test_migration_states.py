@@ -14,7 +14,7 @@ from cocotb.triggers import Timer
 
 from datasheet import device, regs
 from datasheet import migration as mig
-from datasheet.migration import Blob, MigError, MigOp, MigState, SectionType
+from datasheet.migration import Blob, MigError, MigOp, MigState, Section, SectionType
 from pf_driver.migration import DEVICE_STATE, VFIO_ARCS, MigrationError, VfioMigState, mig_path
 from pf_driver.vf_info import MddPolicy
 from tb.lib.system import build_system
@@ -211,17 +211,17 @@ BAD_BLOBS = {
 def drop_section(kind: SectionType):
     def tamper(raw: bytes) -> bytes:
         blob = Blob.parse(raw)
-        blob.sections = [s for s in blob.sections if s.type != kind]
-        return blob.pack()
+        return Blob(blob.compat, blob.vf_index, [s for s in blob.sections if s.type != kind]).pack()
 
     return tamper
 
 
 def short_section(raw: bytes) -> bytes:
     blob = Blob.parse(raw)
-    queues = blob.section(SectionType.QUEUES)
-    queues.payload = queues.payload[:-4]
-    return blob.pack()
+    sections = [
+        Section(s.type, s.payload[:-4] if s.type == SectionType.QUEUES else s.payload, s.flags) for s in blob.sections
+    ]
+    return Blob(blob.compat, blob.vf_index, sections).pack()
 
 
 BAD_BLOBS["missing_msix"] = (drop_section(SectionType.MSIX), MigError.MALFORMED)
