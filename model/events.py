@@ -119,9 +119,9 @@ class SwitchDecision:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A frame offered to RX queue ``queue`` of function ``fn`` after its receive offloads;
-    ``accepted`` False: no buffer. ``rss_hash`` / ``rss_type`` (an RssType), ``vlan`` (the TCI of
-    a stripped tag, None if none) and ``status`` (the RX offload status bits) are what its
-    write-back reports."""
+    ``accepted`` False: no buffer, or the function's RX is quiesced (migration STOP).
+    ``rss_hash`` / ``rss_type`` (an RssType), ``vlan`` (the TCI of a stripped tag, None if none)
+    and ``status`` (the RX offload status bits) are what its write-back reports."""
 
     fn: int
     queue: int
