@@ -172,7 +172,8 @@ class UplinkReceive:
 @dataclass(frozen=True, slots=True)
 class Interrupt:
     """MSI-X vector ``vector`` of function ``fn``: ``outcome`` is sent, held (pending bit set:
-    masked, or Bus Master Enable clear) or dropped (MSI-X disabled, vector out of range)."""
+    masked, Bus Master Enable clear, or the VF stopped for migration) or dropped (MSI-X disabled,
+    vector out of range)."""
 
     fn: int
     vector: int

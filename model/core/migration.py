@@ -8,8 +8,10 @@ Quiescing (the documented rule): RUNNING_P2P stops the VF's TX -- no descriptor 
 no frame started; a frame whose buffers are being read is sent and written back. STOP also
 stops RX: the frame being written to the VF's buffers is finished and written back, frames
 waiting for buffers and every frame the switch hands the VF while stopped are dropped and
-counted in STAT_RX_DROPS. The command completes once no DMA turn of the VF is running, so
-from then on the VF issues no DMA and raises no interrupt. Descriptors fetched but not
+counted in STAT_RX_DROPS, and every MSI-X message (a moderated one due later, a mailbox
+message from the PF) is held in the PBA until the VF runs again (saved with it, so the
+destination sends it). The command completes once no DMA turn of the VF is running, so from
+then on the VF issues no DMA and raises no interrupt. Descriptors fetched but not
 completed are abandoned: the head is the resume point, and the device that loads the state
 fetches them again.
 
@@ -85,6 +87,7 @@ class MigrationEngine:
         function is back at reset, running (its queues are disabled anyway)."""
         if index < len(self.states):
             self.states[index] = MigState.RUNNING
+            self.vfs()[index].msix.stopped = False
 
     def _state_read(self, index: int) -> int:
         return int(self.states[index]) if index < len(self.states) else 0
@@ -155,7 +158,8 @@ class MigrationEngine:
             await Timer(DRAIN_POLL_NS, "ns")
         if target is MigState.STOP:
             queues.drop_waiting_rx()
-        if target is MigState.RUNNING:
+        vf.msix.stopped = target in (MigState.STOP, MigState.RESUMING)
+        if target is MigState.RUNNING_P2P and self.states[index] is MigState.STOP:
             vf.msix.deliver_pending()
         self.log.info("VF %d: migration state %s -> %s", index, self.states[index].name, target.name)
         self.states[index] = target

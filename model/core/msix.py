@@ -59,6 +59,7 @@ class MsixTable:
         self.sent = [0] * self.num_vectors  # messages delivered per vector
         self._interrupt = events.topic(ev.Interrupt)
         self.on_bad_access = on_bad_access  # (offset, what, read_only) -> the function's ERR_*
+        self.stopped = False  # migration STOP: every message is held (pending) until RUNNING
         self.reset()
 
     def reset(self) -> None:
@@ -67,6 +68,7 @@ class MsixTable:
         for v in range(self.num_vectors):
             self._set_ctrl(v, pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
         self.pending = 0
+        self.stopped = False
         self.cap.reset()
 
     # -- entry helpers ---------------------------------------------------------
@@ -102,6 +104,9 @@ class MsixTable:
         if self.masked(vector):
             self.pending |= 1 << vector
             return self._outcome(vector, "held", "masked")
+        if self.stopped:
+            self.pending |= 1 << vector
+            return self._outcome(vector, "held", "migration stop")
         if not self.bus_master():
             self.pending |= 1 << vector
             return self._outcome(vector, "held", "bus mastering disabled")
@@ -121,7 +126,7 @@ class MsixTable:
 
     def deliver_pending(self) -> None:
         """Send every pending message that is now allowed (unmask, enable, BME set)."""
-        if not (self.pending and self.cap.msix_enable and self.bus_master()):
+        if not (self.pending and self.cap.msix_enable and self.bus_master()) or self.stopped:
             return
         for v in range(self.num_vectors):
             if self.pending >> v & 1 and not self.masked(v):

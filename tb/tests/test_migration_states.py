@@ -15,8 +15,9 @@ from cocotb.triggers import Timer
 from datasheet import device, regs
 from datasheet import migration as mig
 from datasheet.migration import Blob, MigError, MigOp, MigState, Section, SectionType
+from model import events as ev
 from pf_driver.migration import DEVICE_STATE, VFIO_ARCS, MigrationError, VfioMigState, mig_path
-from pf_driver.vf_info import MddPolicy
+from pf_driver.vf_info import LinkState, MddPolicy
 from tb.lib.system import build_system
 from tb.lib.timing import expect_within
 from tb.tests.test_datapath import frame, recv, stat
@@ -124,12 +125,19 @@ async def the_device_refuses_bad_commands_and_changes_nothing(dut):
 
 @cocotb.test()
 async def stop_quiesces_tx_and_counts_rx_as_dropped(dut):
-    """In STOP the VF sends nothing it is given and every frame for it is counted dropped;
-    back to RUNNING, what was posted meanwhile goes out, once."""
+    """In STOP the VF sends nothing it is given, every frame for it is counted dropped and its
+    interrupts are held (a PF mailbox message among them); back to RUNNING, what was posted
+    meanwhile goes out, once, and the held interrupt is delivered."""
     sys_, vfs = await up(dut, num_vfs=1)
     vf, uplink = vfs[0], sys_.nic.uplink
+    interrupts = []
+    sys_.nic.events.subscribe(ev.Interrupt, lambda e: interrupts.append(e) if e.fn == device.vf_port(0) else None)
     mig_vf = sys_.pf.vf_migration(0)
     await mig_vf.set_state_path(S.STOP)
+    sys_.pf.set_vf_link_state(0, LinkState.DISABLE)  # the PF's mailbox notifies the VF
+    await expect_within(lambda: any(e.why == "migration stop" for e in interrupts), 2_000_000, 1_000)
+    assert not any(e.outcome == "sent" for e in interrupts)
+    assert vf.link_events == []
     drops = await stat(vf, "RX_DROPS")
     for n in range(3):
         await uplink.send(frame(b"\x02\x00\x00\x00\x00\x99", vf.mac, n))
@@ -141,6 +149,7 @@ async def stop_quiesces_tx_and_counts_rx_as_dropped(dut):
     assert await stat(vf, "TX_PACKETS") == 0
     await mig_vf.set_state_path(S.RUNNING)
     assert await uplink.recv(timeout_ns=200_000) == out
+    await expect_within(lambda: vf.link_events == [(False, device.UPLINK_SPEED_MBPS)], 2_000_000, 1_000)
     assert await uplink.recv(timeout_ns=50_000) is None
     await uplink.send(frame(b"\x02\x00\x00\x00\x00\x99", vf.mac, 9))
     assert await recv(vf.netdev) is not None
