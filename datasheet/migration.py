@@ -46,42 +46,136 @@ DEVICE_ARCS: dict[MigState, frozenset[MigState]] = {
 }
 
 
+class VfioMigState(enum.IntEnum):
+    """``enum vfio_device_mig_state`` (include/uapi/linux/vfio.h), same values: the states the PF
+    driver offers userspace for each VF, as a VFIO migration variant driver does."""
+
+    ERROR = 0
+    STOP = 1
+    RUNNING = 2
+    STOP_COPY = 3
+    RESUMING = 4
+    RUNNING_P2P = 5
+    PRE_COPY = 6
+    PRE_COPY_P2P = 7
+
+
+_V = VfioMigState
+#: the single arcs a v2 driver with P2P and PRE_COPY implements (vfio.h, "The FSM takes actions
+#: on the arcs between FSM states"); userspace asks for one state at a time
+VFIO_ARCS: dict[VfioMigState, frozenset[VfioMigState]] = {
+    _V.RUNNING: frozenset({_V.RUNNING_P2P, _V.PRE_COPY}),
+    _V.RUNNING_P2P: frozenset({_V.RUNNING, _V.STOP, _V.PRE_COPY_P2P}),
+    _V.STOP: frozenset({_V.RUNNING_P2P, _V.STOP_COPY, _V.RESUMING}),
+    _V.STOP_COPY: frozenset({_V.STOP}),
+    _V.RESUMING: frozenset({_V.STOP}),
+    _V.PRE_COPY: frozenset({_V.RUNNING, _V.PRE_COPY_P2P}),
+    _V.PRE_COPY_P2P: frozenset({_V.PRE_COPY, _V.RUNNING_P2P, _V.STOP_COPY}),
+    _V.ERROR: frozenset(),
+}
+#: the device state behind each VFIO state
+DEVICE_STATE = {
+    _V.RUNNING: MigState.RUNNING,
+    _V.PRE_COPY: MigState.RUNNING,
+    _V.RUNNING_P2P: MigState.RUNNING_P2P,
+    _V.PRE_COPY_P2P: MigState.RUNNING_P2P,
+    _V.STOP: MigState.STOP,
+    _V.STOP_COPY: MigState.STOP,
+    _V.RESUMING: MigState.RESUMING,
+}
+#: what the PF driver does on entering each VFIO state (besides moving the device state)
+VFIO_ACTIONS = {
+    _V.RUNNING: "the VF runs",
+    _V.PRE_COPY: "the VF runs; the VMM copies guest memory and reads the IOMMU's dirty bits "
+    "(the device has no pre-copy data: its state is small)",
+    _V.RUNNING_P2P: "TX quiesced, RX runs",
+    _V.PRE_COPY_P2P: "TX quiesced, RX runs, pre-copy goes on",
+    _V.STOP: "quiesced, RX counted dropped, interrupts held",
+    _V.STOP_COPY: "SAVE: the blob (plus the PF_POLICY section) is ready to be read",
+    _V.RESUMING: "the VF waits for a blob; leaving to STOP checks and loads it (a refused blob fails the "
+    "arc and changes nothing)",
+    _V.ERROR: "not entered by this driver: a failed arc leaves the state unchanged",
+}
+
+
 class MigOp(enum.IntEnum):
     """``PF_MIG_CMD.OP``. A command written while another runs is ignored (and logged): the
     driver waits for BUSY to clear."""
 
-    SET_STATE = 1  # move VF ``VF`` to state ``TARGET`` (one arc of DEVICE_ARCS)
-    SAVE = 2  # VF in STOP: write its blob to PF_MIG_ADDR (at most PF_MIG_LEN bytes); PF_MIG_LEN = its size
-    LOAD = 3  # VF in RESUMING: read PF_MIG_LEN bytes at PF_MIG_ADDR, check them, then apply them
+    SET_STATE = 1
+    SAVE = 2
+    LOAD = 3
 
 
 class MigError(enum.IntEnum):
     """``PF_MIG_STATUS.ERR``: why a command was refused. A refused command changes nothing."""
 
     NONE = 0
-    BAD_VF = 1  # no such VF (VF Enable clear, or index beyond NumVFs)
-    BAD_ARC = 2  # SET_STATE to a state not reachable from the current one in one arc
-    BAD_STATE = 3  # SAVE outside STOP, LOAD outside RESUMING
-    BAD_OP = 4  # unknown operation or target state
-    VF_ERROR = 5  # the VF is in the error state (FN_ERR): it cannot leave RUNNING; reset it first
-    NO_SPACE = 6  # SAVE: the blob is larger than PF_MIG_LEN
-    DMA_FAULT = 7  # the blob's DMA failed (PF_MIG_ADDR not reachable)
-    BAD_MAGIC = 8  # LOAD: not a blob (magic, header size or total length wrong)
-    BAD_VERSION = 9  # LOAD: another major format version, or a newer minor one
-    BAD_CRC = 10  # LOAD: the CRC-32 does not match: corrupted or tampered with
-    INCOMPATIBLE = 11  # LOAD: saved by a device of another configuration (queues, vectors, TotalVFs, register map)
-    MALFORMED = 12  # LOAD: a section is unknown, missing, repeated or of the wrong length
+    BAD_VF = 1
+    BAD_ARC = 2
+    BAD_STATE = 3
+    BAD_OP = 4
+    VF_ERROR = 5
+    NO_SPACE = 6
+    DMA_FAULT = 7
+    BAD_MAGIC = 8
+    BAD_VERSION = 9
+    BAD_CRC = 10
+    INCOMPATIBLE = 11
+    MALFORMED = 12
 
 
 class SectionType(enum.IntEnum):
-    REGS = 1  # (offset, value) pairs of the VF's BAR0 storage registers (MIGRATED_REGS)
-    QUEUES = 2  # queue pairs: per ring base lo/hi, length, control, head, tail; QERR, QRX_NOBUF; EITR
-    MSIX = 3  # MSI-X table (4 dwords per entry) and the PBA (2 dwords)
-    MAILBOX = 4  # mailbox buffer (16 dwords) and flags (MBX_FLAGS)
-    SWITCH = 5  # the VF's switch port: SW_FN_CTRL, SW_MAC_LO/HI, SW_MC_LO/HI, SW_VLAN
-    OFFLOAD = 6  # the VF's FN_OFFLOAD, RSS_KEY, RSS_RETA
-    PF_POLICY = 0x80  # HOST: the PF driver's policy for the VF (UTF-8 JSON), never read by the device
+    REGS = 1
+    QUEUES = 2
+    MSIX = 3
+    MAILBOX = 4
+    SWITCH = 5
+    OFFLOAD = 6
+    PF_POLICY = 0x80
 
+
+#: what each section holds (dwords, little-endian, unless said otherwise)
+SECTION_DOCS = {
+    SectionType.REGS: "(offset, value) pairs of the VF's BAR0 registers in MIGRATED_REGS, in that order",
+    SectionType.QUEUES: "queue pairs n; per pair: TX then RX (base low, base high, length, TXDCTL/RXDCTL, head, "
+    "tail), QERR_COUNT, QRX_NOBUF; vectors m; EITR[0..m-1]",
+    SectionType.MSIX: "vectors m; per entry: address low, address high, data, vector control; the PBA (2 dwords)",
+    SectionType.MAILBOX: "the 16-dword buffer; flags (MBX_FLAGS)",
+    SectionType.SWITCH: "the VF's switch port: SW_FN_CTRL, SW_MAC_LO, SW_MAC_HI, SW_MC_LO[8], SW_MC_HI[8], SW_VLAN[8]",
+    SectionType.OFFLOAD: "the VF's FN_OFFLOAD, RSS_KEY[10], RSS_RETA[8]",
+    SectionType.PF_POLICY: "HOST: the PF driver's policy for the VF, UTF-8 JSON (MAC, VLAN, trust, spoof check, "
+    "promiscuous modes, link state, offloads allowed and enabled, RSS, rings): written by the PF driver, "
+    "never read by the device",
+}
+
+
+#: what each command does
+OP_DOCS = {
+    MigOp.SET_STATE: "move VF `VF` to state `TARGET`: one arc of the table below",
+    MigOp.SAVE: "VF in STOP: write its blob at `PF_MIG_ADDR` (at most `PF_MIG_LEN` bytes); "
+    "`PF_MIG_LEN` then holds its length",
+    MigOp.LOAD: "VF in RESUMING: read `PF_MIG_LEN` bytes at `PF_MIG_ADDR`, check all of them, then apply them",
+}
+
+
+#: the cause of each error
+ERROR_DOCS = {
+    MigError.NONE: "no error",
+    MigError.BAD_VF: "no such VF (VF Enable clear, or the index is beyond NumVFs)",
+    MigError.BAD_ARC: "SET_STATE to a state that is not one arc away",
+    MigError.BAD_STATE: "SAVE outside STOP, LOAD outside RESUMING",
+    MigError.BAD_OP: "unknown operation or target state",
+    MigError.VF_ERROR: "the VF is in the error state (`STATUS.FN_ERR`): it cannot leave RUNNING; reset it",
+    MigError.NO_SPACE: "SAVE: the blob is larger than `PF_MIG_LEN`",
+    MigError.DMA_FAULT: "the blob's DMA failed (the PF's Bus Master Enable, an unreachable address)",
+    MigError.BAD_MAGIC: "LOAD: not a blob (magic, header size or total length)",
+    MigError.BAD_VERSION: "LOAD: another major format version, or a newer minor one",
+    MigError.BAD_CRC: "LOAD: the CRC-32 does not match (corrupted or tampered with)",
+    MigError.INCOMPATIBLE: "LOAD: saved by a device of another configuration (queue pairs, vectors, TotalVFs, "
+    "register map)",
+    MigError.MALFORMED: "LOAD: a section unknown, missing, repeated, out of order or of the wrong length",
+}
 
 #: Section.flags: written by the PF driver, skipped by the device
 SECTION_HOST = 1 << 0
@@ -104,10 +198,27 @@ MBX_FLAGS = {"VFU": 2, "PFU": 3, "PFSTS": 4, "PFACK": 5, "RSTI": 6, "RSTD": 7, "
 RING_WORDS = 6
 QUEUE_PAIR_WORDS = 2 * RING_WORDS + 2
 
-HEADER = struct.Struct("<4sHHHHIIHHHHIHH")
+#: the header, in order: (field, struct format, meaning)
+HEADER_FIELDS = (
+    ("magic", "4s", "`SRMG`"),
+    ("major", "H", "format version, major: another one is refused (BAD_VERSION)"),
+    ("minor", "H", "format version, minor: a newer one than the device reads is refused"),
+    ("header_size", "H", "bytes of this header"),
+    ("sections", "H", "number of sections that follow"),
+    ("total_length", "I", "bytes of the whole blob"),
+    ("crc32", "I", "CRC-32 (IEEE 802.3) of the whole blob with this field zero"),
+    ("queue_pairs", "H", "compatibility: queue pairs per VF"),
+    ("msix_vectors", "H", "compatibility: MSI-X vectors per VF"),
+    ("total_vfs", "H", "compatibility: TotalVFs of the PF (the VF layout)"),
+    ("vf_index", "H", "the VF the state was saved from (information)"),
+    ("reg_map_version", "I", "compatibility: the register map's VERSION"),
+    ("reserved0", "H", "0"),
+    ("reserved1", "H", "0"),
+)
+HEADER = struct.Struct("<" + "".join(fmt for _name, fmt, _doc in HEADER_FIELDS))
 HEADER_SIZE = HEADER.size
 SECTION_HEADER = struct.Struct("<HHI")
-CRC_OFFSET = 16  # the CRC-32 field's offset in the header
+CRC_OFFSET = struct.calcsize("<" + "".join(fmt for name, fmt, _ in HEADER_FIELDS[:6]))
 
 
 class BlobError(Exception):

@@ -19,7 +19,6 @@ VF configured), applied on the destination when the blob loads.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections import deque
 from typing import TYPE_CHECKING
@@ -29,7 +28,18 @@ from cocotb.triggers import Timer
 from datasheet import device, regs
 from datasheet import migration as mig
 from datasheet.mailbox import Offload
-from datasheet.migration import Blob, BlobError, MigError, MigOp, MigState, Section, SectionType
+from datasheet.migration import (
+    DEVICE_STATE,
+    VFIO_ARCS,
+    Blob,
+    BlobError,
+    MigError,
+    MigOp,
+    MigState,
+    Section,
+    SectionType,
+    VfioMigState,
+)
 from pf_driver.filters import program_vf
 from pf_driver.offloads import program_vf_offloads
 from pf_driver.vf_info import LinkState, RingConfig, VfState
@@ -46,41 +56,7 @@ POLL_NS = 200
 TIMEOUT_NS = 10_000_000
 
 
-class VfioMigState(enum.IntEnum):
-    """``enum vfio_device_mig_state`` (include/uapi/linux/vfio.h), same values."""
-
-    ERROR = 0
-    STOP = 1
-    RUNNING = 2
-    STOP_COPY = 3
-    RESUMING = 4
-    RUNNING_P2P = 5
-    PRE_COPY = 6
-    PRE_COPY_P2P = 7
-
-
 S = VfioMigState
-#: the arcs a v2 driver with P2P and PRE_COPY implements (vfio.h "The FSM takes actions on the arcs")
-VFIO_ARCS: dict[VfioMigState, frozenset[VfioMigState]] = {
-    S.RUNNING: frozenset({S.RUNNING_P2P, S.PRE_COPY}),
-    S.RUNNING_P2P: frozenset({S.RUNNING, S.STOP, S.PRE_COPY_P2P}),
-    S.STOP: frozenset({S.RUNNING_P2P, S.STOP_COPY, S.RESUMING}),
-    S.STOP_COPY: frozenset({S.STOP}),
-    S.RESUMING: frozenset({S.STOP}),
-    S.PRE_COPY: frozenset({S.RUNNING, S.PRE_COPY_P2P}),
-    S.PRE_COPY_P2P: frozenset({S.PRE_COPY, S.RUNNING_P2P, S.STOP_COPY}),
-    S.ERROR: frozenset(),
-}
-#: the device state behind each VFIO state
-DEVICE_STATE = {
-    S.RUNNING: MigState.RUNNING,
-    S.PRE_COPY: MigState.RUNNING,
-    S.RUNNING_P2P: MigState.RUNNING_P2P,
-    S.PRE_COPY_P2P: MigState.RUNNING_P2P,
-    S.STOP: MigState.STOP,
-    S.STOP_COPY: MigState.STOP,
-    S.RESUMING: MigState.RESUMING,
-}
 
 
 def mig_path(current: VfioMigState, target: VfioMigState) -> list[VfioMigState]:
