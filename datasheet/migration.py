@@ -123,6 +123,7 @@ class MigError(enum.IntEnum):
     BAD_CRC = 10
     INCOMPATIBLE = 11
     MALFORMED = 12
+    POLICY = 13
 
 
 class SectionType(enum.IntEnum):
@@ -175,6 +176,9 @@ ERROR_DOCS = {
     MigError.INCOMPATIBLE: "LOAD: saved by a device of another configuration (queue pairs, vectors, TotalVFs, "
     "register map)",
     MigError.MALFORMED: "LOAD: a section unknown, missing, repeated, out of order or of the wrong length",
+    MigError.POLICY: "the PF driver refused the blob before LOAD: its PF_POLICY is unreadable, names a MAC "
+    "that is not a unicast address, that another function of this PF uses or that differs from the SWITCH "
+    "section's, or a VLAN out of range (never reported by the device)",
 }
 
 #: Section.flags: written by the PF driver, skipped by the device

@@ -42,12 +42,11 @@ from datasheet.migration import (
 )
 from pf_driver.filters import program_vf
 from pf_driver.offloads import program_vf_offloads
-from pf_driver.vf_info import LinkState, RingConfig, VfState
+from pf_driver.vf_info import LinkState, RingConfig, VfInfo, VfState
 
 if TYPE_CHECKING:
     from iommu import DmaBuffer
     from pf_driver.driver import PfDriver
-    from pf_driver.vf_info import VfInfo
 
 CMD = {f.name: f for f in regs.PF_MIG_CMD.fields}
 STATUS = {f.name: f for f in regs.PF_MIG_STATUS.fields}
@@ -178,11 +177,12 @@ class VfMigration:
             blob = Blob.parse(self.incoming)
         except BlobError as exc:
             raise MigrationError(f"VF {self.index}: blob refused: {exc}", exc.error) from None
-        policy = blob.section(SectionType.PF_POLICY)
-        if policy is None or not policy.flags & mig.SECTION_HOST:
+        section = blob.section(SectionType.PF_POLICY)
+        if section is None or not section.flags & mig.SECTION_HOST:
             raise MigrationError(f"VF {self.index}: blob without the PF's policy section", MigError.MALFORMED)
+        policy = self.owner.check_policy(self.index, section.payload, blob.section(SectionType.SWITCH))
         await self.owner.load(self.index, blob.device_part().pack())
-        await self.owner.apply_policy(self.index, json.loads(policy.payload))
+        await self.owner.apply_policy(self.index, policy)
 
 
 class PfMigration:
@@ -252,6 +252,27 @@ class PfMigration:
         buf = await self._program_buffer(len(raw))
         buf.write(0, raw)
         await self.command(index, MigOp.LOAD)
+
+    def check_policy(self, index: int, payload: bytes, switch: Section | None) -> dict:
+        """The blob's PF_POLICY, checked against this PF before anything is loaded: the stream is
+        not trusted to give the VF a MAC another function uses (its frames would be stolen)."""
+        try:
+            policy = json.loads(payload)
+            probe = VfInfo(index, bytes(6))
+            apply_policy(probe, policy)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MigrationError(f"VF {index}: PF_POLICY unreadable: {exc}", MigError.POLICY) from None
+        mac = probe.mac
+        active = (VfState.NOT_RESET, VfState.DISABLED)  # these have no filter programmed
+        others = {self.pf.mac} | {vf.mac for vf in self.pf.mailbox.vfs if vf.index != index and vf.state not in active}
+        if len(mac) != 6 or mac[0] & 1 or not any(mac) or mac in others:
+            raise MigrationError(f"VF {index}: PF_POLICY MAC {mac.hex(':')} refused", MigError.POLICY)
+        words = switch.words if switch is not None else []
+        if len(words) < 3 or regs.sw_mac_decode(words[1], words[2]) not in (mac, None):
+            raise MigrationError(f"VF {index}: the SWITCH section's MAC is not the policy's", MigError.POLICY)
+        if probe.admin_vlan is not None and not 0 < probe.admin_vlan < 4095:
+            raise MigrationError(f"VF {index}: PF_POLICY VLAN {probe.admin_vlan} refused", MigError.POLICY)
+        return policy
 
     async def apply_policy(self, index: int, policy: dict) -> None:
         """The destination takes over the VF's policy: VfInfo, then the switch and offload

@@ -428,20 +428,27 @@ class QueueEngine:
     def load(self, words: list[int]) -> None:
         """Apply a QUEUES section checked by the caller (sizes match this engine): every ring stops,
         takes the saved registers, and an enabled one gets a run at the saved head (fetch = head,
-        nothing cached), quiesced like the rest of the function until resumed."""
+        nothing cached), quiesced like the rest of the function until resumed. A blob's contents
+        are untrusted: an enabled ring whose geometry, head or tail is invalid is stopped with
+        BAD_RING, as an enable with that geometry would be."""
         pos = 1
         for q in range(self.num_queues):
+            self.qerr[q], self.rx_nobuf[q] = words[pos + 2 * RING_WORDS : pos + 2 * RING_WORDS + 2]
             for ring in (self.tx[q], self.rx[q]):
                 self._cancel(ring)
                 ring.base_lo, ring.base_hi, ring.length, ring.ctl, ring.head, ring.tail = words[pos : pos + RING_WORDS]
                 pos += RING_WORDS
+                if VECTOR.get(ring.ctl) >= self.num_vectors:
+                    self._count_bad(ring, f"loaded with vector {VECTOR.get(ring.ctl)}: vector 0")
+                    ring.ctl = VECTOR.put(ring.ctl, 0)
                 if ring.enabled and ring.valid_geometry() and ring.head < ring.length and ring.tail < ring.length:
                     run = ring.run = RingRun(self, ring)
                     run.head = run.fetch = ring.head
                     run.tail = ring.tail
                 elif ring.enabled:
                     ring.ctl = ERR.put(ENABLE.put(ring.ctl, 0), QueueError.BAD_RING)
-            self.qerr[q], self.rx_nobuf[q] = words[pos : pos + 2]
+                    where = f"base {ring.base:#x}, length {ring.length}, head {ring.head}, tail {ring.tail}"
+                    self._refuse(ring, QueueError.BAD_RING, f"loaded enabled with {where}: stopped")
             pos += 2
         self.eitr = [v & regs.EITR.write_mask for v in words[pos + 1 : pos + 1 + self.num_vectors]]
 

@@ -6,6 +6,7 @@ The migration between two NICs with traffic running is ``tb.tests.test_migration
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -17,7 +18,7 @@ from datasheet import migration as mig
 from datasheet.migration import Blob, MigError, MigOp, MigState, Section, SectionType
 from model import events as ev
 from pf_driver.migration import DEVICE_STATE, VFIO_ARCS, MigrationError, VfioMigState, mig_path
-from pf_driver.vf_info import LinkState, MddPolicy
+from pf_driver.vf_info import LinkState, MddPolicy, VfState
 from tb.lib.system import build_system
 from tb.lib.timing import expect_within
 from tb.tests.test_datapath import frame, recv, stat
@@ -166,14 +167,20 @@ async def vf_view(sys_, vf_drv, index: int) -> list[int]:
     return [*words, await sys_.pf.read_reg(regs.PF_MIG_STATE, index)]
 
 
-async def saved_blob(sys_, vfs) -> bytes:
-    """VF 0's state after some traffic, through STOP_COPY."""
+async def saved_blob(sys_, vfs) -> tuple[bytes, list[int]]:
+    """VF 0's state after some traffic, through STOP_COPY, and its view (see vf_view) then."""
     for n in range(3):
         assert await vfs[0].start_xmit(frame(vfs[0].mac, b"\x02\x00\x00\x00\x00\x99", n))
     await expect_within(lambda: sys_.nic.uplink.pending >= 3, 1_000_000, 1_000)
     mig_vf = sys_.pf.vf_migration(0)
     await mig_vf.set_state_path(S.STOP_COPY)
-    return mig_vf.save_data()
+    blob = mig_vf.save_data()
+    view = await vf_view(sys_, vfs[0], 0)
+    # the source lets the VF go (its MAC with it): its guest unbound, the VF reset
+    await vfs[0].remove()
+    await sys_.pf.trigger_vf_reset(0)
+    await expect_within(lambda: sys_.pf.vf_info(0).state is VfState.NOT_RESET, 2_000_000, 1_000)
+    return blob, view
 
 
 def reseal(raw: bytes) -> bytes:
@@ -189,18 +196,17 @@ async def save_and_load_carry_the_vf_state(dut):
     """VF 0's blob loaded into VF 1: rings at the same IOVAs and heads, the same counters, VF 0's
     MAC on VF 1's switch port; the blob is versioned, self-describing and sealed by its CRC."""
     sys_, vfs = await up(dut)
-    raw = await saved_blob(sys_, vfs)
+    raw, source = await saved_blob(sys_, vfs)
     blob = Blob.parse(raw)
     assert blob.version == mig.FORMAT_VERSION and blob.vf_index == 0
     assert [s.type for s in blob.sections] == [*map(int, mig.DEVICE_SECTIONS), SectionType.PF_POLICY]
     assert blob.compat == mig.Compat(total_vfs=4)
-    source = await vf_view(sys_, vfs[0], 0)
     dest = sys_.pf.vf_migration(1)
     await dest.set_state_path(S.RESUMING)
     dest.load_data(raw)
     await dest.set_state(S.STOP)
     loaded = await vf_view(sys_, vfs[1], 1)
-    assert loaded[:-1] == source[:-1]  # all but the migration state (VF 0 in STOP as well)
+    assert loaded[:-1] == source[:-1]  # all but the migration state
     assert loaded[5 : 5 + len(regs.STATS)][0] == 3  # STAT_TX_PACKETS continues
     assert regs.sw_mac_decode(loaded[-46], loaded[-45]) == vfs[0].mac  # SW_MAC_LO/HI of VF 1
     assert sys_.pf.vf_info(1).mac == vfs[0].mac
@@ -233,9 +239,27 @@ def short_section(raw: bytes) -> bytes:
     return Blob(blob.compat, blob.vf_index, sections).pack()
 
 
+def policy_mac(mac: bytes):
+    def tamper(raw: bytes) -> bytes:
+        blob = Blob.parse(raw)
+        sections = []
+        for s in blob.sections:
+            if s.type == SectionType.PF_POLICY:
+                policy = json.loads(s.payload)
+                policy["mac"] = mac.hex()
+                s = Section(s.type, json.dumps(policy).encode(), s.flags)
+            sections.append(s)
+        return Blob(blob.compat, blob.vf_index, sections).pack()
+
+    return tamper
+
+
 BAD_BLOBS["missing_msix"] = (drop_section(SectionType.MSIX), MigError.MALFORMED)
 BAD_BLOBS["short_queues"] = (short_section, MigError.MALFORMED)
 BAD_BLOBS["no_pf_policy"] = (drop_section(SectionType.PF_POLICY), MigError.MALFORMED)
+BAD_BLOBS["the_pfs_mac"] = (policy_mac(device.permanent_mac(0x0100)), MigError.POLICY)  # the PF at 01:00.0
+BAD_BLOBS["multicast_mac"] = (policy_mac(bytes.fromhex("01005e000001")), MigError.POLICY)
+BAD_BLOBS["mac_not_the_filters"] = (policy_mac(bytes.fromhex("02aa00000002")), MigError.POLICY)
 
 
 @cocotb.test()
@@ -243,7 +267,7 @@ async def every_bad_blob_is_refused_and_the_destination_is_untouched(dut):
     """Each tampered blob: RESUMING -> STOP fails with the device's (or the driver's) reason,
     the destination stays in RESUMING with every register as it was; the good blob then loads."""
     sys_, vfs = await up(dut)
-    raw = await saved_blob(sys_, vfs)
+    raw, _view = await saved_blob(sys_, vfs)
     dest = sys_.pf.vf_migration(1)
     await dest.set_state_path(S.RESUMING)
     before = await vf_view(sys_, vfs[1], 1)
