@@ -187,7 +187,9 @@ class DmaDevice:
 
     def get_cpu_dirty_log(self) -> set[int]:
         """The host pages written since the last call (their page addresses); logging goes on."""
-        pages, self.cpu_dirty = self.cpu_dirty or set(), set() if self.cpu_dirty is not None else None
+        if self.cpu_dirty is None:
+            return set()
+        pages, self.cpu_dirty = self.cpu_dirty, set()
         return pages
 
     def _cpu_write(self, phys: int, length: int) -> None:

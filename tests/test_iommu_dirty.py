@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from iommu import IOMMU_READ, IOMMU_WRITE, BytearrayMemory, FaultRecord, Iommu, IommuDriver, PageAllocator
+from iommu import IOMMU_READ, IOMMU_WRITE, BytearrayMemory, DmaDevice, FaultRecord, Iommu, IommuDriver, PageAllocator
 
 RW = IOMMU_READ | IOMMU_WRITE
 A_BIT, D_BIT = 1 << 8, 1 << 9
@@ -135,3 +135,42 @@ def test_tracking_is_per_domain(drv):
     assert drv.iommu_read_and_clear_dirty(dom, 0x4000_0000, KIB4) == []
     with pytest.raises(ValueError, match="not enabled"):
         drv.iommu_read_and_clear_dirty(other, 0x4000_0000, KIB4)
+
+
+# -- what a VMM needs of the DMA API to move a guest (live migration) ------------------------------
+def test_cpu_writes_are_logged_per_page_while_logging():
+    mem = BytearrayMemory(MEM_SIZE)
+    drv = IommuDriver(Iommu(mem), PageAllocator(mem, 0, MEM_SIZE))
+    dev = DmaDevice.for_rid(drv, RID)
+    buf, _iova = dev.dma_alloc_coherent(3 * KIB4)
+    buf.write(0, b"x")
+    assert dev.get_cpu_dirty_log() == set()  # not logging yet
+    dev.start_cpu_dirty_log()
+    buf.write(KIB4 - 2, b"abcd")  # straddles pages 0 and 1
+    assert dev.get_cpu_dirty_log() == {buf.phys, buf.phys + KIB4}
+    assert dev.get_cpu_dirty_log() == set()
+
+
+def test_a_layout_is_reproduced_on_another_host_and_the_buffers_follow():
+    """map_at the same IOVAs on a second host, adopt the guest's buffers there: the handles now
+    read and write the second host's memory, and the guest's later unmap and free work there."""
+    src_mem, dst_mem = BytearrayMemory(MEM_SIZE), BytearrayMemory(MEM_SIZE)
+    src = DmaDevice.for_rid(IommuDriver(Iommu(src_mem), PageAllocator(src_mem, 0, MEM_SIZE)), RID)
+    dst_drv = IommuDriver(Iommu(dst_mem), PageAllocator(dst_mem, 0, MEM_SIZE))
+    dst = DmaDevice.for_rid(dst_drv, RID)
+    buf, iova = src.dma_alloc_coherent(2 * KIB4)
+    buf.write(10, b"guest data")
+    [(base, size, prot)] = src.mapped()
+    assert (base, size, prot) == (iova, 2 * KIB4, RW)
+    phys = dst.map_at(iova, size, prot)
+    dst_mem.write(phys, src_mem.read(buf.phys, size))
+    dst.adopt(buf, phys)
+    assert buf.read(10, 10) == b"guest data" and buf.phys == phys
+    buf.write(0, b"after")
+    assert dst_mem.read(phys, 5) == b"after" and src_mem.read(src.driver.iova_to_phys(src.domain, iova), 5) != b"after"
+    assert dst_drv.iommu.translate(RID, iova + 10, 4, is_write=False) == [(phys + 10, 4)]
+    with pytest.raises(MemoryError):
+        dst.map_at(iova, KIB4, RW)  # the IOVA is taken
+    dst.dma_free_coherent(buf, iova)  # the guest frees it on the new host
+    assert dst.mapped() == [] and dst.buffers() == []
+    assert isinstance(dst_drv.iommu.translate(RID, iova, 4, is_write=False), FaultRecord)
