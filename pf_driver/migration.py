@@ -56,6 +56,17 @@ TIMEOUT_NS = 10_000_000
 
 
 S = VfioMigState
+__all__ = [
+    "DEVICE_STATE",
+    "VFIO_ARCS",
+    "MigrationError",
+    "PfMigration",
+    "VfMigration",
+    "VfioMigState",
+    "apply_policy",
+    "mig_path",
+    "policy_of",
+]
 
 
 def mig_path(current: VfioMigState, target: VfioMigState) -> list[VfioMigState]:
