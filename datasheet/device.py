@@ -145,3 +145,6 @@ RSS_RETA_ENTRY_BITS = 4
 #: of MSS bytes (MSS >= TSO_MIN_MSS)
 TSO_MAX_PAYLOAD = 65536
 TSO_MIN_MSS = 64
+
+#: largest blob a LOAD accepts (PF_MIG_LEN); a VF's blob is about 1 KiB
+MIG_BLOB_MAX = 64 * 1024

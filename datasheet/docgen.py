@@ -1,4 +1,4 @@
-"""Generate docs/registers.md, docs/mailbox.md and docs/datapath.md from the datasheet
+"""Generate docs/registers.md, mailbox.md, datapath.md and migration.md from the datasheet
 (never typed by hand).
 
 Usage: ``python -m datasheet.docgen docs`` (``make docs``).
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from datasheet import descriptors as desc
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
+from datasheet.docgen_migration import render_migration
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -435,7 +436,12 @@ OFFLOADS_TEXT = [
     "back with length 0.",
 ]
 
-DOCS = {"registers.md": render, "mailbox.md": render_mailbox, "datapath.md": render_datapath}
+DOCS = {
+    "registers.md": render,
+    "mailbox.md": render_mailbox,
+    "datapath.md": render_datapath,
+    "migration.md": render_migration,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -213,6 +213,61 @@ PF_IMR = Register(
     ),
 )
 
+# -- VF live migration engine (datasheet.migration), driven by the PF ---------------------------
+PF_MIG_ADDR_LO = Register(
+    "PF_MIG_ADDR_LO",
+    0x0180,
+    Access.RW,
+    "Migration buffer: bus address (the PF's DMA space) of the blob SAVE writes and LOAD reads, low",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+)
+PF_MIG_ADDR_HI = Register(
+    "PF_MIG_ADDR_HI", 0x0184, Access.RW, "Migration buffer address, high", write_mask=0xFFFFFFFF, scope=Scope.PF
+)
+PF_MIG_LEN = Register(
+    "PF_MIG_LEN",
+    0x0188,
+    Access.RW,
+    "SAVE: the buffer's size, then the blob's length once DONE; LOAD: the blob's length",
+    write_mask=0xFFFFFFFF,
+    scope=Scope.PF,
+)
+PF_MIG_CMD = Register(
+    "PF_MIG_CMD",
+    0x018C,
+    Access.RW,
+    "Migration command: writing it starts OP on VF (MigOp); reads the last command",
+    write_mask=0x0F0F0FFF,
+    scope=Scope.PF,
+    fields=(
+        Field("VF", 0, 12, "0-based VF index"),
+        Field("OP", 16, 4, "MigOp: SET_STATE, SAVE, LOAD"),
+        Field("TARGET", 24, 4, "SET_STATE: the MigState to enter"),
+    ),
+)
+PF_MIG_STATUS = Register(
+    "PF_MIG_STATUS",
+    0x0190,
+    Access.RO,
+    "Status of the last migration command",
+    scope=Scope.PF,
+    fields=(
+        Field("BUSY", 0, 1, "the command is running"),
+        Field("DONE", 1, 1, "the command completed successfully"),
+        Field("ERR", 8, 8, "MigError: why it was refused (nothing changed)"),
+        Field("VF", 16, 12, "the VF the command named"),
+    ),
+)
+PF_MIG_STATE = Register(
+    "PF_MIG_STATE",
+    0x19200,
+    Access.RO,
+    "Migration state (MigState) of VF n",
+    scope=Scope.PF,
+    count=device.MAX_TOTAL_VFS,
+)
+
 # -- PF<->VF mailbox (igb/82576 style): VF side ---------------------------------------
 VF_MAILBOX = Register(
     "VF_MAILBOX",
@@ -575,6 +630,12 @@ REGISTERS: tuple[Register, ...] = (
     PF_NUM_VFS,
     PF_CTRL_EXT,
     PF_IMR,
+    PF_MIG_ADDR_LO,
+    PF_MIG_ADDR_HI,
+    PF_MIG_LEN,
+    PF_MIG_CMD,
+    PF_MIG_STATUS,
+    PF_MIG_STATE,
     VF_MAILBOX,
     VF_MBMEM,
     PF_MBX_REQ,

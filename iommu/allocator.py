@@ -52,6 +52,17 @@ class ExtentAllocator:
             if lo < end and start < hi:
                 self._take(i, max(lo, start), min(hi, end))
 
+    def claim(self, start: int, size: int) -> None:
+        """Allocate exactly [start, start+size) (it must be free): an IOVA layout reproduced
+        elsewhere, e.g. a migrated guest's; :meth:`free` returns it like any other."""
+        size = align_up(max(size, 1), self.granule)
+        for i, (lo, hi) in enumerate(self._free):
+            if lo <= start and start + size <= hi:
+                self._take(i, start, start + size)
+                self._used[start] = size
+                return
+        raise MemoryError(f"[{start:#x}, +{size:#x}) is not free")
+
     def free(self, start: int) -> int:
         """Return the range starting at ``start`` to the pool; its size is returned."""
         size = self._used.pop(start)

@@ -59,6 +59,8 @@ class IotlbEntry(NamedTuple):
     page: int  # host physical address of the page
     shift: int  # log2 page size: 12, 21 or 30
     perms: int  # SL_R | SL_W, ANDed over all levels
+    slot: int = 0  # host address of the leaf entry (where A/D bits are set)
+    dirty: bool = False  # the leaf's D bit as cached: a write through a clean entry sets it
 
 
 class Iotlb:
@@ -99,6 +101,12 @@ class Iotlb:
         self.entries[key] = entry
         if self._fill:
             self._fill.emit(IotlbFill(did, iova, entry.shift))
+
+    def update(self, did: int, iova: int, entry: IotlbEntry) -> None:
+        """Replace a cached entry in place (the hardware's own A/D update, not a fill)."""
+        key = (did, entry.shift, iova >> entry.shift)
+        if key in self.entries:
+            self.entries[key] = entry
 
     def _drop(self, keys: Iterable[tuple[int, int, int]]) -> None:
         for key in keys:

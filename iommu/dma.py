@@ -9,6 +9,7 @@ access; host physical addresses stay inside the handles.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -36,12 +37,23 @@ DMA_FROM_DEVICE = DmaDirection.DMA_FROM_DEVICE
 
 
 class DmaBuffer:
-    """CPU access to a zeroed, page-aligned host buffer (the kernel virtual address)."""
+    """CPU access to a zeroed, page-aligned host buffer (the kernel virtual address).
 
-    def __init__(self, memory: HostMemory, phys: int, size: int):
+    ``cpu_write_log(phys, length)``, if given, is told of every CPU write: the VMM's dirty log
+    of guest memory (KVM_GET_DIRTY_LOG), which the IOMMU's A/D bits do not see."""
+
+    def __init__(
+        self, memory: HostMemory, phys: int, size: int, cpu_write_log: Callable[[int, int], None] | None = None
+    ):
         self._memory = memory
         self.phys = phys  # host physical address (Linux virt_to_phys); the device sees IOVAs
         self.size = size
+        self._log = cpu_write_log
+
+    def relocate(self, memory: HostMemory, phys: int, cpu_write_log: Callable[[int, int], None] | None) -> None:
+        """The hypervisor moved this guest memory to ``phys`` of ``memory`` (another host after a
+        live migration: its EPT now points there); the guest keeps using the same handle."""
+        self._memory, self.phys, self._log = memory, phys, cpu_write_log
 
     def __len__(self) -> int:
         return self.size
@@ -58,6 +70,8 @@ class DmaBuffer:
     def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
         self._memory.write(self.phys + offset, bytes(data))
+        if self._log is not None:
+            self._log(self.phys + offset, len(data))
 
 
 class DmaDevice:
@@ -69,6 +83,9 @@ class DmaDevice:
         self.domain = domain
         self._pages = pages or driver.pages
         self._mapped: dict[int, int] = {}  # IOVA page base -> mapped size
+        self._prot: dict[int, int] = {}  # IOVA page base -> IOMMU prot of the mapping
+        self._buffers: dict[int, DmaBuffer] = {}  # live buffers by host physical address
+        self.cpu_dirty: set[int] | None = None  # host pages the CPU wrote, while logging
 
     @classmethod
     def direct(cls, pages: PageAllocator) -> DmaDevice:
@@ -91,9 +108,12 @@ class DmaDevice:
     def alloc_buffer(self, size: int) -> DmaBuffer:
         """Zeroed kernel memory, not yet visible to the device (kzalloc)."""
         align = LARGE_ALIGN if size >= LARGE_ALIGN else PAGE_SIZE
-        return DmaBuffer(self._pages.memory, self._pages.alloc(size, align), size)
+        buf = DmaBuffer(self._pages.memory, self._pages.alloc(size, align), size, self._cpu_write)
+        self._buffers[buf.phys] = buf
+        return buf
 
     def free_buffer(self, buf: DmaBuffer) -> None:
+        self._buffers.pop(buf.phys, None)
         self._pages.free(buf.phys)
 
     # -- streaming mappings ------------------------------------------------------
@@ -109,6 +129,7 @@ class DmaDevice:
         iova = self.domain.iova.alloc(span, align)
         self.driver.iommu_map(self.domain, iova, first, span, direction.value)
         self._mapped[iova] = span
+        self._prot[iova] = direction.value
         return iova | (phys & PAGE_MASK)
 
     def dma_unmap(self, iova: int, size: int | None = None, direction: DmaDirection | None = None) -> None:
@@ -120,8 +141,60 @@ class DmaDevice:
         if span is None or (size is not None and (iova & PAGE_MASK) + size > span):
             raise ValueError(f"dma_unmap of {iova:#x} does not match a dma_map")
         del self._mapped[base]
+        del self._prot[base]
         self.driver.iommu_unmap(self.domain, base, span)
         self.domain.iova.free(base)
+
+    # -- what a VMM needs to move a guest (live migration) -------------------------------------
+    def mapped(self) -> list[tuple[int, int, int]]:
+        """Every mapping made through this device: (IOVA, size, IOMMU prot), by IOVA."""
+        return sorted((iova, span, self._prot[iova]) for iova, span in self._mapped.items())
+
+    def buffers(self) -> list[DmaBuffer]:
+        """The buffers allocated here and not freed (the guest memory the driver holds)."""
+        return list(self._buffers.values())
+
+    def map_at(self, iova: int, size: int, prot: int) -> int:
+        """Allocate ``size`` bytes of host memory and map them at exactly ``iova`` (reproducing a
+        guest's IOVA layout on another host); returns their host physical address. A later
+        ``dma_unmap(iova)`` / ``free_buffer`` of a buffer :meth:`adopt`-ed there undoes both."""
+        align = LARGE_ALIGN if size >= LARGE_ALIGN and not iova & (LARGE_ALIGN - 1) else PAGE_SIZE
+        phys = self._pages.alloc(size, align)
+        self.domain.iova.claim(iova, size)
+        self.driver.iommu_map(self.domain, iova, phys, size, prot)
+        self._mapped[iova], self._prot[iova] = size, prot
+        return phys
+
+    def unmap_at(self, iova: int) -> None:
+        """Undo :meth:`map_at` (the guest unmapped that range meanwhile): unmap, free the memory."""
+        phys = self.driver.iova_to_phys(self.domain, iova)
+        self.dma_unmap(iova)
+        self._pages.free(phys)
+
+    def adopt(self, buf: DmaBuffer, phys: int | None = None) -> None:
+        """Take over a guest buffer whose memory now lies at ``phys`` of this device's host; with
+        None (a buffer no mapping covers) its bytes are copied into memory allocated here."""
+        if phys is None:
+            data = buf.read()
+            phys = self._pages.alloc(buf.size, LARGE_ALIGN if buf.size >= LARGE_ALIGN else PAGE_SIZE)
+            self._pages.memory.write(phys, data)
+        buf.relocate(self._pages.memory, phys, self._cpu_write)
+        self._buffers[phys] = buf
+
+    def start_cpu_dirty_log(self) -> None:
+        """Log the host pages the CPU writes through this device's buffers (KVM dirty logging)."""
+        self.cpu_dirty = set()
+
+    def get_cpu_dirty_log(self) -> set[int]:
+        """The host pages written since the last call (their page addresses); logging goes on."""
+        if self.cpu_dirty is None:
+            return set()
+        pages, self.cpu_dirty = self.cpu_dirty, set()
+        return pages
+
+    def _cpu_write(self, phys: int, length: int) -> None:
+        if self.cpu_dirty is not None and length:
+            self.cpu_dirty.update(range(phys & ~PAGE_MASK, phys + length, PAGE_SIZE))
 
     # -- coherent allocations ----------------------------------------------------
     def dma_alloc_coherent(self, size: int) -> tuple[DmaBuffer, int]:

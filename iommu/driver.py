@@ -25,6 +25,7 @@ from .vtd_format import (
     RE_P,
     ROOT_ENTRY_SIZE,
     SL_ADDR_MASK,
+    SL_D,
     SL_PS,
     SL_R,
     SL_RW,
@@ -75,6 +76,7 @@ class IommuDomain:
     iova: ExtentAllocator | None = None  # used by the DMA-mapping layer
     devices: set[int] = field(default_factory=set)  # attached requester IDs
     tables: list[int] = field(default_factory=list)  # SL table pages below the pgd
+    dirty_tracking: bool = False  # SLADE on: the hardware sets A/D bits in its leaves
 
     @property
     def levels(self) -> int:
@@ -354,6 +356,61 @@ class IommuDriver:
                     walk(pte & SL_ADDR_MASK, level - 1, iova)
 
         if not domain.passthrough:
+            walk(domain.pgd, domain.levels, 0)
+        return out
+
+    # -- dirty tracking (Linux iommu_dirty_ops, iommufd IOMMU_HWPT_GET_DIRTY_BITMAP) -------------
+    def set_dirty_tracking(self, domain: IommuDomain, enabled: bool) -> None:
+        """Turn SLADE on or off for ``domain`` (Linux ``intel_iommu_set_dirty_tracking``).
+        Enabling clears every leaf's D bit first, so the first read reports only writes made
+        from now on; either way the domain's IOTLB entries are invalidated, as the cached
+        A/D state changes meaning."""
+        if domain.passthrough:
+            raise ValueError("a pass-through domain has no page tables to track")
+        if enabled and not domain.dirty_tracking:
+            self._dirty_leaves(domain, 0, 1 << domain.aw_bits, clear=True)
+        domain.dirty_tracking = enabled
+        self.iommu.set_dirty_tracking(domain.did, enabled)
+        self.iommu.iotlb.invalidate(domain.did)
+
+    def iommu_read_and_clear_dirty(
+        self, domain: IommuDomain, iova: int, size: int, no_clear: bool = False
+    ) -> list[tuple[int, int]]:
+        """The leaves of [iova, iova+size) the device wrote since the last read, as sorted
+        (iova, page size) pairs, at the granularity of the mapping (4 KiB, 2 MiB, 1 GiB).
+        Their D bits are cleared (unless ``no_clear``, Linux IOMMU_DIRTY_NO_CLEAR) and the
+        IOTLB is flushed over them, so the next write through a cached entry sets D again."""
+        if not domain.dirty_tracking:
+            raise ValueError(f"domain {domain.did}: dirty tracking is not enabled")
+        dirty = self._dirty_leaves(domain, iova, iova + size, clear=not no_clear)
+        if dirty and not no_clear:
+            first, last = dirty[0][0], dirty[-1][0] + dirty[-1][1]
+            self.flush_iotlb_range(domain, first, last - first)
+        return dirty
+
+    def _dirty_leaves(self, domain: IommuDomain, start: int, end: int, clear: bool) -> list[tuple[int, int]]:
+        """Leaves of ``domain`` overlapping [start, end) with D set, clearing D if ``clear``."""
+        out: list[tuple[int, int]] = []
+
+        def walk(table: int, level: int, base: int) -> None:
+            span = 1 << level_shift(level)
+            first = max(start - base, 0) // span
+            last = min((end - 1 - base) // span, SLPT_ENTRIES - 1)
+            for index in range(first, last + 1):
+                slot = table + index * SLPTE_SIZE
+                pte = self._read_pte(slot)
+                if not pte & SL_RW:
+                    continue
+                addr = base + index * span
+                if level == 1 or (level in LARGE_PAGE_LEVELS and pte & SL_PS):
+                    if pte & SL_D:
+                        out.append((addr, span))
+                        if clear:
+                            self._write_pte(slot, pte & ~SL_D)
+                else:
+                    walk(pte & SL_ADDR_MASK, level - 1, addr)
+
+        if end > start:
             walk(domain.pgd, domain.levels, 0)
         return out
 

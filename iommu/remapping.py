@@ -35,7 +35,9 @@ from .vtd_format import (
     RE_LO_RSVD,
     RE_P,
     ROOT_ENTRY_SIZE,
+    SL_A,
     SL_ADDR_MASK,
+    SL_D,
     SL_PS,
     SL_R,
     SL_RW,
@@ -48,6 +50,7 @@ from .vtd_format import (
     aw_levels,
     context_entry_addr,
     level_shift,
+    pack_u64,
     root_entry_addr,
     slpte_offset,
     slpte_reserved,
@@ -131,6 +134,7 @@ class Iommu:
         self.interrupts = InterruptRemapper(memory, self.faults)
         self.reserved_regions: list[tuple[int, int]] = []
         self.interrupt_window = interrupt_window
+        self.slade: set[int] = set()  # domain IDs whose leaves get A/D bits (dirty tracking)
 
     # -- global command (GCMD_REG, §10.4.4) ------------------------------------
     def set_root_table(self, address: int) -> None:
@@ -140,6 +144,15 @@ class Iommu:
     def set_translation(self, enabled: bool) -> None:
         """GCMD.TE: DMA remapping on (every request translated) or off (untranslated)."""
         self.translation_enabled = enabled
+
+    def set_dirty_tracking(self, did: int, enabled: bool) -> None:
+        """SLADE for domain ``did`` (VT-d 3.x §3.6.2, §9.6: the scalable-mode PASID entry's
+        Second-Level Access/Dirty Enable; this legacy-mode model keeps it per domain ID).
+        While on, a walk sets A in the leaf entry and a write sets D, in host memory."""
+        if enabled:
+            self.slade.add(did)
+        else:
+            self.slade.discard(did)
 
     # -- translation ---------------------------------------------------------
     def translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
@@ -171,6 +184,8 @@ class Iommu:
                 entry = self.iotlb.lookup(ctx.did, addr) or self._walk(ctx, addr)
                 if not entry.perms & need:
                     raise _Blocked(FaultReason.WRITE_DENIED if is_write else FaultReason.READ_DENIED)
+                if is_write and not entry.dirty and ctx.did in self.slade:
+                    entry = self._set_dirty(ctx.did, addr, entry)
                 offset = addr & ((1 << entry.shift) - 1)
                 n = min(end - addr, (1 << entry.shift) - offset)
                 chunks.append((entry.page | offset, n))
@@ -218,6 +233,16 @@ class Iommu:
         self.context_cache.entries[source_id] = ctx
         return ctx
 
+    def _set_dirty(self, did: int, iova: int, entry: IotlbEntry) -> IotlbEntry:
+        """A write through a leaf whose D bit is clear (walked or cached): set A and D in the
+        entry in memory, atomically as the hardware does, and cache the entry as dirty, so an
+        IOTLB hit never hides a write from dirty tracking (VT-d 3.x §3.6.2)."""
+        pte = unpack_u64(self.memory.read(entry.slot, SLPTE_SIZE))
+        self.memory.write(entry.slot, pack_u64(pte | SL_A | SL_D))
+        entry = entry._replace(dirty=True)
+        self.iotlb.update(did, iova, entry)
+        return entry
+
     # -- second-level walk (§3.7, §9.8) ----------------------------------------
     def _walk(self, ctx: Context, iova: int) -> IotlbEntry:
         """Walk the SL tables for ``iova``; fill and return the IOTLB entry.
@@ -237,7 +262,11 @@ class Iommu:
             perms &= pte
             if leaf:
                 shift = level_shift(level)
-                entry = IotlbEntry(pte & SL_ADDR_MASK, shift, perms & SL_RW)
+                slot = table + slpte_offset(iova, level)
+                if ctx.did in self.slade and not pte & SL_A:
+                    pte |= SL_A
+                    self.memory.write(slot, pack_u64(pte))
+                entry = IotlbEntry(pte & SL_ADDR_MASK, shift, perms & SL_RW, slot, bool(pte & SL_D))
                 self.iotlb.insert(ctx.did, iova, entry)
                 return entry
             table = pte & SL_ADDR_MASK

@@ -80,6 +80,8 @@ SL_R = 1 << 0  # read
 SL_W = 1 << 1  # write
 SL_RW = SL_R | SL_W  # an entry with R = W = 0 is not present
 SL_PS = 1 << 7  # page size: 2 MiB leaf at level 2, 1 GiB leaf at level 3
+SL_A = 1 << 8  # accessed: set by hardware in a leaf when SLADE is on (VT-d 3.x §3.6.2)
+SL_D = 1 << 9  # dirty: set by hardware in a leaf on a write when SLADE is on
 HAW = 48  # host address width modelled
 SL_ADDR_MASK = ((1 << HAW) - 1) & ~PAGE_MASK  # address bits (HAW-1):12
 SL_RSVD_HAW = ((1 << 52) - 1) & ~((1 << HAW) - 1)  # bits 51:HAW must be zero

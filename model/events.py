@@ -119,9 +119,9 @@ class SwitchDecision:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """A frame offered to RX queue ``queue`` of function ``fn`` after its receive offloads;
-    ``accepted`` False: no buffer. ``rss_hash`` / ``rss_type`` (an RssType), ``vlan`` (the TCI of
-    a stripped tag, None if none) and ``status`` (the RX offload status bits) are what its
-    write-back reports."""
+    ``accepted`` False: no buffer, or the function's RX is quiesced (migration STOP).
+    ``rss_hash`` / ``rss_type`` (an RssType), ``vlan`` (the TCI of a stripped tag, None if none)
+    and ``status`` (the RX offload status bits) are what its write-back reports."""
 
     fn: int
     queue: int
@@ -172,7 +172,8 @@ class UplinkReceive:
 @dataclass(frozen=True, slots=True)
 class Interrupt:
     """MSI-X vector ``vector`` of function ``fn``: ``outcome`` is sent, held (pending bit set:
-    masked, or Bus Master Enable clear) or dropped (MSI-X disabled, vector out of range)."""
+    masked, Bus Master Enable clear, or the VF stopped for migration) or dropped (MSI-X disabled,
+    vector out of range)."""
 
     fn: int
     vector: int

@@ -41,7 +41,7 @@ class Nic:
         self.log = logging.getLogger("cocotb.nic")
         self.events = EventBus()
         self.pf = PhysicalFunction(total_vfs, sriov_owner=self, events=self.events)
-        self.core = DeviceCore(self.pf, self.pf.msix_cap, events=self.events, log=self.log)
+        self.core = DeviceCore(self.pf, self.pf.msix_cap, events=self.events, log=self.log, total_vfs=total_vfs)
         self.pf.map_slice(self.core.pf)
         self.device = NicDevice(self.pf)
         self.inject = InjectionPoints(self.core)

@@ -18,6 +18,7 @@ from datasheet.mailbox import Message, Offload, Opcode
 from netdev import NetDev, RssConfig
 from pf_driver.filters import program_function, program_vf
 from pf_driver.mailbox import PfMailbox
+from pf_driver.migration import PfMigration, VfMigration
 from pf_driver.offloads import fn_offload_value, program_offloads, program_vf_offloads
 from pf_driver.vf_info import LinkState, MddPolicy, VfInfo, VfState
 
@@ -45,6 +46,8 @@ class PfDriver:
         self.error_handler_calls: list[tuple[str, str]] = []
         #: what the PF last wrote to each function's offload registers (fn -> FN_OFFLOAD, key, table)
         self.offload_shadow: dict[int, tuple] = {}
+        #: VFIO live migration of the VFs (the variant-driver role, :mod:`pf_driver.migration`)
+        self.migration = PfMigration(self)
 
     async def probe(self) -> None:
         """Enable the device, map its BARs, check identity, enable MSI-X, init SR-IOV and the mailbox."""
@@ -101,6 +104,7 @@ class PfDriver:
             self.mailbox.vfs_disabled()
         enabled = await self.sriov.configure(num_vfs)
         self.mailbox.vfs_enabled(enabled)
+        self.migration.reset()
         return enabled
 
     @property
@@ -231,6 +235,10 @@ class PfDriver:
     # -- administrator policy (ip link set <pf> vf N ...) ------------------------------------
     def vf_info(self, n: int) -> VfInfo:
         return self.mailbox.vfs[n]
+
+    def vf_migration(self, n: int) -> VfMigration:
+        """VF ``n``'s VFIO migration state machine (what vfio-pci's variant driver exposes)."""
+        return self.migration.vf(n)
 
     async def set_vf_mac(self, n: int, mac: bytes) -> None:
         """``vf N mac``: an administrator MAC an untrusted VF cannot override."""

@@ -151,6 +151,7 @@ class PfMailbox:
                 await self.drv.vf_error_event(vf)
             if vflr & bit and vf.state is not VfState.DISABLED:
                 self.log.info("VF %d: VFLR, state cleared", vf.index)
+                self.drv.migration.reset(vf.index)
                 vf.state = VfState.NOT_RESET
                 vf.clear_requested_state()
                 vf.awaiting_ack = False

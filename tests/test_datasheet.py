@@ -61,7 +61,7 @@ def test_sriov_layout_is_the_spec_layout():
     assert device.SUPPORTED_PAGE_SIZES & 1  # 4K must be supported
 
 
-@pytest.mark.parametrize("name", ["registers.md", "mailbox.md", "datapath.md"])
+@pytest.mark.parametrize("name", ["registers.md", "mailbox.md", "datapath.md", "migration.md"])
 def test_generated_docs_are_current(name):
     committed = (ROOT / "docs" / name).read_text()
     assert committed == docgen.DOCS[name](), f"docs/{name} is stale: run `make docs`"

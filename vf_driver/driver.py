@@ -80,6 +80,19 @@ class VfDriver:
         await self.handshake()
         self.log.info("probed VF %d, MAC %s, API %s", self.vf_index, mbx.mac_str(self.mac), self.api_version)
 
+    def vmm_resume(self, pdev: PciDevice) -> None:
+        """The guest continues after a live migration: the VMM now backs this guest's device with
+        ``pdev``, another host's VF holding the migrated state, and moved the guest's memory
+        under the same IOVAs. Not a Linux driver entry point: the guest is only paused and
+        resumed (its vCPUs stop and go on), so the driver keeps everything -- rings, buffers,
+        queue state, MAC, negotiated API -- and no re-probe happens; what changes is what its
+        register accesses and its interrupts reach, which the VMM remaps (QEMU's vfio-pci maps
+        the new VF's BARs into the guest and routes its MSI-X vectors to the guest's)."""
+        pcicore.pci_unbind_driver(self.pdev, self)
+        self.pdev = pdev
+        self.bar0 = pdev.bar_window[device.REG_BAR]
+        pcicore.pci_bind_driver(pdev, self)
+
     # -- registers (a removed VF reads all ones, as on a real bus) ----------------------------
     @property
     def dma(self) -> DmaDevice | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from datasheet import device, regs
 from model import events as ev
 from model.core.mailbox import MailboxUnit
+from model.core.migration import MigrationEngine
 from model.core.offload import rx as rx_offload
 from model.core.offload.config import OffloadTables
 from model.core.offload.tx import TxPermits
@@ -46,6 +47,7 @@ class DeviceCore:
         pf_msix_cap: NicMsixCapability,
         events: ev.EventBus,
         log: logging.Logger,
+        total_vfs: int = device.DEFAULT_TOTAL_VFS,
         **uplink_options: Any,
     ):
         self.log = log
@@ -74,6 +76,16 @@ class DeviceCore:
             log=self.log,
         )
         self.offloads = OffloadTables(pf_regs)
+        self.migration = MigrationEngine(
+            pf_regs,
+            vfs=lambda: self.vfs,
+            mailbox=self.mailbox,
+            port=pf_port,
+            spawn=self.pf.spawn,
+            filters_changed=self._port_registers_loaded,
+            total_vfs=total_vfs,
+            log=self.log,
+        )
         self.vferr = SummaryBits(pf_regs, regs.PF_VFERR)
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
@@ -112,6 +124,7 @@ class DeviceCore:
         """VF Enable: one slice per VF shell (its bus-master port and MSI-X capability)."""
         self.vfs = [self._slice(device.vf_port(i), i, shell, shell.msix_cap) for i, shell in enumerate(shells)]
         self.mailbox.vfs_enabled(self.vfs)
+        self.migration.vfs_enabled(len(self.vfs))
         self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
         return self.vfs
 
@@ -122,6 +135,7 @@ class DeviceCore:
         self.vfs = []
         self.vferr.bits = 0
         self.mailbox.vfs_disabled()
+        self.migration.vfs_enabled(0)
         self.pf.regs.set(regs.PF_NUM_VFS, 0)
 
     # -- interrupts and errors ------------------------------------------------------------------
@@ -140,11 +154,17 @@ class DeviceCore:
         """A function finished a software reset or FLR: the device-level consequences."""
         if function.is_vf:
             self.mailbox.vf_reset(function)
+            self.migration.vf_reset(function.index)
         else:
             self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
             self.mailbox.pf_reset()
             self.switch.invalidate()  # the SW_* registers went back to reset values
             self.offloads.invalidate()
+
+    def _port_registers_loaded(self) -> None:
+        """A migration LOAD rewrote a VF's SW_* and offload registers."""
+        self.switch.invalidate()
+        self.offloads.invalidate()
 
     def _vf_reset_trigger(self, i: int, value: int, byte_mask: int) -> None:
         """PF_VFRTRIG: software reset of every VF whose bit is written 1."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from datasheet import device, regs
 from datasheet.mailbox import MBX_DWORDS
+from datasheet.migration import MBX_FLAGS
 from model import events as ev
 from model.core.regfile import SummaryBits
 
@@ -114,6 +115,39 @@ class MailboxUnit:
                 box.rsti, box.rstd = False, True
                 self._vf_irq(vf)
         self.pf_ready = ready
+
+    # -- live migration ---------------------------------------------------------------
+    def save(self, index: int) -> list[int]:
+        """The MAILBOX section of VF ``index``: its buffer and flags (datasheet.migration.MBX_FLAGS)."""
+        box = self.boxes[index]
+        bits = {
+            "VFU": box.vfu,
+            "PFU": box.pfu,
+            "PFSTS": box.pfsts,
+            "PFACK": box.pfack,
+            "RSTI": box.rsti,
+            "RSTD": box.rstd,
+            "REQ_PENDING": index in self.req,
+            "ACK_PENDING": index in self.ack,
+        }
+        return [*box.buf, sum(1 << MBX_FLAGS[name] for name, on in bits.items() if on)]
+
+    def load(self, index: int, words: list[int]) -> None:
+        """Apply a MAILBOX section to VF ``index``'s mailbox."""
+        box = self.boxes[index]
+        box.buf = list(words[:MBX_DWORDS])
+        flags = words[MBX_DWORDS]
+
+        def bit(name: str) -> bool:
+            return bool(flags >> MBX_FLAGS[name] & 1)
+
+        box.vfu, box.pfu, box.pfsts, box.pfack = bit("VFU"), bit("PFU"), bit("PFSTS"), bit("PFACK")
+        box.rsti, box.rstd = bit("RSTI"), bit("RSTD")
+        for summary, name in ((self.req, "REQ_PENDING"), (self.ack, "ACK_PENDING")):
+            if bit(name):
+                summary.set(index)
+            else:
+                summary.clear(index)
 
     # -- interrupts -------------------------------------------------------------------
     def _pf_irq(self, cause: str) -> None:

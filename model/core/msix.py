@@ -59,6 +59,7 @@ class MsixTable:
         self.sent = [0] * self.num_vectors  # messages delivered per vector
         self._interrupt = events.topic(ev.Interrupt)
         self.on_bad_access = on_bad_access  # (offset, what, read_only) -> the function's ERR_*
+        self.stopped = False  # migration STOP: every message is held (pending) until RUNNING
         self.reset()
 
     def reset(self) -> None:
@@ -67,6 +68,7 @@ class MsixTable:
         for v in range(self.num_vectors):
             self._set_ctrl(v, pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
         self.pending = 0
+        self.stopped = False
         self.cap.reset()
 
     # -- entry helpers ---------------------------------------------------------
@@ -102,6 +104,9 @@ class MsixTable:
         if self.masked(vector):
             self.pending |= 1 << vector
             return self._outcome(vector, "held", "masked")
+        if self.stopped:
+            self.pending |= 1 << vector
+            return self._outcome(vector, "held", "migration stop")
         if not self.bus_master():
             self.pending |= 1 << vector
             return self._outcome(vector, "held", "bus mastering disabled")
@@ -121,11 +126,28 @@ class MsixTable:
 
     def deliver_pending(self) -> None:
         """Send every pending message that is now allowed (unmask, enable, BME set)."""
-        if not (self.pending and self.cap.msix_enable and self.bus_master()):
+        if not (self.pending and self.cap.msix_enable and self.bus_master()) or self.stopped:
             return
         for v in range(self.num_vectors):
             if self.pending >> v & 1 and not self.masked(v):
                 self.signal(v)
+
+    # -- live migration -------------------------------------------------------------
+    def save(self) -> list[int]:
+        """The MSIX section (datasheet.migration): every entry's four dwords, then the PBA."""
+        words = [self.num_vectors]
+        words += [self._word(v, 4 * k) for v in range(self.num_vectors) for k in range(4)]
+        return [*words, self.pending & 0xFFFFFFFF, self.pending >> 32 & 0xFFFFFFFF]
+
+    def load(self, words: list[int]) -> None:
+        """Apply an MSIX section: each Vector Control and the PBA. Message Address and Data stay
+        as the destination's host programmed them: they name the host's interrupt (its
+        remapping entry, the requester it validates), which the VMM sets up on each side
+        (VFIO_DEVICE_SET_IRQS); pending messages go out once the function runs again."""
+        for v in range(self.num_vectors):
+            self._set_ctrl(v, words[1 + 4 * v + 3] & pci.PCI_MSIX_ENTRY_CTRL_MASKBIT)
+        pba = 1 + 4 * self.num_vectors
+        self.pending = (words[pba] | words[pba + 1] << 32) & ((1 << self.num_vectors) - 1)
 
     # -- BAR access -------------------------------------------------------------
     def _pba_bytes(self) -> bytes:

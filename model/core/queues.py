@@ -55,6 +55,7 @@ from cocotb.utils import get_sim_time
 from datasheet import descriptors as d
 from datasheet import device, regs
 from datasheet.descriptors import QueueError
+from datasheet.migration import RING_WORDS
 from datasheet.regs import FnError
 from model import events as ev
 from model.core.offload import tx as tx_offload
@@ -207,6 +208,8 @@ class QueueEngine:
         self.rx = [RingState(q, rx=True) for q in range(num_queues)]
         self.in_error = False
         self.inject_fault: Injection | None = None  # engine_fault injection point: its next turn raises
+        # live migration (model.core.migration): a quiesced direction starts no new frame
+        self.tx_quiesced = self.rx_quiesced = False
         self._doorbell = events.topic(ev.Doorbell)
         self._fetched = events.topic(ev.DescriptorFetch)
         self._writeback = events.topic(ev.Writeback)
@@ -332,7 +335,7 @@ class QueueEngine:
             self._stop(run, QueueError.BAD_TAIL, f"tail {tail} beyond ring length {run.length}")
             return
         ring.tail = run.tail = tail
-        if not ring.rx or run.fifo:
+        if (not ring.rx or run.fifo) and not self._quiesced(ring.rx):
             self.scheduler.kick(run)
 
     def _count_bad(self, ring: RingState, why: str) -> None:
@@ -367,6 +370,7 @@ class QueueEngine:
             ring.__init__(ring.index, ring.rx)
         self.in_error = False
         self.inject_fault = None
+        self.tx_quiesced = self.rx_quiesced = False
         epoch = self.irq_epoch + 1
         self._clear_counters()
         self.irq_epoch = epoch
@@ -377,6 +381,76 @@ class QueueEngine:
         for ring in self.tx + self.rx:
             if ring.run is not None:
                 self._stop(ring.run, QueueError.FN_ERROR, "the function entered the error state")
+
+    # -- live migration (model.core.migration) ------------------------------------------------
+    def _quiesced(self, rx: bool) -> bool:
+        return self.rx_quiesced if rx else self.tx_quiesced
+
+    def quiesce(self, tx: bool, rx: bool) -> None:
+        """Start no new TX frame (``tx``) / RX frame (``rx``): a turn in progress finishes the frame
+        it is on (its write-back included) and ends; RX frames arriving meanwhile are dropped."""
+        self.tx_quiesced, self.rx_quiesced = tx, rx
+        if not tx or not rx:
+            self._kick_all()
+
+    def busy(self) -> bool:
+        """A DMA turn of this function is running (quiescing waits until none is)."""
+        return any(ring.run is not None and ring.run.active for ring in self.tx + self.rx)
+
+    def drop_waiting_rx(self) -> int:
+        """RX quiesced and drained: frames still waiting for buffers are dropped and counted."""
+        dropped = 0
+        for ring in self.rx:
+            if ring.run is not None and ring.run.fifo:
+                dropped += len(ring.run.fifo)
+                ring.run.fifo.clear()
+        if dropped:
+            self.count("RX_DROPS", dropped)
+        return dropped
+
+    def _kick_all(self) -> None:
+        for ring in self.tx + self.rx:
+            run = ring.run
+            if run is not None and not self._quiesced(ring.rx) and (run.fifo if ring.rx else run.posted() or run.cache):
+                self.scheduler.kick(run)
+
+    def save(self) -> list[int]:
+        """The QUEUES section (datasheet.migration): ring registers with the device's head, the
+        per-queue counters and EITR. Descriptors fetched but not completed are not saved: the
+        device that loads the state fetches again from the head."""
+        words = [self.num_queues]
+        for q in range(self.num_queues):
+            for ring in (self.tx[q], self.rx[q]):
+                words += [ring.base_lo, ring.base_hi, ring.length, ring.ctl, ring.head, ring.tail]
+            words += [self.qerr[q], self.rx_nobuf[q]]
+        return [*words, self.num_vectors, *self.eitr]
+
+    def load(self, words: list[int]) -> None:
+        """Apply a QUEUES section checked by the caller (sizes match this engine): every ring stops,
+        takes the saved registers, and an enabled one gets a run at the saved head (fetch = head,
+        nothing cached), quiesced like the rest of the function until resumed. A blob's contents
+        are untrusted: an enabled ring whose geometry, head or tail is invalid is stopped with
+        BAD_RING, as an enable with that geometry would be."""
+        pos = 1
+        for q in range(self.num_queues):
+            self.qerr[q], self.rx_nobuf[q] = words[pos + 2 * RING_WORDS : pos + 2 * RING_WORDS + 2]
+            for ring in (self.tx[q], self.rx[q]):
+                self._cancel(ring)
+                ring.base_lo, ring.base_hi, ring.length, ring.ctl, ring.head, ring.tail = words[pos : pos + RING_WORDS]
+                pos += RING_WORDS
+                if VECTOR.get(ring.ctl) >= self.num_vectors:
+                    self._count_bad(ring, f"loaded with vector {VECTOR.get(ring.ctl)}: vector 0")
+                    ring.ctl = VECTOR.put(ring.ctl, 0)
+                if ring.enabled and ring.valid_geometry() and ring.head < ring.length and ring.tail < ring.length:
+                    run = ring.run = RingRun(self, ring)
+                    run.head = run.fetch = ring.head
+                    run.tail = ring.tail
+                elif ring.enabled:
+                    ring.ctl = ERR.put(ENABLE.put(ring.ctl, 0), QueueError.BAD_RING)
+                    where = f"base {ring.base:#x}, length {ring.length}, head {ring.head}, tail {ring.tail}"
+                    self._refuse(ring, QueueError.BAD_RING, f"loaded enabled with {where}: stopped")
+            pos += 2
+        self.eitr = [v & regs.EITR.write_mask for v in words[pos + 1 : pos + 1 + self.num_vectors]]
 
     # -- statistics --------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
@@ -442,6 +516,8 @@ class QueueEngine:
     # -- a turn of the DMA engine ------------------------------------------------------------
     async def turn(self, run: RingRun) -> bool:
         """One turn for ``run``; True if it has more work. Never raises."""
+        if self._quiesced(run.ring.rx):
+            return False  # resume() kicks it again
         try:
             if self.inject_fault is not None:
                 self.inject_fault, injection = None, self.inject_fault
@@ -493,7 +569,7 @@ class QueueEngine:
     # -- TX -------------------------------------------------------------------------------
     async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
         done = 0
-        while done < device.QUEUE_BUDGET:
+        while done < device.QUEUE_BUDGET and not (self.tx_quiesced and not run.staged):
             if not run.cache and not await self._fetch(run):
                 break
             desc = run.cache.popleft()
@@ -560,15 +636,17 @@ class QueueEngine:
     # -- RX -------------------------------------------------------------------------------
     def deliver(self, queue: int, rx: RxResult) -> bool:
         """A frame for this function from the switch, after the receive offloads (``rx``), for
-        RX queue ``queue`` (queue 0 if beyond the allotment); False if dropped for lack of buffers."""
+        RX queue ``queue`` (queue 0 if beyond the allotment); False if dropped for lack of buffers
+        or because the function's RX is quiesced for migration (counted in STAT_RX_DROPS only)."""
         q = queue if queue < self.num_queues else 0
         run = self.rx[q].run
-        accepted = run is not None and run.free() > len(run.fifo)
+        accepted = run is not None and run.free() > len(run.fifo) and not self.rx_quiesced
         if accepted:
             run.fifo.append(rx)
             self.scheduler.kick(run)
         else:
-            self.rx_nobuf[q] += 1
+            if not self.rx_quiesced:
+                self.rx_nobuf[q] += 1
             self.count("RX_DROPS")
         if self._delivery:
             vlan = rx.vlan if rx.status & d.STATUS_VP.mask else None
@@ -579,7 +657,7 @@ class QueueEngine:
 
     async def _rx_turn(self, run: RingRun) -> tuple[bool, int]:
         done = 0
-        while run.fifo and done < device.QUEUE_BUDGET:
+        while run.fifo and done < device.QUEUE_BUDGET and not self.rx_quiesced:
             rx = run.fifo.popleft()
             frame = rx.frame
             used, pos = [], 0

@@ -14,12 +14,15 @@ import pcicore
 from datasheet import descriptors as d
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
+from datasheet import migration as mig
 from datasheet.mailbox import Offload, Opcode
+from datasheet.migration import Blob, Section, SectionType, VfioMigState
 from datasheet.regs import Access
 from iommu.events import MsiRequest, Translation
 from model import events as ev
+from pf_driver.migration import MigrationError
 from pf_driver.vf_info import LinkState
-from tb.fuzz.world import NUM_VFS, TOTAL_VFS, open_vfs
+from tb.fuzz.world import NUM_VFS, RING_SIZE, TOTAL_VFS, open_vfs
 from tb.lib.timing import wait_until
 from tb.uvm import offload_reference as offref
 
@@ -446,6 +449,67 @@ class Attacker:
             acts.append(Act("spoof", "source_mac", True, self._seen(mark)))
         return acts
 
+    async def migration(self) -> list[Act]:
+        """The host migrates the attacker's VF (saves its state, loads blobs into it) while its
+        guest goes on: doorbells rung while it is stopped (nothing may move), blobs from an
+        untrusted stream (corrupted, or sealed with a valid CRC around hostile ring state). (A VF
+        in the error state is the model's own fault here: tb/tests/test_migration_states.py.)"""
+        w, rng, vf = self.w, self.rng, self.vf
+        fn, index = w.attacker_fn, w.attacker_index
+        mig_vf = w.system.pf.vf_migration(index)
+        acts = []
+        await mig_vf.set_state_path(VfioMigState.STOP_COPY)
+        blob = mig_vf.save_data()
+        mark = w.rec.mark()
+        if vf.netdev is not None and vf.netdev.tx:
+            await vf.netdev.start_xmit(vf.mac + PARTNER + bytes(60))
+        await vf.write_reg(regs.TDT, rng.randrange(2 * RING_SIZE))
+        await self._settle()
+        moved = w.rec.since(mark, ev.DescriptorFetch, fn=fn) + w.rec.since(mark, ev.Writeback, fn=fn)
+        acts.append(Act("migration", "stopped_doorbell", False))
+        if moved:
+            acts.append(Act("migration", "dma_while_stopped", True, False, f"{len(moved)} DMA events"))
+        await mig_vf.set_state_path(VfioMigState.RESUMING)
+        for _ in range(rng.randint(2, 4)):
+            kind, bad, hostile = self._hostile_blob(blob)
+            mark = w.rec.mark()
+            mig_vf.load_data(bad)
+            try:
+                await mig_vf.set_state(VfioMigState.STOP)
+            except MigrationError as exc:
+                acts.append(Act("migration", kind, True, exc.error is not None, str(exc)))
+                continue
+            await mig_vf.set_state_path(VfioMigState.RUNNING)  # loaded: the device must contain it
+            await self._settle()
+            acts.append(Act("migration", kind, hostile, self._seen(mark) if hostile else None))
+            await mig_vf.set_state_path(VfioMigState.RESUMING)
+        mig_vf.load_data(blob)
+        await mig_vf.set_state_path(VfioMigState.RUNNING)
+        return acts
+
+    def _hostile_blob(self, raw: bytes) -> tuple[str, bytes, bool]:
+        """A corrupted blob, or a resealed one whose QUEUES section enables a ring with another
+        length, head or tail: hostile (the third item) when that makes the ring invalid (a length
+        that is no power of two, a head or tail beyond the ring), legal when it stays inside."""
+        rng = self.rng
+        if rng.random() < 0.4:
+            pos = rng.randrange(len(raw))
+            return "tampered_blob", raw[:pos] + bytes([raw[pos] ^ (1 << rng.randrange(8))]) + raw[pos + 1 :], True
+        hostile = True
+        blob = Blob.parse(raw)
+        sections = []
+        for section in blob.sections:
+            if section.type == SectionType.QUEUES:
+                words = section.words
+                ring = 1 + rng.randrange(2) * mig.RING_WORDS  # queue 0's TX or RX
+                words[ring + 3] = regs.TXDCTL.field("ENABLE").put(words[ring + 3], 1)
+                field = rng.choice([2, 4, 5])  # length, head, tail
+                words[ring + field] = value = rng.choice([3, 100, RING_SIZE + 1, 0xFFFFFFFF])
+                hostile = field == 2 or value >= words[ring + 2]
+                section = Section.of_words(SectionType.QUEUES, words)
+            sections.append(section)
+        return "crafted_blob", Blob(blob.compat, blob.vf_index, sections).pack(), hostile
+
     async def aer(self) -> list[Act]:
         """Errors its own function detects and reports (AER): MSI-X Table accesses that are not
         an aligned DWORD (Completer Abort), its function put in D3hot then accessed (Unsupported
@@ -644,6 +708,7 @@ SCENARIOS = (
     "numvfs_change",
     "aer",
     "offloads",
+    "migration",
 )
 #: scenario kinds during which the VFs may vanish: only the PF's traffic is checked
 PF_ONLY = ("numvfs_change",)

@@ -34,6 +34,9 @@ ACT_KINDS = [
     "sriov_reconfigure",
     "tx_offload",
     "offload_request",
+    "stopped_doorbell",
+    "tampered_blob",
+    "crafted_blob",
 ]
 #: scenario kinds that also make legal acts (the rest are hostile by construction)
 LEGAL_TOO = (
@@ -43,6 +46,7 @@ LEGAL_TOO = (
     "host_config",
     "numvfs_change",
     "offloads",
+    "migration",
 )  # "aer" is all hostile
 
 

@@ -253,6 +253,7 @@ async def build_system(
     nic: Nic | None = None,
     bind_drivers: bool = True,
     fabric: str | None = None,
+    harness: bool = True,
 ) -> System:
     """Root complex + NIC on a Gen3 x8 root port, enumerated, PF driver probed.
 
@@ -280,6 +281,10 @@ async def build_system(
     MSI window counts a write naming no vector instead of asserting and whose root ports
     have AER. ``fabric`` (None: ``$FABRIC``, else ``"tlp"``) is the fabric of the root
     complex built here; a supplied ``rc`` brings its own.
+
+    ``harness=False`` builds a second host in the same simulation (its own root complex, host
+    memory, IOMMU and NIC; the harness clock and reset were started by the first): the
+    destination of a live migration (:mod:`tb.lib.migration`).
     """
     verbose = quiet_logging(verbose)
     rc = rc or IommuRootComplex(fabric=fabric)
@@ -296,7 +301,8 @@ async def build_system(
     root_port.downstream_port.max_link_width = device.LINK_WIDTH
     nic = nic or Nic(total_vfs=total_vfs)
     root_port.connect(nic.device)  # before anything yields: the ports start at once
-    await start_harness(dut)
+    if harness:
+        await start_harness(dut)
     await rc.enumerate()
     dut.link_up.value = 1
     pf_dev = rc.find_device(nic.pf.pcie_id)

@@ -40,7 +40,12 @@ def discover() -> list[str]:
 SIM_MODULES = discover()
 #: modules whose subject is the PCIe level itself (config space, enumeration, SR-IOV
 #: capability, link): ``make test`` runs them on the TLP fabric as well as on ``$FABRIC``
-PCIE_LEVEL_MODULES = ("tb.tests.test_enumeration", "tb.tests.test_sriov_config")
+PCIE_LEVEL_MODULES = (
+    "tb.tests.test_enumeration",
+    "tb.tests.test_sriov_config",
+    "tb.tests.test_migration",
+    "tb.tests.test_migration_states",
+)
 #: modules with tests too slow for ``make test`` on the TLP fabric (``NIC_SLOW_TESTS=1``), and
 #: the AER module (error reporting is PCIe-level, 30 s there): ``make regress`` runs them there
 SLOW_MODULES = ("tb.tests.test_enumeration", "tb.tests.test_fairness", "tb.tests.test_aer")
