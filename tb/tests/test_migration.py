@@ -222,6 +222,37 @@ async def a_vf_migrates_with_four_flows_running(dut):
     bridge.stop()
 
 
+async def migration_refused(src, dst, guest, traffic, why: str, **kwargs) -> None:
+    """Migrate ``guest``, expecting the VMM to abort with ``why``."""
+    try:
+        await migrate(
+            src,
+            dst,
+            guest,
+            0,
+            pause_guest=traffic.pause_guest,
+            resume_guest=traffic.resume_guest,
+            announce=announce_from(dst),
+            **kwargs,
+        )
+    except MigrationAborted as exc:
+        assert why in str(exc)
+    else:
+        raise AssertionError(f"the migration completed; expected: {why}")
+
+
+async def guest_stayed(src, dst, guest, traffic) -> None:
+    """After a refused migration: the guest's four flows run on, on the source; both VFs are
+    back in RUNNING."""
+    mark = {f: len(traffic.received[f]) for f in (1, 2, 3, 4)}
+    await Timer(100, "us")
+    await traffic.stop()
+    assert all(len(traffic.received[f]) > mark[f] for f in (1, 2, 3, 4)), "the guest runs on the source"
+    assert guest.pdev is src.pf.virtfns[0]
+    assert src.pf.vf_migration(0).state is S.RUNNING
+    assert dst.pf.vf_migration(0).state is S.RUNNING
+
+
 @cocotb.test()
 async def a_guest_that_dirties_too_much_memory_stays_on_the_source(dut):
     """The guest rewrites 64 pages between every pre-copy round: the VMM gives up after its
@@ -241,30 +272,10 @@ async def a_guest_that_dirties_too_much_memory_stays_on_the_source(dut):
             await Timer(5, "us")
 
     task = cocotb.start_soon(scribble())
-    try:
-        await migrate(
-            src,
-            dst,
-            guest,
-            0,
-            pause_guest=traffic.pause_guest,
-            resume_guest=traffic.resume_guest,
-            announce=announce_from(dst),
-            max_rounds=4,
-        )
-    except MigrationAborted as exc:
-        assert "did not converge" in str(exc)
-    else:
-        raise AssertionError("a migration that cannot converge completed")
+    await migration_refused(src, dst, guest, traffic, "did not converge", max_rounds=4)
     scribbling = False
     task.kill()
-    mark = {f: len(traffic.received[f]) for f in (1, 2, 3, 4)}
-    await Timer(100, "us")
-    await traffic.stop()
-    assert all(len(traffic.received[f]) > mark[f] for f in (1, 2, 3, 4)), "the guest runs on the source"
-    assert guest.pdev is src.pf.virtfns[0]
-    assert src.pf.vf_migration(0).state is S.RUNNING
-    assert dst.pf.vf_migration(0).state is S.RUNNING
+    await guest_stayed(src, dst, guest, traffic)
     bridge.stop()
 
 
@@ -281,26 +292,8 @@ async def a_blob_tampered_with_in_transit_is_refused_and_the_guest_stays(dut):
         return blob[:100] + bytes([blob[100] ^ 0x40]) + blob[101:]
 
     before = await vf_stat(dst, 0, "STAT_TX_PACKETS")
-    try:
-        await migrate(
-            src,
-            dst,
-            guest,
-            0,
-            pause_guest=traffic.pause_guest,
-            resume_guest=traffic.resume_guest,
-            announce=announce_from(dst),
-            transfer=tamper,
-        )
-    except MigrationAborted as exc:
-        assert "BAD_CRC" in str(exc)
-    else:
-        raise AssertionError("a tampered blob was loaded")
-    mark = {f: len(traffic.received[f]) for f in (1, 2, 3, 4)}
-    await Timer(100, "us")
-    await traffic.stop()
-    assert all(len(traffic.received[f]) > mark[f] for f in (1, 2, 3, 4)), "the guest runs on the source"
-    assert guest.pdev is src.pf.virtfns[0]
+    await migration_refused(src, dst, guest, traffic, "BAD_CRC", transfer=tamper)
+    await guest_stayed(src, dst, guest, traffic)
     assert await vf_stat(dst, 0, "STAT_TX_PACKETS") == before == 0
     for flow in (GUEST_TO_PEER, GUEST_TO_STATION):
         assert sorted(traffic.received[flow]) == traffic.sent[flow], flow
