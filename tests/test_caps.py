@@ -129,3 +129,13 @@ def test_register_file_access_rules():
     rf.on_write(regs.CTRL, lambda old, new: seen.append((old, new)))
     rf.write(regs.CTRL.offset, (0xFFFFFFFF).to_bytes(4, "little"))
     assert seen == [(0, regs.CTRL.write_mask)]
+
+
+def test_a_write_cannot_clear_its_own_error():
+    """One write over SCRATCH, the read-only FN_ERROR and ERR_STATUS (all ones: W1C) still
+    leaves RO_WRITE set (found by the hostile-VF campaign, seed 32: an 8-byte write at 0x1b)."""
+    rf = RegisterFile(regs.registers_for(is_vf=True), LOG)
+    assert (regs.FN_ERROR.offset, regs.ERR_STATUS.offset) == (regs.SCRATCH.offset + 4, regs.SCRATCH.offset + 8)
+    rf.write(regs.SCRATCH.offset + 3, b"\xff" * 8)
+    assert rf.get(regs.ERR_STATUS) == regs.ERR_STATUS.field("RO_WRITE").mask
+    assert rf.get(regs.ERR_LAST_OFFSET) == regs.FN_ERROR.offset

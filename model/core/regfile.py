@@ -7,6 +7,8 @@ core uses :meth:`get` / :meth:`set` to change hardware-owned values, and
 than storage (e.g. the mailbox) to the block that owns it. Anything not
 declared follows one rule: reads return 0, writes are ignored, and the access
 is logged and counted in ERR_STATUS / ERR_UNIMPL_COUNT / ERR_LAST_OFFSET.
+The errors one access raises are recorded once the whole access is applied, so a write
+that spans a read-only register and ERR_STATUS cannot clear its own error (W1C).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class RegisterFile:
         self._values: dict[str, list[int]] = {r.name: [r.reset] * r.count for r in registers}
         self._hooks: dict[str, WriteHook] = {}
         self._bound: dict[str, tuple[BoundRead, BoundWrite | None]] = {}
+        self._raised: list[tuple[int, int]] | None = None  # (ERR_STATUS mask, offset) of the access in progress
 
     # -- hardware side -------------------------------------------------------
     def get(self, reg: Register, index: int = 0) -> int:
@@ -65,7 +68,14 @@ class RegisterFile:
 
     def flag_error(self, field_name: str, offset: int) -> None:
         """Record a bad access in ERR_STATUS (used by bound blocks for their own rules)."""
-        self._values["ERR_STATUS"][0] |= regs.ERR_STATUS.field(field_name).mask
+        raised = (regs.ERR_STATUS.field(field_name).mask, offset)
+        if self._raised is not None:
+            self._raised.append(raised)
+        else:
+            self._record(*raised)
+
+    def _record(self, mask: int, offset: int) -> None:
+        self._values["ERR_STATUS"][0] |= mask
         self._values["ERR_LAST_OFFSET"][0] = offset
 
     # -- bus side ------------------------------------------------------------
@@ -79,14 +89,20 @@ class RegisterFile:
 
     def write(self, offset: int, data: bytes) -> None:
         pos = 0
-        while pos < len(data):
-            dword = (offset + pos) & ~3
-            lane = (offset + pos) - dword
-            n = min(4 - lane, len(data) - pos)
-            byte_mask = ((1 << (8 * n)) - 1) << (8 * lane)
-            value = int.from_bytes(bytes(lane) + data[pos : pos + n] + bytes(4 - lane - n), "little")
-            self._write_dword(dword, value, byte_mask)
-            pos += n
+        self._raised = raised = []
+        try:
+            while pos < len(data):
+                dword = (offset + pos) & ~3
+                lane = (offset + pos) - dword
+                n = min(4 - lane, len(data) - pos)
+                byte_mask = ((1 << (8 * n)) - 1) << (8 * lane)
+                value = int.from_bytes(bytes(lane) + data[pos : pos + n] + bytes(4 - lane - n), "little")
+                self._write_dword(dword, value, byte_mask)
+                pos += n
+        finally:
+            self._raised = None
+            for mask, at in raised:
+                self._record(mask, at)
 
     def _read_dword(self, offset: int) -> int:
         hit = self._by_offset.get(offset)
