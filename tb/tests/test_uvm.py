@@ -229,15 +229,16 @@ class OffloadSmoke(NicTest):
         await RssCoverSeq("rss", env, slot=0).start()
         await RxChecksumSeq("rxcsum", env, slot=1).start()
         await TxChecksumSeq("txcsum", env, slot=0, to=1).start()
-        await NicSequence("tso", env).do(
+        tso = NicSequence("tso", env)
+        await tso.do(
             env.vf_agents[0].seqr,
             "xmit",
-            frame=tso_frame(env.vf(0).mac, PARTNER_MAC, env.next_serial(), False, 6000, env.rng),
+            frame=tso_frame(env.vf(0).mac, PARTNER_MAC, tso.next_serial(), False, 6000, env.rng),
             offload=TxOffload(gso_size=1448),
         )
         await VlanSeq("vlan", env, tagger=0, receiver=1, pvlan=2).start()
         ops = NicSequence("bad", env)
-        frame = tso_frame(env.vf(0).mac, PARTNER_MAC, env.next_serial(), False, 300, env.rng)
+        frame = tso_frame(env.vf(0).mac, PARTNER_MAC, ops.next_serial(), False, 300, env.rng)
         verdict = await ops.do(env.vf_agents[0].seqr, "bad_offload", reason=int(OffloadError.MSS), queue=1, frame=frame)
         assert verdict is not None
 
@@ -248,7 +249,7 @@ async def _unicast_between_vfs(env, count=6):
     src, dst = env.vf(0), env.vf(1)
     ops = NicSequence("direct", env)
     for n in range(count):
-        frame = build_frame(src.mac, dst.mac, 100 + n, serial=env.next_serial())
+        frame = build_frame(src.mac, dst.mac, 100 + n, serial=ops.next_serial())
         await ops.do(env.vf_agents[0].seqr, "xmit", frame=frame)
 
 
