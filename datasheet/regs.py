@@ -38,10 +38,11 @@ class Field:
     lsb: int
     width: int = 1
     doc: str = ""
+    #: the field's bits in the register (computed once: the datapath asks for it per descriptor)
+    mask: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def mask(self) -> int:
-        return ((1 << self.width) - 1) << self.lsb
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mask", ((1 << self.width) - 1) << self.lsb)
 
     def get(self, value: int) -> int:
         return (value & self.mask) >> self.lsb

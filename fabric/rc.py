@@ -29,6 +29,7 @@ from .direct import DirectPort
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
 from .space import BusMasterSpace, HostAddressSpace
+from .tlp import CheckedTlp
 from .transaction import (
     CA,
     UR,
@@ -157,6 +158,12 @@ class FabricRootComplex(RootComplex):
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs
             self.mem_region = replace_region(self.mem_address_space, self.mem_region, DownstreamRegion(self))
+
+    async def send(self, tlp: Any) -> None:
+        """Every TLP the root complex originates (requests, completions) goes down as a
+        :class:`~fabric.tlp.CheckedTlp`: the bridges on its way check it by table look-ups."""
+        tlp.__class__ = CheckedTlp
+        await super().send(tlp)
 
     # -- configuration requests --------------------------------------------------------------------
     def config_target(self, dev: PcieId) -> Function | None:

@@ -115,6 +115,11 @@ class BusMasterSpace(AddressSpace):
             return await self.master.read(address, length, **kwargs)
         return await super().read(address, length, **kwargs)
 
+    async def read_request(self, address: int, nbytes: int) -> tuple[Any, bytes, Any]:
+        """One read request of the function, its completion annotated
+        (:meth:`fabric.transaction.BusMasterRegion.read_request`)."""
+        return await self.master.read_request(address, nbytes)
+
     async def write(self, address: int, data: bytes, **kwargs: Any) -> None:
         if 0 <= address and address + max(len(data), 1) <= SPACE:
             await self.master.write(address, data, **kwargs)

@@ -4,6 +4,9 @@ A memory read or write is cut into the same requests cocotbext-pcie's ``MemoryTl
 cuts it into as TLPs (Max_Read_Request_Size / Max_Payload_Size, 128-byte read completion
 boundary, never across 4 KiB: PCIe 6.0 §2.2.7, §2.3.1.1), each a :class:`MemRequest` with
 the fields a TLP header would carry (requester, DWORD address and length, byte enables).
+A completer annotates a read request with what its completion does besides its status and
+data (poisoned, late, never sent: the faults a test injects), as TLM-2.0's loosely timed
+``b_transport`` annotates its transaction with a delay.
 Every rule downstream (bridge windows, ACS, IOMMU translation, BAR decode, the root
 complex's memory map) sees one request at a time, as it would see one TLP, so the IOMMU
 translates and faults the same requests on both fabrics.
@@ -13,7 +16,9 @@ Two regions plug the requests into cocotbext-pcie's address spaces:
 * :class:`BusMasterRegion` is a function's view of memory (its ``mem_address_space``):
   DMA and MSI-X writes go to the root port above it (bus mastering checked, completions
   other than Successful raise, UR/CA noted in the function's Status register, as
-  ``Function.upstream_recv`` does).
+  ``Function.upstream_recv`` does).  :meth:`BusMasterRegion.read_request` hands a
+  requester that checks its own completions (Completion Timeout, poisoned data) one read
+  request and its annotated completion.
 * :class:`DownstreamRegion` is the root complex's view of the BAR space: host MMIO goes
   to the device through the bridges' windows.
 """
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
 Completion = tuple[CplStatus, bytes]
 UR = (CplStatus.UR, b"")
 CA = (CplStatus.CA, b"")
+#: what a completer returns for a read it never completes (its request's ``delay_ns`` is None):
+#: the read fails, as with a completion timeout, but no completion status is noted
+WITHHELD = (CplStatus.UR, b"")
 PAGE = 0x1000
 RCB = 128
 
@@ -43,9 +51,11 @@ class MemRequest:
     """One memory request as a TLP would carry it: DWORD-aligned ``address``, ``dwords``,
     ``first_pad`` bytes before the first enabled byte, ``nbytes`` enabled bytes (0: a
     zero-length request, byte enables off), the requester's Routing ID and, for a write,
-    the ``payload`` bytes."""
+    the ``payload`` bytes.  A completer's annotations of a read: ``poisoned`` (its completion
+    carries poisoned data, EP set), ``delay_ns`` (its completion leaves that late; None: it is
+    never sent)."""
 
-    __slots__ = ("requester", "address", "dwords", "length", "first_pad", "nbytes", "payload")
+    __slots__ = ("requester", "address", "dwords", "length", "first_pad", "nbytes", "payload", "poisoned", "delay_ns")
 
     def __init__(self, requester: int, addr: int, nbytes: int, payload: bytes | None = None):
         self.requester = requester
@@ -55,6 +65,8 @@ class MemRequest:
         self.dwords = dwords = max((pad + nbytes + 3) >> 2, 1)
         self.length = dwords << 2  # bytes the DWORDs cover (a TLP's Length field x 4)
         self.payload = payload
+        self.poisoned = False
+        self.delay_ns: int | None = 0
 
     @property
     def first_be(self) -> int:
@@ -71,6 +83,11 @@ class MemRequest:
         return 0xF >> (-(self.first_pad + self.nbytes) & 3)
 
     @property
+    def annotated(self) -> bool:
+        """Whether a completer annotated this read (poisoned, late or withheld completion)."""
+        return self.poisoned or self.delay_ns != 0
+
+    @property
     def write(self) -> bool:
         return self.payload is not None
 
@@ -84,6 +101,7 @@ class MemRequest:
         req = MemRequest.__new__(MemRequest)
         req.requester, req.dwords, req.length, req.first_pad = self.requester, self.dwords, self.length, self.first_pad
         req.nbytes, req.payload = self.nbytes, self.payload
+        req.poisoned, req.delay_ns = self.poisoned, self.delay_ns
         req.address = address
         return req
 
@@ -234,26 +252,45 @@ class BusMasterRegion(Region):
         rid = int(func.pcie_id)
         mrrs = 128 << func.pcie_cap.max_read_request_size
         if 0 < length <= mrrs - (address & 3) and (address & (PAGE - 1)) + length <= PAGE:  # one request
-            status, payload = await self.port.upstream_read(MemRequest(rid, address, length))
+            req = MemRequest(rid, address, length)
+            status, payload = await self.port.upstream_read(req)
             if status == CplStatus.SC:
                 return payload[address & 3 : (address & 3) + length]
-            self._abort(status)
+            self._abort(status, req)
             raise Exception("Unsuccessful completion")
         data = bytearray()
         failed = False
         for addr, n in read_requests(address, length, mrrs):
-            status, payload = await self.port.upstream_read(MemRequest(rid, addr, n))
+            req = MemRequest(rid, addr, n)
+            status, payload = await self.port.upstream_read(req)
             if status == CplStatus.SC:
                 data += payload[addr & 3 : (addr & 3) + n]
                 continue
             failed = True
-            self._abort(status)
+            self._abort(status, req)
         if failed:
             raise Exception("Unsuccessful completion")
         return bytes(data)
 
-    def _abort(self, status: CplStatus) -> None:
-        """What ``Function.upstream_recv`` notes of an unsuccessful completion (Status register)."""
+    async def read_request(self, address: int, nbytes: int) -> tuple[CplStatus, bytes, MemRequest]:
+        """One read request of ``nbytes`` at ``address`` (the caller cut it: within
+        Max_Read_Request_Size and 4 KiB) and its completion: the status, the ``nbytes`` read
+        (empty unless Successful) and the request with the completer's annotations, for a
+        requester that checks its completions itself (``NicFunction.dma_read``).  Bus Master
+        Enable is the caller's to check; an unsuccessful status is noted as :meth:`read` does."""
+        req = MemRequest(int(self.function.pcie_id), address, nbytes)
+        status, payload = await self.port.upstream_read(req)
+        if status == CplStatus.SC:
+            pad = address & 3
+            return status, payload[pad : pad + nbytes], req
+        self._abort(status, req)
+        return status, b"", req
+
+    def _abort(self, status: CplStatus, req: MemRequest) -> None:
+        """What ``Function.upstream_recv`` notes of an unsuccessful completion (Status register);
+        nothing for a completion never sent (:data:`WITHHELD`)."""
+        if req.delay_ns is None:
+            return
         if status == CplStatus.UR:
             self.function.received_master_abort = True
         elif status == CplStatus.CA:

@@ -46,6 +46,10 @@ class CompletionFaults:
         """The first completion of the next read from ``rid`` carries poisoned data (EP set)."""
         return self._arm(CompletionFault(rid, POISON))
 
+    def __bool__(self) -> bool:
+        """Whether any fault is armed."""
+        return bool(self._armed)
+
     def take(self, rid: int, address: int) -> CompletionFault | None:
         """The fault armed for a read from ``rid`` at ``address``, now fired; None if none."""
         fault = self._armed.pop(rid, None)

@@ -23,13 +23,13 @@ from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
 from fabric.rc import FabricRootComplex
-from fabric.transaction import UR
+from fabric.transaction import UR, WITHHELD
 from observe import EventBus
 
 from .acs import AcsRootPort
 from .events import MsiRequest
 from .faults import FaultRecord
-from .inject import DELAY, POISON, WITHHOLD, CompletionFaults
+from .inject import DELAY, POISON, WITHHOLD, CompletionFault, CompletionFaults
 from .remapping import Iommu
 
 if TYPE_CHECKING:
@@ -225,12 +225,33 @@ class IommuRootComplex(FabricRootComplex):
 
     # -- fast fabric: the requests ------------------------------------------------------------
     async def mem_read_request(self, req: MemRequest) -> Completion:
+        host_req = req
         if self.iommu.translation_enabled:
             phys = self.translate(req.requester, req.address, req.length, False)
             if phys is None:
                 return UR
-            req = req.at(phys)
-        return await super().mem_read_request(req)
+            host_req = req.at(phys)
+        if self.inject:
+            fault = self.inject.take(req.requester, req.address)
+            if fault is not None:
+                return await self._faulted_read(req, host_req, fault)
+        return await super().mem_read_request(host_req)
+
+    async def _faulted_read(self, req: MemRequest, host_req: MemRequest, fault: CompletionFault) -> Completion:
+        """An injected fault on a read, as annotations of its completion (the requester's to
+        act on, ``NicFunction.dma_read``): sent ``delay_ns`` late, poisoned, or never sent."""
+        if fault.kind == WITHHOLD:
+            self.log.warning(
+                "read from %s at %#x: completion withheld (injected)", PcieId.from_int(req.requester), req.address
+            )
+            req.delay_ns = None
+            return WITHHELD
+        if fault.kind == DELAY:
+            req.delay_ns = fault.delay_ns
+        else:
+            assert fault.kind == POISON
+            req.poisoned = True
+        return await super().mem_read_request(host_req)
 
     async def mem_write_request(self, req: MemRequest) -> None:
         if self.in_interrupt_window(req.address):

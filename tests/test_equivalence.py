@@ -86,11 +86,16 @@ def test_the_summary_gives_the_speed_up_and_the_verdict_per_seed():
     assert not runs[0].ok and runs[2].ok
 
 
+#: the fabric-equivalent pyuvm tests of ``make test``: one quiesced, one with its changes
+#: (RSS, checksum, TSO, VLAN) made while traffic runs
+SMOKE_EQUIVALENT = ("QuiescedSmoke", "OffloadSmoke")
+
+
 @pytest.mark.sim
-def test_the_quiesced_smoke_test_sees_the_same_events_on_both_fabrics(tmp_path):
+def test_the_smoke_tests_see_the_same_events_on_both_fabrics(tmp_path):
     """QuiescedSmoke (filters, moderation, traffic from every side, two disruptions on a quiet
-    system) on the TLP and on the transaction-level fabric: every scoreboard stream and the
-    end state agree."""
+    system) and OffloadSmoke (every offload configured and exercised while frames flow) on the
+    TLP and on the transaction-level fabric: every scoreboard stream and the end state agree."""
     from cocotb_tools.check_results import get_results  # noqa: PLC0415
 
     from tb.tools.runner import run  # noqa: PLC0415
@@ -98,12 +103,14 @@ def test_the_quiesced_smoke_test_sees_the_same_events_on_both_fabrics(tmp_path):
     for name in fabric.FABRICS:
         results = run(
             ["tb.tests.test_uvm"],
-            testcase="QuiescedSmoke",
+            testcase=",".join(SMOKE_EQUIVALENT),
             results_xml=tmp_path / f"{name}.xml",
             extra_env={"NIC_RECORD_DIR": str(tmp_path)},
             fabric=name,
         )
-        assert get_results(results)[1] == 0, f"QuiescedSmoke failed on the {name} fabric"
-    tlp, fast = (load(next(tmp_path.glob(f"QuiescedSmoke-*-{name}.json"))) for name in fabric.FABRICS)
-    assert any(key.startswith("switch/") and events for key, events in tlp["streams"].items()), "no frames moved"
-    assert compare(tlp, fast) == []
+        assert get_results(results) == (len(SMOKE_EQUIVALENT), 0), f"a smoke test failed on the {name} fabric"
+    for test in SMOKE_EQUIVALENT:
+        tlp, fast = (load(next(tmp_path.glob(f"{test}-*-{name}.json"))) for name in fabric.FABRICS)
+        assert tlp["meta"]["fabric_equivalent"] and fast["meta"]["fabric_equivalent"]
+        assert any(key.startswith("switch/") and events for key, events in tlp["streams"].items()), "no frames moved"
+        assert compare(tlp, fast) == [], f"{test} saw different events on the two fabrics"

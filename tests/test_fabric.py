@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 
 import pytest
-from cocotbext.pcie.core.tlp import Tlp
+from cocotbext.pcie.core.tlp import Tlp, TlpType
 
 import fabric
+from fabric.tlp import CheckedTlp
 from fabric.transaction import PAGE, MemRequest, in_window, read_requests, write_requests
+from model.pcie.function import read_requests as device_read_requests
 from tests.conftest import run_sync
 
 
@@ -62,6 +64,17 @@ def test_read_requests_match_the_tlps_cocotbext_sends(mrrs):
         addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
         length = rng.choice([1, 2, 3, 4, 16, 60, 64, 1500, 4096, 9000, rng.randrange(1, 20000)])
         assert list(read_requests(addr, length, mrrs)) == tlp_reads(addr, length, mrrs), (addr, length)
+
+
+@pytest.mark.parametrize("mrrs", [128, 512, 4096])
+def test_the_device_cuts_its_reads_as_the_fabric_does(mrrs):
+    """The device's own DMA reads (``NicFunction.dma_read``, on either fabric) are cut into the
+    requests the fabric's regions make of a read (the model cannot import the fabric)."""
+    rng = random.Random(mrrs)
+    for _ in range(2000):
+        addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
+        length = rng.choice([1, 4, 16, 64, 1500, 4096, 9000, rng.randrange(1, 20000)])
+        assert device_read_requests(addr, length, mrrs) == list(read_requests(addr, length, mrrs)), (addr, length)
 
 
 @pytest.mark.parametrize("mps", [128, 256, 512])
@@ -152,3 +165,32 @@ def test_a_function_reached_through_a_bus_master_region_raises_like_cocotbext():
     with pytest.raises(Exception, match="Unsuccessful completion"):
         run_sync(region.read(0x2001, 2))  # one request
     assert func.received_master_abort
+
+
+def test_checked_tlps_answer_as_stock_tlps_do(capsys):
+    """A TLP the TLP fabric's links hand up as a ``CheckedTlp`` has the same type, flow-control
+    class, validation result and messages and representation as the stock ``Tlp``."""
+
+    def outcome(call):
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 -- the same exception, whatever it is
+            return type(exc)
+
+    rng = random.Random(12)
+    for kind in TlpType:
+        for _ in range(100):
+            stock = Tlp()
+            stock.fmt_type = kind
+            stock.length = rng.choice([0, 1, 2, 4, 1024, rng.randrange(2000)])
+            stock.address = rng.randrange(1 << 20)
+            stock.byte_count, stock.lower_address = rng.randrange(5000), rng.randrange(128)
+            stock.data = bytearray(rng.choice([stock.length * 4, rng.randrange(100)]))
+            checked = Tlp(stock)
+            checked.__class__ = CheckedTlp
+            verdict = stock.check()
+            printed = capsys.readouterr().out
+            assert checked.check() == verdict and capsys.readouterr().out == printed, kind
+            assert checked.fmt_type is stock.fmt_type and repr(checked) == repr(stock)
+            for query in ("get_fc_type", "is_posted", "is_nonposted", "is_completion"):
+                assert outcome(getattr(checked, query)) == outcome(getattr(stock, query)), (kind, query)

@@ -33,6 +33,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 import cocotb
+from cocotb.triggers import Event, Timer
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
@@ -43,6 +44,8 @@ from model.pcie.caps import NicAerCapability, NicMsixCapability, NicPcieCapabili
 from model.pcie.caps.aer import ADVISORY, CORRECTABLE_SEVERITY, FATAL, error_name
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from model.core.slice import FunctionSlice
 
 #: Type 0 header state an FLR returns to its reset value (PCIe Base 6.0 §6.6.2): the whole
@@ -88,6 +91,8 @@ PCIE_CAP_PRESERVED = frozenset(
 MEM_READS = {TlpType.MEM_READ, TlpType.MEM_READ_64}
 MEM_WRITES = {TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
 COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
+#: the Completer ID of the root complex's completions (cocotbext-pcie's RootComplex)
+ROOT_COMPLEX = PcieId(0, 0, 0)
 
 
 class RequestFailed(Exception):
@@ -96,14 +101,42 @@ class RequestFailed(Exception):
 
 class MemoryRequest(Protocol):
     """A memory request as the transaction-level fabric hands it over: the fields of the
-    TLP header it stands for."""
+    TLP header it stands for; for a read, what its completion does besides its status
+    (``poisoned`` data; ``delay_ns`` late, None if never sent)."""
 
     requester: int
     address: int  # DWORD-aligned
     dwords: int
+    nbytes: int
+    first_pad: int
     first_be: int
     last_be: int
     write: bool
+    poisoned: bool
+    delay_ns: int | None
+
+
+class RequestSpace(Protocol):
+    """A memory space that carries a function's reads one request at a time and hands back
+    each completion for the function to check (the transaction-level fabric's bus-master
+    space): the status, the bytes read (empty unless Successful) and the annotated request."""
+
+    async def read_request(self, address: int, nbytes: int) -> tuple[CplStatus, bytes, MemoryRequest]: ...
+
+
+def read_requests(addr: int, length: int, max_read_request: int) -> list[tuple[int, int]]:
+    """(address, bytes) of the read requests a read of ``length`` bytes at ``addr`` is cut
+    into (§2.2.7): at most Max_Read_Request_Size, split on the 128-byte read completion
+    boundary, never across 4 KiB."""
+    requests, end = [], addr + length
+    while addr < end:
+        size = end - addr
+        if size > max_read_request - (addr & 0x3):
+            size = min(size, max_read_request - (addr & 0x7F))
+        size = min(size, 0x1000 - (addr & 0xFFF))
+        requests.append((addr, size))
+        addr += size
+    return requests
 
 
 def tlp_header(tlp: Tlp) -> bytes:
@@ -111,8 +144,8 @@ def tlp_header(tlp: Tlp) -> bytes:
     return bytes(tlp.pack_header())
 
 
-def request_header(req: MemoryRequest) -> bytes:
-    """The header the TLP ``req`` stands for would carry, for the Header Log."""
+def request_tlp(req: MemoryRequest) -> Tlp:
+    """The TLP ``req`` stands for (its header fields; no tag: the fast fabric has none)."""
     tlp = Tlp()
     if req.write:
         tlp.fmt_type = TlpType.MEM_WRITE_64 if req.address > 0xFFFFFFFF else TlpType.MEM_WRITE
@@ -120,7 +153,22 @@ def request_header(req: MemoryRequest) -> bytes:
         tlp.fmt_type = TlpType.MEM_READ_64 if req.address > 0xFFFFFFFF else TlpType.MEM_READ
     tlp.requester_id = PcieId.from_int(req.requester)
     tlp.address, tlp.length, tlp.first_be, tlp.last_be = req.address, req.dwords, req.first_be, req.last_be
-    return tlp_header(tlp)
+    return tlp
+
+
+def request_header(req: MemoryRequest) -> bytes:
+    """The header the TLP ``req`` stands for would carry, for the Header Log."""
+    return tlp_header(request_tlp(req))
+
+
+def completion_header(req: MemoryRequest, completer: PcieId, poisoned: bool = False) -> bytes:
+    """The header of the (first) completion with data of read ``req``, as the root complex
+    builds it (``RootComplex.handle_mem_read_tlp``), for the Header Log."""
+    cpl = Tlp.create_completion_data_for_tlp(request_tlp(req), completer)
+    cpl.length, cpl.byte_count = req.dwords, req.nbytes
+    cpl.lower_address = (req.address + req.first_pad) & 0x7F
+    cpl.ep = poisoned
+    return tlp_header(cpl)
 
 
 class NicFunction(MemoryEndpoint):
@@ -188,19 +236,17 @@ class NicFunction(MemoryEndpoint):
         if not self.bus_master_enable:
             raise RequestFailed(f"read at {addr:#x}: bus mastering disabled")
         timeout = self.completion_timeout_ns() or 0
-        limit = 128 << self.pcie_cap.max_read_request_size
-        requests, end = [], addr + length
-        while addr < end:
-            size = end - addr
-            if size > limit - (addr & 0x3):
-                size = min(size, limit - (addr & 0x7F))
-            size = min(size, 0x1000 - (addr & 0xFFF))
+        cut = read_requests(addr, length, 128 << self.pcie_cap.max_read_request_size)
+        read_request = getattr(self.mem_address_space, "read_request", None)
+        if read_request is not None:  # a RequestSpace (transaction level): no TLPs
+            return await self._read_transactions(read_request, cut, timeout)
+        requests = []
+        for addr, size in cut:
             req = Tlp()
             req.fmt_type = TlpType.MEM_READ_64 if addr > 0xFFFFFFFF else TlpType.MEM_READ
             req.requester_id = self.pcie_id
             req.set_addr_be(addr, size)
             requests.append((req, size, cocotb.start_soon(self.perform_nonposted_operation(req, timeout, "ns"))))
-            addr += size
         data, failures = bytearray(), []
         for req, size, task in requests:
             chunk, failure = await self._completed(req, size, await task)
@@ -210,6 +256,60 @@ class NicFunction(MemoryEndpoint):
         if failures:
             raise RequestFailed("; ".join(failures))
         return bytes(data)
+
+    async def _read_transactions(
+        self,
+        read_request: Callable[[int, int], Awaitable[tuple[CplStatus, bytes, MemoryRequest]]],
+        cut: list,
+        timeout: int,
+    ) -> bytes:
+        """:meth:`dma_read` on the transaction-level fabric: each request's completion is
+        handed back at once, checked as :meth:`_completed` checks the completion TLPs."""
+        data, failures = bytearray(), []
+        for addr, size in cut:
+            status, chunk, req = await read_request(addr, size)
+            if req.poisoned or req.delay_ns != 0:
+                chunk, failure = await self._annotated(status, chunk, req, timeout)
+            elif status != CplStatus.SC:
+                chunk, failure = b"", f"read at {req.address:#x}: {CplStatus(status).name} completion"
+            else:
+                failure = None
+            data += chunk
+            if failure:
+                failures.append(failure)
+        if failures:
+            raise RequestFailed("; ".join(failures))
+        return bytes(data)
+
+    async def _annotated(
+        self, status: CplStatus, chunk: bytes, req: MemoryRequest, timeout: int
+    ) -> tuple[bytes, str | None]:
+        """A read whose completion comes late, never, or with poisoned data (§2.8, §2.7.2.2):
+        past the Completion Timeout the request fails with a Completion Timeout and a
+        completion that comes later is Unexpected; poisoned data is Poisoned TLP Received."""
+        late = req.delay_ns
+        if late is None or (timeout and late > timeout):
+            if not timeout:  # Completion Timeout disabled: the requester waits for ever
+                await Event().wait()
+            await Timer(timeout, "ns")
+            if late is not None:
+                cocotb.start_soon(self._unexpected_completion(req, late - timeout))
+            await self.signal_error(pci.PCI_ERR_UNC_COMP_TIME, request_header(req))
+            return b"", f"read at {req.address:#x}: completion timeout"
+        if late:
+            await Timer(late, "ns")
+        if status != CplStatus.SC:
+            return b"", f"read at {req.address:#x}: {CplStatus(status).name} completion"
+        if req.poisoned:
+            await self.signal_error(pci.PCI_ERR_UNC_POISON_TLP, completion_header(req, ROOT_COMPLEX, poisoned=True))
+            return b"", f"read at {req.address:#x}: poisoned completion"
+        return chunk, None
+
+    async def _unexpected_completion(self, req: MemoryRequest, after_ns: int) -> None:
+        """The completion of a request that timed out arrives ``after_ns`` later: its tag is
+        no longer outstanding (Unexpected Completion, an Advisory Non-Fatal error, §6.2.3.2.4.1)."""
+        await Timer(max(after_ns, 1), "ns")
+        await self.signal_error(pci.PCI_ERR_UNC_UNX_COMP, completion_header(req, ROOT_COMPLEX), advisory=True)
 
     async def _completed(self, req: Tlp, size: int, cpls: list[Tlp]) -> tuple[bytes, str | None]:
         """The data of one read request from its completions, or why it failed."""

@@ -1,14 +1,19 @@
 """The fabrics themselves: idle TLP links sleep and still grant credits; the transaction-level
-fabric issues the requests the TLP fabric would and still carries any other TLP."""
+fabric issues the requests the TLP fabric would, carries device reads without TLPs with the
+same completion faults, and still carries any other TLP."""
 
 import cocotb
 from cocotb.triggers import Timer
+from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 import fabric
 from fabric.transaction import read_requests, write_requests
 from iommu.events import Translation
+from model import events as ev
+from model.pcie.function import RequestFailed
 from tb.lib.system import build_system
+from tb.tests.test_aer import set_completion_timeout
 
 TIMEOUT = dict(timeout=20, timeout_unit="us")
 #: host physical address nothing decodes: above the MSI region, below the BAR windows
@@ -106,3 +111,47 @@ async def any_tlp_still_crosses_the_fast_fabric(dut):
     (cpl,) = await fn.perform_nonposted_operation(stray, **TIMEOUT)
     assert cpl.status == CplStatus.UR
     assert system.root_port.downstream_port.delivered >= 3  # completions came down the link
+
+
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS))
+@cocotb.test()
+async def device_reads_and_their_completion_faults_on_both_fabrics(dut, fabric_name):
+    """A device DMA read: on the transaction-level fabric no TLP carries it.  A read the
+    root complex never completes fails after the function's Completion Timeout (100 us,
+    PCIe 6.0 §2.8) with its request's header logged and no completion status noted; one
+    completed late, past the timeout, fails the same way and its completion is then
+    Unexpected (§6.2.3.2.4.1); poisoned data fails the read (Poisoned TLP Received)."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric_name)
+    fn = system.nic.pf
+    buf = system.pf_dma.alloc_buffer(4096)
+    buf.write(0, b"read by the device")
+    link = system.root_port.downstream_port
+    crossed = getattr(link, "delivered", None)
+    assert await fn.dma_read(buf.phys, 18) == b"read by the device"
+    if fabric_name == fabric.FAST:
+        assert link.delivered == crossed, "a device read crossed the link as TLPs"
+    errors = []
+    system.nic.events.subscribe(ev.AerError, lambda e: errors.append((e.error, e.severity)))
+    await set_completion_timeout(system.pf_dev, 0x1)  # 100 us
+    for arm, expected in (
+        (system.rc.inject.withhold_completion, [("CmpltTO", "nonfatal")]),
+        (lambda rid: system.rc.inject.delay_completion(rid, 300_000), [("CmpltTO", "nonfatal")]),
+        (system.rc.inject.poison_completion, [("TLP", "nonfatal")]),
+    ):
+        errors.clear()
+        fault = arm(fn.rid)
+        t0 = get_sim_time("ns")
+        try:
+            await fn.dma_read(buf.phys, 18)
+            failed = None
+        except RequestFailed as exc:
+            failed = str(exc)
+        assert fault.fired and fault.address == buf.phys
+        timed_out = expected[0][0] == "CmpltTO"
+        assert failed == f"read at {buf.phys:#x}: {'completion timeout' if timed_out else 'poisoned completion'}"
+        if timed_out:
+            assert 100_000 <= get_sim_time("ns") - t0 < 110_000
+        assert errors == expected
+        assert not fn.received_master_abort and not fn.received_target_abort
+    await Timer(300, "us")  # the late completion of the second read arrives
+    assert errors == [("TLP", "nonfatal"), ("UnxCmplt", "advisory")]

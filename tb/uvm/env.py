@@ -8,7 +8,9 @@ up at the start of the test's run phase by :meth:`NicEnv.bring_up`.
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections.abc import Iterator
 
 from pyuvm import ConfigDB, uvm_env
 
@@ -21,6 +23,9 @@ from tb.uvm.record import TIMING_STATS, EventRecord
 from tb.uvm.scoreboard import Scoreboard
 
 __all__ = ["MAX_AGENTS", "EnvConfig", "NicEnv"]
+
+#: serial numbers per sequence (a frame's serial: its sequence's block, then its number there)
+SERIAL_SPACE_BITS = 24
 
 
 class NicEnv(uvm_env):
@@ -39,12 +44,14 @@ class NicEnv(uvm_env):
         self.probe = WaveProbe("probe", self)
         self.record = EventRecord("record", self)
         self.platform: Platform | None = None  # made once the children are built (connect phase)
-        self._serial = 0
+        self._serial_spaces = 0
 
-    def next_serial(self) -> int:
-        """Serial number for the next generated frame (per run, so a seed reproduces it)."""
-        self._serial += 1
-        return self._serial
+    def serial_space(self) -> Iterator[int]:
+        """Serial numbers for the frames of one sequence: a block of its own, handed out in
+        the order sequences are made (which the seed fixes), so a frame's serial does not
+        depend on how concurrent sequences interleave, which follows the fabric's timing."""
+        self._serial_spaces += 1
+        return itertools.count((self._serial_spaces << SERIAL_SPACE_BITS) + 1)
 
     def connect_phase(self):
         self.platform = Platform(self.cfg, self.rng, self.scoreboard.dma_ref, self.netdev_mon.attach_netdev)

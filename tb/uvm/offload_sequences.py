@@ -91,7 +91,7 @@ class OffloadSequence(NicSequence):
         return device.vf_port(self.env.vf(slot).vf_index)
 
     def serial(self) -> int:
-        return self.env.next_serial()
+        return self.next_serial()
 
     async def from_uplink(self, frame: bytes) -> None:
         await self.do(self.uplink, "send", frame=frame)

@@ -18,8 +18,8 @@ How a ring's descriptors are grouped into DMA requests is not recorded: the devi
 and writes back what is posted when its turn comes, so the batches follow the timing of the
 doorbells (the TLP fabric delays a turn's DMA, the transaction-level one does not), while
 what is read and written, where, and with which outcome does not.  For the same reason the
-scoreboard's counts of DMA requests and of frames that passed during a port's transition
-window (:data:`TIMING_STATS`) are left out of ``final``.
+scoreboard's counts of DMA requests and of frames (and offload reports) that passed during a
+port's transition window (:data:`TIMING_STATS`) are left out of ``final``.
 
 Frames are recorded by digest.  :func:`compare` reports the streams that differ and where.
 """
@@ -40,8 +40,9 @@ UNORDERED = ("rx/", "uplink", "dma/", "faults")
 SETS = ("dma/",)
 #: scoreboard counts that follow timing, not outcomes: DMA requests (the batching of
 #: descriptors per request follows the doorbells' timing) and how many frames happened to
-#: pass while a port was in a transition window (the scoreboard's strictness, not an event)
-TIMING_STATS = ("dma", "lenient_frames", "lost_in_transition")
+#: pass while a port was in a transition window, so were checked leniently rather than
+#: strictly, offload reports included (the scoreboard's strictness, not an event)
+TIMING_STATS = ("dma", "lenient_frames", "lost_in_transition", "rx_offload_checked")
 PAGE_SHIFT = 12
 
 

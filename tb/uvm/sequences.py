@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import struct
+from collections.abc import Iterator
 
 from cocotb.triggers import Timer, gather
 from pyuvm import uvm_sequence
@@ -81,7 +82,12 @@ class NicSequence(uvm_sequence):
         super().__init__(name)
         self.env = env
         self.rng = random.Random(env.rng.getrandbits(64))
+        self.serials = env.serial_space()  # its frames' serial numbers
         self.kw = kw
+
+    def next_serial(self) -> int:
+        """Serial number for this sequence's next frame (fixed by the seed, whatever the timing)."""
+        return next(self.serials)
 
     async def do(self, seqr, op: str, allow_error: bool = False, **args):
         """Run operation ``op`` on the agent behind ``seqr`` (start_item / finish_item) and
@@ -126,8 +132,9 @@ class FrameFactory:
         "to_self",
     )
 
-    def __init__(self, env, rng: random.Random, weights: dict | None = None):
+    def __init__(self, env, rng: random.Random, weights: dict | None = None, serials: Iterator[int] | None = None):
         self.env, self.rng = env, rng
+        self.serials = serials if serials is not None else env.serial_space()
         self.weights = weights or {
             "vf_to_vf": 30,
             "to_pf": 8,
@@ -183,7 +190,7 @@ class FrameFactory:
             dst = PARTNER_MAC if rng.random() < 0.7 else UNKNOWN_MAC
         if vid is not None:
             length = min(length + 4, MAX_LEN + 4)
-        return build_frame(src, dst, length, vid, self.env.next_serial())
+        return build_frame(src, dst, length, vid, next(self.serials))
 
     def from_uplink(self) -> bytes:
         env, rng = self.env, self.rng
@@ -203,7 +210,7 @@ class FrameFactory:
         else:
             dst = UNKNOWN_MAC
         length = random_length(rng) + (4 if vid is not None else 0)
-        return build_frame(PARTNER_MAC, dst, length, vid, self.env.next_serial())
+        return build_frame(PARTNER_MAC, dst, length, vid, next(self.serials))
 
 
 # -- leaf sequences ------------------------------------------------------------------------------
@@ -212,7 +219,7 @@ class VfTrafficSeq(NicSequence):
 
     async def body(self):
         slot, count = self.kw["slot"], self.kw["count"]
-        frames = FrameFactory(self.env, self.rng, self.kw.get("weights"))
+        frames = FrameFactory(self.env, self.rng, self.kw.get("weights"), self.serials)
         for _ in range(count):
             vf = self.env.vf(slot)
             await self.do(self.vf(slot), "xmit", frame=frames.from_port(device.vf_port(vf.vf_index)))
@@ -236,6 +243,7 @@ class PfTrafficSeq(NicSequence):
                 "malformed": 2,
                 "jumbo": 2,
             },
+            self.serials,
         )
         for _ in range(self.kw["count"]):
             await self.do(self.pf, "pf_xmit", frame=frames.from_port(0))
@@ -244,7 +252,7 @@ class PfTrafficSeq(NicSequence):
 
 class UplinkTrafficSeq(NicSequence):
     async def body(self):
-        frames = FrameFactory(self.env, self.rng)
+        frames = FrameFactory(self.env, self.rng, serials=self.serials)
         for _ in range(self.kw["count"]):
             await self.do(self.uplink, "send", frame=frames.from_uplink())
             if self.rng.random() < 0.3:
@@ -400,7 +408,7 @@ class IommuSeq(NicSequence):
         slot, rng, env = self.kw["slot"], self.rng, self.env
         seqr, vf = self.vf(slot), env.vf(slot)
         port = device.vf_port(vf.vf_index)
-        frames = FrameFactory(env, rng)
+        frames = FrameFactory(env, rng, serials=self.serials)
         scenarios = self.kw.get("scenarios") or rng.sample(
             ["2M", "1G", "map_unmap", "ro_ring", "wo_buffer"], rng.randint(2, 4)
         )
@@ -453,10 +461,14 @@ class TrafficPhaseSeq(NicSequence):
         if kw.get("pf", True) and env.cfg.open_pf:
             tasks.append(PfTrafficSeq("pf", env, count=max(per // 2, 1)).start())
 
+        # made now, in order: their random draws and frame serials must not depend on when
+        # they start, which follows the fabric's timing
+        disruptions = [make() for make in kw.get("disruptions", ())]
+
         async def disrupt():
-            for make in kw.get("disruptions", ()):
+            for seq in disruptions:
                 await Timer(rng.randint(5, 60), "us")
-                await make().start()
+                await seq.start()
 
         tasks.append(disrupt())
         await gather(*tasks)
@@ -497,7 +509,7 @@ class SlowGuestSeq(NicSequence):
         pause = self.do(self.vf(slot), "napi_pause", queue=0, ns=self.rng.randint(30_000, 120_000))
         mac = env.vf(slot).mac
         burst = [
-            build_frame(PARTNER_MAC, mac, self.rng.randint(4000, 9000), None, env.next_serial())
+            build_frame(PARTNER_MAC, mac, self.rng.randint(4000, 9000), None, self.next_serial())
             for _ in range(max(env.cfg.ring_size // 3, 3))
         ]
 
