@@ -7,6 +7,8 @@ or of the capability they belong to.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 # Type 0 header (PCI Local Bus 3.0 §6.1; PCIe Base 6.0 §7.5.1)
 PCI_VENDOR_ID = 0x00
 PCI_DEVICE_ID = 0x02
@@ -293,3 +295,40 @@ def vf_rid(pf_rid: int, first_vf_offset: int, vf_stride: int, vf_index: int) -> 
 def rid_str(value: int) -> str:
     """``bb:dd.f`` text of a Routing ID, as lspci prints it."""
     return f"{value >> 8:02x}:{(value >> 3) & 0x1F:02x}.{value & 7:x}"
+
+
+#: a memory request never crosses a 4 KiB boundary (PCIe 6.0 §2.2.7)
+PCI_REQUEST_PAGE = 0x1000
+#: the Read Completion Boundary a root complex completes reads on (§2.3.1.1)
+PCI_READ_COMPLETION_BOUNDARY = 128
+
+
+def read_requests(addr: int, length: int, max_read_request: int) -> Iterator[tuple[int, int]]:
+    """(address, bytes) of each read request a read of ``length`` bytes at ``addr`` becomes
+    (PCIe 6.0 §2.2.7, §2.3.1.1): at most Max_Read_Request_Size (split on the read completion
+    boundary), never across 4 KiB; a zero-length read is one request with no bytes enabled.
+    The one definition of the cut: the device's DMA and both fabrics use it."""
+    if length <= 0:
+        yield addr, 0
+        return
+    end = addr + length
+    while addr < end:
+        n = end - addr
+        if n > max_read_request - (addr & 3):
+            n = min(n, max_read_request - (addr & (PCI_READ_COMPLETION_BOUNDARY - 1)))
+        n = min(n, PCI_REQUEST_PAGE - (addr & (PCI_REQUEST_PAGE - 1)))
+        yield addr, n
+        addr += n
+
+
+def write_requests(addr: int, length: int, max_payload: int) -> Iterator[tuple[int, int]]:
+    """(address, bytes) of each posted write a write of ``length`` bytes at ``addr`` becomes
+    (§2.2.7): at most Max_Payload_Size, never across 4 KiB; a zero-length write is one request."""
+    if length <= 0:
+        yield addr, 0
+        return
+    end = addr + length
+    while addr < end:
+        n = min(end - addr, max_payload - (addr & 3), PCI_REQUEST_PAGE - (addr & (PCI_REQUEST_PAGE - 1)))
+        yield addr, n
+        addr += n

@@ -25,11 +25,13 @@ Two regions plug the requests into cocotbext-pcie's address spaces:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cocotbext.axi import Region
 from cocotbext.pcie.core.tlp import CplStatus
+
+from datasheet import pci
+from datasheet.pci import read_requests, write_requests
 
 if TYPE_CHECKING:
     from cocotbext.pcie.core.bridge import Bridge
@@ -43,8 +45,7 @@ CA = (CplStatus.CA, b"")
 #: what a completer returns for a read it never completes (its request's ``delay_ns`` is None):
 #: the read fails, as with a completion timeout, but no completion status is noted
 WITHHELD = (CplStatus.UR, b"")
-PAGE = 0x1000
-RCB = 128
+PAGE = pci.PCI_REQUEST_PAGE
 
 
 class MemRequest:
@@ -108,36 +109,6 @@ class MemRequest:
     def __repr__(self) -> str:
         kind = "write" if self.payload is not None else "read"
         return f"MemRequest({kind} {self.address:#x}+{self.length} from {self.requester:04x})"
-
-
-def read_requests(addr: int, length: int, max_read_request: int) -> Iterator[tuple[int, int]]:
-    """(address, bytes) of each read request a read of ``length`` bytes at ``addr`` becomes:
-    at most Max_Read_Request_Size (split on the read completion boundary), never across
-    4 KiB; a zero-length read is one request with no bytes enabled."""
-    if length <= 0:
-        yield addr, 0
-        return
-    end = addr + length
-    while addr < end:
-        n = end - addr
-        if n > max_read_request - (addr & 3):
-            n = min(n, max_read_request - (addr & (RCB - 1)))
-        n = min(n, PAGE - (addr & (PAGE - 1)))
-        yield addr, n
-        addr += n
-
-
-def write_requests(addr: int, length: int, max_payload: int) -> Iterator[tuple[int, int]]:
-    """(address, bytes) of each posted write a write of ``length`` bytes at ``addr`` becomes:
-    at most Max_Payload_Size, never across 4 KiB; a zero-length write is one request."""
-    if length <= 0:
-        yield addr, 0
-        return
-    end = addr + length
-    while addr < end:
-        n = min(end - addr, max_payload - (addr & 3), PAGE - (addr & (PAGE - 1)))
-        yield addr, n
-        addr += n
 
 
 def in_window(bridge: Bridge, address: int) -> bool:

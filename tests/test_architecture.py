@@ -22,8 +22,8 @@ from tb.paths import ROOT
 MAY_IMPORT: dict[str, set[str]] = {
     "datasheet": set(),
     "observe": set(),
-    # the PCIe fabric (TLP-accurate or transaction-level) knows only cocotbext-pcie
-    "fabric": set(),
+    # the PCIe fabric (TLP-accurate or transaction-level) knows cocotbext-pcie and the PCIe rules
+    "fabric": {"datasheet.pci"},
     "model": {"datasheet", "observe"},
     # iommu/ knows nothing of the NIC: only the PCI spec's own constants (datasheet.pci);
     # its root complex and root ports run on either fabric

@@ -15,7 +15,6 @@ from cocotbext.pcie.core.tlp import Tlp, TlpType
 import fabric
 from fabric.tlp import CheckedTlp
 from fabric.transaction import PAGE, MemRequest, in_window, read_requests, write_requests
-from model.pcie.function import read_requests as device_read_requests
 from tests.conftest import run_sync
 
 
@@ -64,17 +63,6 @@ def test_read_requests_match_the_tlps_cocotbext_sends(mrrs):
         addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
         length = rng.choice([1, 2, 3, 4, 16, 60, 64, 1500, 4096, 9000, rng.randrange(1, 20000)])
         assert list(read_requests(addr, length, mrrs)) == tlp_reads(addr, length, mrrs), (addr, length)
-
-
-@pytest.mark.parametrize("mrrs", [128, 512, 4096])
-def test_the_device_cuts_its_reads_as_the_fabric_does(mrrs):
-    """The device's own DMA reads (``NicFunction.dma_read``, on either fabric) are cut into the
-    requests the fabric's regions make of a read (the model cannot import the fabric)."""
-    rng = random.Random(mrrs)
-    for _ in range(2000):
-        addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
-        length = rng.choice([1, 4, 16, 64, 1500, 4096, 9000, rng.randrange(1, 20000)])
-        assert device_read_requests(addr, length, mrrs) == list(read_requests(addr, length, mrrs)), (addr, length)
 
 
 @pytest.mark.parametrize("mps", [128, 256, 512])

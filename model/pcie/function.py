@@ -124,21 +124,6 @@ class RequestSpace(Protocol):
     async def read_request(self, address: int, nbytes: int) -> tuple[CplStatus, bytes, MemoryRequest]: ...
 
 
-def read_requests(addr: int, length: int, max_read_request: int) -> list[tuple[int, int]]:
-    """(address, bytes) of the read requests a read of ``length`` bytes at ``addr`` is cut
-    into (§2.2.7): at most Max_Read_Request_Size, split on the 128-byte read completion
-    boundary, never across 4 KiB."""
-    requests, end = [], addr + length
-    while addr < end:
-        size = end - addr
-        if size > max_read_request - (addr & 0x3):
-            size = min(size, max_read_request - (addr & 0x7F))
-        size = min(size, 0x1000 - (addr & 0xFFF))
-        requests.append((addr, size))
-        addr += size
-    return requests
-
-
 def tlp_header(tlp: Tlp) -> bytes:
     """The header of ``tlp`` as it crossed the link, for the Header Log."""
     return bytes(tlp.pack_header())
@@ -236,7 +221,7 @@ class NicFunction(MemoryEndpoint):
         if not self.bus_master_enable:
             raise RequestFailed(f"read at {addr:#x}: bus mastering disabled")
         timeout = self.completion_timeout_ns() or 0
-        cut = read_requests(addr, length, 128 << self.pcie_cap.max_read_request_size)
+        cut = list(pci.read_requests(addr, length, 128 << self.pcie_cap.max_read_request_size)) if length > 0 else []
         read_request = getattr(self.mem_address_space, "read_request", None)
         if read_request is not None:  # a RequestSpace (transaction level): no TLPs
             return await self._read_transactions(read_request, cut, timeout)
