@@ -124,6 +124,15 @@ class RequestSpace(Protocol):
     async def read_request(self, address: int, nbytes: int) -> tuple[CplStatus, bytes, MemoryRequest]: ...
 
 
+def joined(results: list[tuple[bytes, str | None]]) -> bytes:
+    """The data of a read from its requests' (data, failure) in order; :class:`RequestFailed`
+    naming every failure if any request failed."""
+    failures = [failure for _, failure in results if failure]
+    if failures:
+        raise RequestFailed("; ".join(failures))
+    return b"".join(chunk for chunk, _ in results)
+
+
 def tlp_header(tlp: Tlp) -> bytes:
     """The header of ``tlp`` as it crossed the link, for the Header Log."""
     return bytes(tlp.pack_header())
@@ -232,15 +241,7 @@ class NicFunction(MemoryEndpoint):
             req.requester_id = self.pcie_id
             req.set_addr_be(addr, size)
             requests.append((req, size, cocotb.start_soon(self.perform_nonposted_operation(req, timeout, "ns"))))
-        data, failures = bytearray(), []
-        for req, size, task in requests:
-            chunk, failure = await self._completed(req, size, await task)
-            data += chunk
-            if failure:
-                failures.append(failure)
-        if failures:
-            raise RequestFailed("; ".join(failures))
-        return bytes(data)
+        return joined([await self._completed(req, size, await task) for req, size, task in requests])
 
     async def _read_transactions(
         self,
@@ -250,21 +251,16 @@ class NicFunction(MemoryEndpoint):
     ) -> bytes:
         """:meth:`dma_read` on the transaction-level fabric: each request's completion is
         handed back at once, checked as :meth:`_completed` checks the completion TLPs."""
-        data, failures = bytearray(), []
+        results = []
         for addr, size in cut:
             status, chunk, req = await read_request(addr, size)
             if req.poisoned or req.delay_ns != 0:
-                chunk, failure = await self._annotated(status, chunk, req, timeout)
+                results.append(await self._annotated(status, chunk, req, timeout))
             elif status != CplStatus.SC:
-                chunk, failure = b"", f"read at {req.address:#x}: {CplStatus(status).name} completion"
+                results.append((b"", f"read at {req.address:#x}: {CplStatus(status).name} completion"))
             else:
-                failure = None
-            data += chunk
-            if failure:
-                failures.append(failure)
-        if failures:
-            raise RequestFailed("; ".join(failures))
-        return bytes(data)
+                results.append((chunk, None))
+        return joined(results)
 
     async def _annotated(
         self, status: CplStatus, chunk: bytes, req: MemoryRequest, timeout: int

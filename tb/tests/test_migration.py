@@ -160,6 +160,21 @@ def report_line(report: MigrationReport) -> str:
     )
 
 
+async def migrate_guest(src, dst, guest, traffic, **kwargs):
+    """Migrate ``guest`` (VF 0 of ``src``) to VF 0 of ``dst`` as the VMM does: its traffic
+    paused for the stop and resumed after, the move announced from ``dst``."""
+    return await migrate(
+        src,
+        dst,
+        guest,
+        0,
+        pause_guest=traffic.pause_guest,
+        resume_guest=traffic.resume_guest,
+        announce=announce_from(dst),
+        **kwargs,
+    )
+
+
 @cocotb.test()
 async def a_vf_migrates_with_four_flows_running(dut):
     """Every frame the guest posted is sent once, every frame for it is received once or counted
@@ -177,15 +192,7 @@ async def a_vf_migrates_with_four_flows_running(dut):
     traffic = Traffic(guest, peer, bridge)
     await Timer(100, "us")
     assert all(traffic.received[f] for f in (1, 2, 3, 4)), "every flow runs before the migration"
-    report = await migrate(
-        src,
-        dst,
-        guest,
-        0,
-        pause_guest=traffic.pause_guest,
-        resume_guest=traffic.resume_guest,
-        announce=announce_from(dst),
-    )
+    report = await migrate_guest(src, dst, guest, traffic)
     cocotb.log.info("migration: %s", report_line(report))
     moved = {f: len(traffic.received[f]) for f in (1, 2, 3, 4)}
     await Timer(150, "us")
@@ -225,16 +232,7 @@ async def a_vf_migrates_with_four_flows_running(dut):
 async def migration_refused(src, dst, guest, traffic, why: str, **kwargs) -> None:
     """Migrate ``guest``, expecting the VMM to abort with ``why``."""
     try:
-        await migrate(
-            src,
-            dst,
-            guest,
-            0,
-            pause_guest=traffic.pause_guest,
-            resume_guest=traffic.resume_guest,
-            announce=announce_from(dst),
-            **kwargs,
-        )
+        await migrate_guest(src, dst, guest, traffic, **kwargs)
     except MigrationAborted as exc:
         assert why in str(exc)
     else:
