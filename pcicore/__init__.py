@@ -21,6 +21,8 @@ from pcicore.config import (
     find_capability,
     find_ext_capability,
     list_capabilities,
+    pci_find_capability,
+    pci_find_ext_capability,
     pci_restore_state,
     pci_save_state,
 )
@@ -68,6 +70,8 @@ __all__ = [
     "SriovState",
     "dma_device",
     "find_capability",
+    "pci_find_capability",
+    "pci_find_ext_capability",
     "find_ext_capability",
     "list_capabilities",
     "pci_aer_init",

@@ -46,7 +46,14 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.pci import PciBus, PciDevice
 
 from datasheet import pci
-from pcicore.config import find_capability, find_ext_capability, pci_restore_state, pci_save_state
+from pcicore.config import (
+    find_capability,
+    find_ext_capability,
+    pci_find_capability,
+    pci_find_ext_capability,
+    pci_restore_state,
+    pci_save_state,
+)
 from pcicore.driver import PciChannelState, PciErsResult, merge_result, pci_err_handlers
 from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors
 from pcicore.reset import pcie_flr
@@ -115,23 +122,27 @@ async def aer_cap(dev: PciDevice) -> int | None:
     return await find_ext_capability(dev, pci.PCI_EXT_CAP_ID_ERR)
 
 
-async def pcie_clear_device_status(dev: PciDevice) -> None:
-    """Clear the Device Status error bits (RW1C)."""
-    exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
+async def pcie_clear_device_status(dev: PciDevice, exp: int | None = None) -> None:
+    """Clear the Device Status error bits (RW1C); ``exp``: the PCIe capability's offset if
+    the caller has it (else it is looked up)."""
+    if exp is None:
+        exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
     if exp is not None:
         await dev.config_write_word(exp + pci.PCI_EXP_DEVSTA, DEVSTA_ERRORS)
 
 
 async def pci_aer_init(dev: PciDevice) -> bool:
     """Prepare one function for the AER service (Linux ``pci_aer_init``): clear its AER and
-    Device Status, enable its error reporting in Device Control. False without AER."""
-    pos = await aer_cap(dev)
+    Device Status, enable its error reporting in Device Control. False without AER. A new
+    function, just enumerated: the capability offsets are the ones enumeration found
+    (Linux's ``pdev->aer_cap`` and ``pdev->pcie_cap``)."""
+    pos = await pci_find_ext_capability(dev, pci.PCI_EXT_CAP_ID_ERR)
     if pos is None:
         return False
     await dev.config_write_dword(pos + pci.PCI_ERR_UNCOR_STATUS, ALL_ONES)
     await dev.config_write_dword(pos + pci.PCI_ERR_COR_STATUS, ALL_ONES)
-    await pcie_clear_device_status(dev)
-    exp = await find_capability(dev, pci.PCI_CAP_ID_EXP)
+    exp = await pci_find_capability(dev, pci.PCI_CAP_ID_EXP)
+    await pcie_clear_device_status(dev, exp)
     devctl = await dev.config_read_word(exp + pci.PCI_EXP_DEVCTL) & ~pci.PCI_EXP_DEVCTL_BCR_FLR
     await dev.config_write_word(exp + pci.PCI_EXP_DEVCTL, devctl | pci.PCI_EXP_AER_FLAGS)
     return True

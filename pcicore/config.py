@@ -1,4 +1,5 @@
-"""Capability walks with Linux's loop guards, and saving/restoring a function's configuration."""
+"""Capability walks with Linux's loop guards, the offsets found at enumeration, and
+saving/restoring a function's configuration."""
 
 from __future__ import annotations
 
@@ -43,6 +44,23 @@ async def find_ext_capability(dev: PciDevice, cap_id: int) -> int | None:
         if pos < pci.PCI_CFG_SPACE_SIZE:
             return None
     return None
+
+
+async def pci_find_capability(dev: PciDevice, cap_id: int) -> int | None:
+    """Offset of standard capability ``cap_id`` as the host found it when it enumerated ``dev``
+    (cocotbext-pcie's ``PciDevice.setup`` walks the list once), the way Linux caches
+    ``pdev->pcie_cap`` and ``pdev->msix_cap`` in ``pci_init_capabilities`` instead of walking
+    config space again on every use; walks the list (:func:`find_capability`) only when the
+    enumeration recorded nothing for ``cap_id``."""
+    pos = next((pos for cid, pos in dev.capabilities if cid == cap_id), None)
+    return pos if pos is not None else await find_capability(dev, cap_id)
+
+
+async def pci_find_ext_capability(dev: PciDevice, cap_id: int) -> int | None:
+    """Offset of extended capability ``cap_id`` as found at enumeration (Linux's cached
+    ``pdev->aer_cap``), else by walking the list (:func:`find_ext_capability`)."""
+    pos = next((pos for cid, pos in dev.ext_capabilities if cid == cap_id), None)
+    return pos if pos is not None else await find_ext_capability(dev, cap_id)
 
 
 async def list_capabilities(dev: PciDevice) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

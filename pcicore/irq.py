@@ -17,20 +17,23 @@ from cocotb.triggers import First, Timer
 from cocotbext.pcie.core.pci import PciDevice
 
 from datasheet import pci
-from pcicore.config import find_capability
+from pcicore.config import pci_find_capability
 
 
 async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) -> int:
     """Enable MSI-X with up to ``max_vecs`` vectors (Linux ``pci_alloc_irq_vectors``); returns
     how many, or -1. The host, not the device's owner, writes the table: each entry gets the
     message the interrupt controller composes for this requester (remappable format with its
-    own IRTE when the root complex remaps interrupts). Entries start unmasked."""
-    msix = await find_capability(dev, pci.PCI_CAP_ID_MSIX)
+    own IRTE when the root complex remaps interrupts). Entries start unmasked. The capability
+    is the one enumeration found (Linux's ``pdev->msix_cap``), and Message Control is read once
+    (only the function's own MSI-X Enable, cleared here, changes it)."""
+    msix = await pci_find_capability(dev, pci.PCI_CAP_ID_MSIX)
     if msix is None:
         return await _alloc_msi(dev) if min_vecs <= 1 else -1
     if dev.msix_enabled:
         return -1
-    table_size = (await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS) & pci.PCI_MSIX_FLAGS_QSIZE) + 1
+    flags = await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS)
+    table_size = (flags & pci.PCI_MSIX_FLAGS_QSIZE) + 1
     if table_size < min_vecs:
         return -1
     count = min(table_size, max_vecs)
@@ -40,7 +43,6 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     if not dev.msi_vectors:
         dev.msi_vectors = dev.rc.msi_alloc_vectors(table_size)
     messages = _compose(dev, dev.msi_vectors[:count])
-    flags = await dev.config_read_word(msix + pci.PCI_MSIX_FLAGS)
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags & ~pci.PCI_MSIX_FLAGS_ENABLE)
     for k, (addr, data) in enumerate(messages):
         # two aligned QWORDs per entry, the widest access the table supports (PCIe 6.0
@@ -62,7 +64,7 @@ def _compose(dev: PciDevice, vectors: list) -> list[tuple[int, int]]:
 async def _alloc_msi(dev: PciDevice) -> int:
     """One MSI vector (PCI 3.0 §6.8.1, 64-bit address), as Linux falls back to when a function
     has no MSI-X; returns 1, or -1 without an MSI capability."""
-    msi = await find_capability(dev, pci.PCI_CAP_ID_MSI)
+    msi = await pci_find_capability(dev, pci.PCI_CAP_ID_MSI)
     if msi is None or dev.msi_enabled:
         return -1
     flags = await dev.config_read_word(msi + pci.PCI_MSI_FLAGS)

@@ -145,7 +145,7 @@ class PfMailbox:
         if vfs is not self.vfs:
             return  # SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
-        for vf in vfs:
+        for vf in self._flagged(vfs, vflr | errors | acks):
             bit = 1 << vf.index
             if errors & bit:
                 await self.drv.vf_error_event(vf)
@@ -170,6 +170,18 @@ class PfMailbox:
                 await self._send(vf, vf.pending_notifications.pop(0))
             if vfs is not self.vfs:
                 return
+
+    @staticmethod
+    def _flagged(vfs: list[VfInfo], summary: int) -> list[VfInfo]:
+        """The VFs a round's event handling can concern, in index order: those with a bit in
+        ``summary`` (bit n: VF n) and those owing an ACK (which may have timed out). Only the
+        service sends a message, so no other VF starts owing one during the round."""
+        flagged = {vf.index for vf in vfs if vf.awaiting_ack}
+        while summary:
+            low = summary & -summary
+            flagged.add(low.bit_length() - 1)
+            summary ^= low
+        return [vfs[n] for n in sorted(flagged) if n < len(vfs)]
 
     def _take_token(self, vf: VfInfo) -> bool:
         now = get_sim_time("ns")

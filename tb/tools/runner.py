@@ -51,6 +51,23 @@ PCIE_LEVEL_MODULES = (
 SLOW_MODULES = ("tb.tests.test_enumeration", "tb.tests.test_fairness", "tb.tests.test_aer")
 
 
+#: cocotb's variable naming the files whose assertions pytest rewrites (default every ``*.py``)
+REWRITE_ENV = "COCOTB_REWRITE_ASSERTION_FILES"
+#: the test bench's own files (``tb/`` at any depth: fnmatch's ``*`` spans folders)
+TESTBENCH_FILES = "tb/*.py"
+
+
+def assertion_rewrite_files(modules: list[str]) -> str:
+    """The files whose assertions cocotb has pytest rewrite: the test bench's and the modules
+    run (pytest's own convention: test modules, not the libraries under test). cocotb's
+    default, every ``*.py``, rewrites and recompiles each library module the simulator
+    imports (scapy, pyuvm, cocotbext-pcie, the model) in every simulator process, since
+    rewritten code is cached only where bytecode may be written: about 1.3 s per process.
+    Only the failure messages of assertions depend on it."""
+    names = dict.fromkeys(f"{module.rpartition('.')[2]}.py" for module in modules)
+    return " ".join([TESTBENCH_FILES, *names])
+
+
 def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
     """Return a Verilator runner whose build (under ``build_root``, default
     :data:`~tb.paths.BUILD_DIR`) is up to date: built at most once, also when parallel
@@ -110,6 +127,7 @@ def run(
     build_root = build_root or BUILD_DIR
     runner = get_runner(waves, build_root)
     env = dict(extra_env or {})
+    env.setdefault(REWRITE_ENV, assertion_rewrite_files(modules))
     if fabric is not None:
         env[fabrics.ENV] = fabrics.resolve(fabric)
     # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH, and lets
