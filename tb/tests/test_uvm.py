@@ -415,21 +415,27 @@ class QuiescedSmoke(QuiescedTest):
         return EnvConfig(seed=rng.getrandbits(32), total_vfs=8, num_vfs=n, open_vfs=min(n, 3), ring_size=32)
 
 
+def up_to_63_vfs(rng: random.Random, ring_sizes: list[int]) -> EnvConfig:
+    """A random platform of 2 to 63 VFs (TotalVFs at least 16), 2 to 5 of them open, one of
+    ``ring_sizes``, ARI four times in five."""
+    n = pick_num_vfs(rng, buckets=("2-7", "8", "9-63"), weights=[3, 2, 1])
+    return EnvConfig(
+        seed=rng.getrandbits(32),
+        total_vfs=max(n, 16),
+        num_vfs=n,
+        open_vfs=min(n, rng.randint(2, 5)),
+        ring_size=rng.choice(ring_sizes),
+        ari=rng.random() < 0.8,
+    )
+
+
 @pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomQuiesced(QuiescedTest):
     """:class:`QuiescedTest` over random NumVFs (up to 24), rings and ARI: the equivalence
     check of ``make regress FABRIC=both``."""
 
     def configure(self, rng):
-        n = pick_num_vfs(rng, buckets=("2-7", "8", "9-63"), weights=[3, 2, 1])
-        return EnvConfig(
-            seed=rng.getrandbits(32),
-            total_vfs=max(n, 16),
-            num_vfs=n,
-            open_vfs=min(n, rng.randint(2, 5)),
-            ring_size=rng.choice([32, 64]),
-            ari=rng.random() < 0.8,
-        )
+        return up_to_63_vfs(rng, ring_sizes=[32, 64])
 
 
 @pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
@@ -438,15 +444,7 @@ class RandomResets(NicTest):
     handshake), VF software resets and a PF reset happens."""
 
     def configure(self, rng):
-        n = pick_num_vfs(rng, buckets=("2-7", "8", "9-63"), weights=[3, 2, 1])
-        return EnvConfig(
-            seed=rng.getrandbits(32),
-            total_vfs=max(n, 16),
-            num_vfs=n,
-            open_vfs=min(n, rng.randint(2, 5)),
-            ring_size=rng.choice([16, 32, 64]),
-            ari=rng.random() < 0.8,
-        )
+        return up_to_63_vfs(rng, ring_sizes=[16, 32, 64])
 
     async def scenario(self):
         env, rng = self.env, self.env.rng
