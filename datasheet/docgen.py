@@ -68,19 +68,14 @@ FN_ERROR_MEANING = {
 }
 
 
-def _bits(f: regs.Field) -> str:
-    """A field's bit range as datasheets write it: ``7:4`` or ``3``."""
-    return f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
-
-
 def _field_rows(fields: Iterable[regs.Field]) -> list[str]:
-    return [f"| {_bits(f)} | `{f.name}` | {f.doc} |" for f in fields]
+    return [f"| {f.bits} | `{f.name}` | {f.doc} |" for f in fields]
 
 
 def _fields(r: regs.Register) -> str:
     if not r.fields:
         return ""
-    return "<br>".join(f"`{f.name}` [{_bits(f)}]" for f in r.fields)
+    return "<br>".join(f"`{f.name}` [{f.bits}]" for f in r.fields)
 
 
 def render() -> str:

@@ -106,10 +106,6 @@ frame since the guest opened the VF); a guest that keeps dirtying memory makes t
 and stays on the source; a blob tampered with in transit is refused and the guest stays."""
 
 
-def _bits(f: regs.Field) -> str:
-    return f"{f.lsb + f.width - 1}:{f.lsb}" if f.width > 1 else f"{f.lsb}"
-
-
 def _reg_rows() -> list[str]:
     out = ["| offset | register | access | fields | description |", "|---|---|---|---|---|"]
     for r in (
@@ -121,7 +117,7 @@ def _reg_rows() -> list[str]:
         regs.PF_MIG_STATE,
     ):
         offset = f"`{r.offset:#07x}`" + (" + 4n" if r.count > 1 else "")
-        fields = "<br>".join(f"`{f.name}` [{_bits(f)}]: {f.doc}" for f in r.fields)
+        fields = "<br>".join(f"`{f.name}` [{f.bits}]: {f.doc}" for f in r.fields)
         out.append(f"| {offset} | `{r.name}` | {r.access.value} | {fields} | {r.doc} |")
     return out
 

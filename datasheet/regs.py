@@ -50,6 +50,11 @@ class Field:
     def put(self, value: int, field_value: int) -> int:
         return (value & ~self.mask) | ((field_value << self.lsb) & self.mask)
 
+    @property
+    def bits(self) -> str:
+        """The field's bit range as datasheets write it: ``7:4`` or ``3``."""
+        return f"{self.lsb + self.width - 1}:{self.lsb}" if self.width > 1 else f"{self.lsb}"
+
 
 @dataclass(frozen=True)
 class Register:
