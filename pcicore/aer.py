@@ -51,12 +51,10 @@ from pcicore.config import (
     find_ext_capability,
     pci_find_capability,
     pci_find_ext_capability,
-    pci_restore_state,
-    pci_save_state,
 )
 from pcicore.driver import PciChannelState, PciErsResult, merge_result, pci_err_handlers
 from pcicore.irq import pci_alloc_irq_vectors, pci_free_irq_vectors
-from pcicore.reset import pcie_flr
+from pcicore.reset import pci_reset_function
 
 #: the per-function rate limit (Linux rate-limits AER logging per device at 10 per 5 s; the
 #: simulated time scale is microseconds, so the window is 1 ms)
@@ -371,12 +369,7 @@ class AerService:
         if not getattr(dev, "is_virtfn", False):
             rec.steps.append("reset:by_driver")
             return True
-        saved = await pci_save_state(dev)
-        msix = await find_capability(dev, pci.PCI_CAP_ID_MSIX)
-        saved.pop(msix, None)
-        await pcie_flr(dev)
-        await pci_restore_state(dev, saved)
-        pci_free_irq_vectors(dev)
+        await pci_reset_function(dev)
         rec.steps.append("reset:flr")
         return True
 
