@@ -140,7 +140,9 @@ class Completer(Protocol):
     offset :meth:`Routable.route_memory` decoded; None: no BAR decodes it), else the status a
     refused read completes with (a refused write is dropped)."""
 
-    async def check_memory_request(self, hit: tuple[Function, int, int] | None, req: MemRequest) -> CplStatus | None: ...
+    async def check_memory_request(
+        self, hit: tuple[Function, int, int] | None, req: MemRequest
+    ) -> CplStatus | None: ...
 
 
 class EndpointRoutes:

@@ -420,7 +420,8 @@ class NicFunction(MemoryEndpoint):
             return pci.PCI_ERR_UNC_POISON_TLP
         if self.pm_cap.power_state != pci.PCI_D0:
             return pci.PCI_ERR_UNC_UNSUP
-        if bar is not None and bar[0] == device.MSIX_BAR and not self._msix_access_ok(bar[1], dwords, first_be, last_be):
+        msix = bar is not None and bar[0] == device.MSIX_BAR
+        if msix and not self._msix_access_ok(bar[1], dwords, first_be, last_be):
             return pci.PCI_ERR_UNC_COMP_ABORT
         return None
 
