@@ -112,7 +112,7 @@ class FabricRootPort(RootPort):
         """A memory read this port routes to its secondary side."""
         hit = self.routes.route_memory(req.address) if self.routes is not None else None
         if self.completer is not None:
-            status = await self.completer.check_memory_request(hit[0] if hit else None, req)
+            status = await self.completer.check_memory_request(hit, req)
             if status is not None:
                 return status, b""
         if hit is None:
@@ -123,7 +123,7 @@ class FabricRootPort(RootPort):
     async def downstream_write(self, req: MemRequest) -> None:
         hit = self.routes.route_memory(req.address) if self.routes is not None else None
         if self.completer is not None:
-            if await self.completer.check_memory_request(hit[0] if hit else None, req) is not None:
+            if await self.completer.check_memory_request(hit, req) is not None:
                 return
         if hit is None:
             self.log.warning("No BAR match: memory write request did not match any BARs: %r", req)

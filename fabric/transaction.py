@@ -136,10 +136,13 @@ class Routable(Protocol):
 class Completer(Protocol):
     """A device that checks each memory request as its TLP handler would before serving it
     (PCIe 6.0 §2.3.1: Unsupported Request, Completer Abort, Malformed TLP, each logged in the
-    function's AER capability): None to serve ``req`` at ``function`` (None: no BAR decodes
-    it), else the status a refused read completes with (a refused write is dropped)."""
+    function's AER capability): None to serve ``req`` at ``hit`` (the function, BAR index and
+    offset :meth:`Routable.route_memory` decoded; None: no BAR decodes it), else the status a
+    refused read completes with (a refused write is dropped)."""
 
-    async def check_memory_request(self, function: Function | None, req: MemRequest) -> CplStatus | None: ...
+    async def check_memory_request(
+        self, hit: tuple[Function, int, int] | None, req: MemRequest
+    ) -> CplStatus | None: ...
 
 
 class EndpointRoutes:

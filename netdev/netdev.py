@@ -223,11 +223,14 @@ class NetDev:
 
     # -- NAPI --------------------------------------------------------------------------------
     def _irq_handler(self, q: int) -> Callable[[], Coroutine[Any, Any, None]]:
+        """The vector's handler: mask it and run the poll (each interrupt is its own task, as
+        the softirq that runs a scheduled NAPI context is)."""
+
         async def handler() -> None:
             if self.is_open and not self.napi_scheduled[q]:
                 self.napi_scheduled[q] = True
                 await self.set_vector_mask(self.first_vector + q, True)
-                cocotb.start_soon(self._napi_run(q))
+                await self._napi_run(q)
 
         return handler
 

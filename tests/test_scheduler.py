@@ -34,7 +34,7 @@ def drive(scheduler: Scheduler, kicks) -> None:
             for _ in range(delay):
                 await asyncio.sleep(0)
             scheduler.kick(run)
-        while scheduler.running:
+        while scheduler.busy:
             await asyncio.sleep(0)
 
     asyncio.run(main())
@@ -42,7 +42,10 @@ def drive(scheduler: Scheduler, kicks) -> None:
 
 def make(engines=1):
     return Scheduler(
-        engines, spawn=lambda coro: asyncio.get_running_loop().create_task(coro), pause=lambda: asyncio.sleep(0)
+        engines,
+        spawn=lambda coro: asyncio.get_running_loop().create_task(coro),
+        pause=lambda: asyncio.sleep(0),
+        wakeup=asyncio.Event,
     )
 
 
@@ -77,7 +80,7 @@ def test_no_ring_runs_on_two_engines_at_once(engines):
     scheduler = make(engines)
     runs = [FakeRun(f"r{k}", 5, served) for k in range(6)]
     drive(scheduler, [(0, r) for r in runs] + [(1, r) for r in runs])
-    assert scheduler.turns == 30 and scheduler.running == 0
+    assert scheduler.turns == 30 and not scheduler.busy
     assert all(r.work == 0 for r in runs)
 
 
@@ -93,3 +96,20 @@ def test_cancelled_runs_are_skipped_and_never_requeued():
 def test_engine_count_is_validated():
     with pytest.raises(ValueError):
         Scheduler(0, spawn=lambda coro: None)
+
+
+def test_idle_engines_are_woken_not_restarted():
+    """Work that arrives after the device went idle is served by the engines already started:
+    no more engines than DMA engines are ever started."""
+    served, spawned = [], []
+
+    def spawn(coro):
+        spawned.append(coro)
+        return asyncio.get_running_loop().create_task(coro)
+
+    scheduler = Scheduler(2, spawn=spawn, pause=lambda: asyncio.sleep(0), wakeup=asyncio.Event)
+    runs = [FakeRun(f"r{k}", 2, served) for k in range(3)]
+    # each ring kicked, then again long after the engines went idle
+    drive(scheduler, [(0, r) for r in runs] + [(20, FakeRun("late", 1, served))] + [(20, FakeRun("later", 1, served))])
+    assert [who for _, who in served][-2:] == ["late", "later"]
+    assert len(spawned) == 2 and scheduler.turns == 8 and not scheduler.busy

@@ -5,8 +5,9 @@ ready queue. ``engines`` workers take rings from its head, give each one *turn* 
 most ``QUEUE_BUDGET`` descriptors, and put a ring that still has work back at the tail.
 So a ring with thousands of posted descriptors gets one turn in every round like any
 other: a victim queue waits at most one turn of each ring ahead of it
-(``docs/security.md``). Workers exist only while there is work: an idle device costs
-no coroutine and no timer.
+(``docs/security.md``). An engine is started on the first kick that finds none idle; an
+engine with nothing to do waits on the scheduler's wake-up event, so an idle device costs
+no timer and no wake-up, and a later kick wakes it rather than starting another task.
 
 ``turns`` counts turns; each turn is numbered (``run.turn_number``) and reported as a
 :class:`~model.events.Turn` event, so fairness can be measured in engine turns.  An engine
@@ -21,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import cocotb
-from cocotb.triggers import NullTrigger
+from cocotb.triggers import Event, NullTrigger
 
 from datasheet import device
 
@@ -38,24 +39,42 @@ class Runnable(Protocol):
     def turn(self) -> Awaitable[bool]: ...
 
 
+class Wakeup(Protocol):
+    """An event engines wait on (cocotb's or asyncio's ``Event``)."""
+
+    def set(self) -> None: ...
+
+    def clear(self) -> None: ...
+
+    def wait(self) -> Awaitable: ...
+
+
 class Scheduler:
     def __init__(
         self,
         engines: int = device.DMA_ENGINES,
         spawn: Callable[[Awaitable], object] = cocotb.start_soon,
         pause: Callable[[], Awaitable] = NullTrigger,
+        wakeup: Callable[[], Wakeup] = Event,
     ):
         if engines < 1:
             raise ValueError(f"{engines} DMA engines")
         self.engines = engines
         self._spawn = spawn
         self._pause = pause
+        self._wake = wakeup()
         self.ready: collections.deque = collections.deque()
-        self.running = 0
+        self.workers = 0  # engines started
+        self.idle = 0  # engines waiting for a kick
         self.turns = 0
 
+    @property
+    def busy(self) -> bool:
+        """Whether a ring waits for a turn or an engine is serving one."""
+        return bool(self.ready) or self.workers > self.idle
+
     def kick(self, run: Runnable) -> None:
-        """``run`` has work: queue it for a turn (once), starting an engine if one is free."""
+        """``run`` has work: queue it for a turn (once), waking an idle engine or starting one."""
         if run.cancelled:
             return
         if run.active:
@@ -65,27 +84,40 @@ class Scheduler:
             return
         run.queued = True
         self.ready.append(run)
-        if self.running < self.engines:
-            self.running += 1
+        if self.idle:
+            self._wake.set()
+        elif self.workers < self.engines:
+            self.workers += 1
             self._spawn(self._engine())
 
     async def _engine(self) -> None:
         try:
-            while self.ready:
-                run = self.ready.popleft()
-                run.queued = False
-                if run.cancelled:
-                    continue
-                run.active, run.again = True, False
-                self.turns += 1
-                run.turn_number = self.turns
+            while True:
+                await self._serve()
+                self.idle += 1
                 try:
-                    more = await run.turn()  # a turn contains its own faults
+                    self._wake.clear()
+                    await self._wake.wait()
                 finally:
-                    run.active = False
-                if (more or run.again) and not run.cancelled:
-                    run.queued = True
-                    self.ready.append(run)
-                await self._pause()  # let rings rung meanwhile join the round
+                    self.idle -= 1
         finally:
-            self.running -= 1
+            self.workers -= 1
+
+    async def _serve(self) -> None:
+        """Give turns until no ring is ready."""
+        while self.ready:
+            run = self.ready.popleft()
+            run.queued = False
+            if run.cancelled:
+                continue
+            run.active, run.again = True, False
+            self.turns += 1
+            run.turn_number = self.turns
+            try:
+                more = await run.turn()  # a turn contains its own faults
+            finally:
+                run.active = False
+            if (more or run.again) and not run.cancelled:
+                run.queued = True
+                self.ready.append(run)
+            await self._pause()  # let rings rung meanwhile join the round

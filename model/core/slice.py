@@ -17,7 +17,7 @@ an unexpected exception in either puts the function in the error state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Protocol
 
 import cocotb
@@ -83,7 +83,7 @@ class FunctionSlice:
         self.regs = RegisterFile(regs.registers_for(self.is_vf), log)
         self.regs.on_write(regs.CTRL, self._ctrl_written)
         self.msix = MsixTable(
-            fn, msix_cap, port.send_msi, lambda: port.bus_master_enable, self.spawn, events, log, self.regs.bad_access
+            fn, msix_cap, port.send_msi, lambda: port.bus_master_enable, self.start, events, log, self.regs.bad_access
         )
         self.queues = QueueEngine(
             fn,
@@ -106,6 +106,18 @@ class FunctionSlice:
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Start ``coro`` as a task of this function: an exception it raises is the function's error."""
         cocotb.start_soon(self._guarded(coro))
+
+    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """:meth:`spawn`, eagerly: ``coro`` runs at once, up to the first thing it waits for, and
+        only then continues as a task (as asyncio's eager task factory starts a task).  A
+        message write is a posted request the function issues when it signals, and on the
+        transaction-level fabric it completes without waiting: then it costs no task."""
+        guarded = self._guarded(coro)
+        try:
+            waiting_for = guarded.send(None)
+        except StopIteration:
+            return
+        cocotb.start_soon(_Resume(guarded, waiting_for))
 
     async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -186,3 +198,16 @@ class FunctionSlice:
 
     def show_link(self, up: bool) -> None:
         self.regs.set(regs.STATUS, LINK_UP.put(self.regs.get(regs.STATUS), int(up)))
+
+
+class _Resume:
+    """A coroutine that ran up to a trigger: awaiting this waits for that trigger, then lets
+    the coroutine go on (cocotb resumes a task by sending it None once its trigger fired)."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_for: Any):
+        self.coro = coro
+        self.waiting_for = waiting_for
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self.waiting_for
+        return (yield from self.coro.__await__())

@@ -104,13 +104,13 @@ class NicDevice(Device):
         VF MSE is set (SR-IOV 1.1 §3.3.3.4).
         """
         cap = self.pf.sriov_cap
-        if not (cap.vf_mse and self.vfs):
+        vfs = self.vfs
+        if not (cap.vf_mse and vfs):
             return None
-        for idx in (device.REG_BAR, device.MSIX_BAR):
-            base, size = cap.vf_bar(idx)
+        for idx, base, size in cap.vf_bar_apertures():
             n, offset = divmod(addr - base, size)
-            if base and 0 <= n < len(self.vfs):
-                return self.vfs[n], idx, offset
+            if base and 0 <= n < len(vfs):
+                return vfs[n], idx, offset
         return None
 
     # -- routing ------------------------------------------------------------------------------
@@ -130,11 +130,14 @@ class NicDevice(Device):
             return self.pf, bar[0], bar[1]
         return self.vf_bar_lookup(address)
 
-    async def check_memory_request(self, function: NicFunction | None, req: MemoryRequest) -> CplStatus | None:
+    async def check_memory_request(
+        self, hit: tuple[NicFunction, int, int] | None, req: MemoryRequest
+    ) -> CplStatus | None:
         """The transaction-level fabric's view of :meth:`upstream_recv`'s checks: None to serve
-        ``req`` at ``function``; a request no BAR decodes is the PF's Unsupported Request."""
-        if function is not None:
-            return await function.refuse_request(req)
+        ``req`` at ``hit`` (function, BAR, offset: :meth:`route_memory`); a request no BAR
+        decodes is the PF's Unsupported Request."""
+        if hit is not None:
+            return await hit[0].refuse_request(req, hit[1], hit[2])
         await self.pf.signal_error(pci.PCI_ERR_UNC_UNSUP, request_header(req), advisory=not req.write)
         return CplStatus.UR
 

@@ -406,30 +406,31 @@ class NicFunction(MemoryEndpoint):
         if tlp.fmt_type not in MEM_READS | MEM_WRITES:
             return None
         write = tlp.fmt_type in MEM_WRITES
-        return self.request_error(write, tlp.address, tlp.length, tlp.first_be, tlp.last_be, tlp.ep)
+        return self.request_error(write, self.match_bar(tlp.address), tlp.length, tlp.first_be, tlp.last_be, tlp.ep)
 
     def request_error(
-        self, write: bool, address: int, dwords: int, first_be: int, last_be: int, poisoned: bool = False
+        self, write: bool, bar: tuple[int, int] | None, dwords: int, first_be: int, last_be: int, poisoned: bool = False
     ) -> int | None:
         """The error a memory request to this function is (a ``PCI_ERR_UNC_*`` bit), None if
-        it is served (§2.3.1); the arguments are the request's TLP header fields."""
+        it is served (§2.3.1); ``bar`` is the (BAR, offset) its address decodes to, the other
+        arguments are the request's TLP header fields."""
         if write and dwords * 4 > 128 << self.controls.pcie_cap.max_payload_size:
             return pci.PCI_ERR_UNC_MALF_TLP
         if poisoned:
             return pci.PCI_ERR_UNC_POISON_TLP
         if self.pm_cap.power_state != pci.PCI_D0:
             return pci.PCI_ERR_UNC_UNSUP
-        hit = self.match_bar(address)
-        msix = hit is not None and hit[0] == device.MSIX_BAR
-        if msix and not self._msix_access_ok(hit[1], dwords, first_be, last_be):
+        msix = bar is not None and bar[0] == device.MSIX_BAR
+        if msix and not self._msix_access_ok(bar[1], dwords, first_be, last_be):
             return pci.PCI_ERR_UNC_COMP_ABORT
         return None
 
-    async def refuse_request(self, req: MemoryRequest) -> CplStatus | None:
+    async def refuse_request(self, req: MemoryRequest, bar: int, offset: int) -> CplStatus | None:
         """:meth:`handle_tlp`'s checks for a request the transaction-level fabric hands over
-        without a TLP: None if it is served; else the error is logged and signalled as for a
-        TLP, and the status is the refused read's completion (a refused write is dropped)."""
-        error = self.request_error(req.write, req.address, req.dwords, req.first_be, req.last_be)
+        without a TLP, decoded to ``offset`` in BAR ``bar``: None if it is served; else the error
+        is logged and signalled as for a TLP, and the status is the refused read's completion
+        (a refused write is dropped)."""
+        error = self.request_error(req.write, (bar, offset), req.dwords, req.first_be, req.last_be)
         if error is None:
             return None
         status = COMPLETER_STATUS.get(error)

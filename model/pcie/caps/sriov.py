@@ -75,6 +75,7 @@ class SriovExtendedCapability(PciExtCap):
         self.system_page_size = 0x1
         for bar in self.vf_bars:
             bar.raw = 0
+        self._apertures: tuple[tuple[int, int, int], ...] | None = None
 
     # -- derived values ---------------------------------------------------------
     @property
@@ -93,6 +94,16 @@ class SriovExtendedCapability(PciExtCap):
         """Per-VF aperture of VF BARidx: native size rounded up to the System Page Size (§3.3.13)."""
         size = self.vf_bars[idx].native_size
         return max(size, self.page_size) if size else 0
+
+    def vf_bar_apertures(self) -> tuple[tuple[int, int, int], ...]:
+        """(index, base of VF 0's aperture, per-VF size) of each implemented VF BAR, in index
+        order: what every memory request to the VFs is decoded against, so it is kept until a
+        VF BAR or the System Page Size is written (or the capability resets)."""
+        if self._apertures is None:
+            self._apertures = tuple(
+                (idx, *self.vf_bar(idx)) for idx, bar in enumerate(self.vf_bars) if bar.native_size and not bar.upper
+            )
+        return self._apertures
 
     def vf_bar_base(self, idx: int) -> int:
         return self.vf_bar(idx)[0]
@@ -175,10 +186,12 @@ class SriovExtendedCapability(PciExtCap):
                 self.num_vfs = byte_mask_update(self.num_vfs, mask & 0x3, data) & 0xFFFF
         elif reg == 8:
             self._write_system_page_size(byte_mask_update(self.system_page_size, mask, data))
+            self._apertures = None
         elif 9 <= reg < 9 + pci.PCI_SRIOV_NUM_BARS:
             bar = self.vf_bars[reg - 9]
             if bar.native_size:
                 bar.raw = byte_mask_update(bar.raw, mask, data) & 0xFFFFFFFF
+                self._apertures = None
         # everything else in this capability is RO / RsvdP
 
     def _write_system_page_size(self, value: int) -> None:
