@@ -113,3 +113,24 @@ def test_idle_engines_are_woken_not_restarted():
     drive(scheduler, [(0, r) for r in runs] + [(20, FakeRun("late", 1, served))] + [(20, FakeRun("later", 1, served))])
     assert [who for _, who in served][-2:] == ["late", "later"]
     assert len(spawned) == 2 and scheduler.turns == 8 and not scheduler.busy
+
+
+def test_a_burst_of_kicks_after_idle_gets_every_engine():
+    """Rings kicked together after the device went idle are served in parallel by all the
+    engines (the parked one woken, the others started), as on a device that never idled."""
+    served, active, most = [], [], [0]
+
+    class SlowRun(FakeRun):
+        async def turn(self) -> bool:
+            active.append(self)
+            most[0] = max(most[0], len(active))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            active.remove(self)
+            return await super().turn()
+
+    scheduler = make(engines=4)
+    first = SlowRun("first", 1, served)
+    burst = [SlowRun(f"b{k}", 1, served) for k in range(6)]
+    drive(scheduler, [(0, first), (20, burst[0])] + [(0, r) for r in burst[1:]])
+    assert most[0] == 4 and scheduler.turns == 7

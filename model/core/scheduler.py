@@ -5,9 +5,10 @@ ready queue. ``engines`` workers take rings from its head, give each one *turn* 
 most ``QUEUE_BUDGET`` descriptors, and put a ring that still has work back at the tail.
 So a ring with thousands of posted descriptors gets one turn in every round like any
 other: a victim queue waits at most one turn of each ring ahead of it
-(``docs/security.md``). An engine is started on the first kick that finds none idle; an
-engine with nothing to do waits on the scheduler's wake-up event, so an idle device costs
-no timer and no wake-up, and a later kick wakes it rather than starting another task.
+(``docs/security.md``). Each kick brings one more engine to the rings while fewer than
+``engines`` serve them; an engine with nothing left to do parks on its own event, so an
+idle device costs no timer and no wake-up, and a later kick wakes a parked engine rather
+than starting another task.
 
 ``turns`` counts turns; each turn is numbered (``run.turn_number``) and reported as a
 :class:`~model.events.Turn` event, so fairness can be measured in engine turns.  An engine
@@ -40,7 +41,7 @@ class Runnable(Protocol):
 
 
 class Wakeup(Protocol):
-    """An event engines wait on (cocotb's or asyncio's ``Event``)."""
+    """An event a parked engine waits on (cocotb's or asyncio's ``Event``)."""
 
     def set(self) -> None: ...
 
@@ -62,19 +63,21 @@ class Scheduler:
         self.engines = engines
         self._spawn = spawn
         self._pause = pause
-        self._wake = wakeup()
+        self._wakeup = wakeup
+        self._parked: list[Wakeup] = []  # the events of the engines waiting for a kick
         self.ready: collections.deque = collections.deque()
-        self.workers = 0  # engines started
-        self.idle = 0  # engines waiting for a kick
+        self.running = 0  # engines serving rings (or woken to)
+        self.started = 0  # engines started, serving or parked
         self.turns = 0
 
     @property
     def busy(self) -> bool:
         """Whether a ring waits for a turn or an engine is serving one."""
-        return bool(self.ready) or self.workers > self.idle
+        return bool(self.ready) or self.running > 0
 
     def kick(self, run: Runnable) -> None:
-        """``run`` has work: queue it for a turn (once), waking an idle engine or starting one."""
+        """``run`` has work: queue it for a turn (once), and bring one more engine to the rings
+        if fewer than ``engines`` serve them: a parked one if any, else a new one."""
         if run.cancelled:
             return
         if run.active:
@@ -84,24 +87,27 @@ class Scheduler:
             return
         run.queued = True
         self.ready.append(run)
-        if self.idle:
-            self._wake.set()
-        elif self.workers < self.engines:
-            self.workers += 1
-            self._spawn(self._engine())
+        if self.running < self.engines:
+            self.running += 1
+            if self._parked:
+                self._parked.pop().set()
+            else:
+                self.started += 1
+                self._spawn(self._engine())
 
     async def _engine(self) -> None:
+        wake = self._wakeup()
         try:
             while True:
                 await self._serve()
-                self.idle += 1
-                try:
-                    self._wake.clear()
-                    await self._wake.wait()
-                finally:
-                    self.idle -= 1
+                self.running -= 1
+                wake.clear()
+                self._parked.append(wake)
+                await wake.wait()
         finally:
-            self.workers -= 1
+            if wake in self._parked:
+                self._parked.remove(wake)
+            self.started -= 1
 
     async def _serve(self) -> None:
         """Give turns until no ring is ready."""
