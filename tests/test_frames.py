@@ -1,4 +1,5 @@
-"""The testbench's frame builder (tb/uvm/sequences.py) writes the bytes scapy would build."""
+"""The testbench's frame builders (tb/uvm/sequences.py, the campaign's victim frames in
+tb/fuzz/victims.py) write the bytes scapy would build."""
 
 import random
 
@@ -6,6 +7,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Dot1Q, Ether
 
 from datasheet.mailbox import mac_str
+from tb.fuzz.victims import MAGIC, tagged
 from tb.uvm.sequences import GROUPS, PARTNER_MAC, build_frame
 
 
@@ -31,3 +33,22 @@ def test_frames_match_scapy_byte_for_byte():
         vid = rng.choice([None, None, 10, 20, 4000])
         serial = rng.randrange(1 << 20)
         assert build_frame(src, dst, length, vid, serial) == scapy_frame(src, dst, length, vid, serial)
+
+
+def scapy_victim_frame(src: bytes, dst: bytes, serial: int, size: int) -> bytes:
+    head = (
+        Ether(src=mac_str(src), dst=mac_str(dst))
+        / IP(src="10.1.0.1", dst="10.1.0.2", id=serial & 0xFFFF)
+        / UDP(sport=7000, dport=7001)
+    )
+    body = MAGIC + serial.to_bytes(8, "big")
+    return bytes(head / (body + bytes(max(size - len(head) - len(body), 0))))
+
+
+def test_victim_frames_match_scapy_byte_for_byte():
+    rng = random.Random(11)
+    for _ in range(200):
+        src, dst = bytes([0x02, *rng.randbytes(5)]), rng.choice([PARTNER_MAC, bytes([0x02, *rng.randbytes(5)])])
+        size = rng.choice([1, 40, 62, 63, 64, 200, 1000, 1514, rng.randint(1, 9000)])
+        serial = rng.randrange(1 << 20)
+        assert tagged(src, dst, serial, size) == scapy_victim_frame(src, dst, serial, size)

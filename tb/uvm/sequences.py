@@ -45,15 +45,30 @@ def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, ser
     pad = max(length - (ETH_ADDRS + len(tag) + IP_HEADER + UDP_HEADER + SERIAL_BYTES), 0)
     start = serial & 0xFF
     payload = serial.to_bytes(SERIAL_BYTES, "big") + (_PATTERN * (pad // 256 + 2))[start : start + pad]
+    return udp_frame(src, dst, (IP_SRC, IP_DST, serial & 0xFFFF), (1024 + serial % 50000, VXLAN_PORT), payload, tag)
+
+
+def udp_frame(
+    src: bytes,
+    dst: bytes,
+    ip: tuple[bytes, bytes, int],
+    ports: tuple[int, int],
+    payload: bytes,
+    tag: bytes = struct.pack("!H", ETH_P_IP),
+) -> bytes:
+    """``Ether / [Dot1Q] / IP / UDP / payload`` as scapy builds it: ``ip`` is (source,
+    destination, ID), TTL 64, no options or fragmentation, ``ports`` (source, destination),
+    both checksums filled; ``tag`` is what follows the MAC addresses up to the IP header
+    (the EtherType, or an 802.1Q tag and the EtherType)."""
+    ip_src, ip_dst, ip_id = ip
     udp_len = UDP_HEADER + len(payload)
-    sport = 1024 + serial % 50000
-    udp = struct.pack("!HHHH", sport, VXLAN_PORT, udp_len, 0)
-    check = inet_checksum(IP_SRC + IP_DST + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len) + udp + payload) or 0xFFFF
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, IP_HEADER + udp_len, serial & 0xFFFF, 0, 64, IPPROTO_UDP, 0, IP_SRC, IP_DST
+    udp = struct.pack("!HHHH", *ports, udp_len, 0)
+    check = inet_checksum(ip_src + ip_dst + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len) + udp + payload) or 0xFFFF
+    header = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, IP_HEADER + udp_len, ip_id, 0, IP_TTL, IPPROTO_UDP, 0, ip_src, ip_dst
     )
-    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
-    return dst + src + tag + ip + udp[:6] + struct.pack("!H", check) + payload
+    header = header[:10] + struct.pack("!H", inet_checksum(header)) + header[12:]
+    return dst + src + tag + header + udp[:6] + struct.pack("!H", check) + payload
 
 
 def inet_checksum(data: bytes) -> int:
