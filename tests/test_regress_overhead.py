@@ -1,16 +1,19 @@
 """What a regression seed no longer pays for, without a simulator: the pyuvm component
 loggers of a finished test leave the logging manager, a register set's decode is built
 once, and a seed's hostile-VF campaign runs in the process of its pyuvm tests with the
-campaign's own reporting (episodes, the episode a simulation died in, coverage)."""
+campaign's own reporting (episodes, the episode a simulation died in, coverage), and the
+collector does not walk what is alive when the simulation ends."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 
 from datasheet import regs
 from model.core.regfile import RegisterFile
 from tb.fuzz import runner as fuzz
+from tb.lib.system import freeze_at_exit
 from tb.uvm.reporting import UVM_LOGGER, release_component_loggers
 
 LOG = logging.getLogger("test.regress_overhead")
@@ -99,3 +102,13 @@ def test_a_clean_campaign_in_the_seeds_process_passes(tmp_path, monkeypatch):
     bad = fuzz.seed_result(3, 1, 1.0, tmp_path / "3.log") | {"episodes": [episode(0, escaped=["ValueError"])]}
     text, ok = fuzz.report([bad], 2, 1.0, 1, coverage=[])
     assert not ok and "escaped: ['ValueError']" in text
+
+
+# -- the end of a simulation -----------------------------------------------------------------------
+def test_what_is_alive_at_exit_is_frozen_out_of_the_collectors_sight():
+    try:
+        freeze_at_exit()
+        assert gc.get_freeze_count() > 0
+        assert gc.collect() >= 0  # the collector still runs, over what is new
+    finally:
+        gc.unfreeze()
