@@ -260,10 +260,11 @@ def tx_segments(frame: bytes, mss: int) -> list[bytes]:
     pkt = Ether(frame)
     tcp = pkt[TCP]
     payload = bytes(tcp.payload)
+    headers = _recompute(pkt.copy())  # every segment's headers, before their own fields
+    headers[TCP].remove_payload()
     out = []
     for k, offset in enumerate(range(0, len(payload), mss)):
-        seg = pkt.copy()
-        seg[TCP].remove_payload()
+        seg = headers.copy()
         seg[TCP].seq = (tcp.seq + offset) % (1 << 32)
         flags = int(tcp.flags)
         if offset + mss < len(payload):
@@ -273,8 +274,7 @@ def tx_segments(frame: bytes, mss: int) -> list[bytes]:
         seg[TCP].flags = flags
         if seg.haslayer(IP):
             seg[IP].id = (pkt[IP].id + k) & 0xFFFF
-        seg = _recompute(seg) / Raw(payload[offset : offset + mss])
-        out.append(bytes(Ether(bytes(seg))))
+        out.append(bytes(seg / Raw(payload[offset : offset + mss])))
     return out
 
 
