@@ -1,15 +1,16 @@
-"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, then the hostile-VF
-campaign (:mod:`tb.fuzz`) over the same seeds, merged coverage of both, a report.
+"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, each seed followed by
+its hostile-VF campaign (:mod:`tb.fuzz`), merged coverage of both, a report.
 
 Each seed is one simulator process running every test of ``tb.tests.test_uvm`` with
-``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``; workers share the one
-Verilator build (``tb.tools.runner`` builds it once, under a lock) and each writes its own
-results file, log and coverage file::
+``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``, then the campaign's episodes
+for the seed (``tb.tests.test_fuzz``, its records and report in ``sim_build/fuzz/`` as
+``make fuzz`` writes them); workers share the one Verilator build (``tb.tools.runner``
+builds it once, under a lock) and each writes its own results file, log and coverage file::
 
     sim_build/regress/results/<seed>-<fabric>.xml     JUnit results
     sim_build/regress/logs/<seed>-<fabric>.log        simulator output
     sim_build/regress/records/<fabric>/<test>-<seed>-<fabric>.json   what each scoreboard saw
-    sim_build/coverage/<seed>.xml            cocotb-coverage database of the run
+    sim_build/coverage/<seed>.xml            cocotb-coverage database of the run (campaign included)
     sim_build/coverage/merged.xml            all seeds merged (also used by ``make testplan``)
     sim_build/regress/report.txt, report.html
 
