@@ -225,7 +225,7 @@ def side_by_side(results: dict[tuple[str, str], dict]) -> str:
         out.append(
             format_table(
                 {
-                    "title": "One make regress seed (every pyuvm test at regression level), same run",
+                    "title": "One make regress seed (every pyuvm test at regression level, then its campaign)",
                     "columns": ["", "tlp", "fast", "speed-up"],
                     "rows": [["wall time (s)", round(a, 1), round(b, 1), ratio(a, b)]],
                 }
