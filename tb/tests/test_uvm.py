@@ -189,6 +189,7 @@ class NicTest(uvm_test):
         )
 
     def final_phase(self):
+        """The test is over: its components' loggers leave the logging manager (:mod:`tb.uvm.reporting`)."""
         release_component_loggers()
 
     def mark_injection(self):
