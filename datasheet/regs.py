@@ -11,6 +11,7 @@ counted in ``ERR_UNIMPL_COUNT`` / ``ERR_STATUS.UNIMPL``.
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 
 from datasheet import device
@@ -684,8 +685,9 @@ REGISTERS: tuple[Register, ...] = (
 COUNTER_MAX = 0xFFFFFFFF
 
 
+@functools.cache
 def registers_for(is_vf: bool) -> tuple[Register, ...]:
-    """Registers implemented by a PF (``is_vf=False``) or a VF."""
+    """Registers implemented by a PF (``is_vf=False``) or a VF (the same tuple at every call)."""
     excluded = Scope.PF if is_vf else Scope.VF
     return tuple(r for r in REGISTERS if r.scope is not excluded)
 

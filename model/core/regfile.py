@@ -24,13 +24,27 @@ BoundRead = Callable[[int], int]  # (index) -> value
 BoundWrite = Callable[[int, int, int], None]  # (index, value, byte-lane bit mask)
 
 
+#: id of a register set -> (the set, its offset decode, each register's reset value): a
+#: function's register file is made at every VF Enable and the decode is the same each time
+_layouts: dict[int, tuple[tuple[Register, ...], dict[int, tuple[Register, int]], dict[str, int]]] = {}
+
+
+def _layout(
+    registers: tuple[Register, ...],
+) -> tuple[tuple[Register, ...], dict[int, tuple[Register, int]], dict[str, int]]:
+    """The offset decode and reset values of ``registers``, built once per register set
+    (:func:`datasheet.regs.registers_for` returns the same set each time); read-only."""
+    layout = _layouts.get(id(registers))
+    if layout is None or layout[0] is not registers:
+        by_offset = {r.at(i): (r, i) for r in registers for i in range(r.count)}
+        layout = _layouts[id(registers)] = (registers, by_offset, {r.name: r.reset for r in registers})
+    return layout
+
+
 class RegisterFile:
     def __init__(self, registers: tuple[Register, ...], log: logging.Logger):
         self.log = log
-        self._by_offset: dict[int, tuple[Register, int]] = {}
-        for r in registers:
-            for i in range(r.count):
-                self._by_offset[r.at(i)] = (r, i)
+        _set, self._by_offset, self._resets = _layout(registers)
         self._values: dict[str, list[int]] = {r.name: [r.reset] * r.count for r in registers}
         self._hooks: dict[str, WriteHook] = {}
         self._bound: dict[str, tuple[BoundRead, BoundWrite | None]] = {}
@@ -53,7 +67,7 @@ class RegisterFile:
 
     def reset(self) -> None:
         for name, values in self._values.items():
-            values[:] = [regs.by_name(name).reset] * len(values)
+            values[:] = [self._resets[name]] * len(values)
 
     def implements(self, reg: Register) -> bool:
         return reg.name in self._values

@@ -29,6 +29,8 @@ from tb.fuzz.world import NUM_VFS, RING_SIZE, World, build_world
 #: own spec waits, 100 ms after VF Enable or an FLR, are in it)
 EPISODE_SIM_NS = 250_000_000
 EPISODE_WALL_S = 300
+#: decimals of an episode's simulated time in ns (the harness's precision: 1 ps)
+SIM_NS_DIGITS = 3
 
 
 @dataclass
@@ -153,7 +155,9 @@ async def play(world: World, episode: Episode, rng: random.Random, watch: Isolat
     episode.corrupted = victims.foreign_tagged
     episode.isolation = watch.take()
     episode.canary_changed = not world.canary_intact()
-    episode.sim_ns = get_sim_time("ns") - t0
+    # to the simulator's precision (1 ps): the difference of two float times carries the
+    # rounding of where the episode started, which depends on what ran before it
+    episode.sim_ns = round(get_sim_time("ns") - t0, SIM_NS_DIGITS)
     episode.wall_s = time.monotonic() - wall0
     episode.over_time = episode.sim_ns > EPISODE_SIM_NS or episode.wall_s > EPISODE_WALL_S
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from fabric import FABRICS
 from tb.paths import BUILD_DIR, ROOT
@@ -30,7 +31,11 @@ from tb.tools.regress import COVERAGE_DIR, merge, read_coverage, uncovered
 
 FUZZ_DIR = BUILD_DIR / "fuzz"
 MODULE = "tb.tests.test_fuzz"
+#: its one test
+TEST = "hostile_vf_campaign"
 DEFAULT_EPISODES = 8
+#: the campaign's coverage merged (not ``fuzz-*.xml``: the regression merges those, one per seed)
+MERGED = COVERAGE_DIR / "merged-fuzz.xml"
 TOTALS = (
     "escaped",
     "contained",
@@ -47,29 +52,34 @@ def repro_command(seed: int, episodes: int) -> str:
     return f"NIC_FUZZ_SEED={seed} NIC_FUZZ_EPISODES={episodes} .venv/bin/python -m tb.tools.runner {MODULE}"
 
 
-def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
-    """Run one seed (on ``fabric_name``, default ``$FABRIC``); return what its episodes file
-    says, plus how the process ended."""
-    log = FUZZ_DIR / "logs" / f"{seed}.log"
-    records = FUZZ_DIR / "episodes" / f"{seed}.jsonl"
+def seed_environment(seed: int, episodes: int, coverage_name: str | None = None) -> dict[str, str]:
+    """What a simulator process needs to run the campaign of ``seed`` (``tb.tests.test_fuzz``),
+    its episodes file made empty: alone (:func:`run_seed`) or after the pyuvm tests of the
+    same seed, in their process (``make regress``, :func:`tb.tools.regress.run_seed`), where
+    the campaign exports the process's coverage to the pyuvm tests' file (``coverage_name``)
+    so that no hit is counted twice."""
     for sub in ("logs", "episodes", "results"):
         (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
+    records = episodes_file(seed)
     records.unlink(missing_ok=True)
-    env = dict(
-        os.environ,
-        NIC_FUZZ_SEED=str(seed),
-        NIC_FUZZ_EPISODES=str(episodes),
-        NIC_FUZZ_RESULTS=str(records),
-        NIC_COVERAGE_DIR=str(COVERAGE_DIR),
-        PYTHONHASHSEED="0",
-    )
-    if fabric_name:
-        env["FABRIC"] = fabric_name
-    env.pop("WAVES", None)
-    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
-    t0 = time.monotonic()
-    with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    env = {
+        "NIC_FUZZ_SEED": str(seed),
+        "NIC_FUZZ_EPISODES": str(episodes),
+        "NIC_FUZZ_RESULTS": str(records),
+    }
+    if coverage_name:
+        env["NIC_FUZZ_COVERAGE"] = coverage_name
+    return env
+
+
+def episodes_file(seed: int) -> Path:
+    return FUZZ_DIR / "episodes" / f"{seed}.jsonl"
+
+
+def seed_result(seed: int, exit_code: int, wall_s: float, log: Path) -> dict:
+    """What the episodes file of ``seed`` says (the episodes that ended, the one the
+    simulation died in, if any), plus how its process ended."""
+    records = episodes_file(seed)
     done, started = [], None
     if records.exists():
         for line in records.read_text().splitlines():
@@ -81,19 +91,41 @@ def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
                 started = None
     return {
         "seed": seed,
-        "wall_s": time.monotonic() - t0,
-        "exit": proc.returncode,
+        "wall_s": wall_s,
+        "exit": exit_code,
         "episodes": done,
         "died_in": started,
         "log": str(log),
     }
 
 
+def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
+    """Run one seed (on ``fabric_name``, default ``$FABRIC``) in a simulator process of its
+    own; return :func:`seed_result`."""
+    log = FUZZ_DIR / "logs" / f"{seed}.log"
+    env = dict(
+        os.environ,
+        **seed_environment(seed, episodes),
+        NIC_COVERAGE_DIR=str(COVERAGE_DIR),
+        PYTHONHASHSEED="0",
+    )
+    if fabric_name:
+        env["FABRIC"] = fabric_name
+    env.pop("WAVES", None)
+    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
+    t0 = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+    return seed_result(seed, proc.returncode, time.monotonic() - t0, log)
+
+
 def failures(episode: dict) -> list[str]:
     return [f"{key}: {episode[key]}" for key in TOTALS if episode[key]]
 
 
-def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[str, bool]:
+def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int, coverage: list[Path]) -> tuple[str, bool]:
+    """The report of a campaign over ``seeds``, its ``nic.fuzz`` coverage from the
+    ``coverage`` files; (text, whether every seed passed)."""
     all_episodes = [e for s in seeds for e in s["episodes"]]
     died = [s for s in seeds if s["died_in"] or (s["exit"] and not any(failures(e) for e in s["episodes"]))]
     lines = [
@@ -119,7 +151,7 @@ def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[
     bad_kind = collections.Counter(e["scenario"] for e in all_episodes if failures(e))
     for kind, n in sorted(per_kind.items()):
         lines.append(f"  {kind:<16} {n:4d}  ({bad_kind[kind]} failed)")
-    merged = merge(sorted(COVERAGE_DIR.glob("fuzz-*.xml")), COVERAGE_DIR / "fuzz-merged.xml")
+    merged = merge(coverage, MERGED)
     if merged:
         nodes, points = read_coverage(merged)
         if "nic.fuzz" in nodes:
@@ -143,29 +175,47 @@ def report(seeds: list[dict], episodes: int, wall_s: float, jobs: int) -> tuple[
     return "\n".join(lines) + "\n", ok
 
 
+def forget_coverage() -> None:
+    """Remove the campaign coverage files of earlier runs (before a run's seeds start)."""
+    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
+    for old in COVERAGE_DIR.glob("fuzz-*.xml"):
+        old.unlink()
+
+
+def status_line(res: dict) -> str:
+    bad = [e for e in res["episodes"] if failures(e)]
+    status = "FAIL" if bad or res["died_in"] or res["exit"] else "PASS"
+    return f"  seed {res['seed']}: {status}, {len(res['episodes'])} episodes in {res['wall_s']:.0f} s"
+
+
+def write_report(
+    results: list[dict], episodes: int, wall_s: float, jobs: int, coverage: list[Path] | None = None
+) -> tuple[str, bool]:
+    """Write the report and the run's results to :data:`FUZZ_DIR`; return the report and
+    whether every seed passed. ``coverage``: the files holding the campaign's coverage (by
+    default the campaign's own, ``fuzz-<seed>.xml``)."""
+    if coverage is None:
+        coverage = sorted(COVERAGE_DIR.glob("fuzz-*.xml"))
+    text, ok = report(results, episodes, wall_s, jobs, coverage)
+    (FUZZ_DIR / "report.txt").write_text(text)
+    (FUZZ_DIR / "run.json").write_text(json.dumps(results))
+    return text, ok
+
+
 def run_seeds(seeds: list[int], episodes: int, jobs: int, fabric_name: str | None = None) -> tuple[str, bool]:
     """Run ``seeds`` on ``jobs`` workers (on ``fabric_name``, default ``$FABRIC``); write and
     return the report and whether all passed."""
     for sub in ("logs", "episodes", "results"):
         (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
-    COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
-    for old in COVERAGE_DIR.glob("fuzz-*.xml"):
-        old.unlink()
+    forget_coverage()
     print(f"fuzz: {len(seeds)} seed(s) x {episodes} episodes on {jobs} worker(s)", flush=True)
     t0 = time.monotonic()
     results = []
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for res in pool.map(lambda s: run_seed(s, episodes, fabric_name), seeds):
-            bad = [e for e in res["episodes"] if failures(e)]
-            status = "FAIL" if bad or res["died_in"] or res["exit"] else "PASS"
-            print(
-                f"  seed {res['seed']}: {status}, {len(res['episodes'])} episodes in {res['wall_s']:.0f} s", flush=True
-            )
+            print(status_line(res), flush=True)
             results.append(res)
-    text, ok = report(results, episodes, time.monotonic() - t0, jobs)
-    (FUZZ_DIR / "report.txt").write_text(text)
-    (FUZZ_DIR / "run.json").write_text(json.dumps(results))
-    return text, ok
+    return write_report(results, episodes, time.monotonic() - t0, jobs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,16 +12,17 @@ import collections
 
 import cocotb
 from cocotb.triggers import Timer
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
 
 from datasheet import regs
-from datasheet.mailbox import mac_str
+from tb.uvm.sequences import ETH_ADDRS, IP_HEADER, UDP_HEADER, udp_frame
 
 MAGIC = b"VICTIM-FRAME"
 #: frames each flow sends at most per episode (it stops earlier when the episode ends)
 FRAMES_PER_FLOW = 40
 PARTNER = bytes.fromhex("00163e000001")
+VICTIM_IP_SRC, VICTIM_IP_DST, VICTIM_PORTS = bytes([10, 1, 0, 1]), bytes([10, 1, 0, 2]), (7000, 7001)
+#: Ethernet (addresses and EtherType), IPv4 and UDP headers
+UDP_FRAME_HEADERS = ETH_ADDRS + 2 + IP_HEADER + UDP_HEADER
 UPLINK = "uplink"
 #: the counters a lost victim frame may show up in: the receiving queue had no buffer
 #: (STAT_RX_DROPS of the function), or the link partner's queue overflowed or the link was down
@@ -29,13 +30,11 @@ RX_DROPS = regs.by_name("STAT_RX_DROPS")
 
 
 def tagged(src: bytes, dst: bytes, serial: int, size: int) -> bytes:
-    head = (
-        Ether(src=mac_str(src), dst=mac_str(dst))
-        / IP(src="10.1.0.1", dst="10.1.0.2", id=serial & 0xFFFF)
-        / UDP(sport=7000, dport=7001)
-    )
+    """A victim frame of ``size`` bytes (or just long enough for its tag): UDP/IPv4 from
+    10.1.0.1:7000 to 10.1.0.2:7001, the serial in the IP ID and after ``MAGIC``."""
     body = MAGIC + serial.to_bytes(8, "big")
-    return bytes(head / (body + bytes(max(size - len(head) - len(body), 0))))
+    pad = bytes(max(size - UDP_FRAME_HEADERS - len(body), 0))
+    return udp_frame(src, dst, (VICTIM_IP_SRC, VICTIM_IP_DST, serial & 0xFFFF), VICTIM_PORTS, body + pad)
 
 
 class VictimTraffic:

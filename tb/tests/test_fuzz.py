@@ -2,7 +2,10 @@
 
 ``make test`` runs a short campaign with a fixed seed; ``make fuzz SEEDS=N`` (``python -m
 tb.fuzz``) runs N seeds of longer ones. Environment: ``NIC_FUZZ_SEED``,
-``NIC_FUZZ_EPISODES``, ``NIC_FUZZ_RESULTS`` (JSON lines, one record per episode).
+``NIC_FUZZ_EPISODES``, ``NIC_FUZZ_RESULTS`` (JSON lines, one record per episode),
+``NIC_FUZZ_COVERAGE`` (the coverage file's name, default ``fuzz-<seed>``: ``make regress``
+runs the campaign after the pyuvm tests of the seed in their process, and names their file,
+which then holds the coverage of both).
 """
 
 import os
@@ -16,6 +19,7 @@ from tb.uvm import coverage
 SEED = int(os.environ.get("NIC_FUZZ_SEED", "1"))
 EPISODES = int(os.environ.get("NIC_FUZZ_EPISODES", "3"))
 RESULTS = os.environ.get("NIC_FUZZ_RESULTS")
+COVERAGE_NAME = os.environ.get("NIC_FUZZ_COVERAGE") or f"fuzz-{SEED}"
 
 
 @cocotb.test()
@@ -26,7 +30,7 @@ async def hostile_vf_campaign(dut):
     try:
         episodes = await campaign.run(dut, SEED, EPISODES, Path(RESULTS) if RESULTS else None)
     finally:
-        coverage.export(f"fuzz-{SEED}")
+        coverage.export(COVERAGE_NAME)
     dirty = [e for e in episodes if not e.clean]
     for e in episodes:
         cocotb.log.info(

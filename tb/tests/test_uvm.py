@@ -41,6 +41,7 @@ from tb.uvm.offload_sequences import (
     VlanSeq,
     tso_frame,
 )
+from tb.uvm.reporting import release_component_loggers
 from tb.uvm.sequences import (
     PARTNER_MAC,
     BadDescriptorSeq,
@@ -186,6 +187,10 @@ class NicTest(uvm_test):
             100 * covered / max(size, 1),
             path,
         )
+
+    def final_phase(self):
+        """The test is over: its components' loggers leave the logging manager (:mod:`tb.uvm.reporting`)."""
+        release_component_loggers()
 
     def mark_injection(self):
         self.injected_after = len(self.env.scoreboard.errors)

@@ -1,15 +1,16 @@
-"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, then the hostile-VF
-campaign (:mod:`tb.fuzz`) over the same seeds, merged coverage of both, a report.
+"""``make regress SEEDS=N``: the pyuvm tests over N seeds in parallel, each seed followed by
+its hostile-VF campaign (:mod:`tb.fuzz`), merged coverage of both, a report.
 
 Each seed is one simulator process running every test of ``tb.tests.test_uvm`` with
-``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``; workers share the one
-Verilator build (``tb.tools.runner`` builds it once, under a lock) and each writes its own
-results file, log and coverage file::
+``NIC_UVM_LEVEL=regress`` and ``COCOTB_RANDOM_SEED=<seed>``, then the campaign's episodes
+for the seed (``tb.tests.test_fuzz``, its records and report in ``sim_build/fuzz/`` as
+``make fuzz`` writes them); workers share the one Verilator build (``tb.tools.runner``
+builds it once, under a lock) and each writes its own results file, log and coverage file::
 
     sim_build/regress/results/<seed>-<fabric>.xml     JUnit results
     sim_build/regress/logs/<seed>-<fabric>.log        simulator output
     sim_build/regress/records/<fabric>/<test>-<seed>-<fabric>.json   what each scoreboard saw
-    sim_build/coverage/<seed>.xml            cocotb-coverage database of the run
+    sim_build/coverage/<seed>.xml            cocotb-coverage database of the run (campaign included)
     sim_build/coverage/merged.xml            all seeds merged (also used by ``make testplan``)
     sim_build/regress/report.txt, report.html
 
@@ -63,6 +64,7 @@ class SeedResult:
     error: str = ""  # simulator crash, missing results
     differences: list = field(default_factory=list)  # vs the other fabric (``--fabric both``)
     race_differences: list = field(default_factory=list)  # the same, in tests that race DMA on purpose
+    campaign: dict | None = None  # the hostile-VF campaign run in the same process (tb.fuzz.runner.seed_result)
 
     @property
     def failed(self) -> list[str]:
@@ -106,11 +108,14 @@ def failure_message(child) -> list[str]:
     return (message or text.strip()).splitlines()[0:1]
 
 
-def read_junit(path: Path) -> tuple[dict, dict]:
-    """(test name -> pass/fail/skip, test name -> message) of a cocotb JUnit file."""
+def read_junit(path: Path, times: dict | None = None) -> tuple[dict, dict]:
+    """(test name -> pass/fail/skip, test name -> message) of a cocotb JUnit file; each
+    test's wall time (s) into ``times`` if given."""
     tests, messages = {}, {}
     for case in et.parse(path).getroot().iter("testcase"):
         name = case.get("name")
+        if times is not None:
+            times[name] = float(case.get("time", 0))
         status = "pass"
         for child in case:
             if child.tag in ("failure", "error"):
@@ -128,10 +133,17 @@ def run_seed(
     fabric_name: str = DEFAULT_FABRIC,
     coverage: bool = True,
     base: Path = REGRESS_DIR,
+    campaign_episodes: int = 0,
 ) -> SeedResult:
     """Run every pyuvm test at ``seed`` on ``fabric_name`` (one simulator process); results,
     log and scoreboard records go under ``base`` (records in ``records/<fabric>/``), its
-    coverage (if ``coverage``) to the coverage directory."""
+    coverage (if ``coverage``) to the coverage directory.  With ``campaign_episodes``, the
+    hostile-VF campaign of the seed (:mod:`tb.fuzz`) runs in the same process after the
+    pyuvm tests (saving a simulator start-up per seed): its episodes go to the campaign's
+    own files, as ``make fuzz`` writes them, its result to ``res.campaign``, and the
+    process's coverage, the campaign's included, to the seed's coverage file."""
+    from tb.fuzz import runner as fuzz  # noqa: PLC0415 -- tb.fuzz.runner imports this module
+
     res = SeedResult(seed, fabric_name)
     results = base / "results" / f"{res.name}.xml"
     log = base / "logs" / f"{res.name}.log"
@@ -141,7 +153,8 @@ def run_seed(
     if coverage:
         (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
     results.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--seed", str(seed), "--results", str(results)]
+    modules = [MODULE, fuzz.MODULE] if campaign_episodes else [MODULE]
+    cmd = [sys.executable, "-m", "tb.tools.runner", *modules, "--seed", str(seed), "--results", str(results)]
     if testcase:
         cmd += ["--testcase", testcase]
     env = dict(
@@ -152,15 +165,21 @@ def run_seed(
         NIC_RECORD_DIR=str(records),
         FABRIC=fabric_name,
     )
+    if campaign_episodes:
+        env.update(fuzz.seed_environment(seed, campaign_episodes, coverage_name=str(seed)))
     env.pop("WAVES", None)
     t0 = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
     res.wall_s = time.monotonic() - t0
+    times: dict[str, float] = {}
     if results.exists():
-        res.tests, res.messages = read_junit(results)
+        res.tests, res.messages = read_junit(results, times)
     if not res.tests:
         res.error = f"no results (exit code {proc.returncode}); see {log}"
+    if campaign_episodes:
+        passed = res.tests.get(fuzz.TEST) == "pass"
+        res.campaign = fuzz.seed_result(seed, 0 if passed else proc.returncode or 1, times.get(fuzz.TEST, 0.0), log)
     return res
 
 
@@ -396,17 +415,32 @@ def main(argv: list[str] | None = None) -> int:
     get_runner()  # build once, before the workers start
     fabrics = list(fabric.FABRICS) if args.fabric == BOTH else [args.fabric]
     runs = [(seed, name) for seed in seeds for name in fabrics]
+    # each seed's campaign runs in the process of its pyuvm tests (on the fabric whose
+    # coverage counts), unless only some tests run
+    campaign = 0 if args.testcase else args.fuzz_episodes
+    if campaign:
+        from tb.fuzz import runner as fuzz  # noqa: PLC0415
+
+        fuzz.forget_coverage()
     print(f"regress: {len(seeds)} seed(s) on {'/'.join(fabrics)}, {args.jobs} worker(s): {seeds}", flush=True)
     t0 = time.monotonic()
     results = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+
+    def run(seed_fabric: tuple[int, str]) -> SeedResult:
         # coverage from one fabric's runs: the other's must be the same events
-        for res in pool.map(lambda run: run_seed(run[0], args.testcase, run[1], run[1] == fabrics[-1]), runs):
+        seed, name = seed_fabric
+        last = name == fabrics[-1]
+        return run_seed(seed, args.testcase, name, coverage=last, campaign_episodes=campaign if last else 0)
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for res in pool.map(run, runs):
             print(
                 f"  seed {res.seed} ({res.fabric}): {'PASS' if res.ok else 'FAIL'} in {res.wall_s:.0f} s"
                 + (f" ({', '.join(res.failed) or res.error})" if not res.ok else ""),
                 flush=True,
             )
+            if res.campaign:
+                print(f"  {fuzz.status_line(res.campaign).strip()} (hostile-VF campaign, same process)", flush=True)
             results.append(res)
     if args.fabric == BOTH:
         for seed in seeds:
@@ -431,7 +465,16 @@ def main(argv: list[str] | None = None) -> int:
         slow_ok, slow_text = run_slow_tests()
         print(slow_text, flush=True)
     fuzz_ok = True
-    if args.fuzz_episodes:
+    if campaign:
+        fuzz_text, fuzz_ok = fuzz.write_report(
+            [r.campaign for r in results if r.campaign],
+            campaign,
+            wall,
+            args.jobs,
+            [COVERAGE_DIR / f"{seed}.xml" for seed in seeds],
+        )
+        print(fuzz_text)
+    elif args.fuzz_episodes:
         from tb.fuzz.runner import run_seeds  # noqa: PLC0415
 
         fuzz_text, fuzz_ok = run_seeds(seeds, args.fuzz_episodes, args.jobs, fabrics[-1])

@@ -3,27 +3,29 @@ traffic of every L3/L4 class with good and bad checksums, RSS flows steered at e
 every hash type, TX checksum, TSO of every size class at every MSS class, VLAN insertion and
 stripping under port-VLAN policy, and every refused TX request.
 
-Frames are built with scapy, every field given; a per-run serial number in the payload tells
-them apart. Where a bin needs a particular outcome (a hash type on a given queue) the sequence
-searches random flows with the testbench's reference (never the model) until it predicts that
-outcome, so one seed covers the whole ``nic.offload`` group.
+Frames are the bytes scapy builds with every field given (put together with
+:mod:`tb.uvm.frames`); a per-run serial number in the payload tells them apart. Where a bin
+needs a particular outcome (a hash type on a given queue) the sequence searches random flows
+with the testbench's reference (never the model) until it predicts that outcome, so one seed
+covers the whole ``nic.offload`` group.
 """
 
 from __future__ import annotations
 
 import random
+import socket
+import struct
 
 from cocotb.triggers import Timer
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Dot1Q, Ether
-from scapy.packet import Raw
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
 
 from datasheet import device
 from datasheet import mailbox as mbx
 from datasheet.descriptors import OffloadError, RssType
-from datasheet.mailbox import Offload, Opcode, mac_str
+from datasheet.mailbox import Offload, Opcode
 from netdev import RssConfig, TxOffload
+from tb.uvm import frames
 from tb.uvm import offload_reference as offref
 from tb.uvm.sequences import PARTNER_MAC, NicSequence
 
@@ -44,36 +46,43 @@ def offload_frame(
     udp_checksum: bool = True,
 ) -> bytes:
     """A frame of L3/L4 class ``kind`` (offload_reference.L3L4_CLASSES) of about ``size`` bytes,
-    addresses and ports from ``rng``; ``bad`` "ip" or "l4" spoils that checksum."""
-    eth = Ether(src=mac_str(src), dst=mac_str(dst))
-    if vlan is not None:
-        eth = eth / Dot1Q(vlan=vlan & 0xFFF, prio=vlan >> 13)
-    body = serial.to_bytes(8, "big") + bytes((serial + k) & 0xFF for k in range(max(size - 70, 8)))
+    addresses and ports from ``rng``; ``bad`` "ip" or "l4" spoils that checksum.
+
+    The bytes scapy builds for ``Ether / [Dot1Q] / IP or IPv6 / TCP, UDP or ICMP / payload``
+    with these fields, drawing the same numbers from ``rng`` (``tests/test_frames.py``), put
+    together with :mod:`tb.uvm.frames`."""
+    body = serial.to_bytes(8, "big") + frames.pattern(serial, max(size - 70, 8))
     a, b = rng.getrandbits(16), rng.getrandbits(16)
-    v4 = dict(src=f"10.{a >> 8}.{a & 0xFF}.{serial % 250 + 1}", dst=f"172.16.{b >> 8}.{b & 0xFF}", id=serial & 0xFFFF)
-    v6 = dict(src=f"2001:db8::{a:x}:{serial & 0xFFFF:x}", dst=f"2001:db8:1::{b:x}")
-    ports = dict(sport=rng.randrange(1024, 65536), dport=rng.choice([80, 443, 53, 4789, 5201]))
+    ports = (rng.randrange(1024, 65536), rng.choice([80, 443, 53, 4789, 5201]))
+    tag = frames.vlan_tag(vlan) if vlan is not None else b""
     if kind == offref.NON_IP:
-        pkt = eth / Raw(body)
-        (pkt[Dot1Q] if vlan is not None else pkt).type = EXPERIMENTAL_ETHERTYPE
-        return bytes(pkt)
-    if kind.startswith("ipv4"):
-        l3 = IP(**v4, frag=rng.choice([1, 100]) if kind == offref.IPV4_FRAG else 0)
+        return dst + src + tag + struct.pack("!H", EXPERIMENTAL_ETHERTYPE) + body
+    v6 = not kind.startswith("ipv4")
+    if v6:
+        ip_src = socket.inet_pton(socket.AF_INET6, f"2001:db8::{a:x}:{serial & 0xFFFF:x}")
+        ip_dst = socket.inet_pton(socket.AF_INET6, f"2001:db8:1::{b:x}")
     else:
-        l3 = IPv6(**v6)
+        ip_src, ip_dst = bytes((10, a >> 8, a & 0xFF, serial % 250 + 1)), bytes((172, 16, b >> 8, b & 0xFF))
+    frag = rng.choice([1, 100]) if kind == offref.IPV4_FRAG else 0
     if kind in (offref.IPV4_TCP, offref.IPV6_TCP):
-        l4 = TCP(**ports, seq=rng.getrandbits(32), flags="PA")
-    elif kind in (offref.IPV4_UDP, offref.IPV6_UDP):
-        l4 = UDP(**ports) if udp_checksum or kind == offref.IPV6_UDP else UDP(**ports, chksum=0)
+        proto, seq = frames.IPPROTO_TCP, rng.getrandbits(32)
+        pseudo = frames.pseudo_header(v6, ip_src, ip_dst, proto, frames.TCP_HEADER + len(body))
+        l4 = frames.tcp_segment(ports, seq, body, pseudo)
+    elif kind in (offref.IPV4_UDP, offref.IPV6_UDP, offref.IPV4_FRAG):  # a fragment: whatever the payload
+        proto = frames.IPPROTO_UDP
+        pseudo = frames.pseudo_header(v6, ip_src, ip_dst, proto, frames.UDP_HEADER + len(body))
+        l4 = frames.udp_datagram(ports, body, pseudo, checksum=udp_checksum or kind != offref.IPV4_UDP)
     elif kind == offref.IPV6_OTHER:
-        l3.nh = 58
-        l4 = Raw(b"\x80\x00" + bytes(6))
-    elif kind == offref.IPV4_OTHER:
-        l4 = ICMP()
-    else:  # a fragment: whatever the payload
-        l4 = UDP(**ports)
-    frame = bytearray(bytes(eth / l3 / l4 / Raw(body)))
-    l3_at = 14 + (4 if vlan is not None else 0)
+        proto, l4 = frames.IPPROTO_ICMPV6, b"\x80\x00" + bytes(6) + body  # an echo request, checksum 0
+    else:
+        proto, l4 = frames.IPPROTO_ICMP, frames.icmp_echo(body)
+    if v6:
+        l3 = frames.ipv6_header(ip_src, ip_dst, proto, len(l4))
+    else:
+        l3 = frames.ipv4_header(ip_src, ip_dst, serial & 0xFFFF, proto, len(l4), frag)
+    ethertype = frames.ETH_P_IPV6 if v6 else frames.ETH_P_IP
+    frame = bytearray(dst + src + tag + struct.pack("!H", ethertype) + l3 + l4)
+    l3_at = 14 + len(tag)
     if bad == "ip":
         frame[l3_at + 10] ^= 0xA5  # IPv4 header checksum
     elif bad == "l4":
@@ -225,11 +234,21 @@ class TsoSeq(OffloadSequence):
 
 
 def tso_frame(src: bytes, dst: bytes, serial: int, v6: bool, payload: int, rng: random.Random) -> bytes:
-    ip = IPv6(src="2001:db8::5", dst="2001:db8:9::1") if v6 else IP(src="10.9.0.5", dst="10.9.1.1", id=serial & 0xFFFF)
-    tcp = TCP(sport=30000 + serial % 30000, dport=5201, seq=rng.getrandbits(32), flags="PA")
-    head = Ether(src=mac_str(src), dst=mac_str(dst)) / ip / tcp
-    data = serial.to_bytes(8, "big") + bytes((serial * 7 + k) & 0xFF for k in range(max(payload - 8, 0)))
-    return bytes(head / Raw(data[:payload]))
+    """A TCP frame of ``payload`` bytes for TSO: the bytes scapy builds for
+    ``Ether / IP or IPv6 / TCP(flags="PA") / payload`` (``tests/test_frames.py``)."""
+    if v6:
+        ip_src, ip_dst = (socket.inet_pton(socket.AF_INET6, a) for a in ("2001:db8::5", "2001:db8:9::1"))
+    else:
+        ip_src, ip_dst = bytes((10, 9, 0, 5)), bytes((10, 9, 1, 1))
+    seq = rng.getrandbits(32)
+    data = (serial.to_bytes(8, "big") + frames.pattern(serial * 7, max(payload - 8, 0)))[:payload]
+    pseudo = frames.pseudo_header(v6, ip_src, ip_dst, frames.IPPROTO_TCP, frames.TCP_HEADER + len(data))
+    tcp = frames.tcp_segment((30000 + serial % 30000, 5201), seq, data, pseudo)
+    if v6:
+        l3 = frames.ipv6_header(ip_src, ip_dst, frames.IPPROTO_TCP, len(tcp))
+    else:
+        l3 = frames.ipv4_header(ip_src, ip_dst, serial & 0xFFFF, frames.IPPROTO_TCP, len(tcp))
+    return dst + src + struct.pack("!H", frames.ETH_P_IPV6 if v6 else frames.ETH_P_IP) + l3 + tcp
 
 
 class VlanSeq(OffloadSequence):

@@ -3,8 +3,9 @@
 Every random choice comes from a :class:`random.Random` the sequence derives from the
 environment's seeded generator when it is created, so a run reproduces from its seed
 whatever the interleaving of concurrent sequences.  Frames are the bytes scapy builds with
-every field given (no scapy randomness): Ether / optional 802.1Q / IPv4 / UDP, padded
-to the chosen length (without FCS), carrying a serial number so no two are alike.
+every field given (no scapy randomness), put together with :mod:`tb.uvm.frames`: Ether /
+optional 802.1Q / IPv4 / UDP, padded to the chosen length (without FCS), carrying a serial
+number so no two are alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datasheet import descriptors as d
 from datasheet import device
 from datasheet import mailbox as mbx
 from datasheet.mailbox import Opcode
+from tb.uvm import frames
 from tb.uvm import reference as ref
 from tb.uvm.items import NicOp
 
@@ -28,10 +30,9 @@ UNKNOWN_MAC = bytes.fromhex("00163e0000ee")  # nobody owns it
 GROUPS = [bytes.fromhex("01005e000001"), bytes.fromhex("01005e0000fb"), bytes.fromhex("333300000001")]
 MIN_LEN, MAX_LEN = 60, 1514
 ETH_ADDRS = 12  # destination and source MACs (the EtherType follows)
-ETH_P_IP, ETH_P_8021Q, IPPROTO_UDP, VXLAN_PORT = 0x0800, 0x8100, 17, 4789
-IP_HEADER, UDP_HEADER, SERIAL_BYTES = 20, 8, 8
-IP_SRC, IP_DST, IP_TTL = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]), 64
-_PATTERN = bytes(range(256))
+ETH_P_IP, ETH_P_8021Q, IPPROTO_UDP, VXLAN_PORT = frames.ETH_P_IP, frames.ETH_P_8021Q, frames.IPPROTO_UDP, 4789
+IP_HEADER, UDP_HEADER, SERIAL_BYTES = frames.IPV4_HEADER, frames.UDP_HEADER, 8
+IP_SRC, IP_DST = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
 
 
 def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, serial: int = 0) -> bytes:
@@ -43,27 +44,26 @@ def build_frame(src: bytes, dst: bytes, length: int, vid: int | None = None, ser
     build thousands of frames, and scapy takes milliseconds for each."""
     tag = struct.pack("!HHH", ETH_P_8021Q, vid, ETH_P_IP) if vid is not None else struct.pack("!H", ETH_P_IP)
     pad = max(length - (ETH_ADDRS + len(tag) + IP_HEADER + UDP_HEADER + SERIAL_BYTES), 0)
-    start = serial & 0xFF
-    payload = serial.to_bytes(SERIAL_BYTES, "big") + (_PATTERN * (pad // 256 + 2))[start : start + pad]
-    udp_len = UDP_HEADER + len(payload)
-    sport = 1024 + serial % 50000
-    udp = struct.pack("!HHHH", sport, VXLAN_PORT, udp_len, 0)
-    check = inet_checksum(IP_SRC + IP_DST + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len) + udp + payload) or 0xFFFF
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, IP_HEADER + udp_len, serial & 0xFFFF, 0, 64, IPPROTO_UDP, 0, IP_SRC, IP_DST
-    )
-    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
-    return dst + src + tag + ip + udp[:6] + struct.pack("!H", check) + payload
+    payload = serial.to_bytes(SERIAL_BYTES, "big") + frames.pattern(serial, pad)
+    return udp_frame(src, dst, (IP_SRC, IP_DST, serial & 0xFFFF), (1024 + serial % 50000, VXLAN_PORT), payload, tag)
 
 
-def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+def udp_frame(
+    src: bytes,
+    dst: bytes,
+    ip: tuple[bytes, bytes, int],
+    ports: tuple[int, int],
+    payload: bytes,
+    tag: bytes = struct.pack("!H", ETH_P_IP),
+) -> bytes:
+    """``Ether / [Dot1Q] / IP / UDP / payload`` as scapy builds it: ``ip`` is (source,
+    destination, ID), ``ports`` (source, destination), both checksums filled
+    (:mod:`tb.uvm.frames`); ``tag`` is what follows the MAC addresses up to the IP header
+    (the EtherType, or an 802.1Q tag and the EtherType)."""
+    ip_src, ip_dst, ip_id = ip
+    pseudo = frames.pseudo_header(False, ip_src, ip_dst, IPPROTO_UDP, UDP_HEADER + len(payload))
+    udp = frames.udp_datagram(ports, payload, pseudo)
+    return dst + src + tag + frames.ipv4_header(ip_src, ip_dst, ip_id, IPPROTO_UDP, len(udp)) + udp
 
 
 def random_length(rng: random.Random) -> int:

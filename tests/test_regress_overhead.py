@@ -1,0 +1,114 @@
+"""What a regression seed no longer pays for, without a simulator: the pyuvm component
+loggers of a finished test leave the logging manager, a register set's decode is built
+once, and a seed's hostile-VF campaign runs in the process of its pyuvm tests with the
+campaign's own reporting (episodes, the episode a simulation died in, coverage), and the
+collector does not walk what is alive when the simulation ends."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+
+from datasheet import regs
+from model.core.regfile import RegisterFile
+from tb.fuzz import runner as fuzz
+from tb.lib.system import freeze_at_exit
+from tb.uvm.reporting import UVM_LOGGER, release_component_loggers
+
+LOG = logging.getLogger("test.regress_overhead")
+
+
+# -- pyuvm component loggers ---------------------------------------------------------------------
+def test_a_finished_tests_component_loggers_leave_the_manager_and_still_log(caplog):
+    registry = logging.Logger.manager.loggerDict
+    uvm = logging.getLogger(UVM_LOGGER)
+    held = uvm.getChild("uvm_test_top.env.agent140001")  # as pyuvm names them: full name + id
+    uvm.getChild("uvm_test_top.env.agent.driver140002")
+    assert "uvm.uvm_test_top.env" in registry  # a placeholder of the dotted names
+    assert release_component_loggers() >= 4
+    assert not [name for name in registry if name.startswith(UVM_LOGGER + ".")]
+    assert registry[UVM_LOGGER] is uvm
+    with caplog.at_level(logging.INFO):
+        held.warning("after the test")  # a component still holding its logger reaches uvm's handlers
+    assert "after the test" in caplog.text
+    assert held.parent is uvm
+
+
+def test_release_leaves_other_loggers_alone():
+    other = logging.getLogger("cocotb.nic.test_regress_overhead")
+    release_component_loggers()
+    assert logging.Logger.manager.loggerDict["cocotb.nic.test_regress_overhead"] is other
+
+
+# -- register files --------------------------------------------------------------------------------
+def test_register_files_of_one_set_decode_alike_and_keep_their_own_values():
+    assert regs.registers_for(True) is regs.registers_for(True)
+    a = RegisterFile(regs.registers_for(True), LOG)
+    b = RegisterFile(regs.registers_for(True), LOG)
+    scratch = next(r for r in regs.registers_for(True) if r.access is regs.Access.RW and r.write_mask)
+    a.write(scratch.offset, (0xFFFFFFFF).to_bytes(4, "little"))
+    assert a.get(scratch) == (scratch.reset & ~scratch.write_mask) | scratch.write_mask
+    assert b.get(scratch) == scratch.reset  # the decode is shared, the values are not
+    a.reset()
+    assert a.get(scratch) == scratch.reset
+
+
+# -- the campaign in the seed's process ------------------------------------------------------------
+def test_seed_environment_names_the_campaigns_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(fuzz, "FUZZ_DIR", tmp_path)
+    fuzz.episodes_file(3).parent.mkdir(parents=True)
+    fuzz.episodes_file(3).write_text("stale\n")
+    env = fuzz.seed_environment(3, 8)
+    assert env == {
+        "NIC_FUZZ_SEED": "3",
+        "NIC_FUZZ_EPISODES": "8",
+        "NIC_FUZZ_RESULTS": str(tmp_path / "episodes" / "3.jsonl"),
+    }
+    assert not fuzz.episodes_file(3).exists()  # a new run starts from an empty file
+    assert fuzz.seed_environment(3, 8, coverage_name="3")["NIC_FUZZ_COVERAGE"] == "3"
+
+
+def episode(index: int, **bad) -> dict:
+    record = {"seed": 3, "index": index, "scenario": "spoof", "acts": 1, "hostile": 1, "victim_frames": 5}
+    record |= {"lost": 0, "silent": [], "escaped": [], "contained": [], "unexplained_losses": 0}
+    record |= {"corrupted": 0, "isolation": [], "canary_changed": False, "over_time": False}
+    return record | bad
+
+
+def test_seed_result_names_the_episode_a_simulation_died_in(tmp_path, monkeypatch):
+    monkeypatch.setattr(fuzz, "FUZZ_DIR", tmp_path)
+    fuzz.seed_environment(3, 8)
+    lines = [{"started": episode(0)}, {"episode": episode(0)}, {"started": episode(1)}]
+    fuzz.episodes_file(3).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    res = fuzz.seed_result(3, 1, 2.5, tmp_path / "3.log")
+    assert [e["index"] for e in res["episodes"]] == [0]
+    assert res["died_in"]["index"] == 1
+    text, ok = fuzz.report([res], 8, 2.5, 1, coverage=[])
+    assert not ok
+    assert "seed 3: the simulation failed in episode 1 (spoof)" in text
+    assert fuzz.repro_command(3, 8) in text
+
+
+def test_a_clean_campaign_in_the_seeds_process_passes(tmp_path, monkeypatch):
+    monkeypatch.setattr(fuzz, "FUZZ_DIR", tmp_path)
+    fuzz.seed_environment(3, 2)
+    lines = [{"started": episode(0)}, {"episode": episode(0)}, {"started": episode(1)}, {"episode": episode(1)}]
+    fuzz.episodes_file(3).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    res = fuzz.seed_result(3, 0, 1.0, tmp_path / "3.log")
+    assert res["died_in"] is None and len(res["episodes"]) == 2
+    text, ok = fuzz.report([res], 2, 1.0, 1, coverage=[])
+    assert ok and "PASS" in fuzz.status_line(res)
+    bad = fuzz.seed_result(3, 1, 1.0, tmp_path / "3.log") | {"episodes": [episode(0, escaped=["ValueError"])]}
+    text, ok = fuzz.report([bad], 2, 1.0, 1, coverage=[])
+    assert not ok and "escaped: ['ValueError']" in text
+
+
+# -- the end of a simulation -----------------------------------------------------------------------
+def test_what_is_alive_at_exit_is_frozen_out_of_the_collectors_sight():
+    try:
+        freeze_at_exit()
+        assert gc.get_freeze_count() > 0
+        assert gc.collect() >= 0  # the collector still runs, over what is new
+    finally:
+        gc.unfreeze()
