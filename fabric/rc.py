@@ -28,6 +28,7 @@ from . import FAST, resolve
 from .direct import DirectPort
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
+from .routing import TableRouting, use_table_routing
 from .space import BusMasterSpace, HostAddressSpace
 from .tlp import CheckedTlp
 from .transaction import (
@@ -63,8 +64,9 @@ def replace_region(space: AddressSpace, old: Region, new: Region) -> Region:
     return new
 
 
-class FabricRootPort(RootPort):
-    """A root port that links to its device over its root complex's fabric."""
+class FabricRootPort(TableRouting, RootPort):
+    """A root port that links to its device over its root complex's fabric (and routes TLPs
+    by :class:`~fabric.routing.TableRouting`)."""
 
     def __init__(self, rc: FabricRootComplex, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -154,6 +156,7 @@ class FabricRootComplex(RootComplex):
         super().__init__(*args, **kwargs)
         self.fabric = resolve(fabric)
         self.host_memory = RcHostMemory(self)  # RAM, synchronously
+        use_table_routing(self.upstream_bridge)
         self.default_downstream_bridge = lambda: FabricRootPort(self)  # root ports made from now on
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs

@@ -193,24 +193,30 @@ class PfMailbox:
         return True
 
     async def _serve_request(self, vf: VfInfo) -> None:
+        """Take the VF's message and answer it, holding the buffer throughout: the reply and
+        the acknowledgement of the request go out in one write (:meth:`_reply`)."""
         words = await self._receive(vf.index)
         if words is None:
             return
-        vf.received += 1
-        msg = Message.decode(words)
-        if self._take_token(vf):
-            reply = handle_request(vf, msg)
-            if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
-                await program_vf(self.drv, vf)
-            if reply.ack and msg.opcode in mbx.OFFLOAD_OPCODES:
-                await program_vf_offloads(self.drv, vf)
-        else:
-            vf.rate_limited += 1
-            vf.nacked += 1
-            reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
+        try:
+            vf.received += 1
+            msg = Message.decode(words)
+            if self._take_token(vf):
+                reply = handle_request(vf, msg)
+                if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
+                    await program_vf(self.drv, vf)
+                if reply.ack and msg.opcode in mbx.OFFLOAD_OPCODES:
+                    await program_vf_offloads(self.drv, vf)
+            else:
+                vf.rate_limited += 1
+                vf.nacked += 1
+                reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
+        except Exception:
+            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, buffer released
+            raise
         if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
-        await self._send(vf, reply)
+        await self._reply(vf, reply)
 
     # -- transport --------------------------------------------------------------------------
     async def _lock(self, n: int) -> bool:
@@ -238,20 +244,34 @@ class PfMailbox:
             await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
 
     async def _receive(self, n: int) -> list[int] | None:
-        """Take the lock, read the VF's message, ACK it (which releases the lock)."""
+        """Take the lock and read the VF's message; the lock stays held (igb's
+        ``read_mbx(..., unlock=false)``) until the reply acknowledges it."""
         if not await self._lock(n):
             return None
         buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
         length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
-        await self.drv.write_reg(regs.PF_MAILBOX, ACK, n)
         return buffer[: 1 + length]
+
+    async def _reply(self, vf: VfInfo, msg: Message) -> bool:
+        """Answer the request :meth:`_receive` took: the reply in the buffer, then ACK and STS in
+        one write (PFACK and PFSTS, which releases the lock). The lock is checked first: a VF
+        reset meanwhile (VFLR) cleared the mailbox and with it the lock, which is then taken
+        again, and the reply to the request that reset orphaned goes out as any message."""
+        if not await self.drv.read_reg(regs.PF_MAILBOX, vf.index) & PFU:
+            return await self._send(vf, msg)
+        return await self._post(vf, msg, ACK | STS)
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:
         """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
         if not await self._lock(vf.index):
             return False
+        return await self._post(vf, msg, STS)
+
+    async def _post(self, vf: VfInfo, msg: Message, doorbell: int) -> bool:
+        """With the lock held: the message into VF ``vf``'s buffer, then ``doorbell`` (STS,
+        with ACK when it answers a request), which releases the lock."""
         await self.drv.write_regs(regs.PF_MBMEM, msg.encode(), vf.index * mbx.MBX_DWORDS)
-        await self.drv.write_reg(regs.PF_MAILBOX, STS, vf.index)
+        await self.drv.write_reg(regs.PF_MAILBOX, doorbell, vf.index)
         vf.awaiting_ack = True
         vf.awaiting_since = get_sim_time("ns")
         return True
