@@ -7,7 +7,7 @@ from cocotb.utils import get_sim_time
 import pcicore
 from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import MbxError, Opcode
+from datasheet.mailbox import MbxError, Message, Opcode
 from pf_driver.vf_info import LinkState, VfState
 from tb.lib.system import build_system
 from tb.lib.timing import expect_within
@@ -172,6 +172,50 @@ async def buffer_ownership_enforced(dut):
     await sys_.pf.write_reg(regs.PF_MAILBOX, PFU, 5)
     assert await sys_.pf.read_reg(regs.PF_MAILBOX, 5) == 0
     assert await sys_.pf.read_reg(regs.ERR_LAST_OFFSET) == regs.PF_MAILBOX.at(5)
+
+
+@cocotb.test()
+async def reply_acknowledges_and_posts_in_one_write(dut):
+    """The PF driver answers a request holding the buffer from read to reply, then writes ACK
+    and STS together: the VF sees PFACK and PFSTS in one read, from one interrupt, and the
+    write released the buffer. The test plays the PF (no PF driver bound)."""
+    system = await build_system(dut, total_vfs=8, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    (vf,) = await pcicore.pci_enable_sriov(pf, 1)
+    await vf.set_master()
+    await pcicore.pci_alloc_irq_vectors(vf, 1, device.VF_MSIX_VECTORS)
+    fired = []
+
+    async def handler():
+        fired.append(get_sim_time("ns"))
+
+    pcicore.request_irq(vf, device.VF_MBX_VECTOR, handler)
+    pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vf.bar_window[device.REG_BAR]
+    VF = regs.VF_MAILBOX.masks
+    PF = regs.PF_MAILBOX.masks
+    request = Message(Opcode.GET_QUEUES, []).encode()
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])
+    await vf_bar.write(regs.VF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in request))
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["REQ"])
+    assert await pf_bar.read_dword(regs.PF_MBX_REQ.offset) == 1
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["PFU"])
+    assert await pf_bar.read_dword(regs.PF_MAILBOX.at(0)) == PF["PFU"]
+    assert await pf_bar.read_dword(regs.PF_MBMEM.at(0)) == request[0]
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])  # the PF still holds it: refused
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["PFU"] | VF["RSTI"]
+    assert not fired  # taking the request raised nothing
+    reply = Message(Opcode.GET_QUEUES, [1, 1, 0], ack=True).encode()
+    await pf_bar.write(regs.PF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in reply))
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["ACK"] | PF["STS"])
+    assert await pcicore.wait_for_irq(vf, device.VF_MBX_VECTOR, timeout_ns=100_000)
+    assert not await pcicore.wait_for_irq(vf, device.VF_MBX_VECTOR, timeout_ns=20_000)  # one per write
+    assert len(fired) == 1
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["PFACK"] | VF["PFSTS"] | VF["RSTI"]
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["RSTI"]  # read to clear; PFU released
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) & VF["VFU"]
+    assert [await vf_bar.read_dword(regs.VF_MBMEM.at(i)) for i in range(len(reply))] == reply
 
 
 @cocotb.test()
