@@ -36,6 +36,11 @@ RVFU = regs.PF_MAILBOX.field("RVFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
+#: the PF's misc vector without VF ACKs: an ACK matters only before the PF's next message to
+#: that VF, and the service reads every summary, ACKs included, whenever it runs (a request, a
+#: notification to send, the watchdog poll), so ACKs interrupt only while a notification waits
+#: for one (:meth:`PfMailbox.service_once`)
+IMR_NO_ACK = IMR_ALL & ~regs.PF_IMR.field("ACK").mask
 #: watchdog poll of the summary registers, in case an interrupt was lost: this often while a
 #: conversation is open (a VF owes an ACK, a notification waits to be sent) ...
 SERVICE_POLL_NS = 1_000_000
@@ -60,6 +65,7 @@ class PfMailbox:
         self.rounds = 0
         self._task = None
         self._next = 0
+        self._imr = IMR_NO_ACK  # what the service last wrote to PF_IMR
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,7 +82,8 @@ class PfMailbox:
             vf.awaiting_ack = False
             await program_vf(self.drv, vf)
             await program_vf_offloads(self.drv, vf)
-        await self.drv.write_reg(regs.PF_IMR, IMR_ALL)
+        self._imr = IMR_NO_ACK
+        await self.drv.write_reg(regs.PF_IMR, self._imr)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
 
     def stop(self) -> None:
@@ -170,6 +177,14 @@ class PfMailbox:
                 await self._send(vf, vf.pending_notifications.pop(0))
             if vfs is not self.vfs:
                 return
+        await self._ack_interrupts(any(vf.pending_notifications and vf.awaiting_ack for vf in vfs))
+
+    async def _ack_interrupts(self, wanted: bool) -> None:
+        """Let VF ACKs raise the PF's vector while a notification waits for one, else not."""
+        imr = IMR_ALL if wanted else IMR_NO_ACK
+        if imr != self._imr:
+            self._imr = imr
+            await self.drv.write_reg(regs.PF_IMR, imr)
 
     @staticmethod
     def _flagged(vfs: list[VfInfo], summary: int) -> list[VfInfo]:
