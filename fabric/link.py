@@ -96,8 +96,22 @@ class SleepingSimPort(SimPort):
         )
 
     async def send(self, pkt: Any) -> None:
+        """``Port.send``; when the link is initialised and has the credits, they are taken at
+        once: the stock flow-control gate waits on its already-set ``initialized`` event first,
+        which suspends the sender for a scheduler round even then."""
         self.traffic.set()
-        await super().send(pkt)
+        channel = self.fc_state[self.classify_tlp_vc(pkt)]
+        if not channel.initialized.is_set():
+            await super().send(pkt)
+            return
+        pkt.release_fc()
+        credit_type, dc = pkt.get_fc_type(), pkt.get_data_credits()
+        if channel.tx_has_credit(credit_type, dc):
+            channel.tx_consume_fc(credit_type, dc)
+        else:
+            await channel.tx_tlp_fc_gate(pkt)
+        await self.tx_queue.put(pkt)
+        self.tx_queue_sync.set()
 
     async def ext_recv(self, pkt: Any) -> None:
         """``Port.ext_recv``; a TLP in sequence is taken as the stock port takes it (sequence
