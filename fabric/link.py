@@ -14,7 +14,10 @@ The bridges and devices of cocotbext-pcie build their stock ``SimPort`` in their
 constructors; :func:`swap_port` puts another port in its place (same flow-control
 credits, same link speed and width) before either has run, and :func:`retire` keeps the
 replaced one silent.  A port hands up what it receives as :class:`~fabric.tlp.CheckedTlp`
-(cheaper copy, type look-ups and checks, same results).
+(cheaper copy, type look-ups and checks, same results), and spends fewer scheduler rounds per
+packet than the stock one, with the same packets at the same simulated times: its
+transmitter wakes on one event, the packets in flight share one coroutine, and credits it
+has are taken without waiting on an event that is already set.
 """
 
 from __future__ import annotations
