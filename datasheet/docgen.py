@@ -174,11 +174,9 @@ sequenceDiagram
     VF->>HW: VF_MAILBOX.VFU = 1 (take buffer), write VF_MBMEM[0..n]
     VF->>HW: VF_MAILBOX.REQ = 1 (doorbell; releases VFU)
     HW-->>PF: PF_MBX_REQ bit n, MSI-X (mailbox vector)
-    PF->>HW: PF_MAILBOX[n].PFU = 1, read PF_MBMEM[16n..]
-    PF->>HW: PF_MAILBOX[n].ACK = 1 (releases PFU)
-    HW-->>VF: VF_MAILBOX.PFACK, MSI-X
-    PF->>HW: PFU = 1, write reply (ACK/NACK, CTS), PF_MAILBOX[n].STS = 1
-    HW-->>VF: VF_MAILBOX.PFSTS, MSI-X
+    PF->>HW: PF_MAILBOX[n].PFU = 1, read PF_MBMEM[16n..] (PFU kept)
+    PF->>HW: write reply (ACK/NACK, CTS), PF_MAILBOX[n].ACK + STS = 1 (releases PFU)
+    HW-->>VF: VF_MAILBOX.PFACK + PFSTS, one MSI-X
     VF->>HW: VFU = 1, read reply, VF_MAILBOX.ACK = 1
     HW-->>PF: PF_MBX_ACK bit n, MSI-X
 ```"""

@@ -355,7 +355,8 @@ PF_MAILBOX = Register(
     "PF_MAILBOX",
     0x1000,
     Access.RW,
-    "PF's mailbox control for VF n (element n).",
+    "PF's mailbox control for VF n (element n). A write that sets STS, ACK or both raises one "
+    "VF mailbox interrupt; a write with PFU clear releases the buffer.",
     write_mask=0x0000001B,
     scope=Scope.PF,
     count=256,

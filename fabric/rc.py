@@ -17,6 +17,7 @@ the MSI region) with the stock handlers' outcomes.  A root complex that remaps D
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from cocotbext.pcie.core import RootComplex
@@ -28,6 +29,7 @@ from . import FAST, resolve
 from .direct import DirectPort
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
+from .routing import TableRouting, use_table_routing
 from .space import BusMasterSpace, HostAddressSpace
 from .tlp import CheckedTlp
 from .transaction import (
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     from cocotbext.axi import AddressSpace, Region
     from cocotbext.pcie.core.device import Device
     from cocotbext.pcie.core.function import Function
+    from cocotbext.pcie.core.switch import SwitchPort
 
 UR_DWORD = b"\xff\xff\xff\xff"  # what a configuration read that completes with UR returns
 
@@ -63,8 +66,9 @@ def replace_region(space: AddressSpace, old: Region, new: Region) -> Region:
     return new
 
 
-class FabricRootPort(RootPort):
-    """A root port that links to its device over its root complex's fabric."""
+class FabricRootPort(TableRouting, RootPort):
+    """A root port that links to its device over its root complex's fabric (and routes TLPs
+    by :class:`~fabric.routing.TableRouting`)."""
 
     def __init__(self, rc: FabricRootComplex, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -151,13 +155,42 @@ class FabricRootComplex(RootComplex):
 
     def __init__(self, *args: Any, fabric: str | None = None, **kwargs: Any):
         kwargs.setdefault("mem_address_space", HostAddressSpace())
+        self.fabric = resolve(fabric)  # before the switch adds its first port
         super().__init__(*args, **kwargs)
-        self.fabric = resolve(fabric)
         self.host_memory = RcHostMemory(self)  # RAM, synchronously
+        use_table_routing(self.upstream_bridge)
         self.default_downstream_bridge = lambda: FabricRootPort(self)  # root ports made from now on
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs
             self.mem_region = replace_region(self.mem_address_space, self.mem_region, DownstreamRegion(self))
+
+    def add_switch_port(self, port: SwitchPort) -> None:
+        """``Switch.add_switch_port``; on the TLP fabric a TLP entering the switch is routed
+        in its sender's turn (:meth:`route_tlp`) instead of through the port's ingress queue
+        and routing task."""
+        super().add_switch_port(port)
+        if self.fabric == FAST:
+            return
+        route = partial(self.route_tlp, port)
+        if port.upstream:
+            port.bridge.downstream_tx_handler = route
+        else:
+            port.bridge.upstream_tx_handler = route
+
+    async def route_tlp(self, port: SwitchPort, tlp: Any) -> None:
+        """``Switch._run_routing`` for one TLP entering at ``port``: onto the queue of the first
+        other port that claims it (its own function, or its secondary side; for the upstream
+        port, whatever its secondary side does not hold), whose arbitration task sends it on,
+        as the stock routing task does. A TLP no port claims goes to that task, which answers
+        it as before (a warning, an Unsupported Request completion for a request)."""
+        tlp.ingress_port = port.bridge
+        for other, tx_queue in port.tx_queues:
+            bridge = other.bridge
+            if bridge.match_tlp(tlp) or bridge.match_tlp_secondary(tlp) != other.upstream:
+                tx_queue.put_nowait(tlp)
+                other.rx_event.set()
+                return
+        await port.ingress_queue.put(tlp)
 
     async def send(self, tlp: Any) -> None:
         """Every TLP the root complex originates (requests, completions) goes down as a

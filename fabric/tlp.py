@@ -45,8 +45,24 @@ RESERVED_LENGTH = frozenset(
 )
 
 
+#: what ``Tlp(tlp)`` copies as it is (``th`` it does not copy: the copy's is False)
+COPIED = tuple(name for name in vars(Tlp()) if name not in ("th", "data", "release_fc_cb", "ingress_port"))
+
+
 class CheckedTlp(Tlp):
     """A ``Tlp`` with table look-ups for its type, flow-control class and checks."""
+
+    @classmethod
+    def copy_of(cls, tlp: Tlp) -> CheckedTlp:
+        """``Tlp(tlp)`` (what a link port makes of each TLP it receives), as a CheckedTlp: the
+        same fields, without going through the ID properties' ``PcieId`` constructors again."""
+        new = cls.__new__(cls)
+        fields = tlp.__dict__
+        new.__dict__.update({name: fields[name] for name in COPIED})
+        new.th = False
+        new.data = bytearray(tlp.data)
+        new.release_fc_cb = new.ingress_port = None
+        return new
 
     @property
     def fmt_type(self) -> TlpType:

@@ -36,6 +36,11 @@ RVFU = regs.PF_MAILBOX.field("RVFU").mask
 STS = regs.PF_MAILBOX.field("STS").mask
 ACK = regs.PF_MAILBOX.field("ACK").mask
 IMR_ALL = regs.PF_IMR.write_mask
+#: the PF's misc vector without VF ACKs: an ACK matters only before the PF's next message to
+#: that VF, and the service reads every summary, ACKs included, whenever it runs (a request, a
+#: notification to send, the watchdog poll), so ACKs interrupt only while a notification waits
+#: for one (:meth:`PfMailbox.service_once`)
+IMR_NO_ACK = IMR_ALL & ~regs.PF_IMR.field("ACK").mask
 #: watchdog poll of the summary registers, in case an interrupt was lost: this often while a
 #: conversation is open (a VF owes an ACK, a notification waits to be sent) ...
 SERVICE_POLL_NS = 1_000_000
@@ -60,6 +65,7 @@ class PfMailbox:
         self.rounds = 0
         self._task = None
         self._next = 0
+        self._imr = IMR_NO_ACK  # what the service last wrote to PF_IMR
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -76,7 +82,8 @@ class PfMailbox:
             vf.awaiting_ack = False
             await program_vf(self.drv, vf)
             await program_vf_offloads(self.drv, vf)
-        await self.drv.write_reg(regs.PF_IMR, IMR_ALL)
+        self._imr = IMR_NO_ACK
+        await self.drv.write_reg(regs.PF_IMR, self._imr)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
 
     def stop(self) -> None:
@@ -170,6 +177,14 @@ class PfMailbox:
                 await self._send(vf, vf.pending_notifications.pop(0))
             if vfs is not self.vfs:
                 return
+        await self._ack_interrupts(any(vf.pending_notifications and vf.awaiting_ack for vf in vfs))
+
+    async def _ack_interrupts(self, wanted: bool) -> None:
+        """Let VF ACKs raise the PF's vector while a notification waits for one, else not."""
+        imr = IMR_ALL if wanted else IMR_NO_ACK
+        if imr != self._imr:
+            self._imr = imr
+            await self.drv.write_reg(regs.PF_IMR, imr)
 
     @staticmethod
     def _flagged(vfs: list[VfInfo], summary: int) -> list[VfInfo]:
@@ -193,24 +208,30 @@ class PfMailbox:
         return True
 
     async def _serve_request(self, vf: VfInfo) -> None:
+        """Take the VF's message and answer it, holding the buffer throughout: the reply and
+        the acknowledgement of the request go out in one write (:meth:`_reply`)."""
         words = await self._receive(vf.index)
         if words is None:
             return
-        vf.received += 1
-        msg = Message.decode(words)
-        if self._take_token(vf):
-            reply = handle_request(vf, msg)
-            if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
-                await program_vf(self.drv, vf)
-            if reply.ack and msg.opcode in mbx.OFFLOAD_OPCODES:
-                await program_vf_offloads(self.drv, vf)
-        else:
-            vf.rate_limited += 1
-            vf.nacked += 1
-            reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
+        try:
+            vf.received += 1
+            msg = Message.decode(words)
+            if self._take_token(vf):
+                reply = handle_request(vf, msg)
+                if reply.ack and msg.opcode in mbx.FILTER_OPCODES:
+                    await program_vf(self.drv, vf)
+                if reply.ack and msg.opcode in mbx.OFFLOAD_OPCODES:
+                    await program_vf_offloads(self.drv, vf)
+            else:
+                vf.rate_limited += 1
+                vf.nacked += 1
+                reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
+        except Exception:
+            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, buffer released
+            raise
         if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
-        await self._send(vf, reply)
+        await self._reply(vf, reply)
 
     # -- transport --------------------------------------------------------------------------
     async def _lock(self, n: int) -> bool:
@@ -238,20 +259,34 @@ class PfMailbox:
             await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
 
     async def _receive(self, n: int) -> list[int] | None:
-        """Take the lock, read the VF's message, ACK it (which releases the lock)."""
+        """Take the lock and read the VF's message; the lock stays held (igb's
+        ``read_mbx(..., unlock=false)``) until the reply acknowledges it."""
         if not await self._lock(n):
             return None
         buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
         length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
-        await self.drv.write_reg(regs.PF_MAILBOX, ACK, n)
         return buffer[: 1 + length]
+
+    async def _reply(self, vf: VfInfo, msg: Message) -> bool:
+        """Answer the request :meth:`_receive` took: the reply in the buffer, then ACK and STS in
+        one write (PFACK and PFSTS, which releases the lock). The lock is checked first: a VF
+        reset meanwhile (VFLR) cleared the mailbox and with it the lock, which is then taken
+        again, and the reply to the request that reset orphaned goes out as any message."""
+        if not await self.drv.read_reg(regs.PF_MAILBOX, vf.index) & PFU:
+            return await self._send(vf, msg)
+        return await self._post(vf, msg, ACK | STS)
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:
         """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
         if not await self._lock(vf.index):
             return False
+        return await self._post(vf, msg, STS)
+
+    async def _post(self, vf: VfInfo, msg: Message, doorbell: int) -> bool:
+        """With the lock held: the message into VF ``vf``'s buffer, then ``doorbell`` (STS,
+        with ACK when it answers a request), which releases the lock."""
         await self.drv.write_regs(regs.PF_MBMEM, msg.encode(), vf.index * mbx.MBX_DWORDS)
-        await self.drv.write_reg(regs.PF_MAILBOX, STS, vf.index)
+        await self.drv.write_reg(regs.PF_MAILBOX, doorbell, vf.index)
         vf.awaiting_ack = True
         vf.awaiting_since = get_sim_time("ns")
         return True

@@ -7,10 +7,12 @@ IOMMU would translate and fault different requests on the two fabrics.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
 from cocotbext.pcie.core.tlp import Tlp, TlpType
+from cocotbext.pcie.core.utils import PcieId
 
 import fabric
 from fabric.tlp import CheckedTlp
@@ -156,8 +158,9 @@ def test_a_function_reached_through_a_bus_master_region_raises_like_cocotbext():
 
 
 def test_checked_tlps_answer_as_stock_tlps_do(capsys):
-    """A TLP the TLP fabric's links hand up as a ``CheckedTlp`` has the same type, flow-control
-    class, validation result and messages and representation as the stock ``Tlp``."""
+    """A TLP the TLP fabric's links hand up as a ``CheckedTlp`` is the copy the stock port makes
+    (``Tlp(tlp)``) and has the same type, flow-control class, validation result and messages
+    and representation as the stock ``Tlp``."""
 
     def outcome(call):
         try:
@@ -174,11 +177,69 @@ def test_checked_tlps_answer_as_stock_tlps_do(capsys):
             stock.address = rng.randrange(1 << 20)
             stock.byte_count, stock.lower_address = rng.randrange(5000), rng.randrange(128)
             stock.data = bytearray(rng.choice([stock.length * 4, rng.randrange(100)]))
-            checked = Tlp(stock)
-            checked.__class__ = CheckedTlp
+            stock.th, stock.tag, stock.seq = rng.random() < 0.5, rng.randrange(256), rng.randrange(4096)
+            stock.requester_id, stock.completer_id = (PcieId.from_int(rng.randrange(1 << 16)) for _ in "rc")
+            checked = CheckedTlp.copy_of(stock)  # what a link port hands up
+            stock = Tlp(stock)  # what a stock port hands up
+            assert type(checked) is CheckedTlp and vars(checked) == vars(stock), kind
+            assert checked.data is not stock.data
             verdict = stock.check()
             printed = capsys.readouterr().out
             assert checked.check() == verdict and capsys.readouterr().out == printed, kind
             assert checked.fmt_type is stock.fmt_type and repr(checked) == repr(stock)
             for query in ("get_fc_type", "is_posted", "is_nonposted", "is_completion"):
                 assert outcome(getattr(checked, query)) == outcome(getattr(stock, query)), (kind, query)
+
+
+def test_table_routing_decides_as_the_stock_bridge_does():
+    """The root ports and the host bridge route by ``fabric.routing.TableRouting``: for every
+    TLP type, IDs on, below and beside the bridge's buses and addresses in and around its
+    windows and BARs, the same answer as cocotbext-pcie's ``match_tlp`` and
+    ``match_tlp_secondary``, or the same exception."""
+    from types import SimpleNamespace  # noqa: PLC0415
+
+    from cocotbext.pcie.core.bridge import Bridge  # noqa: PLC0415
+    from cocotbext.pcie.core.function import Function  # noqa: PLC0415
+
+    from fabric.routing import TableRouting  # noqa: PLC0415
+
+    def outcome(method, bridge, tlp):
+        try:
+            return method(bridge, tlp)
+        except Exception as exc:  # noqa: BLE001 -- the same exception, whatever it is
+            return type(exc), str(exc)
+
+    bar = (0x9000_0000, 0xFFFF_0000)  # one 64 KiB memory BAR
+    port = SimpleNamespace(
+        device_num=0,
+        function_num=1,
+        pcie_id=PcieId(0, 0, 1),
+        sec_bus_num=2,
+        sub_bus_num=4,
+        io_base=0x1000,
+        io_limit=0x1FFF,
+        mem_base=0xC000_0000,
+        mem_limit=0xC0FF_FFFF,
+        prefetchable_mem_base=0x8000_0000_0000,
+        prefetchable_mem_limit=0x8000_00FF_FFFF,
+        match_bar=lambda addr, io=False: None if io or (addr ^ bar[0]) & bar[1] else (0, addr & ~bar[1]),
+    )
+    ids = [PcieId(0, 0, 0), PcieId(0, 0, 1), PcieId(0, 1, 1), PcieId(1, 0, 0), PcieId(2, 0, 0), PcieId(4, 31, 7)]
+    ids += [PcieId(5, 0, 0)]
+    addresses = [0, 0x1000, 0x1FFF, 0x2000, 0x9000_0010, 0x9001_0000, 0xBFFF_FFFF, 0xC000_0000, 0xC0FF_FFFF]
+    addresses += [0xC100_0000, 0x8000_0000_0000, 0x8000_00FF_FFFF, 0x8000_0100_0000]
+    host_bridge = SimpleNamespace(**{**vars(port), "sec_bus_num": 0, "sub_bus_num": 255})
+    for kind, bridge in itertools.product(TlpType, (port, host_bridge)):
+        for rid in ids:
+            for cid in ids:
+                for address in addresses:
+                    tlp = Tlp()
+                    tlp.fmt_type = kind
+                    tlp.requester_id, tlp.completer_id, tlp.address = rid, cid, address
+                    where = (kind, bridge.sec_bus_num, rid, cid, hex(address))
+                    assert outcome(TableRouting.match_tlp, bridge, tlp) == outcome(Function.match_tlp, bridge, tlp), (
+                        where
+                    )
+                    assert outcome(TableRouting.match_tlp_secondary, bridge, tlp) == outcome(
+                        Bridge.match_tlp_secondary, bridge, tlp
+                    ), where

@@ -68,18 +68,33 @@ class VfMailbox:
             return True
         return False
 
-    async def wait_for(self, bit: str, timeout_ns: int = mbx.MBX_TIMEOUT_NS) -> bool:
-        """Wait (interrupt-driven, re-checking the register) until ``bit`` was seen."""
+    async def wait_for(self, bit: str, timeout_ns: int = mbx.MBX_TIMEOUT_NS, read_first: bool = True) -> bool:
+        """Wait until ``bit`` was seen: taken from the bits already read, else read after the
+        mailbox interrupt (or a watchdog poll, in case it was lost). ``read_first=False``: the
+        caller armed the interrupt (:meth:`arm`) before the doorbell or the read after which
+        ``bit`` can be set, and the device raises it with every PFSTS and PFACK, so the register
+        is read when the interrupt comes, not at once (a read before the PF answered finds
+        nothing)."""
         deadline = get_sim_time("ns") + timeout_ns
+        read = read_first
         while True:
-            self.irq.clear()
-            await self.read_ctrl()
             if self.take(bit):
                 return True
+            if read:
+                self.arm()
+                await self.read_ctrl()
+                if self.take(bit):
+                    return True
             left = deadline - get_sim_time("ns")
             if left <= 0:
                 return False
             await First(self.irq.wait(), Timer(max(int(min(left, timeout_ns // 8)), 1), "ns"))
+            read = True
+
+    def arm(self) -> None:
+        """Forget the interrupts seen so far: a bit the PF sets from now on raises a new one.
+        Called right before a register read (or a doorbell) whose answer the caller waits for."""
+        self.irq.clear()
 
     async def _lock_buffer(self) -> bool:
         deadline = get_sim_time("ns") + mbx.MBX_TIMEOUT_NS
@@ -95,6 +110,7 @@ class VfMailbox:
         if not await self._lock_buffer():
             return False
         await self.drv.write_regs(regs.VF_MBMEM, msg.encode())
+        self.arm()  # the PF's answer to this doorbell raises the interrupt
         await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["REQ"])  # doorbell; releases VFU
         return True
 
@@ -124,9 +140,9 @@ class VfMailbox:
     async def _exchange(self, msg: Message) -> Message | None:
         """One attempt: write, ring REQ, wait PFACK, then PFSTS and the reply."""
         self.take("PFACK")
-        if not await self._write(msg) or not await self.wait_for("PFACK"):
+        if not await self._write(msg) or not await self.wait_for("PFACK", read_first=False):
             return None
-        while await self.wait_for("PFSTS"):
+        while await self.wait_for("PFSTS", read_first=False):
             reply = await self._read()
             if reply is None:
                 return None

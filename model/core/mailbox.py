@@ -223,13 +223,12 @@ class MailboxUnit:
             if self._violation:
                 self._violation.emit(ev.MailboxViolation(device.vf_port(n), "rvfu"))
         box.pfu = bool(value & PF_BITS["PFU"]) and not box.vfu
-        vf = self.vfs[n]
         if value & PF_BITS["STS"]:
             box.pfsts = True
-            self._vf_irq(vf)
         if value & PF_BITS["ACK"]:
             box.pfack = True
-            self._vf_irq(vf)
+        if value & (PF_BITS["STS"] | PF_BITS["ACK"]):  # one interrupt per write, whichever it set
+            self._vf_irq(self.vfs[n])
 
     def _pf_mem_read(self, index: int) -> int:
         n, word = divmod(index, MBX_DWORDS)

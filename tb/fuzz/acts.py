@@ -382,17 +382,25 @@ class Attacker:
         return [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
 
     async def flr_storm(self) -> list[Act]:
-        """Function Level Resets and software resets back to back, with traffic of its own."""
+        """Function Level Resets and software resets back to back, with traffic of its own; some
+        FLRs right after a mailbox request, while the PF holds the buffer to answer it."""
         rng, vf, acts = self.rng, self.vf, []
         exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(2, 5)):
             if vf.netdev is not None and vf.netdev.tx:
                 await vf.netdev.start_xmit(vf.mac + PARTNER + bytes(60))
             mark = self.w.rec.mark()
-            if rng.random() < 0.6:
+            roll = rng.random()
+            if roll < 0.6:
+                kind = "flr"
+                if roll < 0.2:  # SET_MAC makes the PF program the switch before it replies
+                    kind = "mid_request"
+                    await self._raw_message(
+                        [mbx.HDR_LEN.put(mbx.HDR_OPCODE.put(0, Opcode.SET_MAC), 2)] + mbx.mac_to_words(vf.mac)
+                    )
+                    await Timer(rng.randint(1, 3_000), "ns")
                 ctl = await vf.pdev.config_read_word(exp + pci.PCI_EXP_DEVCTL)
                 await vf.pdev.config_write_word(exp + pci.PCI_EXP_DEVCTL, ctl | pci.PCI_EXP_DEVCTL_BCR_FLR)
-                kind = "flr"
             else:
                 await vf.write_reg(regs.CTRL, regs.CTRL.field("RST").mask)
                 kind = "soft"

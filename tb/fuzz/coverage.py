@@ -26,6 +26,7 @@ ACT_KINDS = [
     "flood",
     "hold_vfu",
     "flr",
+    "mid_request",
     "soft",
     "dma_without_bme",
     "foreign_vector",

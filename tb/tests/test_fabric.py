@@ -8,7 +8,7 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 import fabric
-from fabric.transaction import read_requests, write_requests
+from fabric.transaction import in_window, read_requests, write_requests
 from iommu.events import Translation
 from model import events as ev
 from model.pcie.function import RequestFailed
@@ -155,3 +155,26 @@ async def device_reads_and_their_completion_faults_on_both_fabrics(dut, fabric_n
         assert not fn.received_master_abort and not fn.received_target_abort
     await Timer(300, "us")  # the late completion of the second read arrives
     assert errors == [("TLP", "nonfatal"), ("UnxCmplt", "advisory")]
+
+
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS))
+@cocotb.test()
+async def a_request_no_port_claims_ends_at_the_switch(dut, fabric_name):
+    """A device read of an address the host bridge routes to its secondary side but no root
+    port claims (a peer-to-peer miss) is refused by the root complex's switch with Unsupported
+    Request, on both fabrics (on the TLP fabric, the switch routes what a port claims in its
+    sender's turn and leaves the rest to cocotbext-pcie's routing task, which answers it); a
+    read the root complex claims still completes."""
+    system = await build_system(dut, total_vfs=4, fabric=fabric_name)
+    host_bridge, fn = system.rc.upstream_bridge, system.nic.pf
+    miss = host_bridge.prefetchable_mem_base  # in the host bridge's window, in no root port's
+    assert in_window(host_bridge, miss) and not in_window(system.root_port, miss)
+    try:
+        await fn.dma_read(miss, 4)
+        failed = None
+    except RequestFailed as exc:
+        failed = str(exc)
+    assert failed is not None and fn.received_master_abort, failed
+    buf = system.pf_dma.alloc_buffer(4096)
+    buf.write(0, b"claimed")
+    assert await fn.dma_read(buf.phys, 7) == b"claimed"

@@ -1,19 +1,22 @@
 """PF<->VF mailbox: every opcode end to end, policy, malformed input, flood, FLR, PF reset, disable."""
 
 import cocotb
-from cocotb.triggers import Timer, gather, select
+from cocotb.triggers import Event, Timer, gather, select
 from cocotb.utils import get_sim_time
 
 import pcicore
-from datasheet import device, regs
+from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
-from datasheet.mailbox import MbxError, Opcode
+from datasheet.mailbox import MbxError, Message, Opcode
+from fabric import TLP
+from model import events as ev
 from pf_driver.vf_info import LinkState, VfState
 from tb.lib.system import build_system
 from tb.lib.timing import expect_within
 from vf_driver.mailbox import MailboxTimeout
 
 MAC_A = bytes.fromhex("02aabbccdd01")
+VF0_PORT = device.vf_port(0)
 MCAST = [bytes.fromhex("01005e000001"), bytes.fromhex("3333000000fb")]
 
 
@@ -172,6 +175,110 @@ async def buffer_ownership_enforced(dut):
     await sys_.pf.write_reg(regs.PF_MAILBOX, PFU, 5)
     assert await sys_.pf.read_reg(regs.PF_MAILBOX, 5) == 0
     assert await sys_.pf.read_reg(regs.ERR_LAST_OFFSET) == regs.PF_MAILBOX.at(5)
+
+
+@cocotb.test()
+async def reply_acknowledges_and_posts_in_one_write(dut):
+    """The PF driver answers a request holding the buffer from read to reply, then writes ACK
+    and STS together: the VF sees PFACK and PFSTS in one read, from one interrupt, and the
+    write released the buffer. The test plays the PF (no PF driver bound)."""
+    system = await build_system(dut, total_vfs=8, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    (vf,) = await pcicore.pci_enable_sriov(pf, 1)
+    await vf.set_master()
+    await pcicore.pci_alloc_irq_vectors(vf, 1, device.VF_MSIX_VECTORS)
+    fired = []
+
+    async def handler():
+        fired.append(get_sim_time("ns"))
+
+    pcicore.request_irq(vf, device.VF_MBX_VECTOR, handler)
+    pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vf.bar_window[device.REG_BAR]
+    VF = regs.VF_MAILBOX.masks
+    PF = regs.PF_MAILBOX.masks
+    request = Message(Opcode.GET_QUEUES, []).encode()
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])
+    await vf_bar.write(regs.VF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in request))
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["REQ"])
+    assert await pf_bar.read_dword(regs.PF_MBX_REQ.offset) == 1
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["PFU"])
+    assert await pf_bar.read_dword(regs.PF_MAILBOX.at(0)) == PF["PFU"]
+    assert await pf_bar.read_dword(regs.PF_MBMEM.at(0)) == request[0]
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])  # the PF still holds it: refused
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["PFU"] | VF["RSTI"]
+    assert not fired  # taking the request raised nothing
+    reply = Message(Opcode.GET_QUEUES, [1, 1, 0], ack=True).encode()
+    await pf_bar.write(regs.PF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in reply))
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["ACK"] | PF["STS"])
+    assert await pcicore.wait_for_irq(vf, device.VF_MBX_VECTOR, timeout_ns=100_000)
+    assert not await pcicore.wait_for_irq(vf, device.VF_MBX_VECTOR, timeout_ns=20_000)  # one per write
+    assert len(fired) == 1
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["PFACK"] | VF["PFSTS"] | VF["RSTI"]
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["RSTI"]  # read to clear; PFU released
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) & VF["VFU"]
+    assert [await vf_bar.read_dword(regs.VF_MBMEM.at(i)) for i in range(len(reply))] == reply
+
+
+@cocotb.test()
+async def flr_while_the_pf_holds_the_buffer(dut):
+    """A VF FLR that lands while the PF driver handles that VF's request (between taking the
+    buffer and checking it still holds it before replying) clears the mailbox and its lock: the
+    PF finds its lock gone, takes it again and posts the reply as any message (STS without ACK),
+    writing no buffer it does not hold; its service carries on, the VF probes again, the other
+    VF is undisturbed. The FLR is swept over the PF's handling from the moment it clears the
+    VF's REQ bit, and must land in that window at least once. (One landing between the PF's
+    check and its writes is refused and flagged as for any unheld write: no driver can check
+    and write in one request.) A race in simulated time: TLP fabric."""
+    sys_ = await build_system(dut, total_vfs=8, fabric=TLP)
+    vfs = await sys_.enable_vfs(2)
+    pdev = vfs[0].pdev
+    exp = await pcicore.pci_find_capability(pdev, pci.PCI_CAP_ID_EXP)
+    violations, resets, pf_mailbox = [], [], []
+    sys_.nic.events.subscribe(ev.MailboxViolation, violations.append)
+    sys_.nic.events.subscribe(ev.Reset, lambda e: resets.append(len(pf_mailbox)) if e.fn == VF0_PORT else None)
+    req_cleared = Event()
+
+    def on_pf_write(e: ev.MmioWrite) -> None:
+        if e.fn == device.PF_PORT and e.bar == device.REG_BAR:
+            if e.offset == regs.PF_MAILBOX.at(0):
+                pf_mailbox.append(e.value)
+            elif e.offset == regs.PF_MBX_REQ.at(0) and e.value & 1:
+                req_cleared.set()
+
+    sys_.nic.events.subscribe(ev.MmioWrite, on_pf_write)
+    STS, PFU = (regs.PF_MAILBOX.field(name).mask for name in ("STS", "PFU"))
+    hits = 0
+    for delay_ns in range(0, 600, 40):
+        vf = sys_.vfs[0]
+        devctl = await pdev.config_read_word(exp + pci.PCI_EXP_DEVCTL)
+        req_cleared.clear()
+        resets.clear()
+
+        async def ask(vf=vf):
+            try:
+                await vf.request(Opcode.SET_MAC, mbx.mac_to_words(MAC_A))
+            except MailboxTimeout:
+                pass
+
+        asking = cocotb.start_soon(ask())
+        await req_cleared.wait()
+        if delay_ns:
+            await Timer(delay_ns, "ns")
+        await pdev.config_write_word(exp + pci.PCI_EXP_DEVCTL, devctl | pci.PCI_EXP_DEVCTL_BCR_FLR)
+        await Timer(int(pci.PCI_FLR_DELAY_S * 1e9), "ns")
+        assert resets, "the FLR did not reset the VF"
+        after = pf_mailbox[resets[0] :]
+        if after[:2] == [PFU, STS]:  # the lock taken again, the reply posted as any message
+            hits += 1
+            assert not [v for v in violations if v.side == "pf"], f"FLR {delay_ns} ns in: {violations}"
+        violations.clear()  # an FLR between the PF's last check and its write is flagged, as any
+        await sys_.rebind_vf(0)
+        await asking
+        assert sys_.vfs[0].ready
+    assert hits, "no FLR landed while the PF held the buffer"
+    assert (await vfs[1].request(Opcode.GET_QUEUES)).ack  # the other VF was never disturbed
 
 
 @cocotb.test()
