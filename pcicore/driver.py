@@ -61,23 +61,20 @@ class PciErrorHandlers(Protocol):
     async def cor_error_detected(self) -> None: ...
 
 
-_bound: dict[int, object] = {}
-
-
 def pci_bind_driver(dev: PciDevice, driver: object) -> None:
-    """``driver`` is bound to ``dev`` from now on (``dev->driver``)."""
-    _bound[id(dev)] = driver
+    """``driver`` is bound to ``dev`` from now on (``dev->driver``, kept on the device)."""
+    dev.driver = driver
 
 
 def pci_unbind_driver(dev: PciDevice, driver: object) -> None:
     """Unbind ``driver`` from ``dev`` (nothing happens if another driver took its place)."""
-    if _bound.get(id(dev)) is driver:
-        del _bound[id(dev)]
+    if pci_bound_driver(dev) is driver:
+        dev.driver = None
 
 
 def pci_bound_driver(dev: PciDevice) -> object | None:
     """The driver bound to ``dev``, None if none."""
-    return _bound.get(id(dev))
+    return getattr(dev, "driver", None)
 
 
 def pci_err_handlers(dev: PciDevice) -> PciErrorHandlers | None:

@@ -240,23 +240,20 @@ def pci_iov_remove_virtfn(vf: PciDevice) -> None:
         vf.bus.parent.children.remove(vf.bus)
 
 
-#: each PF's SR-IOV state, once the host has enumerated it (Linux ``dev->sriov``)
-_iov: dict[int, Sriov] = {}
-
-
 async def pci_iov_init(pf: PciDevice, log: logging.Logger | None = None) -> Sriov:
     """``sriov_init`` at enumeration: probe the PF's SR-IOV capability, enable ARI, reserve
-    VF bus numbers and VF BAR space. Done once per PF; later calls return the same state."""
-    sriov = _iov.get(id(pf))
+    VF bus numbers and VF BAR space. Done once per PF; later calls return the same state, kept
+    on the PF's host device as Linux keeps it in ``dev->sriov``."""
+    sriov = getattr(pf, "sriov", None)
     if sriov is None or sriov.state is None:
-        sriov = _iov[id(pf)] = Sriov(pf, log or logging.getLogger(f"cocotb.pci[{pf.pcie_id}]"))
+        sriov = pf.sriov = Sriov(pf, log or logging.getLogger(f"cocotb.pci[{pf.pcie_id}]"))
         await sriov.init()
     return sriov
 
 
 def pci_iov(pf: PciDevice) -> Sriov:
     """The SR-IOV state :func:`pci_iov_init` made for ``pf``."""
-    sriov = _iov.get(id(pf))
+    sriov = getattr(pf, "sriov", None)
     if sriov is None:
         raise PciError(f"{pf.pcie_id}: SR-IOV not initialised (pci_iov_init at enumeration)")
     return sriov
@@ -275,7 +272,7 @@ async def pci_disable_sriov(pf: PciDevice) -> None:
 
 
 def pci_num_vf(pf: PciDevice) -> int:
-    sriov = _iov.get(id(pf))
+    sriov = getattr(pf, "sriov", None)
     return sriov.state.num_vfs if sriov is not None and sriov.state else 0
 
 

@@ -1,15 +1,21 @@
 """What a regression seed no longer pays for, without a simulator: the pyuvm component
 loggers of a finished test leave the logging manager, a register set's decode is built
 once, and a seed's hostile-VF campaign runs in the process of its pyuvm tests with the
-campaign's own reporting (episodes, the episode a simulation died in, coverage), and the
-collector does not walk what is alive when the simulation ends."""
+campaign's own reporting (episodes, the episode a simulation died in, coverage), the
+collector does not walk what is alive when the simulation ends, and the host's per-device
+state does not keep a finished test's platform alive."""
 
 from __future__ import annotations
 
 import gc
 import json
 import logging
+import weakref
+from types import SimpleNamespace
 
+from cocotbext.pcie.core.pci import PciDevice
+
+import pcicore
 from datasheet import regs
 from model.core.regfile import RegisterFile
 from tb.fuzz import runner as fuzz
@@ -112,3 +118,24 @@ def test_what_is_alive_at_exit_is_frozen_out_of_the_collectors_sight():
         assert gc.collect() >= 0  # the collector still runs, over what is new
     finally:
         gc.unfreeze()
+
+
+# -- the host's per-device state -------------------------------------------------------------------
+def test_the_hosts_per_device_state_lives_and_dies_with_the_device():
+    """pcicore's DMA API, bound driver and SR-IOV state of a function are kept on its host
+    device (Linux's ``dev->dma_ops``, ``dev->driver``, ``dev->sriov``), so a finished test's
+    platform is freed: in tables keyed by the device they kept every platform alive."""
+    dev = PciDevice(None)
+    driver, dma = SimpleNamespace(pdev=dev), SimpleNamespace(dev=dev)  # each holds its device, as the real ones do
+    pcicore.set_dma_device(dev, dma)
+    pcicore.pci_bind_driver(dev, driver)
+    assert pcicore.dma_device(dev) is dma and pcicore.pci_bound_driver(dev) is driver
+    pcicore.pci_unbind_driver(dev, object())  # another driver's unbind leaves it bound
+    assert pcicore.pci_bound_driver(dev) is driver
+    assert pcicore.pci_num_vf(dev) == 0  # SR-IOV not initialised
+    alive = weakref.ref(dev)
+    del dev, driver, dma
+    gc.collect()
+    assert alive() is None
+    fresh = PciDevice(None)
+    assert pcicore.dma_device(fresh) is None and pcicore.pci_bound_driver(fresh) is None

@@ -126,8 +126,8 @@ _freeze_registered = False
 
 def freeze_at_exit() -> None:
     """When the simulation ends, CPython's finalization runs full collections over every
-    object still alive, several times: after a regression seed's tests, whose platforms the
-    host's per-device tables keep, about 0.7 s per simulator process. What is alive at exit
+    object still alive, several times (after a regression seed's tests, when every test's
+    platform was still alive, about 0.7 s per simulator process). What is alive at exit
     needs no collecting, so move it out of the collector's sight (``gc.freeze``). Nothing is
     lost: standard streams are flushed by the interpreter, the results and the coverage are
     written before the end, a pcap writer flushes every record, and objects freed by their
