@@ -34,6 +34,13 @@ from cocotbext.pcie.core.port import Port, SimPort
 
 from .tlp import CheckedTlp
 
+#: flow-control initialisation, one credit type after another (PCIe 6.0 §3.4.2): each type's
+#: InitFC1 and InitFC2 DLLPs, its header and data credit counters, and the type that follows
+FC_INIT = {
+    FcType.P: (DllpType.INIT_FC1_P, DllpType.INIT_FC2_P, "ph", "pd", FcType.NP),
+    FcType.NP: (DllpType.INIT_FC1_NP, DllpType.INIT_FC2_NP, "nph", "npd", FcType.CPL),
+    FcType.CPL: (DllpType.INIT_FC1_CPL, DllpType.INIT_FC2_CPL, "cplh", "cpld", FcType.P),
+}
 #: a timer interval past any simulation (2**62 ps is 53 days)
 FOREVER_STEPS = 1 << 62
 
@@ -205,23 +212,14 @@ class SleepingSimPort(SimPort):
     def _fc_init(self) -> Dllp:
         """The next InitFC1/InitFC2 DLLP of flow-control initialisation (PCIe 6.0 §3.4)."""
         fc_ch = self.fc_state[self.fc_init_vc]
+        init_fc1, init_fc2, hdr, data, after = FC_INIT[self.fc_init_type]
         pkt = Dllp()
         pkt.vc = self.fc_init_vc
-        if self.fc_init_type == FcType.P:
-            pkt.type = DllpType.INIT_FC1_P if not fc_ch.fi1 else DllpType.INIT_FC2_P
-            pkt.hdr_fc = fc_ch.ph.rx_credits_allocated
-            pkt.data_fc = fc_ch.pd.rx_credits_allocated
-            self.fc_init_type = FcType.NP
-        elif self.fc_init_type == FcType.NP:
-            pkt.type = DllpType.INIT_FC1_NP if not fc_ch.fi1 else DllpType.INIT_FC2_NP
-            pkt.hdr_fc = fc_ch.nph.rx_credits_allocated
-            pkt.data_fc = fc_ch.npd.rx_credits_allocated
-            self.fc_init_type = FcType.CPL
-        elif self.fc_init_type == FcType.CPL:
-            pkt.type = DllpType.INIT_FC1_CPL if not fc_ch.fi1 else DllpType.INIT_FC2_CPL
-            pkt.hdr_fc = fc_ch.cplh.rx_credits_allocated
-            pkt.data_fc = fc_ch.cpld.rx_credits_allocated
-            self.fc_init_type = FcType.P
+        pkt.type = init_fc2 if fc_ch.fi1 else init_fc1
+        pkt.hdr_fc = getattr(fc_ch, hdr).rx_credits_allocated
+        pkt.data_fc = getattr(fc_ch, data).rx_credits_allocated
+        self.fc_init_type = after
+        if after == FcType.P:
             for k in range(8):  # the next active VC that has not finished initialisation
                 vc = (self.fc_init_vc + 1 + k) % 8
                 if self.fc_state[vc].active and not self.fc_state[vc].fi2:
