@@ -10,8 +10,10 @@ This entry point runs each module once per fabric (one simulator process each), 
 regression seed per fabric (:mod:`tb.tools.regress`), and prints every table, then the
 fabrics side by side: packets per second and the speed-up of the transaction-level fabric
 over the TLP one, the platform figures (enable and probe 256 VFs, 100 ms of idle time), the
-regression seed, and where the profiled time goes on each fabric.  Benchmarks are
-measurements, never pass/fail on time: the only failures are functional ones inside a module.
+regression seed, and where the profiled time goes on each fabric, with the ceiling that puts
+on the speed-up (Amdahl: the model, IOMMU and drivers cost what they cost on either fabric).
+Benchmarks are measurements, never pass/fail on time: the only failures are functional ones
+inside a module.
 
     python -m tb.bench                           # everything, both fabrics
     python -m tb.bench datapath --fabric fast    # one benchmark, one fabric
@@ -240,16 +242,32 @@ def side_by_side(results: dict[tuple[str, str], dict]) -> str:
 
         rows = [[area, *(share(p, area) for p in profiles.values())] for area in areas]
         rows.append(["model + IOMMU + drivers (charged)"] + [f"{p['payload_share']:.1%}" for p in profiles.values()])
-        out.append(
-            format_table(
-                {
-                    "title": "Where the time goes (8 VFs, 64 B, cProfile): own time / builtins charged to the caller",
-                    "columns": ["area", *profiles],
-                    "rows": rows,
-                }
-            )
-        )
+        table = {
+            "title": "Where the time goes (8 VFs, 64 B, cProfile): own time / builtins charged to the caller",
+            "columns": ["area", *profiles],
+            "rows": rows,
+        }
+        ceiling = speedup_ceiling(results["datapath", tlp], results["datapath", fast])
+        if ceiling is not None:
+            table["summary"] = {
+                "speed-up ceiling (tlp us/pkt over the fast fabric's model + IOMMU + drivers us/pkt)": f"{ceiling:.1f}x"
+            }
+        out.append(format_table(table))
     return "\n\n".join(out)
+
+
+def speedup_ceiling(tlp_result: dict, fast_result: dict) -> float | None:
+    """Amdahl's bound on the transaction-level fabric's speed-up for the profiled datapath row:
+    however little the fabric costs, a packet still costs the model, IOMMU and drivers their
+    share of the fast fabric's time per packet. None without a profile of that row."""
+    prof = fast_result.get("profile") or {}
+    row = prof.get("row")
+    if row is None:
+        return None
+    tlp_us, fast_us = (next((r[5] for r in res["rows"] if r[:2] == row), None) for res in (tlp_result, fast_result))
+    if not (tlp_us and fast_us and prof.get("payload_share")):
+        return None
+    return tlp_us / (fast_us * prof["payload_share"])
 
 
 def main(argv: list[str] | None = None) -> int:

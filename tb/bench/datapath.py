@@ -141,6 +141,7 @@ async def datapath_throughput(dut):
         size, active = PROFILED
         await full_path(vfs, active, size, total, profile)
         result["profile"] = prof = profile_areas(profile, OUT.with_suffix(".prof"))
+        prof["row"] = [f"{size} B", active]  # the table row the profiled run repeats
         result["summary"][f"profile ({active} VFs, {size} B) own time"] = prof["own_time_share"]
         result["summary"]["model + IOMMU + drivers, builtins charged to callers"] = prof["payload_share"]
     result["fabric"] = system.fabric
