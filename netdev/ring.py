@@ -58,9 +58,17 @@ class DescriptorRing:
     def slot_status(self, slot: int) -> tuple[int, int]:
         return d.parse_writeback(self.desc.read(slot * d.DESC_SIZE, d.DESC_SIZE))
 
+    def written_back(self) -> bytes | None:
+        """The next slot to clean, if the device has written it back (DD set): its descriptor,
+        read once, as a driver reads the write-back it then parses."""
+        if self.next_to_clean == self.next_to_use:
+            return None
+        raw = self.desc.read(self.next_to_clean * d.DESC_SIZE, d.DESC_SIZE)
+        return raw if d.parse_writeback(raw)[1] & DD else None
+
     def done(self) -> bool:
         """The device has written back the next slot to clean."""
-        return self.next_to_clean != self.next_to_use and bool(self.slot_status(self.next_to_clean)[1] & DD)
+        return self.written_back() is not None
 
     def release(self) -> None:
         self.dev.dma.dma_free_coherent(self.desc, self.desc_iova)
@@ -150,9 +158,9 @@ class TxRing(DescriptorRing):
     def clean(self, budget: int) -> int:
         """Reclaim completed descriptors (at most ``budget``); account sent/dropped/errored frames."""
         cleaned = 0
-        while cleaned < budget and self.done():
+        while cleaned < budget and (raw := self.written_back()) is not None:
             slot = self.next_to_clean
-            length, status = self.slot_status(slot)
+            length, status = d.parse_writeback(raw)
             self.stats.bytes += length
             if self.eop[slot]:
                 if status & (d.STATUS_ERR_LEN.mask | d.STATUS_ERR_DMA.mask | d.STATUS_ERR_OFFLOAD.mask):
@@ -200,9 +208,8 @@ class RxRing(DescriptorRing):
         """Collect up to ``budget`` completed frames (buffers chained until EOP), each with what its
         EOP write-back reports (RSS hash and type, stripped VLAN tag, checksum verdicts)."""
         frames = []
-        while len(frames) < budget and self.done():
+        while len(frames) < budget and (raw := self.written_back()) is not None:
             slot = self.next_to_clean
-            raw = self.desc.read(slot * d.DESC_SIZE, d.DESC_SIZE)
             length, status = d.parse_writeback(raw)
             self.partial += self.data.read(slot * self.buf_size, length)
             self.next_to_clean = (slot + 1) % self.size
