@@ -55,7 +55,7 @@ class TableRouting:
             return bool(self.match_bar(tlp.address, True))
         if kind == MEM:
             return bool(self.match_bar(tlp.address))
-        raise Exception("TODO")
+        raise Exception("TODO")  # the stock match_tlp's own exception, text included, for a type it cannot match
 
     def match_tlp_secondary(self, tlp: Any) -> bool:
         """``Bridge.match_tlp_secondary``: the TLP belongs to the bridge's secondary side."""
