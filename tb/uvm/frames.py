@@ -54,20 +54,37 @@ def ipv6_header(src: bytes, dst: bytes, next_header: int, payload_len: int) -> b
     return struct.pack("!IHBB16s16s", 6 << 28, payload_len, next_header, TTL, src, dst)
 
 
-def pseudo_header(ipv6: bool, src: bytes, dst: bytes, proto: int, length: int) -> bytes:
+def ip_packet(addresses: tuple[bytes, bytes], ip_id: int, proto: int, l4: bytes, frag: int = 0) -> bytes:
+    """The EtherType, then an IPv4 or IPv6 header (by the length of the ``addresses``, source
+    and destination) carrying ``l4``; ``ip_id`` and ``frag`` are IPv4's (IPv6 has neither)."""
+    src, dst = addresses
+    if len(src) == 16:
+        return struct.pack("!H", ETH_P_IPV6) + ipv6_header(src, dst, proto, len(l4)) + l4
+    return struct.pack("!H", ETH_P_IP) + ipv4_header(src, dst, ip_id, proto, len(l4), frag) + l4
+
+
+def pseudo_header(addresses: tuple[bytes, bytes], proto: int, length: int) -> bytes:
     """What the transport checksum covers besides the segment (RFC 9293 §3.1, RFC 8200 §8.1)."""
+    src, dst = addresses
+    ipv6 = len(src) == 16
     return src + dst + (struct.pack("!IxxxB", length, proto) if ipv6 else struct.pack("!xBH", proto, length))
 
 
-def tcp_segment(ports: tuple[int, int], seq: int, payload: bytes, pseudo: bytes) -> bytes:
-    """A TCP segment with PSH and ACK set, its checksum over ``pseudo`` (:func:`pseudo_header`)."""
+def tcp_segment(ports: tuple[int, int], seq: int, payload: bytes, addresses: tuple[bytes, bytes]) -> bytes:
+    """A TCP segment with PSH and ACK set, its checksum over the pseudo-header of the IP
+    ``addresses`` (source, destination)."""
     header = struct.pack("!HHIIBBHHH", *ports, seq, 0, (TCP_HEADER // 4) << 4, TCP_PSH_ACK, TCP_WINDOW, 0, 0)
+    pseudo = pseudo_header(addresses, IPPROTO_TCP, TCP_HEADER + len(payload))
     return header[:16] + struct.pack("!H", inet_checksum(pseudo + header + payload)) + header[18:] + payload
 
 
-def udp_datagram(ports: tuple[int, int], payload: bytes, pseudo: bytes, checksum: bool = True) -> bytes:
-    """A UDP datagram, its checksum over ``pseudo`` (:func:`pseudo_header`), or 0 (none sent)."""
+def udp_datagram(
+    ports: tuple[int, int], payload: bytes, addresses: tuple[bytes, bytes], checksum: bool = True
+) -> bytes:
+    """A UDP datagram, its checksum over the pseudo-header of the IP ``addresses``, or 0 (none
+    sent)."""
     header = struct.pack("!HHHH", *ports, UDP_HEADER + len(payload), 0)
+    pseudo = pseudo_header(addresses, IPPROTO_UDP, UDP_HEADER + len(payload))
     check = (inet_checksum(pseudo + header + payload) or 0xFFFF) if checksum else 0
     return header[:6] + struct.pack("!H", check) + payload
 

@@ -63,25 +63,18 @@ def offload_frame(
         ip_dst = socket.inet_pton(socket.AF_INET6, f"2001:db8:1::{b:x}")
     else:
         ip_src, ip_dst = bytes((10, a >> 8, a & 0xFF, serial % 250 + 1)), bytes((172, 16, b >> 8, b & 0xFF))
+    addresses = (ip_src, ip_dst)
     frag = rng.choice([1, 100]) if kind == offref.IPV4_FRAG else 0
     if kind in (offref.IPV4_TCP, offref.IPV6_TCP):
-        proto, seq = frames.IPPROTO_TCP, rng.getrandbits(32)
-        pseudo = frames.pseudo_header(v6, ip_src, ip_dst, proto, frames.TCP_HEADER + len(body))
-        l4 = frames.tcp_segment(ports, seq, body, pseudo)
+        proto, l4 = frames.IPPROTO_TCP, frames.tcp_segment(ports, rng.getrandbits(32), body, addresses)
     elif kind in (offref.IPV4_UDP, offref.IPV6_UDP, offref.IPV4_FRAG):  # a fragment: whatever the payload
-        proto = frames.IPPROTO_UDP
-        pseudo = frames.pseudo_header(v6, ip_src, ip_dst, proto, frames.UDP_HEADER + len(body))
-        l4 = frames.udp_datagram(ports, body, pseudo, checksum=udp_checksum or kind != offref.IPV4_UDP)
+        checksum = udp_checksum or kind != offref.IPV4_UDP
+        proto, l4 = frames.IPPROTO_UDP, frames.udp_datagram(ports, body, addresses, checksum)
     elif kind == offref.IPV6_OTHER:
         proto, l4 = frames.IPPROTO_ICMPV6, b"\x80\x00" + bytes(6) + body  # an echo request, checksum 0
     else:
         proto, l4 = frames.IPPROTO_ICMP, frames.icmp_echo(body)
-    if v6:
-        l3 = frames.ipv6_header(ip_src, ip_dst, proto, len(l4))
-    else:
-        l3 = frames.ipv4_header(ip_src, ip_dst, serial & 0xFFFF, proto, len(l4), frag)
-    ethertype = frames.ETH_P_IPV6 if v6 else frames.ETH_P_IP
-    frame = bytearray(dst + src + tag + struct.pack("!H", ethertype) + l3 + l4)
+    frame = bytearray(dst + src + tag + frames.ip_packet(addresses, serial & 0xFFFF, proto, l4, frag))
     l3_at = 14 + len(tag)
     if bad == "ip":
         frame[l3_at + 10] ^= 0xA5  # IPv4 header checksum
@@ -242,13 +235,8 @@ def tso_frame(src: bytes, dst: bytes, serial: int, v6: bool, payload: int, rng: 
         ip_src, ip_dst = bytes((10, 9, 0, 5)), bytes((10, 9, 1, 1))
     seq = rng.getrandbits(32)
     data = (serial.to_bytes(8, "big") + frames.pattern(serial * 7, max(payload - 8, 0)))[:payload]
-    pseudo = frames.pseudo_header(v6, ip_src, ip_dst, frames.IPPROTO_TCP, frames.TCP_HEADER + len(data))
-    tcp = frames.tcp_segment((30000 + serial % 30000, 5201), seq, data, pseudo)
-    if v6:
-        l3 = frames.ipv6_header(ip_src, ip_dst, frames.IPPROTO_TCP, len(tcp))
-    else:
-        l3 = frames.ipv4_header(ip_src, ip_dst, serial & 0xFFFF, frames.IPPROTO_TCP, len(tcp))
-    return dst + src + struct.pack("!H", frames.ETH_P_IPV6 if v6 else frames.ETH_P_IP) + l3 + tcp
+    tcp = frames.tcp_segment((30000 + serial % 30000, 5201), seq, data, (ip_src, ip_dst))
+    return dst + src + frames.ip_packet((ip_src, ip_dst), serial & 0xFFFF, frames.IPPROTO_TCP, tcp)
 
 
 class VlanSeq(OffloadSequence):

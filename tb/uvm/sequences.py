@@ -61,8 +61,7 @@ def udp_frame(
     (:mod:`tb.uvm.frames`); ``tag`` is what follows the MAC addresses up to the IP header
     (the EtherType, or an 802.1Q tag and the EtherType)."""
     ip_src, ip_dst, ip_id = ip
-    pseudo = frames.pseudo_header(False, ip_src, ip_dst, IPPROTO_UDP, UDP_HEADER + len(payload))
-    udp = frames.udp_datagram(ports, payload, pseudo)
+    udp = frames.udp_datagram(ports, payload, (ip_src, ip_dst))
     return dst + src + tag + frames.ipv4_header(ip_src, ip_dst, ip_id, IPPROTO_UDP, len(udp)) + udp
 
 
