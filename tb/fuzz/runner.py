@@ -204,9 +204,7 @@ def write_report(
 
 def run_seeds(seeds: list[int], episodes: int, jobs: int, fabric_name: str | None = None) -> tuple[str, bool]:
     """Run ``seeds`` on ``jobs`` workers (on ``fabric_name``, default ``$FABRIC``); write and
-    return the report and whether all passed."""
-    for sub in ("logs", "episodes", "results"):
-        (FUZZ_DIR / sub).mkdir(parents=True, exist_ok=True)
+    return the report and whether all passed (each seed makes its folders: :func:`seed_environment`)."""
     forget_coverage()
     print(f"fuzz: {len(seeds)} seed(s) x {episodes} episodes on {jobs} worker(s)", flush=True)
     t0 = time.monotonic()
