@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import cocotb
 from cocotb.triggers import Event, NullTrigger, Timer
@@ -34,12 +34,30 @@ from cocotbext.pcie.core.port import Port, SimPort
 
 from .tlp import CheckedTlp
 
-#: flow-control initialisation, one credit type after another (PCIe 6.0 §3.4.2): each type's
-#: InitFC1 and InitFC2 DLLPs, its header and data credit counters, and the type that follows
-FC_INIT = {
-    FcType.P: (DllpType.INIT_FC1_P, DllpType.INIT_FC2_P, "ph", "pd", FcType.NP),
-    FcType.NP: (DllpType.INIT_FC1_NP, DllpType.INIT_FC2_NP, "nph", "npd", FcType.CPL),
-    FcType.CPL: (DllpType.INIT_FC1_CPL, DllpType.INIT_FC2_CPL, "cplh", "cpld", FcType.P),
+
+class FcDllps(NamedTuple):
+    """The flow-control DLLPs of one credit type (PCIe 6.0 §3.4.2) and where they come from."""
+
+    init_fc1: DllpType
+    init_fc2: DllpType
+    update_fc: DllpType
+    hdr: str  # the header and data credit counters of a channel (``fc_ch.ph`` ...)
+    data: str
+    due: str  # when the channel's next UpdateFC of the type is due (``fc_ch.next_fc_p_tx`` ...)
+    after: FcType  # the type initialised next
+
+
+#: each credit type's DLLPs, in the order flow control initialises and updates them
+FC_DLLPS = {
+    FcType.P: FcDllps(
+        DllpType.INIT_FC1_P, DllpType.INIT_FC2_P, DllpType.UPDATE_FC_P, "ph", "pd", "next_fc_p_tx", FcType.NP
+    ),
+    FcType.NP: FcDllps(
+        DllpType.INIT_FC1_NP, DllpType.INIT_FC2_NP, DllpType.UPDATE_FC_NP, "nph", "npd", "next_fc_np_tx", FcType.CPL
+    ),
+    FcType.CPL: FcDllps(
+        DllpType.INIT_FC1_CPL, DllpType.INIT_FC2_CPL, DllpType.UPDATE_FC_CPL, "cplh", "cpld", "next_fc_cpl_tx", FcType.P
+    ),
 }
 #: a timer interval past any simulation (2**62 ps is 53 days)
 FOREVER_STEPS = 1 << 62
@@ -194,32 +212,19 @@ class SleepingSimPort(SimPort):
             if not fc_ch.active or not fc_ch.fi2:
                 continue
             sim_time = get_sim_time()
-            for due, kind, hdr, data in (
-                ("next_fc_p_tx", DllpType.UPDATE_FC_P, fc_ch.ph, fc_ch.pd),
-                ("next_fc_np_tx", DllpType.UPDATE_FC_NP, fc_ch.nph, fc_ch.npd),
-                ("next_fc_cpl_tx", DllpType.UPDATE_FC_CPL, fc_ch.cplh, fc_ch.cpld),
-            ):
-                if getattr(fc_ch, due) <= sim_time:
-                    pkt = Dllp()
-                    pkt.vc = self.fc_init_vc
-                    pkt.type = kind
-                    pkt.hdr_fc = hdr.rx_credits_allocated
-                    pkt.data_fc = data.rx_credits_allocated
-                    setattr(fc_ch, due, sim_time + self.fc_update_steps)
-                    return pkt
+            for fc in FC_DLLPS.values():
+                if getattr(fc_ch, fc.due) <= sim_time:
+                    setattr(fc_ch, fc.due, sim_time + self.fc_update_steps)
+                    return self._fc_dllp(fc.update_fc, fc_ch, fc)
         return None
 
     def _fc_init(self) -> Dllp:
         """The next InitFC1/InitFC2 DLLP of flow-control initialisation (PCIe 6.0 §3.4)."""
         fc_ch = self.fc_state[self.fc_init_vc]
-        init_fc1, init_fc2, hdr, data, after = FC_INIT[self.fc_init_type]
-        pkt = Dllp()
-        pkt.vc = self.fc_init_vc
-        pkt.type = init_fc2 if fc_ch.fi1 else init_fc1
-        pkt.hdr_fc = getattr(fc_ch, hdr).rx_credits_allocated
-        pkt.data_fc = getattr(fc_ch, data).rx_credits_allocated
-        self.fc_init_type = after
-        if after == FcType.P:
+        fc = FC_DLLPS[self.fc_init_type]
+        pkt = self._fc_dllp(fc.init_fc2 if fc_ch.fi1 else fc.init_fc1, fc_ch, fc)
+        self.fc_init_type = fc.after
+        if fc.after == FcType.P:
             for k in range(8):  # the next active VC that has not finished initialisation
                 vc = (self.fc_init_vc + 1 + k) % 8
                 if self.fc_state[vc].active and not self.fc_state[vc].fi2:
@@ -227,6 +232,15 @@ class SleepingSimPort(SimPort):
                     break
         # flow control is initialised once every active VC is
         self.fc_initialized = all(not ch.active or ch.fi2 for ch in self.fc_state)
+        return pkt
+
+    def _fc_dllp(self, kind: DllpType, fc_ch: Any, fc: FcDllps) -> Dllp:
+        """A flow-control DLLP of ``kind`` advertising the credits ``fc_ch`` allocated to ``fc``'s type."""
+        pkt = Dllp()
+        pkt.vc = self.fc_init_vc
+        pkt.type = kind
+        pkt.hdr_fc = getattr(fc_ch, fc.hdr).rx_credits_allocated
+        pkt.data_fc = getattr(fc_ch, fc.data).rx_credits_allocated
         return pkt
 
     async def handle_tx(self, pkt: Any) -> None:
