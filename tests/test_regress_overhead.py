@@ -19,7 +19,7 @@ import pcicore
 from datasheet import regs
 from model.core.regfile import RegisterFile
 from tb.fuzz import runner as fuzz
-from tb.lib.system import freeze_at_exit
+from tb.lib.system import GC_GEN0_THRESHOLD, freeze_at_exit, pace_garbage_collector
 from tb.uvm.reporting import UVM_LOGGER, release_component_loggers
 
 LOG = logging.getLogger("test.regress_overhead")
@@ -118,6 +118,22 @@ def test_what_is_alive_at_exit_is_frozen_out_of_the_collectors_sight():
         assert gc.collect() >= 0  # the collector still runs, over what is new
     finally:
         gc.unfreeze()
+
+
+def test_the_first_pacing_freezes_what_the_process_imported_and_later_ones_nothing_more():
+    saved = gc.get_threshold()
+    try:
+        pace_garbage_collector()  # the first test's build_system
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert gc.get_threshold()[0] >= GC_GEN0_THRESHOLD
+        platform = [[n] for n in range(1000)]  # a test's platform, made after
+        pace_garbage_collector()  # the next test's build_system
+        assert gc.get_freeze_count() == frozen  # the platform stays the collector's
+        assert gc.is_tracked(platform)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
 
 
 # -- the host's per-device state -------------------------------------------------------------------
