@@ -284,7 +284,8 @@ def tx_segments(frame: bytes, mss: int) -> list[bytes]:
         seg[TCP].flags = flags
         if seg.haslayer(IP):
             seg[IP].id = (pkt[IP].id + k) & 0xFFFF
-        out.append(bytes(seg / Raw(payload[offset : offset + mss])))
+        seg.add_payload(Raw(payload[offset : offset + mss]))  # ``seg / Raw(...)`` copied seg once more
+        out.append(bytes(seg))
     return out
 
 
