@@ -19,7 +19,7 @@ import pcicore
 from datasheet import regs
 from model.core.regfile import RegisterFile
 from tb.fuzz import runner as fuzz
-from tb.lib.system import freeze_at_exit
+from tb.lib.system import GC_GEN0_THRESHOLD, freeze_at_exit, pace_garbage_collector
 from tb.uvm.reporting import UVM_LOGGER, release_component_loggers
 
 LOG = logging.getLogger("test.regress_overhead")
@@ -58,6 +58,37 @@ def test_register_files_of_one_set_decode_alike_and_keep_their_own_values():
     assert b.get(scratch) == scratch.reset  # the decode is shared, the values are not
     a.reset()
     assert a.get(scratch) == scratch.reset
+
+
+def test_an_aligned_dword_access_does_what_the_same_dword_does_inside_a_longer_access():
+    """Register files take an aligned 4-byte access (a driver's) at once: the values, the
+    write-1-to-clear, the read-only and unimplemented errors and their counts are those of the
+    same dwords inside 8-byte accesses (which go dword by dword)."""
+    registers = regs.registers_for(True)
+    w1c = next(r for r in registers if r.access is regs.Access.W1C and r.write_mask)
+    decoded = {r.at(i) for r in registers for i in range(r.count)}
+    unimplemented = next(o for o in range(0, 0x1000, 8) if o not in decoded and o + 4 not in decoded)
+    pairs = [  # (offset, 8 bytes) starting at a dword
+        (regs.SCRATCH.offset, (0x12345678).to_bytes(4, "little") + (0x0F0F0F0F).to_bytes(4, "little")),
+        (w1c.offset, (0x0F0F0F0F).to_bytes(4, "little") * 2),
+        (regs.NIC_ID.offset, (0xDEADBEEF).to_bytes(4, "little") * 2),
+        (unimplemented, bytes(range(8))),
+    ]
+    dwords, longer = RegisterFile(registers, LOG), RegisterFile(registers, LOG)
+    for rf in (dwords, longer):
+        rf.set(w1c, 0xFFFFFFFF)
+    for offset, data in pairs:
+        dwords.write(offset, data[:4])
+        dwords.write(offset + 4, data[4:])
+        longer.write(offset, data)
+        if offset == w1c.offset:  # written 1s cleared (the RO register after it flags its error again)
+            assert dwords.get(w1c) == longer.get(w1c) != 0xFFFFFFFF
+    for offset, _data in pairs:
+        assert dwords.read(offset, 4) + dwords.read(offset + 4, 4) == longer.read(offset, 8)
+    for reg in (regs.SCRATCH, w1c, regs.NIC_ID, regs.ERR_STATUS, regs.ERR_LAST_OFFSET, regs.ERR_UNIMPL_COUNT):
+        assert dwords.get(reg) == longer.get(reg), reg.name
+    assert dwords.get(regs.SCRATCH) == 0x12345678
+    assert dwords.get(regs.ERR_UNIMPL_COUNT) == 2 + 2  # two unimplemented dwords written, two read
 
 
 # -- the campaign in the seed's process ------------------------------------------------------------
@@ -118,6 +149,22 @@ def test_what_is_alive_at_exit_is_frozen_out_of_the_collectors_sight():
         assert gc.collect() >= 0  # the collector still runs, over what is new
     finally:
         gc.unfreeze()
+
+
+def test_the_first_pacing_freezes_what_the_process_imported_and_later_ones_nothing_more():
+    saved = gc.get_threshold()
+    try:
+        pace_garbage_collector()  # the first test's build_system
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        assert gc.get_threshold()[0] >= GC_GEN0_THRESHOLD
+        platform = [[n] for n in range(1000)]  # a test's platform, made after
+        pace_garbage_collector()  # the next test's build_system
+        assert gc.get_freeze_count() == frozen  # the platform stays the collector's
+        assert gc.is_tracked(platform)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
 
 
 # -- the host's per-device state -------------------------------------------------------------------

@@ -94,6 +94,8 @@ class RegisterFile:
 
     # -- bus side ------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
+        if length == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
+            return self._read_dword(offset).to_bytes(4, "little")
         out = bytearray()
         base = offset & ~3
         for dword in range(base, offset + length, 4):
@@ -105,6 +107,9 @@ class RegisterFile:
         pos = 0
         self._raised = raised = []
         try:
+            if len(data) == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
+                self._write_dword(offset, int.from_bytes(data, "little"), 0xFFFFFFFF)
+                return
             while pos < len(data):
                 dword = (offset + pos) & ~3
                 lane = (offset + pos) - dword

@@ -19,15 +19,14 @@ import argparse
 import collections
 import json
 import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fabric import FABRICS
-from tb.paths import BUILD_DIR, ROOT
-from tb.tools.regress import COVERAGE_DIR, merge, read_coverage, uncovered
+from tb.paths import BUILD_DIR
+from tb.tools.regress import COVERAGE_DIR, merge, read_coverage, read_junit, uncovered
+from tb.tools.runner import prepare
 
 FUZZ_DIR = BUILD_DIR / "fuzz"
 MODULE = "tb.tests.test_fuzz"
@@ -103,20 +102,16 @@ def run_seed(seed: int, episodes: int, fabric_name: str | None = None) -> dict:
     """Run one seed (on ``fabric_name``, default ``$FABRIC``) in a simulator process of its
     own; return :func:`seed_result`."""
     log = FUZZ_DIR / "logs" / f"{seed}.log"
-    env = dict(
-        os.environ,
-        **seed_environment(seed, episodes),
-        NIC_COVERAGE_DIR=str(COVERAGE_DIR),
-        PYTHONHASHSEED="0",
-    )
-    if fabric_name:
-        env["FABRIC"] = fabric_name
-    env.pop("WAVES", None)
-    cmd = [sys.executable, "-m", "tb.tools.runner", MODULE, "--results", str(FUZZ_DIR / "results" / f"{seed}.xml")]
+    env = {**seed_environment(seed, episodes), "NIC_COVERAGE_DIR": str(COVERAGE_DIR), "PYTHONHASHSEED": "0"}
+    results = FUZZ_DIR / "results" / f"{seed}.xml"
+    results.unlink(missing_ok=True)
     t0 = time.monotonic()
+    simulation = prepare([MODULE], results, extra_env=env, fabric=fabric_name)
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    return seed_result(seed, proc.returncode, time.monotonic() - t0, log)
+        exit_code = simulation.run(out)
+    # the simulator ends normally when a test fails: the campaign's test result says whether it passed
+    passed = results.exists() and read_junit(results)[0].get(TEST) == "pass"
+    return seed_result(seed, 0 if passed else exit_code or 1, time.monotonic() - t0, log)
 
 
 def failures(episode: dict) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from dataclasses import dataclass, field
@@ -104,7 +105,9 @@ async def open_vfs(system: System, num_vfs: int) -> None:
         await vf.open(RING_SIZE)
 
 
+@functools.cache
 def pattern(i: int) -> bytes:
+    """The bytes of canary page ``i`` (made once: each episode writes and checks them)."""
     return bytes((i * 37 + k * 11) & 0xFF for k in range(PAGE))
 
 

@@ -32,7 +32,6 @@ import html
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 import xml.etree.ElementTree as et
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import fabric
 from tb.paths import BUILD_DIR, COVERAGE_DIR, ROOT
+from tb.tools.runner import SLOW_MODULES, get_runner, prepare
 from tb.uvm.record import compare, load
 
 REGRESS_DIR = BUILD_DIR / "regress"
@@ -154,32 +154,27 @@ def run_seed(
         (COVERAGE_DIR / f"{seed}.xml").unlink(missing_ok=True)
     results.unlink(missing_ok=True)
     modules = [MODULE, fuzz.MODULE] if campaign_episodes else [MODULE]
-    cmd = [sys.executable, "-m", "tb.tools.runner", *modules, "--seed", str(seed), "--results", str(results)]
-    if testcase:
-        cmd += ["--testcase", testcase]
-    env = dict(
-        os.environ,
-        NIC_UVM_LEVEL="regress",
-        PYTHONHASHSEED="0",
-        NIC_COVERAGE_DIR=str(COVERAGE_DIR if coverage else base / "coverage-unmerged"),
-        NIC_RECORD_DIR=str(records),
-        FABRIC=fabric_name,
-    )
+    env: dict[str, str | None] = {
+        "NIC_UVM_LEVEL": "regress",
+        "PYTHONHASHSEED": "0",
+        "NIC_COVERAGE_DIR": str(COVERAGE_DIR if coverage else base / "coverage-unmerged"),
+        "NIC_RECORD_DIR": str(records),
+    }
     if campaign_episodes:
         env.update(fuzz.seed_environment(seed, campaign_episodes, coverage_name=str(seed)))
-    env.pop("WAVES", None)
     t0 = time.monotonic()
+    simulation = prepare(modules, results, testcase, env, seed, fabric_name)
     with open(log, "w") as out:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        exit_code = simulation.run(out)
     res.wall_s = time.monotonic() - t0
     times: dict[str, float] = {}
     if results.exists():
         res.tests, res.messages = read_junit(results, times)
     if not res.tests:
-        res.error = f"no results (exit code {proc.returncode}); see {log}"
+        res.error = f"no results (exit code {exit_code}); see {log}"
     if campaign_episodes:
         passed = res.tests.get(fuzz.TEST) == "pass"
-        res.campaign = fuzz.seed_result(seed, 0 if passed else proc.returncode or 1, times.get(fuzz.TEST, 0.0), log)
+        res.campaign = fuzz.seed_result(seed, 0 if passed else exit_code or 1, times.get(fuzz.TEST, 0.0), log)
     return res
 
 
@@ -410,8 +405,6 @@ def main(argv: list[str] | None = None) -> int:
         for old in (REGRESS_DIR / sub).iterdir():
             old.unlink()
     COVERAGE_DIR.mkdir(parents=True, exist_ok=True)
-    from tb.tools.runner import get_runner  # noqa: PLC0415
-
     get_runner()  # build once, before the workers start
     fabrics = list(fabric.FABRICS) if args.fabric == BOTH else [args.fabric]
     runs = [(seed, name) for seed in seeds for name in fabrics]
@@ -485,16 +478,12 @@ def main(argv: list[str] | None = None) -> int:
 def run_slow_tests() -> tuple[bool, str]:
     """The cocotb tests too slow for ``make test`` on the TLP fabric (``NIC_SLOW_TESTS=1``),
     there, in one simulator process; (passed, a line for the report)."""
-    from tb.tools.runner import SLOW_MODULES  # noqa: PLC0415
-
     results = REGRESS_DIR / "results" / "slow-tlp.xml"
     log = REGRESS_DIR / "logs" / "slow-tlp.log"
-    cmd = [sys.executable, "-m", "tb.tools.runner", *SLOW_MODULES, "--fabric", fabric.TLP, "--results", str(results)]
-    env = dict(os.environ, NIC_SLOW_TESTS="1")
-    env.pop("WAVES", None)
     t0 = time.monotonic()
+    simulation = prepare(list(SLOW_MODULES), results, extra_env={"NIC_SLOW_TESTS": "1"}, fabric=fabric.TLP)
     with open(log, "w") as out:
-        subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
+        simulation.run(out)
     tests, _messages = read_junit(results) if results.exists() else ({}, {})
     failed = [t for t, status in tests.items() if status == "fail"]
     ok = bool(tests) and not failed

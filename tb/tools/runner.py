@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import functools
 import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 from xml.etree import ElementTree
 
 import fabric as fabrics
@@ -68,6 +72,26 @@ def assertion_rewrite_files(modules: list[str]) -> str:
     return " ".join([TESTBENCH_FILES, *names])
 
 
+#: the variables by which a user keeps bytecode from being written, or says where it goes
+NO_BYTECODE_ENV, PYCACHE_ENV = "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"
+
+
+def bytecode_environment(build_root: Path, environ: dict[str, str] | None = None) -> dict[str, str | None]:
+    """What the simulator's environment changes so that its bytecode is cached: nothing,
+    unless ``environ`` (default the process's) forbids writing bytecode
+    (``PYTHONDONTWRITEBYTECODE``) without naming a cache folder (``PYTHONPYCACHEPREFIX``).
+    Then every simulator process compiled each module it imports (the project's, pyuvm's,
+    cocotbext-pcie's) and had pytest rewrite the test bench's assertions again (pytest
+    caches rewritten code only where bytecode may be written): 0.2 s per process. So the
+    simulator writes its bytecode into the build folder (``<build_root>/pycache``, with
+    ``sys.pycache_prefix``), never beside the sources, which is what forbidding it keeps
+    clean; None: the variable is unset for the simulator."""
+    environ = os.environ if environ is None else environ
+    if not environ.get(NO_BYTECODE_ENV) or environ.get(PYCACHE_ENV):
+        return {}
+    return {NO_BYTECODE_ENV: None, PYCACHE_ENV: str(build_root / "pycache")}
+
+
 def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
     """Return a Verilator runner whose build (under ``build_root``, default
     :data:`~tb.paths.BUILD_DIR`) is up to date: built at most once, also when parallel
@@ -96,10 +120,14 @@ def get_runner(waves: bool = False, build_root: Path | None = None) -> Runner:
 
 
 @contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """The process environment with ``env`` set, restored afterwards."""
+def environment(env: dict[str, str | None]) -> Iterator[None]:
+    """The process environment with ``env`` set (a None value: unset), restored afterwards."""
     saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     try:
         yield
     finally:
@@ -115,7 +143,7 @@ def run(
     testcase: str | None = None,
     waves: bool = False,
     results_xml: Path | None = None,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str | None] | None = None,
     seed: int | None = None,
     build_root: Path | None = None,
     pythonpath: list[Path] | None = None,
@@ -123,10 +151,26 @@ def run(
 ) -> Path:
     """Run cocotb ``modules`` in one simulator process on ``fabric`` (default ``$FABRIC``,
     else tlp: :mod:`fabric`); return the JUnit results path. ``pythonpath``: folders the
-    modules are imported from, before this package's own."""
+    modules are imported from, before this package's own; ``extra_env``: variables set (a
+    None value: unset) for the simulator."""
     build_root = build_root or BUILD_DIR
     runner = get_runner(waves, build_root)
-    env = dict(extra_env or {})
+    return _test(runner, modules, testcase, waves, results_xml, extra_env, seed, build_root, pythonpath, fabric)
+
+
+def _test(
+    runner: Runner,
+    modules: list[str],
+    testcase: str | None,
+    waves: bool,
+    results_xml: Path | None,
+    extra_env: dict[str, str | None] | None,
+    seed: int | None,
+    build_root: Path,
+    pythonpath: list[Path] | None,
+    fabric: str | None,
+) -> Path:
+    env: dict[str, str | None] = {**bytecode_environment(build_root), **(extra_env or {})}
     env.setdefault(REWRITE_ENV, assertion_rewrite_files(modules))
     if fabric is not None:
         env[fabrics.ENV] = fabrics.resolve(fabric)
@@ -146,12 +190,77 @@ def run(
                 results_xml=str(results_xml) if results_xml else None,
                 waves=waves,
                 test_args=["--trace-file", str(build_root / "dump.fst")] if waves else [],
-                extra_env=env,
+                extra_env={key: value for key, value in env.items() if value is not None},
                 seed=seed,
                 timescale=("1ns", "1ps"),
             )
     finally:
         sys.path[:] = saved
+
+
+@dataclass
+class Simulation:
+    """A simulator run as cocotb's runner sets it up (its commands, folder and environment),
+    not started: :func:`prepare`."""
+
+    commands: list[list[str]]
+    cwd: Path
+    env: dict[str, str]
+
+    def run(self, out: IO[str]) -> int:
+        """Run it, its output and errors to ``out``; the first non-zero exit code, else 0."""
+        for cmd in self.commands:
+            code = subprocess.run(
+                cmd, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False
+            ).returncode
+            if code:
+                return code
+        return 0
+
+
+#: the variable cocotb's runner reads to check the results itself (when run by pytest)
+PYTEST_ENV = "PYTEST_CURRENT_TEST"
+#: :func:`prepare` sets up a run through the process environment and ``sys.path``: one at a time
+_PREPARING = threading.Lock()
+
+
+@functools.cache
+def _preparing_class(runner_class: type) -> type:
+    class Preparing(runner_class):
+        """cocotb's runner, keeping the simulator's commands (``Runner._execute``) instead
+        of running them."""
+
+        simulation: Simulation | None = None
+
+        def _execute(self, cmds, cwd) -> None:
+            self.simulation = Simulation([[str(part) for part in cmd] for cmd in cmds], Path(cwd), dict(self.env))
+
+    return Preparing
+
+
+def prepare(
+    modules: list[str],
+    results_xml: Path,
+    testcase: str | None = None,
+    extra_env: dict[str, str | None] | None = None,
+    seed: int | None = None,
+    fabric: str | None = None,
+    build_root: Path | None = None,
+) -> Simulation:
+    """The simulator run :func:`run` would start (no waveform), set up but not started, for a
+    caller that runs it in a process of its own: ``make regress`` and ``make fuzz`` run each
+    seed so, from worker threads, without a Python process in between to set the run up
+    (0.2 s of each seed: an interpreter importing cocotb's runner, cocotb and pytest)."""
+    build_root = build_root or BUILD_DIR
+    env = {**(extra_env or {}), "WAVES": None, PYTEST_ENV: None}
+    with _PREPARING:
+        runner = get_runner(False, build_root)  # sets up PATH
+        preparing = _preparing_class(type(runner))()
+        preparing.build_dir = runner.build_dir
+        _test(preparing, modules, testcase, False, results_xml, env, seed, build_root, None, fabric)
+    if preparing.simulation is None:
+        raise RuntimeError(f"cocotb's runner set up no simulator run for {modules}")
+    return preparing.simulation
 
 
 def main(argv: list[str] | None = None) -> int:

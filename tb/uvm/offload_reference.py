@@ -83,11 +83,21 @@ class RxExpect:
 @dataclass
 class _Ip:
     ipv6: bool
-    layer: object  # the scapy IP / IPv6 layer
+    layer: object  # the scapy IP / IPv6 header (dissected without its payload)
     fragment: bool
     proto: int
     segment: bytes | None  # the transport segment when its header counts as present, else None
     header_ok: bool | None  # IPv4 header checksum verdict
+
+    @functools.cached_property
+    def transport(self):
+        """The scapy TCP or UDP header of ``segment`` (present), dissected without its payload:
+        the ports and checksum field are all that is read of it."""
+        return TCP(self.segment[:TCP_MIN]) if self.proto == 6 else UDP(self.segment[:UDP_MIN])
+
+    @functools.cached_property
+    def l4_verdict(self) -> str | None:
+        return _l4_verdict(self)
 
     @property
     def src(self) -> bytes:
@@ -112,7 +122,8 @@ def _ip(frame: bytes) -> _Ip | None:
 
 
 #: frames parsed lately: a frame is predicted for each function it reaches and classified for
-#: the coverage, and each of those asks for its IP packet (read only: nothing changes a parse)
+#: the coverage, and each of those asks for its IP packet (read only: nothing changes a parse;
+#: the transport header and checksum verdict are worked out once per parse, when first asked)
 PARSED_FRAMES = 256
 
 
@@ -131,13 +142,13 @@ def _parse_ip(frame: bytes) -> _Ip | None:
         ihl = (raw[0] & 0xF) * 4
         if ihl < 20 or len(raw) < ihl:
             return None
-        ip = IP(raw)
+        ip = IP(raw[:ihl])  # the header alone: its fields are all that is read (not the payload's layers)
         fragment = bool(ip.flags.MF) or ip.frag != 0
         minimum = TCP_MIN if ip.proto == 6 else UDP_MIN
         present = ip.proto in (6, 17) and not fragment and ihl + minimum <= ip.len <= len(raw)
         return _Ip(False, ip, fragment, ip.proto, raw[ihl : ip.len] if present else None, inet_checksum(raw[:ihl]) == 0)
     if ethertype == ETH_P_IPV6 and len(raw) >= 40 and raw[0] >> 4 == 6:
-        ip6 = IPv6(raw)
+        ip6 = IPv6(raw[:40])
         minimum = TCP_MIN if ip6.nh == 6 else UDP_MIN
         present = ip6.nh in (6, 17) and minimum <= ip6.plen and 40 + ip6.plen <= len(raw)
         return _Ip(True, ip6, False, ip6.nh, raw[40 : 40 + ip6.plen] if present else None, None)
@@ -158,8 +169,7 @@ def l3l4_class(frame: bytes) -> str:
 def _l4_verdict(ip: _Ip) -> str | None:
     if ip.segment is None:
         return None
-    layer = (TCP if ip.proto == 6 else UDP)(ip.segment)
-    if ip.proto == 17 and not ip.ipv6 and layer.chksum == 0:
+    if ip.proto == 17 and not ip.ipv6 and ip.transport.chksum == 0:
         return None  # no checksum sent
     value = (in6_chksum if ip.ipv6 else in4_chksum)(ip.proto, ip.layer, ip.segment)
     return "good" if value == 0 else "bad"
@@ -187,7 +197,7 @@ def rss_of(frame: bytes, view: RxView) -> tuple[int, int]:
         return kind, 0
     data = ip.src + ip.dst
     if kind not in (RssType.IPV4, RssType.IPV6):
-        layer = (TCP if ip.proto == 6 else UDP)(ip.segment)
+        layer = ip.transport
         data += layer.sport.to_bytes(2, "big") + layer.dport.to_bytes(2, "big")
     return kind, toeplitz(view.key, data)
 
@@ -203,7 +213,7 @@ def rx_predict(frame: bytes, view: RxView) -> RxExpect:
     if view.rxcsum and ip is not None:
         if not ip.ipv6:
             ip_verdict = "good" if ip.header_ok else "bad"
-        l4_verdict = _l4_verdict(ip)
+        l4_verdict = ip.l4_verdict
     kind, value = rss_of(frame, view)
     if kind is RssType.NONE:
         queue = view.default_queue
@@ -274,7 +284,8 @@ def tx_segments(frame: bytes, mss: int) -> list[bytes]:
         seg[TCP].flags = flags
         if seg.haslayer(IP):
             seg[IP].id = (pkt[IP].id + k) & 0xFFFF
-        out.append(bytes(seg / Raw(payload[offset : offset + mss])))
+        seg.add_payload(Raw(payload[offset : offset + mss]))  # ``seg / Raw(...)`` copied seg once more
+        out.append(bytes(seg))
     return out
 
 
