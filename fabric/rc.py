@@ -319,14 +319,21 @@ class FabricRootComplex(RootComplex):
             return CA
         return CplStatus.SC, data
 
+    def write_ram(self, address: int, req: MemRequest) -> bool:
+        """Write the posted request ``req`` at DWORD ``address`` (its own, or where it was
+        translated to) if one RAM region holds it; False if none does."""
+        ram = self.host_memory.span(address, req.length)
+        if ram is None:
+            return False
+        mem, off = ram
+        off += req.first_pad
+        mem[off : off + req.nbytes] = req.payload
+        return True
+
     async def mem_write_request(self, req: MemRequest) -> None:
         """A device's posted memory write at the root complex (``handle_mem_write_tlp``):
         dropped outside every region or if the region fails."""
-        ram = self.host_memory.span(req.address, req.length)
-        if ram is not None:
-            mem, off = ram
-            off += req.first_pad
-            mem[off : off + req.nbytes] = req.payload
+        if self.write_ram(req.address, req):
             return
         if not self.mem_address_space.find_regions(req.address, req.length):
             self.log.warning("Memory request did not match any regions: %r", req)

@@ -82,13 +82,20 @@ class Iotlb:
         self.walks = 0  # page walks the hardware performed to fill it
 
     def lookup(self, did: int, iova: int) -> IotlbEntry | None:
+        entry = self.peek(did, iova)
+        if entry is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return entry
+
+    def peek(self, did: int, iova: int) -> IotlbEntry | None:
+        """The entry :meth:`lookup` finds, without counting the look-up."""
         get = self.entries.get
         for shift in self._shifts:
             entry = get((did, shift, iova >> shift))
             if entry is not None:
-                self.hits += 1
                 return entry
-        self.misses += 1
         return None
 
     def insert(self, did: int, iova: int, entry: IotlbEntry) -> None:

@@ -144,11 +144,8 @@ class IommuRootComplex(FabricRootComplex):
         A request never crosses 4 KiB (``Tlp.check``, asserted on receive) and mapping pages
         are 4 KiB-aligned, so it translates to one chunk whose low 12 address bits equal the
         IOVA's: the completion split (RCB, lower address) is unchanged by the retarget."""
-        result = self.iommu.translate(source, address, length, is_write)
-        if isinstance(result, FaultRecord):
-            return None
-        ((phys, _length),) = result
-        return phys
+        phys = self.iommu.translate_request(source, address, length, is_write)
+        return None if isinstance(phys, FaultRecord) else phys
 
     def _dma_into_window(self, source: int, phys: int) -> bool:
         if not self.in_interrupt_window(phys):
@@ -259,7 +256,7 @@ class IommuRootComplex(FabricRootComplex):
             return
         if self.iommu.translation_enabled:
             phys = self.translate(req.requester, req.address, req.length, True)
-            if phys is None or self._dma_into_window(req.requester, phys):
+            if phys is None or self._dma_into_window(req.requester, phys) or self.write_ram(phys, req):
                 return
             req = req.at(phys)
         await super().mem_write_request(req)

@@ -5,8 +5,8 @@ domain (``dma_alloc_coherent``); the device sees only IOVAs. The CPU reads and
 writes descriptors and buffers directly; only the tail doorbell is an MMIO write.
 
 Locking: :meth:`TxRing.xmit` may be called from several coroutines at once; the
-ring's ``lock`` (one per ring) serialises slot allocation, descriptor writes and
-the doorbell, so descriptors reach the device in tail order.
+ring's ``lock`` (one per ring, a :class:`~netdev.lock.RingLock`) serialises slot allocation,
+descriptor writes and the doorbell, so descriptors reach the device in tail order.
 
 A frame too long for the ring's own buffers (a TSO frame of up to 64 KiB) is mapped for the
 device where it lies (``dma_map``, as Linux maps an skb) and handed over in pieces of at most
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cocotb.triggers import Lock
-
 from datasheet import descriptors as d
 from datasheet import device, regs
 from iommu import DMA_TO_DEVICE
+from netdev.lock import RingLock
 
 if TYPE_CHECKING:
     from iommu import DmaBuffer
@@ -49,7 +48,7 @@ class DescriptorRing:
         self.data, self.data_iova = dev.dma.dma_alloc_coherent(size * buf_size)
         self.next_to_use = 0  # next slot the driver fills
         self.next_to_clean = 0  # next slot the driver checks for write-back
-        self.lock = Lock()
+        self.lock = RingLock()
 
     def free(self) -> int:
         """Slots the driver may still fill (one stays empty so full != empty)."""

@@ -42,7 +42,7 @@ async def pci_alloc_irq_vectors(dev: PciDevice, min_vecs: int, max_vecs: int) ->
     offset = table & ~pci.PCI_MSIX_BIR_MASK
     if not dev.msi_vectors:
         dev.msi_vectors = dev.rc.msi_alloc_vectors(table_size)
-    messages = _compose(dev, dev.msi_vectors[:count])
+    dev.msi_msgs = messages = _compose(dev, dev.msi_vectors[:count])
     await dev.config_write_word(msix + pci.PCI_MSIX_FLAGS, flags & ~pci.PCI_MSIX_FLAGS_ENABLE)
     for k, (addr, data) in enumerate(messages):
         # two aligned QWORDs per entry, the widest access the table supports (PCIe 6.0
@@ -61,6 +61,14 @@ def _compose(dev: PciDevice, vectors: list) -> list[tuple[int, int]]:
     return compose(int(dev.pcie_id), vectors) if compose else [(v.addr, v.data) for v in vectors]
 
 
+def get_cached_msi_msg(dev: PciDevice, vector: int) -> tuple[int, int]:
+    """The (address, data) message the host wrote for entry ``vector`` of ``dev``'s MSI-X table
+    (or its MSI capability, entry 0) when it allocated the vectors (Linux
+    ``get_cached_msi_msg``): what a write by ``dev`` carries to raise that vector, in the
+    remappable format while interrupts are remapped. IndexError for an entry not allocated."""
+    return getattr(dev, "msi_msgs", ())[vector]
+
+
 async def _alloc_msi(dev: PciDevice) -> int:
     """One MSI vector (PCI 3.0 §6.8.1, 64-bit address), as Linux falls back to when a function
     has no MSI-X; returns 1, or -1 without an MSI capability."""
@@ -72,7 +80,8 @@ async def _alloc_msi(dev: PciDevice) -> int:
         return -1
     if not dev.msi_vectors:
         dev.msi_vectors = dev.rc.msi_alloc_vectors(1)
-    ((addr, data),) = _compose(dev, dev.msi_vectors[:1])
+    dev.msi_msgs = _compose(dev, dev.msi_vectors[:1])
+    ((addr, data),) = dev.msi_msgs
     await dev.config_write_dword(msi + pci.PCI_MSI_ADDRESS_LO, addr & 0xFFFFFFFC)
     await dev.config_write_dword(msi + pci.PCI_MSI_ADDRESS_HI, addr >> 32)
     await dev.config_write_word(msi + pci.PCI_MSI_DATA_64, data & 0xFFFF)

@@ -38,3 +38,9 @@ def test_no_ceiling_without_a_profile_of_a_row_both_fabrics_measured():
     tlp = datapath({("64 B", 8): 1000.0})
     assert speedup_ceiling(tlp, datapath({("64 B", 8): 200.0})) is None
     assert speedup_ceiling(tlp, datapath({("64 B", 1): 200.0}, profile(0.5))) is None
+
+
+def test_one_fabric_gets_its_profile_table_without_a_ceiling():
+    """``python -m tb.bench datapath --fabric fast``: the profile of the one fabric measured."""
+    report = side_by_side({("datapath", fabric.FAST): datapath({("64 B", 8): 200.0}, profile(0.5))})
+    assert "Where the time goes" in report and "ceiling" not in report

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from iommu import BytearrayMemory, FaultReason, FaultRecord, Iommu
-from iommu.events import Fault
+from iommu.events import Fault, Translation
 
 # VT-d rev 3.x bit positions, typed out independently of iommu.vtd_format
 P, R, W, PS = 1 << 0, 1 << 0, 1 << 1, 1 << 7
@@ -326,3 +326,65 @@ def test_failing_fault_observer_does_not_escape(hw):
     assert fault_of(hw.translate(RID + 1, IOVA, 4, False)).source_id == RID + 1
     assert len(hw.faults.records) == 1
     assert [type(exc) for _cb, _event, exc in hw.events.failures] == [RuntimeError]
+
+
+# -- one request at a time (the fabrics' path) -----------------------------------------------
+def request_sequence(hw):
+    """Requests exercising every branch: walk, hits of each right, a fault on rights, a stale
+    hit after an unmap, an invalidation, a 2 MiB page, a request past the address width."""
+    put_pte(hw.memory, PT, IOVA + 0x1000, 1, 0x9000 | R)  # read-only page
+    yield RID, IOVA + 0x10, 16, False
+    yield RID, IOVA + 0x20, 8, True
+    yield RID, IOVA + 0x1000, 4, False
+    yield RID, IOVA + 0x1000, 4, True  # write to a read-only page: fault from the cached entry
+    put_pte(hw.memory, PT, IOVA, 1, 0)  # unmapped, not yet invalidated: stale hits
+    yield RID, IOVA + 0xFFC, 4, True
+    hw.iotlb.invalidate_pages(DID, IOVA, 0)
+    yield RID, IOVA + 0x40, 4, False  # now a not-present fault
+    put_pte(hw.memory, PD, IOVA, 2, 0x4020_0000 | R | W | PS)
+    hw.iotlb.invalidate()
+    yield RID, IOVA + 0x3_0000, 64, True
+    yield RID, IOVA + 0x3_0040, 64, True
+    yield RID, 1 << 48, 4, False
+    yield RID + 1, IOVA, 4, False  # no context entry
+
+
+def counters(hw):
+    return (
+        hw.iotlb.hits,
+        hw.iotlb.misses,
+        hw.iotlb.walks,
+        hw.context_cache.hits,
+        hw.context_cache.misses,
+        dict(hw.iotlb.entries),
+        [(r.source_id, r.address, r.reason) for r in hw.faults.records],
+    )
+
+
+@pytest.mark.parametrize("dirty_tracking", [False, True])
+def test_one_request_translates_and_counts_as_translate_does(dirty_tracking):
+    """``translate_request`` (the fabrics' one-request path, which skips building chunks on a
+    cache hit) gives the same address or fault, IOTLB/context-cache counts, entries and
+    fault records as ``translate``, request after request, and the same A/D bits in memory."""
+    ref, fast = make_hw(), make_hw()
+    for hw in (ref, fast):
+        if dirty_tracking:
+            hw.set_dirty_tracking(DID, True)
+    for (rid, iova, n, write), _ in zip(request_sequence(ref), request_sequence(fast)):
+        expected = ref.translate(rid, iova, n, write)
+        got = fast.translate_request(rid, iova, n, write)
+        if isinstance(expected, FaultRecord):
+            assert isinstance(got, FaultRecord) and got.reason is expected.reason
+        else:
+            assert [(got, n)] == expected
+        assert counters(fast) == counters(ref)
+    assert fast.memory.read(0, 0x10_0000) == ref.memory.read(0, 0x10_0000)
+
+
+def test_one_request_publishes_each_translation_while_watched(hw):
+    """With a subscriber to Translation events, every request is published, hit or not."""
+    seen = []
+    hw.events.subscribe(Translation, seen.append)
+    for _ in range(3):
+        assert hw.translate_request(RID, IOVA + 8, 4, False) == PHYS + 8
+    assert [(t.source_id, t.iova, t.chunks) for t in seen] == [(RID, IOVA + 8, ((PHYS + 8, 4),))] * 3

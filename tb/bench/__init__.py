@@ -247,7 +247,9 @@ def side_by_side(results: dict[tuple[str, str], dict]) -> str:
             "columns": ["area", *profiles],
             "rows": rows,
         }
-        ceiling = speedup_ceiling(results["datapath", tlp], results["datapath", fast])
+        ceiling = None
+        if ("datapath", tlp) in results and ("datapath", fast) in results:
+            ceiling = speedup_ceiling(results["datapath", tlp], results["datapath", fast])
         if ceiling is not None:
             table["summary"] = {
                 "speed-up ceiling (tlp us/pkt over the fast fabric's model + IOMMU + drivers us/pkt)": f"{ceiling:.1f}x"
