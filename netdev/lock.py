@@ -34,9 +34,19 @@ class RingLock:
             return
         turn = self._wakeup()
         self._waiters.append(turn)
-        await turn.wait()  # the releasing holder handed the lock over: still held, now ours
+        try:
+            await turn.wait()  # the releasing holder handed the lock over: still held, now ours
+        except BaseException:  # the waiting task was cancelled: it never takes the lock
+            if turn.is_set():
+                self._release()  # handed over meanwhile: to the next in line
+            else:
+                self._waiters.remove(turn)
+            raise
 
     async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
         if self._waiters:
             self._waiters.popleft().set()
         else:

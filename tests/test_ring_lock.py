@@ -45,3 +45,34 @@ def test_a_held_lock_is_handed_to_its_waiters_in_arrival_order():
 
     asyncio.run(main())
     assert held_by == ["a", "a", "b", "b", "c", "c"]  # never interleaved, first come first served
+
+
+def test_a_waiter_cancelled_before_its_turn_never_holds_the_lock():
+    """A producer cancelled while it waits (its task killed by a timeout) leaves the line:
+    the lock goes to the next waiter, or is free, never to the cancelled one."""
+
+    async def main():
+        lock = RingLock(wakeup=asyncio.Event)
+        held = []
+
+        async def take(name):
+            async with lock:
+                held.append(name)
+
+        async with lock:
+            doomed = asyncio.ensure_future(take("cancelled"))
+            after = asyncio.ensure_future(take("next"))
+            await asyncio.sleep(0)  # both wait in line
+            doomed.cancel()
+            await asyncio.sleep(0)
+        await asyncio.wait_for(after, timeout=1)  # the old hand-over to a cancelled waiter hung here
+        assert doomed.cancelled() and held == ["next"] and not lock.locked()
+
+        async with lock:  # cancelled after the hand-over, before it ran: passes it on
+            doomed = asyncio.ensure_future(take("cancelled"))
+            await asyncio.sleep(0)
+        doomed.cancel()
+        await asyncio.sleep(0)
+        assert doomed.cancelled() and not lock.locked()
+
+    asyncio.run(main())
