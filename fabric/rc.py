@@ -27,6 +27,7 @@ from cocotbext.pcie.core.utils import PcieId
 
 from . import FAST, resolve
 from .direct import DirectPort
+from .eager import start_eagerly
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
 from .routing import TableRouting, use_table_routing
@@ -156,6 +157,7 @@ class FabricRootComplex(RootComplex):
     def __init__(self, *args: Any, fabric: str | None = None, **kwargs: Any):
         kwargs.setdefault("mem_address_space", HostAddressSpace())
         self.fabric = resolve(fabric)  # before the switch adds its first port
+        self.arbitrating: set[SwitchPort] = set()  # switch ports sending what they were handed
         super().__init__(*args, **kwargs)
         self.host_memory = RcHostMemory(self)  # RAM, synchronously
         use_table_routing(self.upstream_bridge)
@@ -180,7 +182,7 @@ class FabricRootComplex(RootComplex):
     async def route_tlp(self, port: SwitchPort, tlp: Any) -> None:
         """``Switch._run_routing`` for one TLP entering at ``port``: onto the queue of the first
         other port that claims it (its own function, or its secondary side; for the upstream
-        port, whatever its secondary side does not hold), whose arbitration task sends it on,
+        port, whatever its secondary side does not hold), which sends it on (:meth:`arbitrate`),
         as the stock routing task does. A TLP no port claims goes to that task, which answers
         it as before (a warning, an Unsupported Request completion for a request)."""
         tlp.ingress_port = port.bridge
@@ -188,9 +190,42 @@ class FabricRootComplex(RootComplex):
             bridge = other.bridge
             if bridge.match_tlp(tlp) or bridge.match_tlp_secondary(tlp) != other.upstream:
                 tx_queue.put_nowait(tlp)
-                other.rx_event.set()
+                if other not in self.arbitrating:
+                    self.arbitrating.add(other)
+                    start_eagerly(self.arbitrate(other))
                 return
         await port.ingress_queue.put(tlp)
+
+    async def arbitrate(self, port: SwitchPort) -> None:
+        """``Switch._run_arbitration``'s round: send what the other ports queued for ``port``,
+        one TLP from each queue in turn, until all are empty. :meth:`route_tlp` starts it
+        eagerly, in the routing sender's turn, when ``port`` is not already sending (the stock
+        arbitration task waits for ``rx_event`` and runs it a scheduler round later); a TLP
+        queued meanwhile joins the round under way."""
+        try:
+            while True:
+                sent = False
+                for rx_queue in port.rx_queues:
+                    if not rx_queue.empty():
+                        await port.tx_handler(rx_queue.get_nowait())
+                        sent = True
+                if not sent:
+                    return
+        finally:
+            self.arbitrating.discard(port)
+
+    async def _run_arbitration(self, port: SwitchPort) -> None:
+        """``Switch._run_arbitration``; on the TLP fabric it serves what the stock routing task
+        queues (``rx_event``: a TLP :meth:`route_tlp` left to it) with :meth:`arbitrate`."""
+        if self.fabric == FAST:
+            await super()._run_arbitration(port)
+            return
+        while True:
+            await port.rx_event.wait()
+            port.rx_event.clear()
+            if port not in self.arbitrating:
+                self.arbitrating.add(port)
+                await self.arbitrate(port)
 
     async def send(self, tlp: Any) -> None:
         """Every TLP the root complex originates (requests, completions) goes down as a
