@@ -30,7 +30,7 @@ from .direct import DirectPort
 from .eager import start_eagerly
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
-from .routing import TableRouting, use_table_routing
+from .routing import CPL, KIND, TableRouting, use_table_routing
 from .space import BusMasterSpace, HostAddressSpace
 from .tlp import CheckedTlp
 from .transaction import (
@@ -226,6 +226,16 @@ class FabricRootComplex(RootComplex):
             if port not in self.arbitrating:
                 self.arbitrating.add(port)
                 await self.arbitrate(port)
+
+    async def handle_tlp(self, tlp: Any) -> None:
+        """``RootComplex.handle_tlp``: a completion goes to its tag's queue, found by its
+        ``(fmt, type)`` (the stock method builds and hashes ``TlpType`` members for it); any
+        other TLP to the stock handlers."""
+        if KIND.get((tlp.fmt, tlp.type)) == CPL:
+            self.rx_cpl_queues[tlp.tag].put_nowait(tlp)
+            self.rx_cpl_sync[tlp.tag].set()
+            return
+        await super().handle_tlp(tlp)
 
     async def send(self, tlp: Any) -> None:
         """Every TLP the root complex originates (requests, completions) goes down as a
