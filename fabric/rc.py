@@ -30,6 +30,7 @@ from .direct import DirectPort
 from .eager import start_eagerly
 from .link import sleeping_twin, swap_port
 from .memory import RcHostMemory
+from .region import TlpMemoryRegion
 from .routing import CPL, KIND, TableRouting, use_table_routing
 from .space import BusMasterSpace, HostAddressSpace
 from .tlp import CheckedTlp
@@ -165,6 +166,8 @@ class FabricRootComplex(RootComplex):
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs
             self.mem_region = replace_region(self.mem_address_space, self.mem_region, DownstreamRegion(self))
+        else:  # MMIO as TLPs, a one-request read without a task of its own
+            self.mem_region = replace_region(self.mem_address_space, self.mem_region, TlpMemoryRegion(self))
 
     def add_switch_port(self, port: SwitchPort) -> None:
         """``Switch.add_switch_port``; on the TLP fabric a TLP entering the switch is routed
