@@ -28,7 +28,7 @@ from cocotbext.pcie.core.utils import PcieId
 from . import FAST, resolve
 from .direct import DirectPort
 from .eager import start_eagerly
-from .link import sleeping_twin, swap_port
+from .link import SleepingSimPort, sleeping_twin, swap_port
 from .memory import RcHostMemory
 from .region import TlpMemoryRegion
 from .routing import CPL, KIND, TableRouting, use_table_routing
@@ -152,6 +152,12 @@ class FabricRootPort(TableRouting, RootPort):
         await self.rc.route_write(self, req)
 
 
+def link_full(port: SwitchPort) -> bool:
+    """The link below switch port ``port`` (a root port's) cannot queue another TLP now."""
+    link = None if port.upstream else getattr(port.bridge, "downstream_port", None)
+    return isinstance(link, SleepingSimPort) and link.tx_queue.full()
+
+
 class FabricRootComplex(RootComplex):
     """cocotbext-pcie's root complex on the fabric ``fabric`` (None: ``$FABRIC``, else tlp)."""
 
@@ -159,6 +165,7 @@ class FabricRootComplex(RootComplex):
         kwargs.setdefault("mem_address_space", HostAddressSpace())
         self.fabric = resolve(fabric)  # before the switch adds its first port
         self.arbitrating: set[SwitchPort] = set()  # switch ports sending what they were handed
+        self.handed_over: set[SwitchPort] = set()  # rounds left to the port's arbitration task
         super().__init__(*args, **kwargs)
         self.host_memory = RcHostMemory(self)  # RAM, synchronously
         use_table_routing(self.upstream_bridge)
@@ -195,7 +202,11 @@ class FabricRootComplex(RootComplex):
                 tx_queue.put_nowait(tlp)
                 if other not in self.arbitrating:
                     self.arbitrating.add(other)
-                    start_eagerly(self.arbitrate(other))
+                    if link_full(other):  # the round would wait at once: the port's own task runs it
+                        self.handed_over.add(other)
+                        other.rx_event.set()
+                    else:
+                        start_eagerly(self.arbitrate(other))
                 return
         await port.ingress_queue.put(tlp)
 
@@ -218,15 +229,20 @@ class FabricRootComplex(RootComplex):
             self.arbitrating.discard(port)
 
     async def _run_arbitration(self, port: SwitchPort) -> None:
-        """``Switch._run_arbitration``; on the TLP fabric it serves what the stock routing task
-        queues (``rx_event``: a TLP :meth:`route_tlp` left to it) with :meth:`arbitrate`."""
+        """``Switch._run_arbitration``; on the TLP fabric it serves, with :meth:`arbitrate`, what
+        the stock routing task queues (``rx_event``) and the rounds :meth:`route_tlp` hands over
+        (:attr:`handed_over`: the port's link could not take a TLP at once, so an eager round
+        would only have become a task of its own)."""
         if self.fabric == FAST:
             await super()._run_arbitration(port)
             return
         while True:
             await port.rx_event.wait()
             port.rx_event.clear()
-            if port not in self.arbitrating:
+            if port in self.handed_over:
+                self.handed_over.discard(port)
+                await self.arbitrate(port)
+            elif port not in self.arbitrating:
                 self.arbitrating.add(port)
                 await self.arbitrate(port)
 
