@@ -203,6 +203,8 @@ class SleepingSimPort(SimPort):
         self.ack_latency_timer = LatencyTimer(lambda: self.max_latency_timer_steps, self._ack_latency_expired)
         self.fc_update_timer = LatencyTimer(lambda: self.max_latency_timer_steps, self.send_fc.set)
         self._on_wire = Event()
+        self.tx_timers: dict[int, Timer] = {}  # the transmitter's, by duration (serialising)
+        self.wire_timers: dict[int, Timer] = {}  # the wire's link delay (flight)
         cocotb.start_soon(self._run_wire())
 
     def busy(self) -> bool:
@@ -375,11 +377,29 @@ class SleepingSimPort(SimPort):
         delay to the other port. The stock port starts a task per packet for the delay; here
         the packets in flight travel in order on one coroutine (:meth:`_run_wire`), each
         arriving at the step the stock task would deliver it."""
-        await Timer(max(int(pkt.get_wire_size() * self.symbol_period * self.time_scale), 1), "step")
+        await self.serialising(max(int(pkt.get_wire_size() * self.symbol_period * self.time_scale), 1))
         if self.other is None:
             raise Exception("Port not connected")  # cocotbext-pcie's own exception
         self.wire.append((get_sim_time("step") + max(self.link_delay_steps, 1), pkt))
         self._on_wire.set()
+
+    def serialising(self, steps: int) -> Timer:
+        """The transmitter's timer of ``steps`` steps: one per packet size, awaited again for
+        each packet of that size (a fired ``Timer`` can be; only the transmitter awaits these)."""
+        timer = self.tx_timers.get(steps)
+        if timer is None:
+            timer = self.tx_timers[steps] = Timer(steps, "step")
+        return timer
+
+    def flight(self, steps: int) -> Timer:
+        """The wire's timer of ``steps`` steps: the link delay's (a packet that found the wire
+        empty) is kept and awaited again, any other is a new ``Timer``."""
+        if steps != max(self.link_delay_steps, 1):
+            return Timer(steps, "step")
+        timer = self.wire_timers.get(steps)
+        if timer is None:
+            timer = self.wire_timers[steps] = Timer(steps, "step")
+        return timer
 
     async def _run_wire(self) -> None:
         """Deliver each packet in flight to the other port at its arrival step."""
@@ -390,7 +410,7 @@ class SleepingSimPort(SimPort):
             arrival, pkt = self.wire[0]
             now = get_sim_time("step")
             if arrival > now:
-                await Timer(arrival - now, "step")
+                await self.flight(arrival - now)
             self.wire.popleft()
             await self.other.ext_recv(pkt)
 
