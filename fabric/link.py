@@ -27,11 +27,13 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import cocotb
+from cocotb.queue import QueueEmpty, QueueFull
 from cocotb.triggers import Event, NullTrigger, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.dllp import Dllp, DllpType, FcType
 from cocotbext.pcie.core.port import Port, SimPort
 
+from .eager import start_eagerly
 from .tlp import CheckedTlp
 
 
@@ -86,6 +88,92 @@ def swap_port(old: Port, new: Port, install: Callable[[Any], None]) -> Port:
     return new
 
 
+class LatencyTimer:
+    """One of a port's latency timers (PCIe 6.0 §3.6.3.1 ACK/NAK, §3.4.2 UpdateFC): started,
+    it calls ``fire`` once ``steps()`` simulation steps later; started again while it runs, it
+    carries on (``Port.start_ack_latency_timer`` ...). The stock port starts a task for each
+    run, this one long-lived coroutine waits for the next start (the same steps, a task less
+    per TLP); stopping it ends the run in progress (the stock ``kill``)."""
+
+    def __init__(self, steps: Callable[[], int], fire: Callable[[], None]):
+        self.steps = steps
+        self.fire = fire
+        self.running = False
+        self.started = Event()
+        self.task = cocotb.start_soon(self._run())
+
+    def start(self) -> None:
+        if not self.running:
+            self.running = True
+            self.started.set()
+
+    def stop(self) -> None:
+        if self.running:
+            self.task.cancel()
+            self.running = False
+            self.started.clear()
+            self.task = cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await self.started.wait()
+            self.started.clear()
+            await Timer(max(self.steps(), 1), "step")
+            self.running = False
+            self.fire()
+
+
+class TransmitQueue:
+    """A port's transmit queue (``Port.tx_queue``, a cocotb ``Queue(1)``) with the same
+    behaviour: a FIFO whose full state makes a sender wait on an event of its own, the first
+    waiting sender still there woken when the transmitter takes a packet, and a sender that
+    finds the queue full again queues up again. cocotb's ``Queue`` knows a waiting sender by
+    the task it runs in (a sender whose task has ended is skipped); a sender started eagerly
+    (:mod:`fabric.eager`) runs in another coroutine's task, which may end first, so here a
+    sender is skipped when its own wait ends without its turn (cancelled or killed)."""
+
+    def __init__(self, maxsize: int = 1):
+        self.maxsize = maxsize
+        self.items: deque[Any] = deque()
+        self.putters: deque[tuple[Event, list[bool]]] = deque()  # (its turn, [gone])
+
+    def qsize(self) -> int:
+        return len(self.items)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def full(self) -> bool:
+        return 0 < self.maxsize <= len(self.items)
+
+    async def put(self, item: Any) -> None:
+        while self.full():
+            turn, gone = Event(), [False]
+            self.putters.append((turn, gone))
+            try:
+                await turn.wait()
+            except BaseException:
+                gone[0] = True
+                raise
+        self.items.append(item)
+
+    def put_nowait(self, item: Any) -> None:
+        if self.full():
+            raise QueueFull()
+        self.items.append(item)
+
+    def get_nowait(self) -> Any:
+        if not self.items:
+            raise QueueEmpty()
+        item = self.items.popleft()
+        while self.putters:
+            turn, gone = self.putters.popleft()
+            if not gone[0]:
+                turn.set()
+                break
+        return item
+
+
 class WakingEvent(Event):
     """An ``Event`` that also sets ``wakes`` when it is set."""
 
@@ -107,10 +195,16 @@ class SleepingSimPort(SimPort):
         self.tx_wake = Event()
         self.tx_queue_sync, self.send_ack, self.send_fc = (WakingEvent(self.tx_wake) for _ in range(3))
         self.traffic = Event()  # set when a TLP is queued or arrives
+        self.tx_queue = TransmitQueue(1)
         self._grid_origin = get_sim_time("step")
         self.idle_wakeups = 0  # idle timer expiries (what a stock port does every 10 us)
         self.wire: deque[tuple[int, Any]] = deque()  # in flight to the other port: (arrival step, packet)
+        self.receiving = False  # a received TLP is being handed up (the stock receive task's work)
+        self.ack_latency_timer = LatencyTimer(lambda: self.max_latency_timer_steps, self._ack_latency_expired)
+        self.fc_update_timer = LatencyTimer(lambda: self.max_latency_timer_steps, self.send_fc.set)
         self._on_wire = Event()
+        self.tx_timers: dict[int, Timer] = {}  # the transmitter's, by duration (serialising)
+        self.wire_timers: dict[int, Timer] = {}  # the wire's link delay (flight)
         cocotb.start_soon(self._run_wire())
 
     def busy(self) -> bool:
@@ -126,15 +220,13 @@ class SleepingSimPort(SimPort):
     async def send(self, pkt: Any) -> None:
         """``Port.send``; when the link is initialised and has the credits, they are taken at
         once: the stock flow-control gate waits on its already-set ``initialized`` event first,
-        which suspends the sender for a scheduler round even then."""
+        which suspends the sender for a scheduler round even then. A sender that finds the
+        transmit queue full waits its turn (:class:`TransmitQueue`)."""
         self.traffic.set()
-        channel = self.fc_state[self.classify_tlp_vc(pkt)]
-        if not channel.initialized.is_set():
-            await super().send(pkt)
-            return
         pkt.release_fc()
+        channel = self.fc_state[self.classify_tlp_vc(pkt)]
         credit_type, dc = pkt.get_fc_type(), pkt.get_data_credits()
-        if channel.tx_has_credit(credit_type, dc):
+        if channel.initialized.is_set() and channel.tx_has_credit(credit_type, dc):
             channel.tx_consume_fc(credit_type, dc)
         else:
             await channel.tx_tlp_fc_gate(pkt)
@@ -159,6 +251,43 @@ class SleepingSimPort(SimPort):
         tlp = CheckedTlp.copy_of(pkt)
         self.fc_state[self.classify_tlp_vc(tlp)].rx_process_tlp_fc(tlp)
         self.rx_queue.put_nowait(tlp)
+        if not self.receiving:
+            self.receiving = True
+            start_eagerly(self._receive())
+
+    async def _run_receive(self) -> None:
+        """The stock receive task is not needed: :meth:`_receive` does its work."""
+
+    async def _receive(self) -> None:
+        """``Port._run_receive``: hand each received TLP up in turn (``rx_handler``), started
+        eagerly by the TLP's arrival (:func:`~fabric.eager.start_eagerly`) instead of by a task
+        waiting on the receive queue; a TLP that arrives while one is still being handed up
+        waits in the queue, as before."""
+        try:
+            while not self.rx_queue.empty():
+                tlp = self.rx_queue.get_nowait()
+                if self.rx_handler is None:
+                    raise Exception("Receive handler not set")  # cocotbext-pcie's own exception
+                await self.rx_handler(tlp)
+        finally:
+            self.receiving = False
+
+    def start_ack_latency_timer(self) -> None:
+        self.ack_latency_timer.start()
+
+    def stop_ack_latency_timer(self) -> None:
+        self.ack_latency_timer.stop()
+
+    def _ack_latency_expired(self) -> None:
+        """``Port._run_ack_latency_timer``'s end: ACK what arrived, unless a NAK is due."""
+        if not self.nak_scheduled:
+            self.send_ack.set()
+
+    def start_fc_update_timer(self) -> None:
+        self.fc_update_timer.start()
+
+    def stop_fc_update_timer(self) -> None:
+        self.fc_update_timer.stop()
 
     async def _run_transmit(self) -> None:
         """``Port._run_transmit``: the same packets in the same order (:meth:`next_packet`),
@@ -248,11 +377,29 @@ class SleepingSimPort(SimPort):
         delay to the other port. The stock port starts a task per packet for the delay; here
         the packets in flight travel in order on one coroutine (:meth:`_run_wire`), each
         arriving at the step the stock task would deliver it."""
-        await Timer(max(int(pkt.get_wire_size() * self.symbol_period * self.time_scale), 1), "step")
+        await self.serialising(max(int(pkt.get_wire_size() * self.symbol_period * self.time_scale), 1))
         if self.other is None:
             raise Exception("Port not connected")  # cocotbext-pcie's own exception
         self.wire.append((get_sim_time("step") + max(self.link_delay_steps, 1), pkt))
         self._on_wire.set()
+
+    def serialising(self, steps: int) -> Timer:
+        """The transmitter's timer of ``steps`` steps: one per packet size, awaited again for
+        each packet of that size (a fired ``Timer`` can be; only the transmitter awaits these)."""
+        timer = self.tx_timers.get(steps)
+        if timer is None:
+            timer = self.tx_timers[steps] = Timer(steps, "step")
+        return timer
+
+    def flight(self, steps: int) -> Timer:
+        """The wire's timer of ``steps`` steps: the link delay's (a packet that found the wire
+        empty) is kept and awaited again, any other is a new ``Timer``."""
+        if steps != max(self.link_delay_steps, 1):
+            return Timer(steps, "step")
+        timer = self.wire_timers.get(steps)
+        if timer is None:
+            timer = self.wire_timers[steps] = Timer(steps, "step")
+        return timer
 
     async def _run_wire(self) -> None:
         """Deliver each packet in flight to the other port at its arrival step."""
@@ -263,7 +410,7 @@ class SleepingSimPort(SimPort):
             arrival, pkt = self.wire[0]
             now = get_sim_time("step")
             if arrival > now:
-                await Timer(arrival - now, "step")
+                await self.flight(arrival - now)
             self.wire.popleft()
             await self.other.ext_recv(pkt)
 

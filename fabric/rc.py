@@ -27,9 +27,11 @@ from cocotbext.pcie.core.utils import PcieId
 
 from . import FAST, resolve
 from .direct import DirectPort
-from .link import sleeping_twin, swap_port
+from .eager import start_eagerly
+from .link import SleepingSimPort, sleeping_twin, swap_port
 from .memory import RcHostMemory
-from .routing import TableRouting, use_table_routing
+from .region import TlpMemoryRegion
+from .routing import CPL, KIND, TableRouting, use_table_routing
 from .space import BusMasterSpace, HostAddressSpace
 from .tlp import CheckedTlp
 from .transaction import (
@@ -150,12 +152,20 @@ class FabricRootPort(TableRouting, RootPort):
         await self.rc.route_write(self, req)
 
 
+def link_full(port: SwitchPort) -> bool:
+    """The link below switch port ``port`` (a root port's) cannot queue another TLP now."""
+    link = None if port.upstream else getattr(port.bridge, "downstream_port", None)
+    return isinstance(link, SleepingSimPort) and link.tx_queue.full()
+
+
 class FabricRootComplex(RootComplex):
     """cocotbext-pcie's root complex on the fabric ``fabric`` (None: ``$FABRIC``, else tlp)."""
 
     def __init__(self, *args: Any, fabric: str | None = None, **kwargs: Any):
         kwargs.setdefault("mem_address_space", HostAddressSpace())
         self.fabric = resolve(fabric)  # before the switch adds its first port
+        self.arbitrating: set[SwitchPort] = set()  # switch ports sending what they were handed
+        self.handed_over: set[SwitchPort] = set()  # rounds left to the port's arbitration task
         super().__init__(*args, **kwargs)
         self.host_memory = RcHostMemory(self)  # RAM, synchronously
         use_table_routing(self.upstream_bridge)
@@ -163,6 +173,8 @@ class FabricRootComplex(RootComplex):
         if self.fabric == FAST:
             # the BAR space: MMIO becomes requests routed by the bridges' windows, not TLPs
             self.mem_region = replace_region(self.mem_address_space, self.mem_region, DownstreamRegion(self))
+        else:  # MMIO as TLPs, a one-request read without a task of its own
+            self.mem_region = replace_region(self.mem_address_space, self.mem_region, TlpMemoryRegion(self))
 
     def add_switch_port(self, port: SwitchPort) -> None:
         """``Switch.add_switch_port``; on the TLP fabric a TLP entering the switch is routed
@@ -180,7 +192,7 @@ class FabricRootComplex(RootComplex):
     async def route_tlp(self, port: SwitchPort, tlp: Any) -> None:
         """``Switch._run_routing`` for one TLP entering at ``port``: onto the queue of the first
         other port that claims it (its own function, or its secondary side; for the upstream
-        port, whatever its secondary side does not hold), whose arbitration task sends it on,
+        port, whatever its secondary side does not hold), which sends it on (:meth:`arbitrate`),
         as the stock routing task does. A TLP no port claims goes to that task, which answers
         it as before (a warning, an Unsupported Request completion for a request)."""
         tlp.ingress_port = port.bridge
@@ -188,9 +200,61 @@ class FabricRootComplex(RootComplex):
             bridge = other.bridge
             if bridge.match_tlp(tlp) or bridge.match_tlp_secondary(tlp) != other.upstream:
                 tx_queue.put_nowait(tlp)
-                other.rx_event.set()
+                if other not in self.arbitrating:
+                    self.arbitrating.add(other)
+                    if link_full(other):  # the round would wait at once: the port's own task runs it
+                        self.handed_over.add(other)
+                        other.rx_event.set()
+                    else:
+                        start_eagerly(self.arbitrate(other))
                 return
         await port.ingress_queue.put(tlp)
+
+    async def arbitrate(self, port: SwitchPort) -> None:
+        """``Switch._run_arbitration``'s round: send what the other ports queued for ``port``,
+        one TLP from each queue in turn, until all are empty. :meth:`route_tlp` starts it
+        eagerly, in the routing sender's turn, when ``port`` is not already sending (the stock
+        arbitration task waits for ``rx_event`` and runs it a scheduler round later); a TLP
+        queued meanwhile joins the round under way."""
+        try:
+            while True:
+                sent = False
+                for rx_queue in port.rx_queues:
+                    if not rx_queue.empty():
+                        await port.tx_handler(rx_queue.get_nowait())
+                        sent = True
+                if not sent:
+                    return
+        finally:
+            self.arbitrating.discard(port)
+
+    async def _run_arbitration(self, port: SwitchPort) -> None:
+        """``Switch._run_arbitration``; on the TLP fabric it serves, with :meth:`arbitrate`, what
+        the stock routing task queues (``rx_event``) and the rounds :meth:`route_tlp` hands over
+        (:attr:`handed_over`: the port's link could not take a TLP at once, so an eager round
+        would only have become a task of its own)."""
+        if self.fabric == FAST:
+            await super()._run_arbitration(port)
+            return
+        while True:
+            await port.rx_event.wait()
+            port.rx_event.clear()
+            if port in self.handed_over:
+                self.handed_over.discard(port)
+                await self.arbitrate(port)
+            elif port not in self.arbitrating:
+                self.arbitrating.add(port)
+                await self.arbitrate(port)
+
+    async def handle_tlp(self, tlp: Any) -> None:
+        """``RootComplex.handle_tlp``: a completion goes to its tag's queue, found by its
+        ``(fmt, type)`` (the stock method builds and hashes ``TlpType`` members for it); any
+        other TLP to the stock handlers."""
+        if KIND.get((tlp.fmt, tlp.type)) == CPL:
+            self.rx_cpl_queues[tlp.tag].put_nowait(tlp)
+            self.rx_cpl_sync[tlp.tag].set()
+            return
+        await super().handle_tlp(tlp)
 
     async def send(self, tlp: Any) -> None:
         """Every TLP the root complex originates (requests, completions) goes down as a

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from cocotb.triggers import Timer
+from cocotbext.pcie.core.caps import PciCapId
 from cocotbext.pcie.core.pci import PciBus, PciDevice
 from cocotbext.pcie.core.utils import PcieId
 
@@ -43,6 +44,25 @@ class SriovState:
     bar_base: dict[int, int] = field(default_factory=dict)
     num_vfs: int = 0
     virtfns: list[PciDevice] = field(default_factory=list)
+    vf_common: VfConfigCommon | None = None  # read from the first VF of each enable
+
+
+@dataclass(frozen=True)
+class VfConfigCommon:
+    """The header registers all VFs of a PF share (Linux ``pci_read_vf_config_common``, which
+    keeps them in ``physfn->sriov``): read once, from the first VF."""
+
+    class_revision: int  # the dword at Revision ID: revision ID, class code above it
+    header_type: int
+    subsystem: int  # the dword at Subsystem Vendor ID: vendor, subsystem ID above it
+
+    @classmethod
+    async def read(cls, vf: PciDevice) -> VfConfigCommon:
+        return cls(
+            await vf.config_read_dword(pci.PCI_REVISION_ID),
+            await vf.config_read_byte(pci.PCI_HEADER_TYPE),
+            await vf.config_read_dword(pci.PCI_SUBSYSTEM_VENDOR_ID),
+        )
 
 
 class Sriov:
@@ -160,6 +180,7 @@ class Sriov:
         await Timer(int(pci.PCI_SRIOV_VF_ENABLE_DELAY_S * 1e9), "ns")
         if not await self._rd(pci.PCI_SRIOV_CTRL, 2) & pci.PCI_SRIOV_CTRL_VFE:
             raise PciError(f"{self.pf.pcie_id}: device refused VF Enable")
+        st.vf_common = None  # the first VF added reads them
         for n in range(num_vfs):
             bars = {idx: (st.bar_base[idx] + n * size, size) for idx, size in st.bar_size.items()}
             vf = await pci_iov_add_virtfn(self.pf, self.vf_rid(n), self.pf.vendor_id, st.vf_device, bars)
@@ -183,18 +204,53 @@ class Sriov:
 
 
 class PciVirtfn(PciDevice):
-    """The host's view of a VF (a Linux ``pci_dev`` with ``is_virtfn``).
+    """The host's view of a VF (a Linux ``pci_dev`` with ``is_virtfn``), set up as Linux's
+    ``pci_setup_device`` sets up a VF.
 
-    A VF's BARs are read-only zero (PCIe 6.0 §9.3.4.1.11): its apertures come from the PF's
-    SR-IOV capability, so Linux's ``pci_read_bases`` returns at once for a VF, and so does
-    :meth:`read_bars` here (no sizing writes to registers that ignore them)."""
+    * The header registers all VFs share (revision and class, header type, subsystem IDs) are
+      read from the first VF only (:class:`VfConfigCommon`, ``pci_read_vf_config_common``).
+    * A VF's BARs are read-only zero (PCIe 6.0 §9.3.4.1.11): its apertures come from the PF's
+      SR-IOV capability, so Linux's ``pci_read_bases`` returns at once for a VF, and so does
+      :meth:`read_bars` here (no sizing writes to registers that ignore them).
+    * Max_Payload_Size and Extended Tag Field Enable are RsvdP in a VF's Device Control (PCIe
+      6.0 §9.3.5.4, the PF's settings apply): ``pci_configure_mps`` and
+      ``pci_configure_extended_tags`` return at once for a VF, and so do
+      :meth:`configure_mps` and :meth:`configure_extended_tags`."""
 
     is_virtfn = True
+
+    async def setup(self) -> None:
+        """``PciDevice.setup`` with the shared header registers taken from the PF's SR-IOV
+        state (the first VF of an enable reads them); the rest as for any function."""
+        st = pci_iov(self.physfn).state
+        if st.vf_common is None:
+            st.vf_common = await VfConfigCommon.read(self)
+        common = st.vf_common
+        self.header_type = common.header_type & 0x7F
+        self.multifunction = False  # Linux: virtfn->multifunction = 0
+        self.revision_id = common.class_revision & 0xFF
+        self.class_code = common.class_revision >> 8
+        self.subsystem_vendor_id = common.subsystem & 0xFFFF
+        self.subsystem_id = common.subsystem >> 16
+        await self.read_bars(6, 0x030)
+        await self.walk_capabilities()
+        if self.is_pcie():
+            self.pcie_capabilities_reg = await self.capability_read_word(PciCapId.EXP, pci.PCI_EXP_FLAGS)
+            self.pcie_devcap_reg = await self.capability_read_dword(PciCapId.EXP, pci.PCI_EXP_DEVCAP)
+            self.pcie_mpss = self.pcie_devcap_reg & pci.PCI_EXP_DEVCAP_PAYLOAD
+        await self.configure_device()
+        await self.init_capabilities()
 
     async def read_bars(self, bar_cnt: int, rom: int) -> None:
         self.bar_raw[:bar_cnt] = [0] * bar_cnt
         self.bar_size[:bar_cnt] = [0] * bar_cnt
         self.expansion_rom_raw = self.expansion_rom_size = 0
+
+    async def configure_mps(self) -> None:
+        """Nothing: Max_Payload_Size is RsvdP in a VF."""
+
+    async def configure_extended_tags(self) -> None:
+        """Nothing: Extended Tag Field Enable is RsvdP in a VF."""
 
 
 def pci_bus_for(pf: PciDevice, bus_num: int) -> PciBus:

@@ -22,7 +22,7 @@ from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
-from model.pcie.function import request_header, tlp_header
+from model.pcie.function import MEM, MEM_WRITES, request_header, tlp_header
 
 if TYPE_CHECKING:
     from model.pcie.function import MemoryRequest, NicFunction
@@ -34,9 +34,6 @@ if TYPE_CHECKING:
 CFG0 = {t.value for t in (TlpType.CFG_READ_0, TlpType.CFG_WRITE_0)}
 CFG1 = {TlpType.CFG_READ_1.value: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1.value: TlpType.CFG_WRITE_0}
 CPL = {t.value for t in (TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA)}
-MEM_READS = {t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64)}
-MEM_WRITES = {t.value for t in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64)}
-MEM = MEM_READS | MEM_WRITES
 
 
 class NicDevice(Device):

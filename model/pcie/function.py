@@ -88,8 +88,10 @@ PCIE_CAP_PRESERVED = frozenset(
 )
 
 
-MEM_READS = {TlpType.MEM_READ, TlpType.MEM_READ_64}
-MEM_WRITES = {TlpType.MEM_WRITE, TlpType.MEM_WRITE_64}
+#: TLP kinds by their (fmt, type) value: a look-up without building and hashing ``TlpType`` members
+MEM_READS = frozenset(t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64))
+MEM_WRITES = frozenset(t.value for t in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64))
+MEM = MEM_READS | MEM_WRITES
 COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
 #: the Completer ID of the root complex's completions (cocotbext-pcie's RootComplex)
 ROOT_COMPLEX = PcieId(0, 0, 0)
@@ -180,6 +182,7 @@ class NicFunction(MemoryEndpoint):
         self.subsystem_vendor_id = device.SUBSYSTEM_VENDOR_ID
         self.config_unimplemented = 0
         self._config_write = events.topic(ev.ConfigWrite)
+        self.tlp_class: type[Tlp] = Tlp  # the class of the TLPs its link delivers (handle_tlp)
 
         # replace the library's PCIe capability with the FLR-capable one, same slot
         self.deregister_capability(self.pcie_cap)
@@ -381,8 +384,18 @@ class NicFunction(MemoryEndpoint):
         await self.upstream_send(msg)
 
     # -- transaction layer: what the function receives ---------------------------------------
+    async def upstream_send(self, tlp: Tlp) -> None:
+        """``Function.upstream_send``, each TLP the function originates as one of the class its
+        link delivers (:attr:`tlp_class`): on the TLP fabric the fabric's TLPs, which answer the
+        same type look-ups and checks from tables (the library's own build and hash ``TlpType``
+        members on every check, twice per TLP on its way out)."""
+        if type(tlp) is Tlp and self.tlp_class is not Tlp:
+            tlp.__class__ = self.tlp_class
+        await super().upstream_send(tlp)
+
     async def handle_tlp(self, tlp: Tlp) -> None:
         """Check each received TLP before the library acts on it (§2.3, §6.2.3.2)."""
+        self.tlp_class = type(tlp)
         if tlp.is_completion():
             if not self.tag_active[tlp.tag]:
                 tlp.release_fc()
@@ -395,7 +408,7 @@ class NicFunction(MemoryEndpoint):
             await super().handle_tlp(tlp)
             return
         tlp.release_fc()
-        non_posted = tlp.fmt_type in MEM_READS
+        non_posted = (tlp.fmt, tlp.type) in MEM_READS
         status = COMPLETER_STATUS.get(error)
         if non_posted and status is not None:
             cpl = Tlp.create_completion_for_tlp(tlp, self.pcie_id, status=status)
@@ -403,9 +416,10 @@ class NicFunction(MemoryEndpoint):
         await self.signal_error(error, tlp_header(tlp), advisory=non_posted and status is not None)
 
     def _request_error(self, tlp: Tlp) -> int | None:
-        if tlp.fmt_type not in MEM_READS | MEM_WRITES:
+        kind = (tlp.fmt, tlp.type)
+        if kind not in MEM:
             return None
-        write = tlp.fmt_type in MEM_WRITES
+        write = kind in MEM_WRITES
         return self.request_error(write, self.match_bar(tlp.address), tlp.length, tlp.first_be, tlp.last_be, tlp.ep)
 
     def request_error(

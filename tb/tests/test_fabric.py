@@ -3,11 +3,13 @@ fabric issues the requests the TLP fabric would, carries device reads without TL
 same completion faults, and still carries any other TLP."""
 
 import cocotb
-from cocotb.triggers import Timer
+from cocotb.triggers import NullTrigger, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 import fabric
+from fabric.eager import start_eagerly
+from fabric.link import TransmitQueue
 from fabric.transaction import in_window, read_requests, write_requests
 from iommu.events import Translation
 from model import events as ev
@@ -45,6 +47,33 @@ async def idle_tlp_links_sleep_and_keep_granting_credits(dut):
         for fc in (ch.ph, ch.pd, ch.nph, ch.npd, ch.cplh, ch.cpld):
             if not fc.tx_is_infinite():
                 assert fc.tx_credits_available == fc.tx_initial_allocation, "credits not returned"
+
+
+@cocotb.test()
+async def a_sender_started_eagerly_keeps_its_turn_at_a_full_transmit_queue(dut):
+    """A TLP sender started eagerly (an MSI-X message the model starts, a TLP the root
+    complex's switch forwards in its sender's turn) runs in the task that started it; finding
+    a link's transmit queue full, it still gets its turn when the transmitter takes a packet,
+    after that task has ended (a cocotb ``Queue`` skips a waiter whose task ended: under a
+    flood, interrupt messages were lost that way). A sender cancelled while it waits gives
+    its turn to the next, in order."""
+    queue = TransmitQueue(1)
+    queue.put_nowait("first")
+
+    async def caller():
+        assert start_eagerly(queue.put("eager")), "the queue is full: the sender must wait"
+
+    await cocotb.start_soon(caller())  # the eager sender's task has ended
+    cancelled = cocotb.start_soon(queue.put("cancelled"))
+    late = cocotb.start_soon(queue.put("late"))
+    await NullTrigger()
+    cancelled.cancel()
+    sent = []
+    for _ in range(3):
+        sent.append(queue.get_nowait())
+        await Timer(1, "ns")
+    assert sent == ["first", "eager", "late"] and queue.empty()
+    assert late.done() and cancelled.cancelled()
 
 
 @cocotb.parametrize(fabric_name=list(fabric.FABRICS))

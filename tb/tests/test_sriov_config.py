@@ -215,3 +215,23 @@ async def msix_masking_and_pending(dut):
     addr, data = model_vf.msix.message(3)
     assert (addr, data) == (vec.addr, vec.data)
     assert model_vf.msix.sent[3] == 3
+
+
+@cocotb.test()
+async def vfs_share_the_header_registers_read_from_the_first(dut):
+    """The host reads the header registers all VFs share (class and revision, header type,
+    subsystem IDs) from the first VF of an enable only, as Linux's ``pci_read_vf_config_common``
+    does; every VF's host view holds what its own config space reads."""
+    sys_ = await build_system(dut, total_vfs=4)
+    vfs = await pcicore.pci_enable_sriov(sys_.pf_dev, 3)
+    for vf in vfs:
+        rid = int(vf.pcie_id)
+        class_revision = await config_dword_at(sys_.rc, rid, pci.PCI_REVISION_ID)
+        subsystem = await config_dword_at(sys_.rc, rid, pci.PCI_SUBSYSTEM_VENDOR_ID)
+        header = await config_dword_at(sys_.rc, rid, pci.PCI_CACHE_LINE_SIZE)
+        assert (vf.class_code, vf.revision_id) == (class_revision >> 8, class_revision & 0xFF)
+        assert (vf.class_code, vf.revision_id) == (device.CLASS_CODE, device.REVISION_ID)
+        assert (vf.subsystem_vendor_id, vf.subsystem_id) == (subsystem & 0xFFFF, subsystem >> 16)
+        assert vf.subsystem_id == device.VF_SUBSYSTEM_ID
+        assert vf.header_type == (header >> 16) & 0x7F == 0 and not vf.multifunction
+    assert pcicore.pci_iov(sys_.pf_dev).state.vf_common is not None

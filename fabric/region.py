@@ -1,0 +1,59 @@
+"""The root complex's memory region on the TLP fabric: a read that is one request runs it
+without a task of its own.
+
+cocotbext-pcie's ``MemoryTlpRegion.read`` starts a task for each read request it cuts the
+access into, then joins them in order; a driver's MMIO read is one request, so it paid for a
+task and a join per read (40 per VF during the 256-VF enable). :class:`TlpMemoryRegion` awaits
+the one request directly, with the stock request fields and the stock checks on its
+completions; an access cut into several requests takes the stock path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cocotbext.pcie.core.region import MemoryTlpRegion
+from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpAttr, TlpTc, TlpType
+
+
+class TlpMemoryRegion(MemoryTlpRegion):
+    """``MemoryTlpRegion`` whose one-request reads run in the reader's own task."""
+
+    def one_request(self, addr: int, length: int) -> bool:
+        """``addr``, ``length`` fit one read request (Max_Read_Request_Size, no 4 KiB crossing)."""
+        mrrs = 128 << self.cfg.max_read_request_size
+        if length > mrrs - addr % 4 and length > mrrs - (addr & 0x7F):
+            return False
+        return length <= 0x1000 - (addr & 0xFFF)
+
+    async def read(
+        self, addr: int, length: int, timeout: int = 0, timeout_unit: str = "ns", attr: Any = None, tc: Any = None
+    ) -> bytes:
+        attr = TlpAttr(0) if attr is None else attr
+        tc = TlpTc.TC0 if tc is None else tc
+        if length <= 0 or not self.one_request(addr, length):
+            return await super().read(addr, length, timeout, timeout_unit, attr, tc)
+        if not self.func.bus_master_enable:
+            raise Exception("Bus mastering not enabled")  # the stock exception
+        req = Tlp()
+        req.fmt_type = TlpType.MEM_READ_64 if addr > 0xFFFFFFFF else TlpType.MEM_READ
+        req.requester_id = self.func.pcie_id
+        req.attr = attr
+        req.tc = tc
+        req.set_addr_be(addr, length)
+        cpl_list = await self.func.perform_nonposted_operation(req, timeout, timeout_unit)
+        data = bytearray()
+        m = 0
+        while m < length:  # the stock completion checks, in order
+            if not cpl_list:
+                raise Exception("Timeout")
+            cpl = cpl_list.pop(0)
+            if cpl.status != CplStatus.SC:
+                raise Exception("Unsuccessful completion")
+            assert cpl.byte_count + 3 + (cpl.lower_address & 3) >= cpl.length * 4
+            assert cpl.byte_count == max(length - m, 1)
+            d = cpl.get_data()
+            offset = cpl.lower_address & 3
+            data.extend(d[offset : offset + cpl.byte_count])
+            m += len(d) - offset
+        return bytes(data[:length])
