@@ -33,7 +33,8 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.dllp import Dllp, DllpType, FcType
 from cocotbext.pcie.core.port import Port, SimPort
 
-from .eager import start_eagerly
+from simtask import start_eagerly
+
 from .tlp import CheckedTlp
 
 
@@ -129,7 +130,7 @@ class TransmitQueue:
     waiting sender still there woken when the transmitter takes a packet, and a sender that
     finds the queue full again queues up again. cocotb's ``Queue`` knows a waiting sender by
     the task it runs in (a sender whose task has ended is skipped); a sender started eagerly
-    (:mod:`fabric.eager`) runs in another coroutine's task, which may end first, so here a
+    (:mod:`simtask`) runs in another coroutine's task, which may end first, so here a
     sender is skipped when its own wait ends without its turn (cancelled or killed)."""
 
     def __init__(self, maxsize: int = 1):
@@ -260,7 +261,7 @@ class SleepingSimPort(SimPort):
 
     async def _receive(self) -> None:
         """``Port._run_receive``: hand each received TLP up in turn (``rx_handler``), started
-        eagerly by the TLP's arrival (:func:`~fabric.eager.start_eagerly`) instead of by a task
+        eagerly by the TLP's arrival (:func:`simtask.start_eagerly`) instead of by a task
         waiting on the receive queue; a TLP that arrives while one is still being handed up
         waits in the queue, as before."""
         try:

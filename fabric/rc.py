@@ -25,9 +25,10 @@ from cocotbext.pcie.core.bridge import Bridge, RootPort
 from cocotbext.pcie.core.tlp import CplStatus
 from cocotbext.pcie.core.utils import PcieId
 
+from simtask import start_eagerly
+
 from . import FAST, resolve
 from .direct import DirectPort
-from .eager import start_eagerly
 from .link import SleepingSimPort, sleeping_twin, swap_port
 from .memory import RcHostMemory
 from .region import TlpMemoryRegion

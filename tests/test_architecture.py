@@ -22,9 +22,11 @@ from tb.paths import ROOT
 MAY_IMPORT: dict[str, set[str]] = {
     "datasheet": set(),
     "observe": set(),
+    # cocotb scheduling helpers (start a coroutine eagerly) the model and the fabric share
+    "simtask": set(),
     # the PCIe fabric (TLP-accurate or transaction-level) knows cocotbext-pcie and the PCIe rules
-    "fabric": {"datasheet.pci"},
-    "model": {"datasheet", "observe"},
+    "fabric": {"datasheet.pci", "simtask"},
+    "model": {"datasheet", "observe", "simtask"},
     # iommu/ knows nothing of the NIC: only the PCI spec's own constants (datasheet.pci);
     # its root complex and root ports run on either fabric
     "iommu": {"datasheet.pci", "fabric", "observe"},

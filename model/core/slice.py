@@ -17,7 +17,7 @@ an unexpected exception in either puts the function in the error state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 import cocotb
@@ -29,6 +29,7 @@ from model.core.msix import MsixTable
 from model.core.queues import DmaPort, QueueEngine
 from model.core.regfile import RegisterFile
 from model.core.scheduler import Scheduler
+from simtask import start_eagerly
 
 if TYPE_CHECKING:
     import logging
@@ -112,12 +113,7 @@ class FunctionSlice:
         only then continues as a task (as asyncio's eager task factory starts a task).  A
         message write is a posted request the function issues when it signals, and on the
         transaction-level fabric it completes without waiting: then it costs no task."""
-        guarded = self._guarded(coro)
-        try:
-            waiting_for = guarded.send(None)
-        except StopIteration:
-            return
-        cocotb.start_soon(_Resume(guarded, waiting_for))
+        start_eagerly(self._guarded(coro))
 
     async def _guarded(self, coro: Coroutine[Any, Any, None]) -> None:
         try:
@@ -198,16 +194,3 @@ class FunctionSlice:
 
     def show_link(self, up: bool) -> None:
         self.regs.set(regs.STATUS, LINK_UP.put(self.regs.get(regs.STATUS), int(up)))
-
-
-class _Resume:
-    """A coroutine that ran up to a trigger: awaiting this waits for that trigger, then lets
-    the coroutine go on (cocotb resumes a task by sending it None once its trigger fired)."""
-
-    def __init__(self, coro: Coroutine[Any, Any, None], waiting_for: Any):
-        self.coro = coro
-        self.waiting_for = waiting_for
-
-    def __await__(self) -> Generator[Any, None, None]:
-        yield self.waiting_for
-        return (yield from self.coro.__await__())

@@ -8,12 +8,12 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 import fabric
-from fabric.eager import start_eagerly
 from fabric.link import TransmitQueue
 from fabric.transaction import in_window, read_requests, write_requests
 from iommu.events import Translation
 from model import events as ev
 from model.pcie.function import RequestFailed
+from simtask import start_eagerly
 from tb.lib.system import build_system
 from tb.tests.test_aer import set_completion_timeout
 

@@ -1,5 +1,8 @@
 """Start a coroutine eagerly: it runs at once, and becomes a task only if it has to wait.
 
+Shared by the model (a function's MSI-X messages, ``model.core.slice``) and the TLP fabric
+(``fabric.link``, ``fabric.rc``); it imports nothing of the project.
+
 cocotbext-pcie hands every TLP from one coroutine to the next through a queue and a task
 that waits on it (a port's receive task, a switch port's arbitration task): each hand-off
 costs a scheduler round, where the work handed over usually finishes without waiting for
