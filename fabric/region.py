@@ -15,16 +15,17 @@ from typing import Any
 from cocotbext.pcie.core.region import MemoryTlpRegion
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpAttr, TlpTc, TlpType
 
+from datasheet.pci import read_requests
+
 
 class TlpMemoryRegion(MemoryTlpRegion):
     """``MemoryTlpRegion`` whose one-request reads run in the reader's own task."""
 
     def one_request(self, addr: int, length: int) -> bool:
-        """``addr``, ``length`` fit one read request (Max_Read_Request_Size, no 4 KiB crossing)."""
-        mrrs = 128 << self.cfg.max_read_request_size
-        if length > mrrs - addr % 4 and length > mrrs - (addr & 0x7F):
-            return False
-        return length <= 0x1000 - (addr & 0xFFF)
+        """``addr``, ``length`` fit one read request: the cut (``datasheet.pci.read_requests``:
+        Max_Read_Request_Size on the read completion boundary, no 4 KiB crossing) leaves it whole."""
+        _addr, first = next(read_requests(addr, length, 128 << self.cfg.max_read_request_size))
+        return first == length
 
     async def read(
         self, addr: int, length: int, timeout: int = 0, timeout_unit: str = "ns", attr: Any = None, tc: Any = None
