@@ -152,6 +152,10 @@ class FabricRootPort(TableRouting, RootPort):
             return
         await self.rc.route_write(self, req)
 
+    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+        for req in reqs:
+            await self.upstream_write(req)
+
 
 def link_full(port: SwitchPort) -> bool:
     """The link below switch port ``port`` (a root port's) cannot queue another TLP now."""
