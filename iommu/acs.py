@@ -126,9 +126,6 @@ class AcsRootPort(FabricRootPort, AerRootPort):
             return UR
         return await super().upstream_read(req)
 
-    async def upstream_write(self, req: MemRequest) -> None:
-        await self.upstream_writes([req])
-
     async def upstream_writes(self, reqs: list[MemRequest]) -> None:
         """A requester's posted writes in order: ACS's verdict is the same for each (it depends
         on the requester and the control bits alone), so it is taken once; a refusal is still
