@@ -22,7 +22,7 @@ RX descriptor (written by the driver):
     bytes 8-9   buffer size
     bytes 10-15 0
 
-Write-back (the device writes every processed descriptor back in place):
+Write-back (the device writes every processed descriptor back in place, in order, batched):
 
     bytes 0-7   TX: unchanged / RX: the info word (RSS hash, stripped VLAN tag, RSS type)
                 in the frame's last (EOP) descriptor, 0 in its others

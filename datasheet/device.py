@@ -117,6 +117,9 @@ UPLINK_SPEED_MBPS = 10_000
 #: descriptors fetched per DMA read, and descriptors one queue may process per turn of a DMA engine
 DESC_FETCH_BATCH = 8
 QUEUE_BUDGET = 64
+#: descriptors written back per DMA write, at most (128 bytes: the smallest Max_Payload_Size); a
+#: turn writes back what it completed in such batches, the last one before its interrupt
+WB_BATCH = 8
 #: DMA engines shared by every queue of every function, served round-robin one turn at a time
 DMA_ENGINES = 4
 #: a TX frame may span at most this many descriptors; longer chains complete with ERR_LEN

@@ -297,6 +297,9 @@ def render_datapath() -> str:
         "",
         f"A tail write schedules the queue; the engine fetches up to {device.DESC_FETCH_BATCH} "
         f"descriptors per DMA read and handles at most {device.QUEUE_BUDGET} per run before yielding. "
+        f"It writes back the descriptors it completed in order, up to {device.WB_BATCH} per DMA write "
+        f"(a batch that wraps the ring takes two), and every one of a turn before that turn's interrupt; "
+        f"a DMA fault stops the queue after the descriptors completed before it are written back. "
         f"Interrupt moderation: `EITR[v]` (us) is the minimum gap between two messages of vector v.",
         "",
         f"## Descriptors ({desc.DESC_SIZE} bytes)",

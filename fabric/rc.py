@@ -147,10 +147,14 @@ class FabricRootPort(TableRouting, RootPort):
         return await self.rc.route_read(self, req)
 
     async def upstream_write(self, req: MemRequest) -> None:
-        if in_window(self, req.address):
-            self.log.warning("No address match: memory write request did not match primary bus: %r", req)
-            return
-        await self.rc.route_write(self, req)
+        await self.upstream_writes([req])
+
+    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+        for req in reqs:
+            if in_window(self, req.address):
+                self.log.warning("No address match: memory write request did not match primary bus: %r", req)
+                continue
+            await self.rc.route_write(self, req)
 
 
 def link_full(port: SwitchPort) -> bool:

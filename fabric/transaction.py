@@ -206,6 +206,11 @@ class UpstreamPort(Protocol):
 
     async def upstream_write(self, req: MemRequest) -> None: ...
 
+    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+        """The posted writes one memory write was cut into, in order (each as
+        :meth:`upstream_write` handles it)."""
+        ...
+
 
 class BusMasterRegion(Region):
     """A function's memory space on the fast fabric: its memory requests, cut as TLPs would
@@ -281,9 +286,8 @@ class BusMasterRegion(Region):
         if 0 < n <= mps - (address & 3) and (address & (PAGE - 1)) + n <= PAGE:  # one request
             await self.port.upstream_write(MemRequest(rid, address, n, data))
             return
-        for addr, n in write_requests(address, len(data), mps):
-            pos = addr - address
-            await self.port.upstream_write(MemRequest(rid, addr, n, data[pos : pos + n]))
+        cut = write_requests(address, n, mps)
+        await self.port.upstream_writes([MemRequest(rid, a, k, data[a - address : a - address + k]) for a, k in cut])
 
 
 class DownstreamPath(Protocol):

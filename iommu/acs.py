@@ -126,9 +126,16 @@ class AcsRootPort(FabricRootPort, AerRootPort):
             return UR
         return await super().upstream_read(req)
 
-    async def upstream_write(self, req: MemRequest) -> None:
-        verdict = self.acs_route(req.requester, req.address, non_posted=False)
+    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+        """A requester's posted writes in order: ACS's verdict is the same for each (it depends
+        on the requester and the control bits alone), so it is taken once; a refusal is still
+        counted and published per request."""
+        first = reqs[0]
+        verdict = self.acs_route(first.requester, first.address, non_posted=False)
         if verdict is REDIRECTED:
-            await self.rc.mem_write_request(req)
+            await self.rc.mem_write_requests(reqs)
         elif verdict is None:
-            await super().upstream_write(req)
+            await super().upstream_writes(reqs)
+        else:
+            for req in reqs[1:]:
+                self.acs_route(req.requester, req.address, non_posted=False)

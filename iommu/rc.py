@@ -33,6 +33,8 @@ from .inject import DELAY, POISON, WITHHOLD, CompletionFault, CompletionFaults
 from .remapping import Iommu
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cocotbext.pcie.core.msi import MsiVector
 
     from fabric.transaction import Completion, MemRequest
@@ -251,12 +253,19 @@ class IommuRootComplex(FabricRootComplex):
         return await super().mem_read_request(host_req)
 
     async def mem_write_request(self, req: MemRequest) -> None:
-        if self.in_interrupt_window(req.address):
-            await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)
-            return
-        if self.iommu.translation_enabled:
-            phys = self.translate(req.requester, req.address, req.length, True)
-            if phys is None or self._dma_into_window(req.requester, phys) or self.write_ram(phys, req):
-                return
-            req = req.at(phys)
-        await super().mem_write_request(req)
+        await self.mem_write_requests((req,))
+
+    async def mem_write_requests(self, reqs: Sequence[MemRequest]) -> None:
+        """Posted writes in order (those one memory write of a device was cut into): each an
+        interrupt request, or translated and written into host RAM in the caller's turn, or
+        blocked (the fault is logged), or handed to the stock handling."""
+        for req in reqs:
+            if self.in_interrupt_window(req.address):
+                await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)
+                continue
+            if self.iommu.translation_enabled:
+                phys = self.translate(req.requester, req.address, req.length, True)
+                if phys is None or self._dma_into_window(req.requester, phys) or self.write_ram(phys, req):
+                    continue
+                req = req.at(phys)
+            await super().mem_write_request(req)

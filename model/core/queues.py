@@ -553,6 +553,8 @@ class QueueEngine:
     async def _complete(self, run: RingRun, done: Sequence[tuple[int, int, int]]) -> None:
         """Write back ``done`` -- (bytes 0-7, length, status) per descriptor, starting at the
         head -- in place and advance the head."""
+        if not done:
+            return
         out = b"".join(word.to_bytes(8, "little") + d.writeback(length, status) for word, length, status in done)
         first = run.head
         split = min(len(done), run.length - first) * d.DESC_SIZE
@@ -568,31 +570,38 @@ class QueueEngine:
 
     # -- TX -------------------------------------------------------------------------------
     async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
-        done = 0
-        while done < device.QUEUE_BUDGET and not (self.tx_quiesced and not run.staged):
-            if not run.cache and not await self._fetch(run):
-                break
-            desc = run.cache.popleft()
-            run.staged.append(desc)
-            ends = d.TX_CMD_EOP.get(desc[2]) and not d.TX_CMD_CTX.get(desc[2])
-            if not ends and len(run.staged) < device.TX_MAX_FRAME_DESCS:
-                continue
-            frame, run.staged = run.staged, []
-            try:
-                results = await self._transmit(run, frame)
-            except DmaFault:
-                await self._complete_failed(run, frame)
-                raise
-            await self._complete(run, results)
-            done += len(frame)
+        done, written = 0, []
+        try:
+            while done < device.QUEUE_BUDGET and not (self.tx_quiesced and not run.staged):
+                if not run.cache and not await self._fetch(run):
+                    break
+                desc = run.cache.popleft()
+                run.staged.append(desc)
+                ends = d.TX_CMD_EOP.get(desc[2]) and not d.TX_CMD_CTX.get(desc[2])
+                if not ends and len(run.staged) < device.TX_MAX_FRAME_DESCS:
+                    continue
+                frame, run.staged = run.staged, []
+                try:
+                    written += await self._transmit(run, frame)
+                except DmaFault:  # its buffer read faulted: its descriptors come back ERR_DMA
+                    written += [(desc[0], 0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask) for desc in frame]
+                    raise
+                done += len(frame)
+                if len(written) >= device.WB_BATCH:
+                    batch, written = written, []
+                    await self._complete(run, batch)
+        except DmaFault:
+            await self._complete_best_effort(run, written)
+            raise
+        await self._complete(run, written)
         if done:
             self.raise_irq(run.vector)
         return bool(run.cache) or run.posted() > 0, done
 
-    async def _complete_failed(self, run: RingRun, descs: Sequence[tuple[int, int, int, int]]) -> None:
-        """A frame whose buffer read faulted: write its descriptors back with ERR_DMA (best effort)."""
+    async def _complete_best_effort(self, run: RingRun, done: list[tuple[int, int, int]]) -> None:
+        """Before a DMA fault stops the queue: write back what the turn completed (best effort)."""
         try:
-            await self._complete(run, [(desc[0], 0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask) for desc in descs])
+            await self._complete(run, done)
         except DmaFault:
             pass
 
@@ -656,33 +665,41 @@ class QueueEngine:
         return accepted
 
     async def _rx_turn(self, run: RingRun) -> tuple[bool, int]:
-        done = 0
-        while run.fifo and done < device.QUEUE_BUDGET and not self.rx_quiesced:
-            rx = run.fifo.popleft()
-            frame = rx.frame
-            used, pos = [], 0
-            while pos < len(frame) or not used:
-                if not run.cache and not await self._fetch(run):
-                    break  # out of buffers mid-frame: truncate
-                addr, size, _, _ = run.cache.popleft()
-                chunk = frame[pos : pos + size]
-                if chunk:
-                    await self._dma_write(run, addr, chunk)
-                used.append([0, len(chunk), d.STATUS_DD.mask])
-                pos += len(chunk)
-            if not used:
-                self.rx_nobuf[run.ring.index] += 1
-                self.count("RX_DROPS")
-                continue
-            last = used[-1]
-            last[0] = rx.info_word
-            last[2] |= d.STATUS_EOP.mask | rx.status | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
-            await self._complete(run, [tuple(u) for u in used])
-            done += len(used)
-            if pos < len(frame):
-                self.count("RX_ERRORS")
-            self.count("RX_PACKETS")
-            self.count("RX_BYTES", pos)
+        done, written = 0, []
+        try:
+            while run.fifo and done < device.QUEUE_BUDGET and not self.rx_quiesced:
+                rx = run.fifo.popleft()
+                frame = rx.frame
+                used, pos = [], 0
+                while pos < len(frame) or not used:
+                    if not run.cache and not await self._fetch(run):
+                        break  # out of buffers mid-frame: truncate
+                    addr, size, _, _ = run.cache.popleft()
+                    chunk = frame[pos : pos + size]
+                    if chunk:
+                        await self._dma_write(run, addr, chunk)
+                    used.append((0, len(chunk), d.STATUS_DD.mask))
+                    pos += len(chunk)
+                if not used:
+                    self.rx_nobuf[run.ring.index] += 1
+                    self.count("RX_DROPS")
+                    continue
+                _, length, status = used[-1]
+                status |= d.STATUS_EOP.mask | rx.status | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
+                used[-1] = (rx.info_word, length, status)
+                written += used
+                done += len(used)
+                if pos < len(frame):
+                    self.count("RX_ERRORS")
+                self.count("RX_PACKETS")
+                self.count("RX_BYTES", pos)
+                if len(written) >= device.WB_BATCH:
+                    batch, written = written, []
+                    await self._complete(run, batch)
+        except DmaFault:
+            await self._complete_best_effort(run, written)
+            raise
+        await self._complete(run, written)
         if done:
             self.raise_irq(run.vector)
         return bool(run.fifo), done

@@ -7,9 +7,11 @@ next one, so 1, 8 and 64 active VFs show whether the per-packet cost stays flat.
 
 Baseline, measured in the same run on the same VFs and IOMMU domains: the bare
 cocotbext-pcie operations one packet needs, issued back to back with no model or driver
-logic: a TX doorbell (MMIO write), TX descriptor read (16 B), TX buffer read, TX
-write-back (16 B), RX descriptor read (16 B), RX buffer write, RX write-back (16 B), an
-RX doorbell (MMIO write) and one MSI-X message (to a vector no handler listens to). The
+logic: a TX doorbell (MMIO write), a TX descriptor read (``DESC_FETCH_BATCH`` descriptors
+every ``DESC_FETCH_BATCH`` packets, as the engine fetches them), TX buffer read, TX
+write-back (``WB_BATCH`` descriptors every ``WB_BATCH`` packets, as the engine writes them
+back), the same three on the RX side with a buffer write, an RX doorbell (MMIO write) and
+one MSI-X message (to a vector no handler listens to). The
 ratio full / bare is the model's own overhead. Measured in steady state: before the rows
 every VF sends a ring's worth of frames, so every ring buffer's IOTLB entry is filled (the
 IOTLB hit rate reported is the rows' own). The fabric is the run's (``$FABRIC``);
@@ -37,8 +39,8 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
 from datasheet import descriptors as d
+from datasheet import device, regs
 from datasheet import mailbox as mbx
-from datasheet import regs
 from pcicore.irq import get_cached_msi_msg
 from tb.bench import profile_areas, result_path
 from tb.lib.system import build_system
@@ -91,26 +93,32 @@ async def full_path(vfs, active: int, size: int, total: int, profile: cProfile.P
 async def bare_ops(system, vfs, size: int, count: int) -> float:
     """Wall seconds per packet for the bare DMA/MMIO operations a packet needs, on scratch
     rings and buffers of the same two VFs' domains (the rings the drivers use stay untouched:
-    zeroing a live descriptor would lose a frame of a later row)."""
+    zeroing a live descriptor would lose a frame of a later row).  Descriptors are fetched
+    and written back in batches as the engines do (``DESC_FETCH_BATCH``, ``WB_BATCH``)."""
     tx_vf, rx_vf = system.nic.vfs[0], system.nic.vfs[1]
     tx_dma, rx_dma = vfs[0].netdev.dma, vfs[1].netdev.dma
-    layout = d.DESC_SIZE, size  # one descriptor, then one buffer
-    (tx_buf, tx_iova), (rx_buf, rx_iova) = (dma.dma_alloc_coherent(sum(layout)) for dma in (tx_dma, rx_dma))
+    fetch, wb = device.DESC_FETCH_BATCH * d.DESC_SIZE, device.WB_BATCH * d.DESC_SIZE
+    ring = max(fetch, wb)  # a ring's worth of descriptors, then one buffer
+    (tx_buf, tx_iova), (rx_buf, rx_iova) = (dma.dma_alloc_coherent(ring + size) for dma in (tx_dma, rx_dma))
     bar0 = vfs[0].pdev.bar_window[0]
     scratch = regs.SCRATCH.offset  # same TLP as a doorbell, no engine behind it
-    data = bytes(size)
+    data, wb_data = bytes(size), bytes(wb)
     msi_addr, msi_data = get_cached_msi_msg(vfs[1].pdev, -1)  # a vector no handler listens to
     faults_before = system.iommu_driver.iommu.faults.total
     gc.collect()
     t0 = time.perf_counter()
-    for _ in range(count):
+    for i in range(count):
         await bar0.write_dword(scratch, 1)
-        await tx_vf.mem_read(tx_iova, d.DESC_SIZE)
-        await tx_vf.mem_read(tx_iova + d.DESC_SIZE, size)
-        await tx_vf.mem_write(tx_iova + d.WB_OFFSET, bytes(8))
-        await rx_vf.mem_read(rx_iova, d.DESC_SIZE)
-        await rx_vf.mem_write(rx_iova + d.DESC_SIZE, data)
-        await rx_vf.mem_write(rx_iova + d.WB_OFFSET, bytes(8))
+        if i % device.DESC_FETCH_BATCH == 0:
+            await tx_vf.mem_read(tx_iova, fetch)
+        await tx_vf.mem_read(tx_iova + ring, size)
+        if i % device.WB_BATCH == 0:
+            await tx_vf.mem_write(tx_iova, wb_data)
+        if i % device.DESC_FETCH_BATCH == 0:
+            await rx_vf.mem_read(rx_iova, fetch)
+        await rx_vf.mem_write(rx_iova + ring, data)
+        if i % device.WB_BATCH == 0:
+            await rx_vf.mem_write(rx_iova, wb_data)
         await bar0.write_dword(scratch, 2)
         await rx_vf.mem_write(msi_addr, struct.pack("<L", msi_data))
     await rx_vf.mem_read(rx_iova, 4)  # flush posted writes

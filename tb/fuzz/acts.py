@@ -18,6 +18,7 @@ from datasheet import migration as mig
 from datasheet.mailbox import Offload, Opcode
 from datasheet.migration import Blob, Section, SectionType, VfioMigState
 from datasheet.regs import Access
+from iommu import DMA_TO_DEVICE
 from iommu.events import MsiRequest, Translation
 from model import events as ev
 from pf_driver.migration import MigrationError
@@ -212,13 +213,19 @@ class Attacker:
     async def _tx_ring_once(self) -> Act:
         rng, vf = self.rng, self.vf
         size = rng.choice([8, 16, 64])
-        ring, ring_iova = vf.dma.dma_alloc_coherent(size * d.DESC_SIZE)
+        # a ring mapped for the device to read only: it fetches and sends, its write-backs fault
+        read_only = rng.random() < 0.2
+        if read_only:
+            ring = vf.dma.alloc_buffer(size * d.DESC_SIZE)
+            ring_iova = vf.dma.dma_map(ring, size * d.DESC_SIZE, DMA_TO_DEVICE)
+        else:
+            ring, ring_iova = vf.dma.dma_alloc_coherent(size * d.DESC_SIZE)
         data, data_iova = vf.dma.dma_alloc_coherent(4096)
         data.write(0, bytes(rng.getrandbits(8) for _ in range(64)))
         count = rng.randint(1, size - 1)
         # only a closed chain (EOP, or the descriptor limit) is the device's to take; a chain still
         # open at the tail waits for its EOP like a real NIC's, so nothing in it is judged yet
-        hostile, bad_chain, chain, chain_len = False, False, 0, 0
+        hostile, bad_chain, chain, chain_len, closed = False, False, 0, 0, False
         for slot in range(count):
             if rng.random() < 0.4:
                 addr, length = data_iova, rng.choice([60, 64, 1514])
@@ -230,20 +237,20 @@ class Attacker:
             bad_chain |= length == 0 or not self.readable(addr, length)
             if eop or chain == device.TX_MAX_FRAME_DESCS:
                 hostile |= bad_chain or chain_len > device.MAX_FRAME or not eop
-                bad_chain, chain, chain_len = False, 0, 0
+                bad_chain, chain, chain_len, closed = False, 0, 0, True
         queue = rng.randrange(device.VF_QUEUE_PAIRS)
         await self._program_ring(False, queue, ring_iova, size)
         tail = count if rng.random() < 0.8 else size + rng.randrange(1000)
-        hostile |= tail >= size
+        hostile |= tail >= size or (read_only and closed)
         mark = self.w.rec.mark()
         await vf.write_reg(regs.TDT, tail, queue)
         await self._settle()
         return Act(
             "descriptors",
-            "tx_ring",
+            "read_only_ring" if read_only else "tx_ring",
             hostile,
             self._seen(mark) if hostile else None,
-            f"queue {queue}, {count} descriptors, tail {tail}",
+            f"queue {queue}, {count} descriptors, tail {tail}{', ring read-only' if read_only else ''}",
         )
 
     async def ring_geometry(self) -> list[Act]:

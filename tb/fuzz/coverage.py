@@ -17,6 +17,7 @@ ACT_KINDS = [
     "register",
     "msix_table",
     "tx_ring",
+    "read_only_ring",
     "bad_ring",
     "bad_tail",
     "rx_ring",

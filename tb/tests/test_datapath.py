@@ -10,6 +10,7 @@ from datasheet import device, regs
 from datasheet import mailbox as mbx
 from datasheet.descriptors import QueueError
 from datasheet.mailbox import Opcode
+from iommu.events import Translation
 from tb.lib.system import build_system
 
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -210,6 +211,55 @@ async def bad_descriptors_and_doorbells(dut):
     await traffic_ok(vfs, 3)
     for other in vfs[1:]:
         assert regs.TXDCTL.field("ERR").get(await other.read_reg(regs.TXDCTL, 0)) == 0
+
+
+@cocotb.test()
+async def writebacks_batched_in_order_and_kept_across_a_fault(dut):
+    """One doorbell for a burst: the engine writes its descriptors back in order, at most
+    ``WB_BATCH`` per DMA write, all before the interrupt.  A buffer that faults mid-burst stops
+    the queue, but the frames completed before it in the same turn are still written back."""
+    sys_, vfs = await up(dut)
+    vf, peer = vfs[0], vfs[1]
+    ring = vf.netdev.tx[0]
+    span = (ring.desc_iova, ring.desc_iova + ring.size * d.DESC_SIZE)
+    writes = []
+    sys_.rc.iommu.events.subscribe(
+        Translation,
+        lambda t: t.is_write and span[0] <= t.iova < span[1] and writes.append((t.iova - span[0], t.length)),
+    )
+
+    def post(frames, bad_at=None):
+        first = ring.next_to_use
+        descs = []
+        for k, pkt in enumerate(frames):
+            slot = (first + k) % ring.size
+            ring.data.write(slot * ring.buf_size, pkt)
+            addr = 0x7F00_0000 if k == bad_at else ring.data_iova + slot * ring.buf_size
+            descs.append(d.tx_desc(addr, len(pkt), True))
+        return first, descs
+
+    vf.netdev.napi_disable(0)  # keep the write-backs in the ring to look at them
+    burst = [frame(vf.mac, peer.mac, n) for n in range(2 * device.WB_BATCH + 3)]
+    first, descs = post(burst)
+    await ring.post_raw(descs)
+    await Timer(50, "us")
+    assert [ring.slot_status(first + k)[1] for k in range(len(burst))] == [d.STATUS_DD.mask] * len(burst)
+    assert all(length <= device.WB_BATCH * d.DESC_SIZE for _, length in writes)
+    assert [off for off, _ in writes] == [(first + k) * d.DESC_SIZE for k in range(0, len(burst), device.WB_BATCH)]
+    assert sum(length for _, length in writes) == len(burst) * d.DESC_SIZE
+    assert [await recv(peer.netdev) for _ in burst] == burst
+    # a fault after three good frames: they are written back and delivered, the bad one is ERR_DMA
+    writes.clear()
+    good = 3
+    burst = [frame(vf.mac, peer.mac, 100 + n) for n in range(good + 2)]
+    first, descs = post(burst, bad_at=good)
+    await ring.post_raw(descs)
+    await Timer(50, "us")
+    status = [ring.slot_status(first + k)[1] for k in range(len(burst))]
+    assert status == [d.STATUS_DD.mask] * good + [d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask, 0]
+    assert regs.TXDCTL.field("ERR").get(await vf.read_reg(regs.TXDCTL, 0)) == QueueError.DMA_FAULT
+    assert [await recv(peer.netdev) for _ in range(good)] == burst[:good]
+    assert await recv(peer.netdev, 20) is None
 
 
 @cocotb.test()

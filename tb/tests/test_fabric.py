@@ -8,8 +8,11 @@ from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 
 import fabric
+import pcicore
+from datasheet import pci
 from fabric.link import TransmitQueue
-from fabric.transaction import in_window, read_requests, write_requests
+from fabric.transaction import PAGE, in_window, read_requests, write_requests
+from iommu import DMA_BIDIRECTIONAL, IOMMU_READ
 from iommu.events import Translation
 from model import events as ev
 from model.pcie.function import RequestFailed
@@ -102,6 +105,44 @@ async def dma_is_cut_into_the_same_requests_on_both_fabrics(dut, fabric_name):
     ]
     assert seen == expected
     assert buf.read(0x7FE, 9000) == data[:9000]
+
+
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS), acs=[True, False])
+@cocotb.test()
+async def each_request_of_a_write_is_translated_and_faulted_on_its_own(dut, fabric_name, acs):
+    """A VF write that runs from a page it may write into one mapped for it to read only
+    (VT-d §3.6): the requests Max_Payload_Size cuts it into are each looked up in the IOTLB,
+    those in the writable page land, and each one in the read-only page is blocked with a
+    fault of its own, whether the root port redirects them (ACS) or routes them by address.
+    The fast fabric hands the requests over as one burst; the outcome is the TLP fabric's."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric_name)
+    (vf,) = await system.enable_vfs(1)
+    if not acs:
+        port = system.pf_dev.upstream_bridge()
+        pos = await pcicore.find_ext_capability(port, pci.PCI_EXT_CAP_ID_ACS)
+        await port.config_write_word(pos + pci.PCI_ACS_CTRL, 0)
+    dma = system.attach_vf_domain(vf)
+    pages = dma.alloc_buffer(2 * PAGE)
+    iova = dma.dma_map(pages, 2 * PAGE, DMA_BIDIRECTIONAL)
+    system.iommu_driver.iommu_unmap(dma.domain, iova + PAGE, PAGE)  # the second page: read only
+    system.iommu_driver.iommu_map(dma.domain, iova + PAGE, pages.phys + PAGE, PAGE, IOMMU_READ)
+    fn = system.nic.vfs[0]
+    mps = 128 << fn.pcie_cap.max_payload_size
+    start = iova + PAGE - 3 * mps - 6  # three requests and a bit in the writable page
+    data = bytes(range(256)) * 4
+    cut = list(write_requests(start, len(data), mps))
+    refused = [addr for addr, _ in cut if addr >= iova + PAGE]
+    assert 0 < len(refused) < len(cut)
+    iommu = system.rc.iommu
+    looked, faults = iommu.iotlb.hits + iommu.iotlb.misses, iommu.faults.total
+    await fn.dma_write(start, data)
+    await Timer(2, "us")  # posted: let them land
+    landed = iova + PAGE - start
+    assert pages.read(start - iova, landed) == data[:landed]
+    assert pages.read(PAGE, PAGE) == bytes(PAGE)
+    assert iommu.iotlb.hits + iommu.iotlb.misses - looked == len(cut)
+    assert iommu.faults.total - faults == len(refused)
+    assert [r.address for r in iommu.faults.records[-len(refused) :]] == [addr & ~3 for addr in refused]
 
 
 @cocotb.test()
