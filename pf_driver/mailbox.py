@@ -48,11 +48,13 @@ SERVICE_POLL_NS = 1_000_000
 #: vector; Linux ixgbe's service timer runs every 2 s)
 SERVICE_IDLE_POLL_NS = 10_000_000
 #: the per-VF event summaries a service round reads, in the order it handles them; they
-#: are contiguous in BAR0, so one read fetches them all
+#: are contiguous in BAR0, so one read fetches them all, and write 1 to clear, so one write
+#: clears what the read took
 SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
 SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
 SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
 assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
+assert all(r.access is regs.Access.W1C for r in SUMMARIES), "summaries not write-1-to-clear"
 
 
 class PfMailbox:
@@ -122,17 +124,20 @@ class PfMailbox:
 
     async def _summaries(self, words: int) -> list[int]:
         """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
-        sampled together in one read; what was taken is cleared (write 1 to clear)."""
+        sampled together in one read; what was taken is cleared together in one write (write 1
+        to clear: :meth:`PfDriver.clear_block`)."""
         block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
-        out = []
+        out, taken = [], {}
         for reg in SUMMARIES:
             bits = 0
             for i in range(words):
                 value = block[reg.at(i)]
                 if value:
-                    await self.drv.write_reg(reg, value, i)
+                    taken[reg.at(i)] = value
                 bits |= value << (32 * i)
             out.append(bits)
+        if taken:
+            await self.drv.clear_block(taken)
         return out
 
     async def service_once(self) -> None:

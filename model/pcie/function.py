@@ -33,6 +33,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 import cocotb
+from cocotb.queue import Queue
 from cocotb.triggers import Event, Timer
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
@@ -95,6 +96,27 @@ MEM = MEM_READS | MEM_WRITES
 COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
 #: the Completer ID of the root complex's completions (cocotbext-pcie's RootComplex)
 ROOT_COMPLEX = PcieId(0, 0, 0)
+#: the Tag values a requester may use: 8 bits with Extended Tag (PCIe Base 6.0 §2.2.6.2), the
+#: range of cocotbext-pcie's per-tag completion lists
+TAGS = 256
+
+
+class PerTag(dict):
+    """``Function.rx_cpl_queues`` / ``rx_cpl_sync`` (a ``Queue`` or ``Event`` per Tag, indexed by
+    Tag), each built when its Tag is first used: a function uses the few Tags its outstanding
+    reads need (32 without Extended Tag), and the library's lists, 512 objects per function, made
+    256 VF shells some 400 000 long-lived objects for the garbage collector to walk. Indexed as
+    the lists are: a Tag outside 0..255 raises IndexError."""
+
+    def __init__(self, make: Callable[[], object]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, tag: int) -> object:
+        if not 0 <= tag < TAGS:
+            raise IndexError(f"tag {tag} out of range")
+        made = self[tag] = self._make()
+        return made
 
 
 class RequestFailed(Exception):
@@ -174,6 +196,8 @@ class NicFunction(MemoryEndpoint):
 
     def __init__(self, fn: int, msix_vectors: int, events: ev.EventBus):
         super().__init__()
+        self.rx_cpl_queues = PerTag(Queue)  # the library's lists go with their last reference
+        self.rx_cpl_sync = PerTag(Event)
         self.fn = fn
         self.slice: FunctionSlice | None = None
         self.vendor_id = device.VENDOR_ID
