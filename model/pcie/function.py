@@ -93,6 +93,7 @@ PCIE_CAP_PRESERVED = frozenset(
 MEM_READS = frozenset(t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64))
 MEM_WRITES = frozenset(t.value for t in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64))
 MEM = MEM_READS | MEM_WRITES
+CPL = frozenset(t.value for t in (TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA))
 COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
 #: the Completer ID of the root complex's completions (cocotbext-pcie's RootComplex)
 ROOT_COMPLEX = PcieId(0, 0, 0)
@@ -418,18 +419,27 @@ class NicFunction(MemoryEndpoint):
         await super().upstream_send(tlp)
 
     async def handle_tlp(self, tlp: Tlp) -> None:
-        """Check each received TLP before the library acts on it (§2.3, §6.2.3.2)."""
+        """Check each received TLP before the library acts on it (§2.3, §6.2.3.2), then act as
+        ``Function.handle_tlp`` does, telling a completion by its ``(fmt, type)``: to its Tag's
+        queue; a request to the handler of its type (the library tests the type against a set
+        of ``TlpType`` members it builds and hashes on every call)."""
         self.tlp_class = type(tlp)
-        if tlp.is_completion():
+        if (tlp.fmt, tlp.type) in CPL:
             if not self.tag_active[tlp.tag]:
                 tlp.release_fc()
                 await self.signal_error(pci.PCI_ERR_UNC_UNX_COMP, tlp_header(tlp), advisory=True)
                 return
-            await super().handle_tlp(tlp)
+            self.rx_cpl_queues[tlp.tag].put_nowait(tlp)
+            self.rx_cpl_sync[tlp.tag].set()
             return
         error = self._request_error(tlp)
         if error is None:
-            await super().handle_tlp(tlp)
+            handler = self.rx_tlp_handler.get(tlp.fmt_type)
+            if handler is None:  # the library's answer to a TLP no handler takes
+                await super().handle_tlp(tlp)
+                return
+            tlp.release_fc()
+            await handler(tlp)
             return
         tlp.release_fc()
         non_posted = (tlp.fmt, tlp.type) in MEM_READS
