@@ -116,9 +116,10 @@ class VfMailbox:
 
     async def _read(self) -> Message:
         """The PF's message, once PFSTS was seen: the whole buffer in one read, then ACK, without
-        taking VFU (Linux's ``ixgbevf_read_mbx_vf`` since mailbox API 1.5): the PF writes no
-        other message to this buffer until the ACK, and the one read takes the buffer as it is.
-        DeviceGone as :meth:`read_ctrl` if the driver was removed or the buffer reads all ones."""
+        taking VFU (Linux's ``ixgbevf_read_mbx_vf``; the read that locks is its ``_legacy``
+        one): the PF writes no other message to this buffer until the ACK, and the one read
+        takes the buffer as it is. DeviceGone as :meth:`read_ctrl` if the driver was removed
+        or the buffer reads all ones."""
         if self.drv.removed:
             raise DeviceGone(f"{self.drv.pdev.pcie_id}: driver removed")
         buffer = await self.drv.read_regs(regs.VF_MBMEM, mbx.MBX_DWORDS)

@@ -223,8 +223,8 @@ async def reply_acknowledges_and_posts_in_one_write(dut):
 
 @cocotb.test()
 async def vf_reads_reply_without_the_lock(dut):
-    """The access pattern of the VF driver's read of a PF message (ixgbevf's since mailbox API
-    1.5): one read of the whole buffer, then ACK, without taking VFU. The device serves a buffer
+    """The access pattern of the VF driver's read of a PF message (Linux's ixgbevf_read_mbx_vf):
+    one read of the whole buffer, then ACK, without taking VFU. The device serves a buffer
     read whoever holds the lock (only writes need it) and takes an ACK without VFU: PF_MBX_ACK
     is set and the PF's vector raised, nothing is flagged, and the buffer stays free for the
     PF's next message. The test plays both drivers with raw register accesses."""
