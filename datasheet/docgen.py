@@ -177,7 +177,7 @@ sequenceDiagram
     PF->>HW: PF_MAILBOX[n].PFU = 1, read PF_MBMEM[16n..] (PFU kept)
     PF->>HW: write reply (ACK/NACK, CTS), PF_MAILBOX[n].ACK + STS = 1 (releases PFU)
     HW-->>VF: VF_MAILBOX.PFACK + PFSTS, one MSI-X
-    VF->>HW: VFU = 1, read reply, VF_MAILBOX.ACK = 1
+    VF->>HW: read VF_MBMEM[0..15] (one read, no lock), VF_MAILBOX.ACK = 1
     HW-->>PF: PF_MBX_ACK bit n, MSI-X
 ```"""
 

@@ -7,10 +7,12 @@ from :data:`MESSAGES`.
 
 Handshake (igb/ixgbe style, see docs/mailbox.md): the sender takes the buffer
 lock (VFU or PFU), writes the message, rings the doorbell (REQ or STS), which
-releases the lock and interrupts the receiver; the receiver takes the lock,
-reads, writes ACK. Requests from a VF are answered by a reply message with the
-same opcode and ACK or NACK set; a NACK carries one payload dword, an
-:class:`MbxError` code.
+releases the lock and interrupts the receiver. The PF takes the lock to read a
+request and keeps it until its reply; a VF reads the PF's message in one read of
+the buffer without the lock (as Linux's ixgbevf does since its mailbox rework: the
+PF writes no new message before the VF's ACK) and writes ACK. Requests from a VF are
+answered by a reply message with the same opcode and ACK or NACK set; a NACK
+carries one payload dword, an :class:`MbxError` code.
 """
 
 from __future__ import annotations

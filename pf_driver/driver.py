@@ -97,6 +97,14 @@ class PfDriver:
         data = await self.bar0.read(first.offset, last.end - first.offset)
         return {first.offset + k: int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)}
 
+    async def clear_block(self, taken: dict[int, int]) -> None:
+        """Write 1 to clear ``taken`` (BAR0 offset -> the bits taken there) in W1C registers, in
+        one MMIO write from its first offset to its last (Linux ``memcpy_toio``): the dwords
+        between are written 0, which clears nothing in a W1C register."""
+        first, last = min(taken), max(taken)
+        data = b"".join(taken.get(offset, 0).to_bytes(4, "little") for offset in range(first, last + 4, 4))
+        await self.bar0.write(first, data)
+
     # -- SR-IOV ----------------------------------------------------------------------------
     async def sriov_configure(self, num_vfs: int) -> int:
         """Enable ``num_vfs`` VFs (0 disables them); returns how many are enabled."""

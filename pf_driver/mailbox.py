@@ -48,11 +48,13 @@ SERVICE_POLL_NS = 1_000_000
 #: vector; Linux ixgbe's service timer runs every 2 s)
 SERVICE_IDLE_POLL_NS = 10_000_000
 #: the per-VF event summaries a service round reads, in the order it handles them; they
-#: are contiguous in BAR0, so one read fetches them all
+#: are contiguous in BAR0, so one read fetches them all, and write 1 to clear, so one write
+#: clears what the read took
 SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
 SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
 SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
 assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
+assert all(r.access is regs.Access.W1C for r in SUMMARIES), "summaries not write-1-to-clear"
 
 
 class PfMailbox:
@@ -66,6 +68,9 @@ class PfMailbox:
         self._task = None
         self._next = 0
         self._imr = IMR_NO_ACK  # what the service last wrote to PF_IMR
+        #: bit n: VF n may owe an ACK or have a notification waiting (set where either starts:
+        #: :meth:`_post`, :meth:`notify`), so that a round looks at those VFs, not all of them
+        self._open = 0
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -93,11 +98,13 @@ class PfMailbox:
 
     def vfs_enabled(self, num_vfs: int) -> None:
         self.vfs = [VfInfo(i, self.permanent_mac(i)) for i in range(num_vfs)]
+        self._open = 0
         for vf in self.vfs:
             vf.clear_requested_state()
 
     def vfs_disabled(self) -> None:
         self.vfs = []
+        self._open = 0
 
     def permanent_mac(self, index: int) -> bytes:
         return device.permanent_mac(int(self.drv.pdev.pcie_id), index)
@@ -108,7 +115,17 @@ class PfMailbox:
     # -- service loop ---------------------------------------------------------------------
     def conversing(self) -> bool:
         """A conversation is open: some VF owes an ACK or has a notification waiting."""
-        return any(vf.awaiting_ack or vf.pending_notifications for vf in self.vfs)
+        self._open = sum(1 << vf.index for vf in self._open_vfs() if vf.awaiting_ack or vf.pending_notifications)
+        return bool(self._open)
+
+    def _open_vfs(self) -> list[VfInfo]:
+        """The VFs that may owe an ACK or have a notification waiting (:attr:`_open`), in index order."""
+        vfs, out, bits = self.vfs, [], self._open & ((1 << len(self.vfs)) - 1)
+        while bits:
+            low = bits & -bits
+            out.append(vfs[low.bit_length() - 1])
+            bits ^= low
+        return out
 
     async def _service(self) -> None:
         while True:
@@ -122,17 +139,20 @@ class PfMailbox:
 
     async def _summaries(self, words: int) -> list[int]:
         """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
-        sampled together in one read; what was taken is cleared (write 1 to clear)."""
+        sampled together in one read; what was taken is cleared together in one write (write 1
+        to clear: :meth:`PfDriver.clear_block`)."""
         block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
-        out = []
+        out, taken = [], {}
         for reg in SUMMARIES:
             bits = 0
             for i in range(words):
                 value = block[reg.at(i)]
                 if value:
-                    await self.drv.write_reg(reg, value, i)
+                    taken[reg.at(i)] = value
                 bits |= value << (32 * i)
             out.append(bits)
+        if taken:
+            await self.drv.clear_block(taken)
         return out
 
     async def service_once(self) -> None:
@@ -152,7 +172,7 @@ class PfMailbox:
         if vfs is not self.vfs:
             return  # SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
-        for vf in self._flagged(vfs, vflr | errors | acks):
+        for vf in self._flagged(vfs, vflr | errors | acks, self._open_vfs()):
             bit = 1 << vf.index
             if errors & bit:
                 await self.drv.vf_error_event(vf)
@@ -168,16 +188,27 @@ class PfMailbox:
                 if not acks & bit:
                     self.timeouts += 1
                 vf.awaiting_ack = False
-        order = vfs[self._next :] + vfs[: self._next]
+        start = self._next
         self._next = (self._next + 1) % len(vfs)
-        for vf in order:
-            if reqs >> vf.index & 1:
-                await self._serve_request(vf)
-            elif vf.pending_notifications and not vf.awaiting_ack:
-                await self._send(vf, vf.pending_notifications.pop(0))
-            if vfs is not self.vfs:
-                return
-        await self._ack_interrupts(any(vf.pending_notifications and vf.awaiting_ack for vf in vfs))
+        # every VF in turn from ``start``, round-robin; one with neither a request nor a
+        # notification waiting (no bit in ``reqs`` or :attr:`_open`, looked up afresh after
+        # each VF served) has nothing to do, and is passed over
+        for lo, hi in ((start, len(vfs)), (0, start)):
+            n = lo
+            while n < hi:
+                waiting = ((reqs | self._open) >> n) & ((1 << (hi - n)) - 1)
+                if not waiting:
+                    break
+                n += (waiting & -waiting).bit_length() - 1
+                vf = vfs[n]
+                if reqs >> n & 1:
+                    await self._serve_request(vf)
+                elif vf.pending_notifications and not vf.awaiting_ack:
+                    await self._send(vf, vf.pending_notifications.pop(0))
+                if vfs is not self.vfs:
+                    return
+                n += 1
+        await self._ack_interrupts(any(vf.pending_notifications and vf.awaiting_ack for vf in self._open_vfs()))
 
     async def _ack_interrupts(self, wanted: bool) -> None:
         """Let VF ACKs raise the PF's vector while a notification waits for one, else not."""
@@ -187,11 +218,12 @@ class PfMailbox:
             await self.drv.write_reg(regs.PF_IMR, imr)
 
     @staticmethod
-    def _flagged(vfs: list[VfInfo], summary: int) -> list[VfInfo]:
+    def _flagged(vfs: list[VfInfo], summary: int, open_vfs: list[VfInfo]) -> list[VfInfo]:
         """The VFs a round's event handling can concern, in index order: those with a bit in
-        ``summary`` (bit n: VF n) and those owing an ACK (which may have timed out). Only the
-        service sends a message, so no other VF starts owing one during the round."""
-        flagged = {vf.index for vf in vfs if vf.awaiting_ack}
+        ``summary`` (bit n: VF n) and those owing an ACK (which may have timed out; all are
+        among ``open_vfs``). Only the service sends a message, so no other VF starts owing one
+        during the round."""
+        flagged = {vf.index for vf in open_vfs if vf.awaiting_ack}
         while summary:
             low = summary & -summary
             flagged.add(low.bit_length() - 1)
@@ -289,11 +321,13 @@ class PfMailbox:
         await self.drv.write_reg(regs.PF_MAILBOX, doorbell, vf.index)
         vf.awaiting_ack = True
         vf.awaiting_since = get_sim_time("ns")
+        self._open |= 1 << vf.index
         return True
 
     def notify(self, vf: VfInfo, msg: Message) -> None:
         """Queue a PF->VF notification; the service sends it when the buffer is free."""
         vf.pending_notifications.append(msg)
+        self._open |= 1 << vf.index
         self.wake.set()
 
 

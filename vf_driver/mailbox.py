@@ -114,12 +114,19 @@ class VfMailbox:
         await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["REQ"])  # doorbell; releases VFU
         return True
 
-    async def _read(self) -> Message | None:
-        if not await self._lock_buffer():
-            return None
-        buffer = await self.drv.read_regs(regs.VF_MBMEM, mbx.MBX_DWORDS)  # the whole buffer, one read
+    async def _read(self) -> Message:
+        """The PF's message, once PFSTS was seen: the whole buffer in one read, then ACK, without
+        taking VFU (Linux's ``ixgbevf_read_mbx_vf``; the read that locks is its ``_legacy``
+        one): the PF writes no other message to this buffer until the ACK, and the one read
+        takes the buffer as it is. DeviceGone as :meth:`read_ctrl` if the driver was removed
+        or the buffer reads all ones."""
+        if self.drv.removed:
+            raise DeviceGone(f"{self.drv.pdev.pcie_id}: driver removed")
+        buffer = await self.drv.read_regs(regs.VF_MBMEM, mbx.MBX_DWORDS)
+        if all(word == 0xFFFFFFFF for word in buffer):
+            raise DeviceGone(f"{self.drv.pdev.pcie_id}: VF registers read all ones")
         n = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
-        await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["ACK"])  # acknowledge; releases VFU
+        await self.drv.write_reg(regs.VF_MAILBOX, VF_BITS["ACK"])  # acknowledge
         return Message.decode(buffer[: 1 + n])
 
     def _notification(self, msg: Message) -> None:
@@ -144,8 +151,6 @@ class VfMailbox:
             return None
         while await self.wait_for("PFSTS", read_first=False):
             reply = await self._read()
-            if reply is None:
-                return None
             if not reply.is_reply:
                 self._notification(reply)
             elif reply.opcode == msg.opcode:
@@ -160,7 +165,7 @@ class VfMailbox:
                 await self.read_ctrl()
                 while self.take("PFSTS"):
                     msg = await self._read()
-                    if msg is not None and not msg.is_reply:
+                    if not msg.is_reply:
                         self._notification(msg)
                     await self.read_ctrl()
         except DeviceGone:

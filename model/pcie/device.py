@@ -22,7 +22,7 @@ from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 from datasheet import device, pci
-from model.pcie.function import MEM, MEM_WRITES, request_header, tlp_header
+from model.pcie.function import CPL, MEM, MEM_WRITES, request_header, tlp_header
 
 if TYPE_CHECKING:
     from model.pcie.function import MemoryRequest, NicFunction
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 # hashes it by name, a cost on every TLP
 CFG0 = {t.value for t in (TlpType.CFG_READ_0, TlpType.CFG_WRITE_0)}
 CFG1 = {TlpType.CFG_READ_1.value: TlpType.CFG_READ_0, TlpType.CFG_WRITE_1.value: TlpType.CFG_WRITE_0}
-CPL = {t.value for t in (TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA)}
 
 
 class NicDevice(Device):

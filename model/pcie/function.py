@@ -33,6 +33,7 @@ import struct
 from typing import TYPE_CHECKING, Protocol
 
 import cocotb
+from cocotb.queue import Queue
 from cocotb.triggers import Event, Timer
 from cocotbext.pcie.core.endpoint import MemoryEndpoint
 from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpType
@@ -92,9 +93,31 @@ PCIE_CAP_PRESERVED = frozenset(
 MEM_READS = frozenset(t.value for t in (TlpType.MEM_READ, TlpType.MEM_READ_64))
 MEM_WRITES = frozenset(t.value for t in (TlpType.MEM_WRITE, TlpType.MEM_WRITE_64))
 MEM = MEM_READS | MEM_WRITES
+CPL = frozenset(t.value for t in (TlpType.CPL, TlpType.CPL_DATA, TlpType.CPL_LOCKED, TlpType.CPL_LOCKED_DATA))
 COMPLETER_STATUS = {pci.PCI_ERR_UNC_UNSUP: CplStatus.UR, pci.PCI_ERR_UNC_COMP_ABORT: CplStatus.CA}
 #: the Completer ID of the root complex's completions (cocotbext-pcie's RootComplex)
 ROOT_COMPLEX = PcieId(0, 0, 0)
+#: the Tag values a requester may use: 8 bits with Extended Tag (PCIe Base 6.0 §2.2.6.2), the
+#: range of cocotbext-pcie's per-tag completion lists
+TAGS = 256
+
+
+class PerTag(dict):
+    """``Function.rx_cpl_queues`` / ``rx_cpl_sync`` (a ``Queue`` or ``Event`` per Tag, indexed by
+    Tag), each built when its Tag is first used: a function uses the few Tags its outstanding
+    reads need (32 without Extended Tag), and the library's lists, 512 objects per function, made
+    256 VF shells some 400 000 long-lived objects for the garbage collector to walk. Indexed as
+    the lists are: a Tag outside 0..255 raises IndexError."""
+
+    def __init__(self, make: Callable[[], object]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, tag: int) -> object:
+        if not 0 <= tag < TAGS:
+            raise IndexError(f"tag {tag} out of range")
+        made = self[tag] = self._make()
+        return made
 
 
 class RequestFailed(Exception):
@@ -174,6 +197,8 @@ class NicFunction(MemoryEndpoint):
 
     def __init__(self, fn: int, msix_vectors: int, events: ev.EventBus):
         super().__init__()
+        self.rx_cpl_queues = PerTag(Queue)  # the library's lists go with their last reference
+        self.rx_cpl_sync = PerTag(Event)
         self.fn = fn
         self.slice: FunctionSlice | None = None
         self.vendor_id = device.VENDOR_ID
@@ -394,18 +419,27 @@ class NicFunction(MemoryEndpoint):
         await super().upstream_send(tlp)
 
     async def handle_tlp(self, tlp: Tlp) -> None:
-        """Check each received TLP before the library acts on it (§2.3, §6.2.3.2)."""
+        """Check each received TLP before the library acts on it (§2.3, §6.2.3.2), then act as
+        ``Function.handle_tlp`` does, telling a completion by its ``(fmt, type)``: to its Tag's
+        queue; a request to the handler of its type (the library tests the type against a set
+        of ``TlpType`` members it builds and hashes on every call)."""
         self.tlp_class = type(tlp)
-        if tlp.is_completion():
+        if (tlp.fmt, tlp.type) in CPL:
             if not self.tag_active[tlp.tag]:
                 tlp.release_fc()
                 await self.signal_error(pci.PCI_ERR_UNC_UNX_COMP, tlp_header(tlp), advisory=True)
                 return
-            await super().handle_tlp(tlp)
+            self.rx_cpl_queues[tlp.tag].put_nowait(tlp)
+            self.rx_cpl_sync[tlp.tag].set()
             return
         error = self._request_error(tlp)
         if error is None:
-            await super().handle_tlp(tlp)
+            handler = self.rx_tlp_handler.get(tlp.fmt_type)
+            if handler is None:  # the library's answer to a TLP no handler takes
+                await super().handle_tlp(tlp)
+                return
+            tlp.release_fc()
+            await handler(tlp)
             return
         tlp.release_fc()
         non_posted = (tlp.fmt, tlp.type) in MEM_READS

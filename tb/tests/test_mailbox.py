@@ -222,6 +222,71 @@ async def reply_acknowledges_and_posts_in_one_write(dut):
 
 
 @cocotb.test()
+async def vf_reads_reply_without_the_lock(dut):
+    """The access pattern of the VF driver's read of a PF message (Linux's ixgbevf_read_mbx_vf):
+    one read of the whole buffer, then ACK, without taking VFU. The device serves a buffer
+    read whoever holds the lock (only writes need it) and takes an ACK without VFU: PF_MBX_ACK
+    is set and the PF's vector raised, nothing is flagged, and the buffer stays free for the
+    PF's next message. The test plays both drivers with raw register accesses."""
+    system = await build_system(dut, total_vfs=8, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    await pf.set_master()
+    await pcicore.pci_alloc_irq_vectors(pf, 1, device.PF_MSIX_VECTORS)
+    (vf,) = await pcicore.pci_enable_sriov(pf, 1)
+    pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vf.bar_window[device.REG_BAR]
+    VF, PF = regs.VF_MAILBOX.masks, regs.PF_MAILBOX.masks
+    await pf_bar.write_dword(regs.PF_IMR.offset, regs.PF_IMR.write_mask)
+    reply = Message(Opcode.GET_QUEUES, [1, 1, 0], ack=True).encode()
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["PFU"])
+    await pf_bar.write(regs.PF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in reply))
+    # a read while the PF holds the buffer is served as any read: the buffer as it is
+    assert await vf_bar.read_dword(regs.VF_MBMEM.at(0)) == reply[0]
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["ACK"] | PF["STS"])  # releases PFU
+    assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) & (VF["PFACK"] | VF["PFSTS"]) == VF["PFACK"] | VF["PFSTS"]
+    data = await vf_bar.read(regs.VF_MBMEM.offset, 4 * mbx.MBX_DWORDS)  # one read, no VFU
+    words = [int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)]
+    assert words[: len(reply)] == reply
+    assert Message.decode(words[: len(reply)]).payload == [1, 1, 0]
+    await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=1)  # forget what fired so far
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["ACK"])  # without VFU
+    assert await pf_bar.read_dword(regs.PF_MBX_ACK.offset) == 1
+    assert await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=100_000)
+    assert not await vf_bar.read_dword(regs.VF_MAILBOX.offset) & (VF["VFU"] | VF["PFU"])
+    assert not regs.ERR_STATUS.field("MBX").get(await vf_bar.read_dword(regs.ERR_STATUS.offset))
+    # the buffer is free: the PF takes it for its next message at once
+    await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["PFU"])
+    assert await pf_bar.read_dword(regs.PF_MAILBOX.at(0)) == PF["PFU"]
+
+
+@cocotb.test()
+async def summaries_cleared_in_one_write(dut):
+    """The PF driver clears what a service round took from the per-VF summaries (PF_MBX_REQ,
+    PF_MBX_ACK, PF_VFLRE, PF_VFERR: contiguous, write 1 to clear) in one write spanning them:
+    the bits written 1 clear, the dwords written 0 between clear nothing, and a bit that rose
+    after the read survives. The test plays the PF; two VFs ring REQ and ACK."""
+    system = await build_system(dut, total_vfs=64, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    vfs = await pcicore.pci_enable_sriov(pf, 40)
+    pf_bar = pf.bar_window[device.REG_BAR]
+    VF = regs.VF_MAILBOX.masks
+    bar = [vf.bar_window[device.REG_BAR] for vf in vfs]
+    await bar[1].write_dword(regs.VF_MAILBOX.offset, VF["REQ"])
+    await bar[33].write_dword(regs.VF_MAILBOX.offset, VF["ACK"])
+    await bar[2].write_dword(regs.VF_MAILBOX.offset, VF["ACK"])
+    taken = {regs.PF_MBX_REQ.at(0): 1 << 1, regs.PF_MBX_ACK.at(1): 1 << 1}
+    assert [await pf_bar.read_dword(at) for at in taken] == list(taken.values())
+    await bar[5].write_dword(regs.VF_MAILBOX.offset, VF["REQ"])  # after the read: not taken
+    first, last = min(taken), max(taken)
+    await pf_bar.write(first, b"".join(taken.get(at, 0).to_bytes(4, "little") for at in range(first, last + 4, 4)))
+    assert await pf_bar.read_dword(regs.PF_MBX_REQ.at(0)) == 1 << 5
+    assert await pf_bar.read_dword(regs.PF_MBX_ACK.at(0)) == 1 << 2  # in the span, written 0
+    assert await pf_bar.read_dword(regs.PF_MBX_ACK.at(1)) == 0
+    assert not regs.ERR_STATUS.field("MBX").get(await pf_bar.read_dword(regs.ERR_STATUS.offset))
+
+
+@cocotb.test()
 async def flr_while_the_pf_holds_the_buffer(dut):
     """A VF FLR that lands while the PF driver handles that VF's request (between taking the
     buffer and checking it still holds it before replying) clears the mailbox and its lock: the
