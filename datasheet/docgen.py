@@ -208,7 +208,9 @@ def render_mailbox() -> str:
         f"{mbx.OFFLOADS_API[0]}.{mbx.OFFLOADS_API[1]} or later GET_OFFLOADS. RESET (and a VFLR or "
         "PF reset) turns every offload of the VF off. After a PF reset every VF sees RSTI, then RSTD once the PF "
         "driver sets PFRSTD again, and redoes the handshake. A VF FLR or software reset clears that "
-        "VF's mailbox and raises its bit in PF_VFLRE.",
+        "VF's mailbox and raises its bit in PF_VFLRE. An ACK from a VF that owes none changes "
+        "nothing: the PF's service round clears its PF_MBX_ACK bit and owes that VF nothing more "
+        "(an ACK given before reading the message only loses the VF its own message).",
         "",
         "## Message header (dword 0)",
         "",

@@ -341,17 +341,24 @@ class Attacker:
         ]
 
     async def mailbox_garbage(self) -> list[Act]:
-        """Malformed messages (the PF must NACK each), random ones, buffer writes without the lock."""
+        """Malformed messages (the PF must NACK each), random ones, buffer writes without the lock,
+        ACKs of messages the PF never sent (they change nothing: docs/mailbox.md)."""
         rng, acts = self.rng, []
         info = self.w.system.pf.vf_info(self.vf.vf_index)
         for _ in range(rng.randint(4, 10)):
             await Timer(mbx.MBX_RATE_REFILL_NS, "ns")
-            what = rng.choice(["malformed", "malformed", "random", "no_lock"])
+            what = rng.choice(["malformed", "malformed", "random", "no_lock", "stray_ack"])
             mark = self.w.rec.mark()
             if what == "no_lock":
                 await self.vf.write_reg(regs.VF_MBMEM, rng.getrandbits(32), rng.randrange(mbx.MBX_DWORDS))
                 await self._settle(2_000)
                 acts.append(Act("mailbox_garbage", what, True, self._seen(mark)))
+                continue
+            if what == "stray_ack":
+                for _ in range(rng.randint(1, 20)):
+                    await self.vf.write_reg(regs.VF_MAILBOX, regs.VF_MAILBOX.field("ACK").mask)
+                await self._settle(2_000)
+                acts.append(Act("mailbox_garbage", what, False))
                 continue
             nacked, received = info.nacked, info.received
             words = self._malformed() if what == "malformed" else [rng.getrandbits(32) for _ in range(mbx.MBX_DWORDS)]

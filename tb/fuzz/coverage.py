@@ -24,6 +24,7 @@ ACT_KINDS = [
     "malformed",
     "random",
     "no_lock",
+    "stray_ack",
     "flood",
     "hold_vfu",
     "flr",

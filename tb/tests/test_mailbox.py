@@ -260,6 +260,28 @@ async def vf_reads_reply_without_the_lock(dut):
 
 
 @cocotb.test()
+async def stray_acks_change_nothing(dut):
+    """ACKs from a VF that owes none (now that a VF ACKs without the lock, any VF can write one
+    at any time): the PF owes that VF nothing afterwards and counts no timeout, the VF's next
+    request and a notification are served as usual, and the other VF sees nothing of it."""
+    sys_ = await build_system(dut, total_vfs=8)
+    vfs = await sys_.enable_vfs(2)
+    hostile, other = vfs
+    ack = regs.VF_MAILBOX.field("ACK").mask
+    for _ in range(50):
+        await hostile.write_reg(regs.VF_MAILBOX, ack)
+    await Timer(2 * mbx.MBX_TIMEOUT_NS, "ns")  # several service rounds
+    assert not any(info.awaiting_ack for info in sys_.pf.mailbox.vfs)
+    assert sys_.pf.mailbox.timeouts == 0
+    assert (await hostile.request(Opcode.GET_QUEUES)).ack and (await other.request(Opcode.GET_QUEUES)).ack
+    sys_.nic.uplink.set_link(False)  # a notification to both, each ACKs it
+    await expect_within(lambda: hostile.link_up is False and other.link_up is False)
+    await expect_within(lambda: not any(info.awaiting_ack for info in sys_.pf.mailbox.vfs))
+    assert sys_.pf.mailbox.timeouts == 0 and hostile.mbx.timeouts == 0 and other.mbx.timeouts == 0
+    assert sys_.pf.vf_info(other.vf_index).nacked == 0
+
+
+@cocotb.test()
 async def summaries_cleared_in_one_write(dut):
     """The PF driver clears what a service round took from the per-VF summaries (PF_MBX_REQ,
     PF_MBX_ACK, PF_VFLRE, PF_VFERR: contiguous, write 1 to clear) in one write spanning them:
