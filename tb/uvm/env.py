@@ -63,7 +63,7 @@ class NicEnv(uvm_env):
             agent.driver.ap_transition.connect(sb.transition_export)
         for k, agent in enumerate(self.vf_agents):
             agent.driver.slot = k
-        tlp.ap_mmio.connect(self.mbx_mon.analysis_export)
+        tlp.ap_mailbox.connect(self.mbx_mon.analysis_export)
         tlp.ap_sriov.connect(cov.sriov_export)
         tlp.ap_dma.connect(sb.dma_export)
         tlp.ap_dma.connect(cov.dma_export)
