@@ -14,7 +14,7 @@ _steps_per_ns: int | None = None
 def now_ns() -> float:
     """``get_sim_time("ns")``, the same value, without the unit look-up each call pays: the
     monitors stamp every event with it. The harness's step (1 ps) divides a nanosecond."""
-    global _steps_per_ns  # noqa: PLW0603 -- known only once the simulator runs
+    global _steps_per_ns  # known only once the simulator runs
     if _steps_per_ns is None:
         _steps_per_ns = get_sim_steps(1, "ns")
     high, low = simulator.get_sim_time()

@@ -551,6 +551,9 @@ class RandomMailbox(NicTest):
     """Random NumVFs (all buckets, 64+ included) and a re-enable with another; malformed
     messages, policy refusals, a flood; requests in every VF state; traffic after each."""
 
+    #: the re-enable opens up to this many VFs
+    REOPEN_VFS = 3
+
     def configure(self, rng):
         n = pick_num_vfs(rng, weights=[2, 2, 1, 1, 2])
         return EnvConfig(
@@ -560,6 +563,7 @@ class RandomMailbox(NicTest):
             open_vfs=min(n, rng.randint(1, 4)),
             ring_size=rng.choice([16, 64]),
             ari=True,
+            max_open_vfs=self.REOPEN_VFS,
         )
 
     async def scenario(self):
@@ -574,7 +578,9 @@ class RandomMailbox(NicTest):
         await TrafficPhaseSeq("traffic", env, frames=8).start()
         n = pick_num_vfs(rng, buckets=("1", "2-7", "8", "9-63"))
         n = min(n, env.cfg.total_vfs)
-        await NicSequence("sriov", env).do(env.pf_agent.seqr, "enable", num_vfs=n, open_vfs=min(n, rng.randint(1, 3)))
+        await NicSequence("sriov", env).do(
+            env.pf_agent.seqr, "enable", num_vfs=n, open_vfs=min(n, rng.randint(1, self.REOPEN_VFS))
+        )
         for k in range(len(env.slots)):
             await MailboxConfigSeq(f"cfg2_{k}", env, slot=k, count=2).start()
         await TrafficPhaseSeq("traffic2", env, frames=8).start()

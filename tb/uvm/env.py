@@ -37,7 +37,7 @@ class NicEnv(uvm_env):
         self.netdev_mon = NetdevMonitor("netdev_mon", self)
         self.mbx_mon = MailboxMonitor("mbx_mon", self)
         self.pf_agent = PfAgent("pf_agent", self)
-        self.vf_agents = [VfAgent(f"vf_agent{k}", self) for k in range(MAX_AGENTS)]
+        self.vf_agents = [VfAgent(f"vf_agent{k}", self) for k in range(self.cfg.vf_agents)]
         self.uplink_agent = UplinkAgent("uplink_agent", self)
         self.scoreboard = Scoreboard("scoreboard", self)
         self.coverage = CoverageCollector("coverage", self)

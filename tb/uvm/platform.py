@@ -45,6 +45,14 @@ class EnvConfig:
     ari: bool = True
     open_pf: bool = True
     blocked_dma: bool = False  # at VF Enable, let a VF DMA before any VF has a domain
+    #: the most VFs the test has open at once (a re-enable may open others): the env builds
+    #: that many VF agents, each a dozen pyuvm components; ``None``: ``open_vfs``
+    max_open_vfs: int | None = None
+
+    @property
+    def vf_agents(self) -> int:
+        """VF agents the env builds (at most :data:`MAX_AGENTS`)."""
+        return min(MAX_AGENTS, max(self.open_vfs, self.max_open_vfs or 0))
 
 
 def reference_prot(prot: int) -> int:
@@ -123,6 +131,8 @@ class Platform:
             self.cfg.ring_size = ring_size
         await sys_.enable_vfs(num_vfs)
         n_open = min(num_vfs, MAX_AGENTS, self.cfg.open_vfs if open_vfs is None else open_vfs)
+        if n_open > self.cfg.vf_agents:  # never fewer than asked for: the stimulus would change
+            raise ValueError(f"{n_open} VFs to open, but the env has {self.cfg.vf_agents} VF agents (max_open_vfs)")
         self.slots = sorted(self.rng.sample(range(num_vfs), n_open))
         if before_attach is not None:
             idle = [i for i in range(num_vfs) if i not in self.slots]
