@@ -99,9 +99,9 @@ class NicEnv(uvm_env):
         tlp.ap_dma.connect(rec.dma_export)
         tlp.ap_reset.connect(rec.reset_export)
         sb.views = self.platform.port_views
-        sb.rx_views = self.platform.rx_views
-        cov.rx_views = self.platform.rx_views
-        cov.port_views = self.platform.port_views
+        sb.rx_view = self.platform.rx_view
+        cov.rx_view = self.platform.rx_view
+        cov.port_view = self.platform.port_view
         sb.port_of_rid = tlp.port_of
         cov.port_of_rid = tlp.port_of
         platform = self.platform

@@ -161,48 +161,62 @@ class Platform:
         """Each switch port as the PF driver configured it (the reference's input)."""
         if self.system is None:
             return {}
-        pf = self.system.pf
-        views = {
-            device.PF_PORT: ref.PortView(pf.mac)
-            if self.pf_port_programmed
-            else ref.PortView(None, bam=False, rx_en=False)
-        }
-        for info in pf.mailbox.vfs:
-            views[device.vf_port(info.index)] = ref.PortView.vf(
-                info.state is not VfState.NOT_RESET,
-                info.mac,
-                info.multicast,
-                info.vlans,
-                info.promisc_unicast,
-                info.promisc_multicast,
-                info.spoofchk,
-                info.admin_vlan,
-            )
-        return views
+        ports = (device.PF_PORT, *(device.vf_port(info.index) for info in self.system.pf.mailbox.vfs))
+        return {port: self.port_view(port) for port in ports}
 
-    def rx_views(self) -> dict:
-        """Each function's receive offloads as its driver configured them (the PF's from its net
-        device; a VF's from the PF driver's record of its requests, within the policy)."""
+    def port_view(self, port: int) -> ref.PortView | None:
+        """Switch port ``port`` as the PF driver configured it; None if no such function."""
+        info = self._function(port)
+        if info is None:
+            return None
+        if port == device.PF_PORT:
+            if self.pf_port_programmed:
+                return ref.PortView(info.mac)
+            return ref.PortView(None, bam=False, rx_en=False)
+        return ref.PortView.vf(
+            info.state is not VfState.NOT_RESET,
+            info.mac,
+            info.multicast,
+            info.vlans,
+            info.promisc_unicast,
+            info.promisc_multicast,
+            info.spoofchk,
+            info.admin_vlan,
+        )
+
+    def rx_view(self, port: int) -> offref.RxView | None:
+        """Function ``port``'s receive offloads as its driver configured them (the PF's from its
+        net device; a VF's from the PF driver's record of its requests, within the policy);
+        None if no such function."""
+        info = self._function(port)
+        if info is None:
+            return None
+        if port == device.PF_PORT:
+            return netdev_rx_view(info.netdev.features, info.netdev.rss, device.PF_QUEUE_PAIRS)
+        active = info.state not in (VfState.NOT_RESET, VfState.DISABLED)
+        enabled = info.offloads & info.allowed_offloads if active else Offload(0)
+        return offref.RxView(
+            hash_types_of(info.rss_hena) if enabled & Offload.RSS else frozenset(),
+            info.rss_key,
+            tuple(info.rss_table),
+            bool(enabled & Offload.RXCSUM),
+            bool(enabled & Offload.RXVLAN),
+            0,
+            device.VF_QUEUE_PAIRS,
+        )
+
+    def _function(self, port: int):
+        """The PF driver for ``port`` 0, its record of the VF for a VF's port; None if none."""
         if self.system is None:
-            return {}
-        pf = self.system.pf
-        views = {device.PF_PORT: netdev_rx_view(pf.netdev.features, pf.netdev.rss, device.PF_QUEUE_PAIRS)}
-        for info in pf.mailbox.vfs:
-            active = info.state not in (VfState.NOT_RESET, VfState.DISABLED)
-            enabled = info.offloads & info.allowed_offloads if active else Offload(0)
-            views[device.vf_port(info.index)] = offref.RxView(
-                hash_types_of(info.rss_hena) if enabled & Offload.RSS else frozenset(),
-                info.rss_key,
-                tuple(info.rss_table),
-                bool(enabled & Offload.RXCSUM),
-                bool(enabled & Offload.RXVLAN),
-                0,
-                device.VF_QUEUE_PAIRS,
-            )
-        return views
+            return None
+        if port == device.PF_PORT:
+            return self.system.pf
+        vfs = self.system.pf.mailbox.vfs
+        index = device.port_vf(port)
+        return vfs[index] if 0 <= index < len(vfs) else None
 
     def pvid(self, port: int) -> int | None:
-        view = self.port_views().get(port)
+        view = self.port_view(port)
         return None if view is None else view.pvid
 
     def macs(self) -> dict[int, bytes]:
