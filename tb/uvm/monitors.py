@@ -4,7 +4,8 @@ Nothing here drives the device, and nothing wraps a method of it: every observat
 from ``nic.events`` (:mod:`model.events`), ``rc.iommu.events`` (:mod:`iommu.events`) and
 each net device's packet tap, so the environment sees the same on any fabric.
 
-* :class:`DeviceMonitor`: BAR0 writes (doorbells, ring set-up, EITR), config writes
+* :class:`DeviceMonitor`: BAR0 writes (ring set-up and EITR it keeps track of itself; the
+  mailbox registers' ones, published for the mailbox monitor), doorbells, config writes
   (VF Enable), MSI-X messages the functions sent, descriptor write-backs, resets, TX frames
   that asked for an offload, and the IOMMU's verdict on every DMA and its IOTLB fills;
 * :class:`MailboxMonitor`: PF<->VF conversations rebuilt from the mailbox registers' writes;
@@ -77,8 +78,7 @@ class DeviceMonitor(uvm_monitor):
     """Turns the device's and the IOMMU's events into the environment's observations."""
 
     def build_phase(self):
-        self.ap_mmio = uvm_analysis_port("ap_mmio", self)  # every BAR0 write
-        self.ap_mailbox = uvm_analysis_port("ap_mailbox", self)  # the BAR0 writes to mailbox registers
+        self.ap_mailbox = uvm_analysis_port("ap_mailbox", self)  # BAR0 writes to the mailbox registers
         self.ap_cfg = uvm_analysis_port("ap_cfg", self)
         self.ap_msi = uvm_analysis_port("ap_msi", self)
         self.ap_dma = uvm_analysis_port("ap_dma", self)
@@ -144,13 +144,9 @@ class DeviceMonitor(uvm_monitor):
         if e.bar != device.REG_BAR:
             return
         port, offset, value = e.fn, e.offset, e.value
-        mailbox = offset in (_VF_MAILBOX_DWORDS if port else _PF_MAILBOX_DWORDS)
-        if mailbox or self.ap_mmio.subscribers:  # an item only for someone who reads it
-            item = MmioWrite(now_ns(), self.rid_of(port), port, offset, value)
-            self.ap_mmio.write(item)
-            if mailbox:
-                self.ap_mailbox.write(item)
-                return
+        if offset in (_VF_MAILBOX_DWORDS if port else _PF_MAILBOX_DWORDS):  # an item only for its reader
+            self.ap_mailbox.write(MmioWrite(now_ns(), self.rid_of(port), port, offset, value))
+            return
         if regs.EITR.offset <= offset < regs.EITR.end:
             self.eitr[port, (offset - regs.EITR.offset) // 4] = value & regs.EITR.write_mask
             return
