@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from cocotb import simulator
 from cocotb.triggers import Timer
-from cocotb.utils import get_sim_steps, get_sim_time
+from cocotb.utils import get_sim_steps
 
 _steps_per_ns: int | None = None
 
@@ -22,12 +22,15 @@ def now_ns() -> float:
 
 
 async def wait_until(cond: Callable[[], bool], timeout_ns: int = 50_000_000, step_ns: int = 10_000) -> bool:
-    """Poll ``cond`` every ``step_ns``; False if it is still false after ``timeout_ns``."""
-    deadline = get_sim_time("ns") + timeout_ns
+    """Poll ``cond`` every ``step_ns``; False if it is still false after ``timeout_ns``. One
+    timer serves every poll (a trigger can be awaited again): a wait for a 100 ms FLR polls
+    10 000 times."""
+    deadline = now_ns() + timeout_ns
+    step = Timer(step_ns, "ns")
     while not cond():
-        if get_sim_time("ns") > deadline:
+        if now_ns() > deadline:
             return False
-        await Timer(step_ns, "ns")
+        await step
     return True
 
 
