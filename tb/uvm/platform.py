@@ -20,6 +20,7 @@ from datasheet.mailbox import Offload
 from iommu import IOMMU_READ, IOMMU_WRITE, DmaDevice
 from iommu import events as iommu_ev
 from iommu.vtd_format import PAGE_SIZE
+from pf_driver import PfDriver
 from pf_driver.vf_info import VfInfo, VfState
 from tb.lib.system import System, build_system
 from tb.lib.timing import wait_until
@@ -69,6 +70,20 @@ def netdev_rx_view(features: Offload, rss, num_queues: int) -> offref.RxView:
         bool(features & Offload.RXVLAN),
         0,
         num_queues,
+    )
+
+
+def _vf_port_view(info: VfInfo) -> ref.PortView:
+    """A VF's switch port as the PF driver's record of it says."""
+    return ref.PortView.vf(
+        info.state is not VfState.NOT_RESET,
+        info.mac,
+        info.multicast,
+        info.vlans,
+        info.promisc_unicast,
+        info.promisc_multicast,
+        info.spoofchk,
+        info.admin_vlan,
     )
 
 
@@ -161,28 +176,23 @@ class Platform:
         """Each switch port as the PF driver configured it (the reference's input)."""
         if self.system is None:
             return {}
-        ports = (device.PF_PORT, *(device.vf_port(info.index) for info in self.system.pf.mailbox.vfs))
-        return {port: self.port_view(port) for port in ports}
+        pf = self.system.pf
+        views = {device.PF_PORT: self._pf_port_view(pf)}
+        for info in pf.mailbox.vfs:
+            views[device.vf_port(info.index)] = _vf_port_view(info)
+        return views
 
     def port_view(self, port: int) -> ref.PortView | None:
         """Switch port ``port`` as the PF driver configured it; None if no such function."""
         info = self._function(port)
         if info is None:
             return None
-        if port == device.PF_PORT:
-            if self.pf_port_programmed:
-                return ref.PortView(info.mac)
-            return ref.PortView(None, bam=False, rx_en=False)
-        return ref.PortView.vf(
-            info.state is not VfState.NOT_RESET,
-            info.mac,
-            info.multicast,
-            info.vlans,
-            info.promisc_unicast,
-            info.promisc_multicast,
-            info.spoofchk,
-            info.admin_vlan,
-        )
+        return self._pf_port_view(info) if port == device.PF_PORT else _vf_port_view(info)
+
+    def _pf_port_view(self, pf: PfDriver) -> ref.PortView:
+        if self.pf_port_programmed:
+            return ref.PortView(pf.mac)
+        return ref.PortView(None, bam=False, rx_en=False)
 
     def rx_view(self, port: int) -> offref.RxView | None:
         """Function ``port``'s receive offloads as its driver configured them (the PF's from its
