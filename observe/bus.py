@@ -30,20 +30,32 @@ class Topic:
 
     def __init__(self, kind: type, failures: list):
         self.kind = kind
-        self.callbacks: list[Callable] = []
+        self.callbacks: tuple[Callable, ...] = ()
         self.failures = failures
 
     def __bool__(self) -> bool:
         return bool(self.callbacks)
 
     def emit(self, event: object) -> None:
-        for callback in tuple(self.callbacks):
+        # the tuple is replaced, never changed, on (un)subscribing: a callback that
+        # unsubscribes (or subscribes) during the emit does not change this emit's list
+        for callback in self.callbacks:
             try:
                 callback(event)
             except Exception as exc:  # an observer's bug must not break the publisher
                 log.exception("event observer %r failed on %s; unsubscribed", callback, event)
                 self.failures.append((callback, event, exc))
-                self.callbacks.remove(callback)
+                self.remove(callback)
+
+    def add(self, callback: Callable) -> None:
+        self.callbacks = (*self.callbacks, callback)
+
+    def remove(self, callback: Callable) -> None:
+        """Drop the first subscription of ``callback``, if it has one."""
+        callbacks = list(self.callbacks)
+        if callback in callbacks:
+            callbacks.remove(callback)
+            self.callbacks = tuple(callbacks)
 
 
 class EventBus:
@@ -62,5 +74,5 @@ class EventBus:
     def subscribe(self, kind: type[E], callback: Callable[[E], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event of type ``kind``; returns the unsubscribe function."""
         topic = self.topic(kind)
-        topic.callbacks.append(callback)
-        return lambda: callback in topic.callbacks and topic.callbacks.remove(callback)
+        topic.add(callback)
+        return lambda: topic.remove(callback)

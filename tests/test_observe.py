@@ -42,3 +42,22 @@ def test_a_failing_observer_is_recorded_and_dropped_and_the_others_still_run():
     bus.topic(Ping).emit(Ping(2))
     assert seen == [Ping(1), Ping(2)]
     assert len(bus.failures) == 1 and bus.failures[0][1] == Ping(1)
+
+
+def test_subscribing_or_unsubscribing_during_an_emit_counts_from_the_next_one():
+    bus = EventBus()
+    seen = []
+    late = []
+
+    def once(event):
+        seen.append(("once", event.n))
+        unsubscribe()
+        bus.subscribe(Ping, late.append)
+
+    unsubscribe = bus.subscribe(Ping, once)
+    bus.subscribe(Ping, lambda e: seen.append(("always", e.n)))
+    bus.topic(Ping).emit(Ping(1))
+    bus.topic(Ping).emit(Ping(2))
+    assert seen == [("once", 1), ("always", 1), ("always", 2)]
+    assert late == [Ping(2)]
+    unsubscribe()  # a second time: nothing left to drop

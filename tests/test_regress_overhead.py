@@ -1,6 +1,8 @@
 """What a regression seed no longer pays for, without a simulator: the pyuvm component
 loggers of a finished test leave the logging manager, a register set's decode is built
-once, and a seed's hostile-VF campaign runs in the process of its pyuvm tests with the
+once, a driver's aligned MMIO write is published as the lane-by-lane path would, the env
+builds only the VF agents a test uses, a pyuvm test class registers without walking the
+stack, and a seed's hostile-VF campaign runs in the process of its pyuvm tests with the
 campaign's own reporting (episodes, the episode a simulation died in, coverage), the
 collector does not walk what is alive when the simulation ends, and the host's per-device
 state does not keep a finished test's platform alive."""
@@ -10,17 +12,22 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import sys
 import weakref
 from types import SimpleNamespace
 
 from cocotbext.pcie.core.pci import PciDevice
 
 import pcicore
-from datasheet import regs
+from datasheet import device, regs
+from model import events as ev
 from model.core.regfile import RegisterFile
 from tb.fuzz import runner as fuzz
 from tb.lib.system import GC_GEN0_THRESHOLD, freeze_at_exit, pace_garbage_collector
+from tb.uvm.platform import MAX_AGENTS, EnvConfig
 from tb.uvm.reporting import UVM_LOGGER, release_component_loggers
+from tb.uvm.testcase import pyuvm_test
+from tests.nic_fakes import CoreRig
 
 LOG = logging.getLogger("test.regress_overhead")
 
@@ -89,6 +96,48 @@ def test_an_aligned_dword_access_does_what_the_same_dword_does_inside_a_longer_a
         assert dwords.get(reg) == longer.get(reg), reg.name
     assert dwords.get(regs.SCRATCH) == 0x12345678
     assert dwords.get(regs.ERR_UNIMPL_COUNT) == 2 + 2  # two unimplemented dwords written, two read
+
+
+def test_an_aligned_dword_write_is_published_as_the_same_dword_inside_a_longer_write():
+    """The MMIO write events of aligned 4-byte writes (taken at once) are those of the same
+    dwords inside one 8-byte write (cut lane by lane); a partial write keeps its byte enables."""
+    events = {}
+    for how in ("dwords", "longer"):
+        rig = CoreRig(num_vfs=1)
+        seen = events[how] = []
+        rig.events.subscribe(ev.MmioWrite, seen.append)
+        data = (0x12345678).to_bytes(4, "little") + (0x9ABCDEF0).to_bytes(4, "little")
+        for fn in (rig.pf, rig.vfs[0]):
+            if how == "dwords":
+                fn.bar_write(device.REG_BAR, regs.SCRATCH.offset, data[:4])
+                fn.bar_write(device.REG_BAR, regs.SCRATCH.offset + 4, data[4:])
+            else:
+                fn.bar_write(device.REG_BAR, regs.SCRATCH.offset, data)
+            fn.bar_write(device.REG_BAR, regs.SCRATCH.offset + 1, b"\xaa\xbb")
+    assert events["dwords"] == events["longer"]
+    assert events["dwords"][0] == ev.MmioWrite(device.PF_PORT, device.REG_BAR, regs.SCRATCH.offset, 0x12345678, 0xF)
+    assert events["dwords"][2] == ev.MmioWrite(device.PF_PORT, device.REG_BAR, regs.SCRATCH.offset, 0xBBAA00, 0x6)
+
+
+def test_the_env_builds_a_vf_agent_for_each_vf_a_test_has_open_at_once():
+    assert EnvConfig(seed=1, open_vfs=3).vf_agents == 3
+    assert EnvConfig(seed=1, open_vfs=1, max_open_vfs=3).vf_agents == 3  # a re-enable opens up to 3
+    assert EnvConfig(seed=1, open_vfs=4, max_open_vfs=2).vf_agents == 4
+    assert EnvConfig(seed=1, open_vfs=MAX_AGENTS + 4).vf_agents == MAX_AGENTS
+
+
+def test_a_pyuvm_test_class_becomes_a_cocotb_test_in_its_module():
+    @pyuvm_test(timeout_time=2, timeout_unit="sec")
+    class Probe:
+        pass
+
+    module = sys.modules[__name__]
+    try:
+        registered = getattr(module, "__Probe")  # the name pyuvm.test gives it
+        assert type(registered).__name__ in ("Test", "TestGenerator")
+        assert registered.name == "Probe"
+    finally:
+        delattr(module, "__Probe")
 
 
 # -- the campaign in the seed's process ------------------------------------------------------------

@@ -65,8 +65,9 @@ def test_parser_finds_cocotb_pyuvm_and_pytest_tests(tmp_path):
         "import cocotb, pyuvm\n@cocotb.test()\nasync def a(dut): pass\n"
         "@cocotb.parametrize(n=[1])\n@cocotb.test()\nasync def b(dut, n): pass\n"
         "@pyuvm.test()\nclass C: pass\nasync def helper(dut): pass\n"
+        "@pyuvm_test(timeout_time=2)\nclass D: pass\n"
     )
-    assert testplan.tests_in(mod) == {"a", "b", "C"}
+    assert testplan.tests_in(mod) == {"a", "b", "C", "D"}
     pym = tmp_path / "tests" / "test_p.py"
     pym.parent.mkdir()
     pym.write_text("def test_x(): pass\nclass TestY:\n    def test_z(self): pass\ndef helper(): pass\n")

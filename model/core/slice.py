@@ -42,6 +42,8 @@ LINK_UP = regs.STATUS.field("LINK_UP")
 ERR_CAUSE = regs.FN_ERROR.field("CAUSE")
 ERR_EVENTS = regs.FN_ERROR.field("EVENTS")
 RST = regs.CTRL.field("RST")
+#: the byte enables of a whole dword (a driver's aligned 32-bit access)
+DWORD_LANES = 0xF
 
 
 class FunctionPort(DmaPort, Protocol):
@@ -157,6 +159,10 @@ class FunctionSlice:
             self.function_error(FnError.ACCESS, f"BAR{bar} write at {offset:#x}: {type(exc).__name__}: {exc}")
 
     def _emit_mmio(self, bar: int, addr: int, data: bytes) -> None:
+        """One :class:`~model.events.MmioWrite` per dword the write touches, with its byte enables."""
+        if len(data) == 4 and not addr & 3:  # a driver's access: one aligned dword, every lane
+            self._mmio_write.emit(ev.MmioWrite(self.fn, bar, addr, int.from_bytes(data, "little"), DWORD_LANES))
+            return
         for dword in range(addr & ~3, addr + len(data), 4):
             lanes = bytes(data[max(dword, addr) - addr : min(dword + 4, addr + len(data)) - addr])
             shift = max(addr - dword, 0)

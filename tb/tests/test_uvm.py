@@ -19,7 +19,6 @@ import random
 from pathlib import Path
 
 import cocotb
-import pyuvm
 from cocotb.triggers import Timer
 from pyuvm import ConfigDB, uvm_test
 
@@ -58,6 +57,7 @@ from tb.uvm.sequences import (
     TrafficPhaseSeq,
     build_frame,
 )
+from tb.uvm.testcase import pyuvm_test
 
 LEVEL = os.environ.get("NIC_UVM_LEVEL", "smoke")
 REGRESS_ONLY = LEVEL != "regress"
@@ -198,7 +198,7 @@ class NicTest(uvm_test):
 
 
 # -- the short test of the normal suite ---------------------------------------------------------
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class UvmSmoke(NicTest):
     """A few VFs with small rings (they wrap), mailbox filters, moderation, traffic from every
     side with a VF software reset in the middle."""
@@ -222,7 +222,7 @@ class UvmSmoke(NicTest):
 ALL_FEATURES = dict(rx_checksum=True, tx_checksum=True, tso=True, rxhash=True, rxvlan=True, txvlan=True)
 
 
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class OffloadSmoke(NicTest):
     """Offloads under the scoreboard: a VF with every feature and RSS over its queues gets flows of
     every hash type and checksum class; TX checksum, one TSO frame, VLAN insert/strip with a port
@@ -283,7 +283,7 @@ class InjectionTest(NicTest):
         assert done.fired, "injection did not trigger"
 
 
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class InjectMisroute(InjectionTest):
     """The switch delivers one VF-to-VF frame to a third VF: reported as a misroute."""
 
@@ -294,7 +294,7 @@ class InjectMisroute(InjectionTest):
         return env.system.nic.inject.misroute_next({vf_port(env.vf(k).vf_index) for k in range(len(env.slots))})
 
 
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class InjectCorruption(InjectionTest):
     """One byte of a frame flips between the switch and the VF's host memory: reported as corrupt."""
 
@@ -304,7 +304,7 @@ class InjectCorruption(InjectionTest):
         return self.env.system.nic.inject.corrupt_next_rx(vf_port(self.env.vf(1).vf_index))
 
 
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class InjectMisqueue(InjectionTest):
     """RSS steers one frame for a VF with rxhash on to the wrong queue: reported as rx_offload
     (the queue the reference's own Toeplitz and indirection table name differs)."""
@@ -319,7 +319,7 @@ class InjectMisqueue(InjectionTest):
         return self.env.system.nic.inject.misqueue_next(vf_port(self.env.vf(1).vf_index))
 
 
-@pyuvm.test(timeout_time=2, timeout_unit="sec")
+@pyuvm_test(timeout_time=2, timeout_unit="sec")
 class InjectIsolationBreak(InjectionTest):
     """VF 0's requester ID is attached to VF 1's domain behind the platform's back: its next
     DMA lands in VF 1's memory, which the scoreboard reports as an isolation break.  (The
@@ -334,7 +334,7 @@ class InjectIsolationBreak(InjectionTest):
 
 
 # -- seeded constrained-random regressions (make regress) ------------------------------------------
-@pyuvm.test(timeout_time=20, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=20, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomTraffic(NicTest):
     """Random NumVFs, ring sizes and filters (multicast, VLANs, MAC, promiscuous with trust),
     interrupt moderation, then traffic of every kind from VFs, PF and uplink with a link flap."""
@@ -408,7 +408,7 @@ class QuiescedTest(NicTest):
         await TrafficPhaseSeq("after", env, frames=rng.randint(*self.frames)).start()
 
 
-@pyuvm.test(timeout_time=10, timeout_unit="sec")
+@pyuvm_test(timeout_time=10, timeout_unit="sec")
 class QuiescedSmoke(QuiescedTest):
     """A short :class:`QuiescedTest` (two disruptions, a few frames): the equivalence check of
     ``make test`` (``tests/test_equivalence.py`` runs it on both fabrics)."""
@@ -434,7 +434,7 @@ def up_to_63_vfs(rng: random.Random, ring_sizes: list[int]) -> EnvConfig:
     )
 
 
-@pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomQuiesced(QuiescedTest):
     """:class:`QuiescedTest` over random NumVFs (up to 24), rings and ARI: the equivalence
     check of ``make regress FABRIC=both``."""
@@ -443,7 +443,7 @@ class RandomQuiesced(QuiescedTest):
         return up_to_63_vfs(rng, ring_sizes=[32, 64])
 
 
-@pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomResets(NicTest):
     """Traffic from everyone while a random series of VF FLRs (with requests before the
     handshake), VF software resets and a PF reset happens."""
@@ -470,7 +470,7 @@ class RandomResets(NicTest):
         await TrafficPhaseSeq("after", env, frames=5).start()
 
 
-@pyuvm.test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=30, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomIommu(NicTest):
     """IOMMU scenarios on random VFs while traffic runs: 2 MiB / 1 GiB pages, map/unmap,
     read-only rings, write-only buffers, detach; bad descriptors; the PF's DMA blocked."""
@@ -498,7 +498,7 @@ class RandomIommu(NicTest):
         await TrafficPhaseSeq("after", env, frames=4).start()
 
 
-@pyuvm.test(timeout_time=60, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=60, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomOffloads(NicTest):
     """Every offload under the scoreboard while random traffic runs: VFs with random features
     (one with all of them and RSS over every hash type), flows steered at every (hash type,
@@ -546,10 +546,13 @@ class RandomOffloads(NicTest):
         await TrafficPhaseSeq("after", env, frames=6).start()
 
 
-@pyuvm.test(timeout_time=40, timeout_unit="sec", skip=REGRESS_ONLY)
+@pyuvm_test(timeout_time=40, timeout_unit="sec", skip=REGRESS_ONLY)
 class RandomMailbox(NicTest):
     """Random NumVFs (all buckets, 64+ included) and a re-enable with another; malformed
     messages, policy refusals, a flood; requests in every VF state; traffic after each."""
+
+    #: the re-enable opens up to this many VFs
+    REOPEN_VFS = 3
 
     def configure(self, rng):
         n = pick_num_vfs(rng, weights=[2, 2, 1, 1, 2])
@@ -560,6 +563,7 @@ class RandomMailbox(NicTest):
             open_vfs=min(n, rng.randint(1, 4)),
             ring_size=rng.choice([16, 64]),
             ari=True,
+            max_open_vfs=self.REOPEN_VFS,
         )
 
     async def scenario(self):
@@ -574,7 +578,9 @@ class RandomMailbox(NicTest):
         await TrafficPhaseSeq("traffic", env, frames=8).start()
         n = pick_num_vfs(rng, buckets=("1", "2-7", "8", "9-63"))
         n = min(n, env.cfg.total_vfs)
-        await NicSequence("sriov", env).do(env.pf_agent.seqr, "enable", num_vfs=n, open_vfs=min(n, rng.randint(1, 3)))
+        await NicSequence("sriov", env).do(
+            env.pf_agent.seqr, "enable", num_vfs=n, open_vfs=min(n, rng.randint(1, self.REOPEN_VFS))
+        )
         for k in range(len(env.slots)):
             await MailboxConfigSeq(f"cfg2_{k}", env, slot=k, count=2).start()
         await TrafficPhaseSeq("traffic2", env, frames=8).start()

@@ -79,7 +79,7 @@ def _decorator_name(dec) -> str:
 
 def tests_in(path: Path) -> set[str]:
     """Test names defined in one module: cocotb (async def with @cocotb.test), pyuvm
-    (class with @pyuvm.test) and pytest (test_* functions, also in Test* classes)."""
+    (class with @pyuvm.test or tb.uvm.testcase's @pyuvm_test) and pytest (test_* functions, also in Test* classes)."""
     tree = ast.parse(path.read_text(), str(path))
     names = set()
     for node in tree.body:
@@ -88,7 +88,7 @@ def tests_in(path: Path) -> set[str]:
             isinstance(node, ast.AsyncFunctionDef)
             and decorators & {"cocotb.test", "test"}
             or isinstance(node, ast.ClassDef)
-            and decorators & {"pyuvm.test"}
+            and decorators & {"pyuvm.test", "pyuvm_test"}
             or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and node.name.startswith("test_")
             and path.parent.name == "tests"

@@ -353,8 +353,8 @@ class CoverageCollector(uvm_component):
         self.rx_export = imp(self, "rx_export", self.write_rx)
         self.tx_offload_export = imp(self, "tx_offload_export", self.write_tx_offload)
         self.port_of_rid = lambda rid: None
-        self.rx_views = dict  # set by the env: port -> offload_reference.RxView
-        self.port_views = dict  # set by the env: port -> reference.PortView
+        self.rx_view = lambda port: None  # set by the env: port -> offload_reference.RxView
+        self.port_view = lambda port: None  # set by the env: port -> reference.PortView
 
     def write_sriov(self, num_vfs: int) -> None:
         if num_vfs:
@@ -400,7 +400,7 @@ class CoverageCollector(uvm_component):
 
     def write_rx(self, e: RxFrame) -> None:
         """A frame a net device received: RSS on a VF's queues, checksum verdicts, VLAN strip."""
-        view = self.rx_views().get(e.port)
+        view = self.rx_view(e.port)
         if view is None or e.info is None:
             return
         info = e.info
@@ -410,7 +410,7 @@ class CoverageCollector(uvm_component):
             l3l4 = offref.l3l4_class(e.frame)
             _sample_rx_l4(l3l4, info.l4_checksum)
             _sample_rx_ip(l3_kind(l3l4), info.ip_checksum)
-        port = self.port_views().get(e.port)
+        port = self.port_view(e.port)
         pvid = port is not None and port.pvid is not None
         if view.strip and (info.vlan is not None or pvid):
             _sample_vlan("rx_strip", pvid)

@@ -37,7 +37,7 @@ class NicEnv(uvm_env):
         self.netdev_mon = NetdevMonitor("netdev_mon", self)
         self.mbx_mon = MailboxMonitor("mbx_mon", self)
         self.pf_agent = PfAgent("pf_agent", self)
-        self.vf_agents = [VfAgent(f"vf_agent{k}", self) for k in range(MAX_AGENTS)]
+        self.vf_agents = [VfAgent(f"vf_agent{k}", self) for k in range(self.cfg.vf_agents)]
         self.uplink_agent = UplinkAgent("uplink_agent", self)
         self.scoreboard = Scoreboard("scoreboard", self)
         self.coverage = CoverageCollector("coverage", self)
@@ -63,7 +63,7 @@ class NicEnv(uvm_env):
             agent.driver.ap_transition.connect(sb.transition_export)
         for k, agent in enumerate(self.vf_agents):
             agent.driver.slot = k
-        tlp.ap_mmio.connect(self.mbx_mon.analysis_export)
+        tlp.ap_mailbox.connect(self.mbx_mon.analysis_export)
         tlp.ap_sriov.connect(cov.sriov_export)
         tlp.ap_dma.connect(sb.dma_export)
         tlp.ap_dma.connect(cov.dma_export)
@@ -99,9 +99,9 @@ class NicEnv(uvm_env):
         tlp.ap_dma.connect(rec.dma_export)
         tlp.ap_reset.connect(rec.reset_export)
         sb.views = self.platform.port_views
-        sb.rx_views = self.platform.rx_views
-        cov.rx_views = self.platform.rx_views
-        cov.port_views = self.platform.port_views
+        sb.rx_view = self.platform.rx_view
+        cov.rx_view = self.platform.rx_view
+        cov.port_view = self.platform.port_view
         sb.port_of_rid = tlp.port_of
         cov.port_of_rid = tlp.port_of
         platform = self.platform

@@ -4,7 +4,8 @@ Nothing here drives the device, and nothing wraps a method of it: every observat
 from ``nic.events`` (:mod:`model.events`), ``rc.iommu.events`` (:mod:`iommu.events`) and
 each net device's packet tap, so the environment sees the same on any fabric.
 
-* :class:`DeviceMonitor`: BAR0 writes (doorbells, ring set-up, EITR), config writes
+* :class:`DeviceMonitor`: BAR0 writes (ring set-up and EITR it keeps track of itself; the
+  mailbox registers' ones, published for the mailbox monitor), doorbells, config writes
   (VF Enable), MSI-X messages the functions sent, descriptor write-backs, resets, TX frames
   that asked for an offload, and the IOMMU's verdict on every DMA and its IOTLB fills;
 * :class:`MailboxMonitor`: PF<->VF conversations rebuilt from the mailbox registers' writes;
@@ -20,13 +21,13 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from cocotb.utils import get_sim_time
 from pyuvm import uvm_analysis_port, uvm_monitor, uvm_subscriber
 
 from datasheet import device, pci, regs
 from datasheet import mailbox as mbx
 from iommu import events as iommu_ev
 from model import events as ev
+from tb.lib.timing import now_ns
 from tb.uvm import reference as ref
 from tb.uvm.items import (
     ConfigWrite,
@@ -65,17 +66,19 @@ _RESET_KINDS = {
     (True, "soft"): "vf_soft",
     (True, "flr"): "vf_flr",
 }
-
-
-def now_ns() -> float:
-    return get_sim_time("ns")
+#: BAR0 dwords the mailbox monitor reads: a VF's message buffer and doorbell, the PF's
+#: buffers and doorbells of every VF
+_VF_MAILBOX_DWORDS = frozenset((*range(regs.VF_MBMEM.offset, regs.VF_MBMEM.end, 4), regs.VF_MAILBOX.offset))
+_PF_MAILBOX_DWORDS = frozenset(
+    (*range(regs.PF_MBMEM.offset, regs.PF_MBMEM.end, 4), *range(regs.PF_MAILBOX.offset, regs.PF_MAILBOX.end, 4))
+)
 
 
 class DeviceMonitor(uvm_monitor):
     """Turns the device's and the IOMMU's events into the environment's observations."""
 
     def build_phase(self):
-        self.ap_mmio = uvm_analysis_port("ap_mmio", self)
+        self.ap_mailbox = uvm_analysis_port("ap_mailbox", self)  # BAR0 writes to the mailbox registers
         self.ap_cfg = uvm_analysis_port("ap_cfg", self)
         self.ap_msi = uvm_analysis_port("ap_msi", self)
         self.ap_dma = uvm_analysis_port("ap_dma", self)
@@ -141,7 +144,9 @@ class DeviceMonitor(uvm_monitor):
         if e.bar != device.REG_BAR:
             return
         port, offset, value = e.fn, e.offset, e.value
-        self.ap_mmio.write(MmioWrite(now_ns(), self.rid_of(port), port, offset, value))
+        if offset in (_VF_MAILBOX_DWORDS if port else _PF_MAILBOX_DWORDS):  # an item only for its reader
+            self.ap_mailbox.write(MmioWrite(now_ns(), self.rid_of(port), port, offset, value))
+            return
         if regs.EITR.offset <= offset < regs.EITR.end:
             self.eitr[port, (offset - regs.EITR.offset) // 4] = value & regs.EITR.write_mask
             return

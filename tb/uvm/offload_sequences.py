@@ -130,7 +130,7 @@ class RssCoverSeq(OffloadSequence):
 
     async def body(self):
         slot, rng = self.kw["slot"], self.rng
-        view = self.env.platform.rx_views()[self.port(slot)]
+        view = self.env.platform.rx_view(self.port(slot))
         wanted = {(t, q) for t in view.hash_types for q in range(device.VF_QUEUE_PAIRS)}
         wanted.add((RssType.NONE, 0))
         have: dict = {}

@@ -20,6 +20,7 @@ from datasheet.mailbox import Offload
 from iommu import IOMMU_READ, IOMMU_WRITE, DmaDevice
 from iommu import events as iommu_ev
 from iommu.vtd_format import PAGE_SIZE
+from pf_driver import PfDriver
 from pf_driver.vf_info import VfInfo, VfState
 from tb.lib.system import System, build_system
 from tb.lib.timing import wait_until
@@ -45,6 +46,14 @@ class EnvConfig:
     ari: bool = True
     open_pf: bool = True
     blocked_dma: bool = False  # at VF Enable, let a VF DMA before any VF has a domain
+    #: the most VFs the test has open at once (a re-enable may open others): the env builds
+    #: that many VF agents, each a dozen pyuvm components; ``None``: ``open_vfs``
+    max_open_vfs: int | None = None
+
+    @property
+    def vf_agents(self) -> int:
+        """VF agents the env builds (at most :data:`MAX_AGENTS`)."""
+        return min(MAX_AGENTS, max(self.open_vfs, self.max_open_vfs or 0))
 
 
 def reference_prot(prot: int) -> int:
@@ -61,6 +70,20 @@ def netdev_rx_view(features: Offload, rss, num_queues: int) -> offref.RxView:
         bool(features & Offload.RXVLAN),
         0,
         num_queues,
+    )
+
+
+def _vf_port_view(info: VfInfo) -> ref.PortView:
+    """A VF's switch port as the PF driver's record of it says."""
+    return ref.PortView.vf(
+        info.state is not VfState.NOT_RESET,
+        info.mac,
+        info.multicast,
+        info.vlans,
+        info.promisc_unicast,
+        info.promisc_multicast,
+        info.spoofchk,
+        info.admin_vlan,
     )
 
 
@@ -123,6 +146,8 @@ class Platform:
             self.cfg.ring_size = ring_size
         await sys_.enable_vfs(num_vfs)
         n_open = min(num_vfs, MAX_AGENTS, self.cfg.open_vfs if open_vfs is None else open_vfs)
+        if n_open > self.cfg.vf_agents:  # never fewer than asked for: the stimulus would change
+            raise ValueError(f"{n_open} VFs to open, but the env has {self.cfg.vf_agents} VF agents (max_open_vfs)")
         self.slots = sorted(self.rng.sample(range(num_vfs), n_open))
         if before_attach is not None:
             idle = [i for i in range(num_vfs) if i not in self.slots]
@@ -152,47 +177,56 @@ class Platform:
         if self.system is None:
             return {}
         pf = self.system.pf
-        views = {
-            device.PF_PORT: ref.PortView(pf.mac)
-            if self.pf_port_programmed
-            else ref.PortView(None, bam=False, rx_en=False)
-        }
+        views = {device.PF_PORT: self._pf_port_view(pf)}
         for info in pf.mailbox.vfs:
-            views[device.vf_port(info.index)] = ref.PortView.vf(
-                info.state is not VfState.NOT_RESET,
-                info.mac,
-                info.multicast,
-                info.vlans,
-                info.promisc_unicast,
-                info.promisc_multicast,
-                info.spoofchk,
-                info.admin_vlan,
-            )
+            views[device.vf_port(info.index)] = _vf_port_view(info)
         return views
 
-    def rx_views(self) -> dict:
-        """Each function's receive offloads as its driver configured them (the PF's from its net
-        device; a VF's from the PF driver's record of its requests, within the policy)."""
+    def port_view(self, port: int) -> ref.PortView | None:
+        """Switch port ``port`` as the PF driver configured it; None if no such function."""
+        info = self._function(port)
+        if info is None:
+            return None
+        return self._pf_port_view(info) if port == device.PF_PORT else _vf_port_view(info)
+
+    def _pf_port_view(self, pf: PfDriver) -> ref.PortView:
+        if self.pf_port_programmed:
+            return ref.PortView(pf.mac)
+        return ref.PortView(None, bam=False, rx_en=False)
+
+    def rx_view(self, port: int) -> offref.RxView | None:
+        """Function ``port``'s receive offloads as its driver configured them (the PF's from its
+        net device; a VF's from the PF driver's record of its requests, within the policy);
+        None if no such function."""
+        info = self._function(port)
+        if info is None:
+            return None
+        if port == device.PF_PORT:
+            return netdev_rx_view(info.netdev.features, info.netdev.rss, device.PF_QUEUE_PAIRS)
+        active = info.state not in (VfState.NOT_RESET, VfState.DISABLED)
+        enabled = info.offloads & info.allowed_offloads if active else Offload(0)
+        return offref.RxView(
+            hash_types_of(info.rss_hena) if enabled & Offload.RSS else frozenset(),
+            info.rss_key,
+            tuple(info.rss_table),
+            bool(enabled & Offload.RXCSUM),
+            bool(enabled & Offload.RXVLAN),
+            0,
+            device.VF_QUEUE_PAIRS,
+        )
+
+    def _function(self, port: int):
+        """The PF driver for ``port`` 0, its record of the VF for a VF's port; None if none."""
         if self.system is None:
-            return {}
-        pf = self.system.pf
-        views = {device.PF_PORT: netdev_rx_view(pf.netdev.features, pf.netdev.rss, device.PF_QUEUE_PAIRS)}
-        for info in pf.mailbox.vfs:
-            active = info.state not in (VfState.NOT_RESET, VfState.DISABLED)
-            enabled = info.offloads & info.allowed_offloads if active else Offload(0)
-            views[device.vf_port(info.index)] = offref.RxView(
-                hash_types_of(info.rss_hena) if enabled & Offload.RSS else frozenset(),
-                info.rss_key,
-                tuple(info.rss_table),
-                bool(enabled & Offload.RXCSUM),
-                bool(enabled & Offload.RXVLAN),
-                0,
-                device.VF_QUEUE_PAIRS,
-            )
-        return views
+            return None
+        if port == device.PF_PORT:
+            return self.system.pf
+        vfs = self.system.pf.mailbox.vfs
+        index = device.port_vf(port)
+        return vfs[index] if 0 <= index < len(vfs) else None
 
     def pvid(self, port: int) -> int | None:
-        view = self.port_views().get(port)
+        view = self.port_view(port)
         return None if view is None else view.pvid
 
     def macs(self) -> dict[int, bytes]:

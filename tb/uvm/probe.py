@@ -40,6 +40,12 @@ class WaveProbe(uvm_component):
     def build_phase(self):
         #: the simulation records a waveform: the env connects and attaches the probe
         self.recording = recording_waves()
+        self.dut = None
+        self.counts = {"msix": 0, "doorbell": 0, "dma_fault": 0, "switched": 0, "uplink": 0}
+        self._to_clear: set[str] = set()
+        self._clearing = False
+        if not self.recording:  # no exports (each is a component) to leave unconnected
+            return
         self.msi_export = imp(self, "msi_export", self.write_msi)
         self.doorbell_export = imp(self, "doorbell_export", self.write_doorbell)
         self.dma_export = imp(self, "dma_export", self.write_dma)
@@ -47,10 +53,6 @@ class WaveProbe(uvm_component):
         self.cfg_export = imp(self, "cfg_export", self.write_cfg)
         self.switch_export = imp(self, "switch_export", self.write_switch)
         self.sriov_export = imp(self, "sriov_export", self.write_sriov)
-        self.dut = None
-        self.counts = {"msix": 0, "doorbell": 0, "dma_fault": 0, "switched": 0, "uplink": 0}
-        self._to_clear: set[str] = set()
-        self._clearing = False
 
     def attach(self, dut, uplink=None) -> None:
         self.dut = dut

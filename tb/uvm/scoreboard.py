@@ -98,7 +98,7 @@ class Scoreboard(uvm_scoreboard):
         self.refused = Counter()  # port -> deliveries its RX queue refused since its last reset
         self.late_drops = Counter()  # port -> accepted frames the queue dropped later (QRX_NOBUF)
         self.views = dict  # set by the env: port -> PortView (PF driver's view)
-        self.rx_views = dict  # set by the env: port -> offload_reference.RxView (drivers' view)
+        self.rx_view = lambda port: None  # set by the env: port -> offload_reference.RxView (drivers' view)
         self.rx_expect: dict = defaultdict(list)  # (port, frame) -> predicted RxExpect, in order
         self.port_of_rid = lambda rid: None
         self.dma_ref = ref.DmaReference()
@@ -282,7 +282,7 @@ class Scoreboard(uvm_scoreboard):
     def _expect_rx(self, port: int, frame: bytes) -> None:
         """A frame the port's RX queue accepted: what its net device must get, per the reference
         of the receive offloads (strict), or either bytes it may get while its offloads change."""
-        view = self.rx_views().get(port)
+        view = self.rx_view(port)
         exp = offref.rx_predict(frame, view) if view is not None else None
         if self._unsettled(port) or exp is None:
             self.rx_maybe[port].append(frame)
