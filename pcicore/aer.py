@@ -41,7 +41,7 @@ import logging
 from dataclasses import dataclass, field
 
 import cocotb
-from cocotb.triggers import Event
+from cocotb.triggers import Event, First, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.pcie.core.pci import PciBus, PciDevice
 
@@ -166,6 +166,8 @@ class AerService:
         self._recent: dict[tuple[int, AerSeverity], collections.deque[float]] = {}
         self._pos: int | None = None
         self._irq = Event()
+        self._idle = Event()  # set while :attr:`idle`
+        self._idle.set()
         self._task = None
         self._serving = False
 
@@ -189,17 +191,26 @@ class AerService:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        self._serving = False
+        self._idle.set()  # nothing will be served: nobody waits for it
         pci_free_irq_vectors(self.port)
 
     async def _aer_irq(self) -> None:
         self.interrupts += 1
         self._irq.set()
+        self._idle.clear()
 
     @property
     def idle(self) -> bool:
         """No interrupt waiting and no error being served (a host operation on a function,
         such as rebinding it, waits for this as Linux's would for the device lock)."""
         return not (self._serving or self._irq.is_set())
+
+    async def wait_idle(self, timeout_ns: int) -> bool:
+        """Wait until :attr:`idle` (at most ``timeout_ns`` of simulated time); whether it is."""
+        if not self.idle:
+            await First(self._idle.wait(), Timer(timeout_ns, "ns"))
+        return self.idle
 
     async def _aer_isr(self) -> None:
         """Serve the port's errors in order, one interrupt's worth at a time (Linux's
@@ -224,6 +235,8 @@ class AerService:
                     first = source & 0xFFFF if status & pci.PCI_ERR_ROOT_COR_RCV else None
                     await self._serve(True, first, bool(status & pci.PCI_ERR_ROOT_MULTI_COR_RCV))
             self._serving = False
+            if not self._irq.is_set():
+                self._idle.set()
 
     async def _serve(self, correctable: bool, first: int | None, multi: bool) -> None:
         try:

@@ -24,7 +24,6 @@ from model import events as ev
 from pf_driver.migration import MigrationError
 from pf_driver.vf_info import LinkState
 from tb.fuzz.world import NUM_VFS, RING_SIZE, TOTAL_VFS, open_vfs
-from tb.lib.timing import wait_until
 from tb.uvm import offload_reference as offref
 
 SETTLE_NS = 20_000
@@ -542,7 +541,7 @@ class Attacker:
             acts.append(await getattr(self, f"_aer_{kind}")())
             if kind == "unsupported_request":
                 break  # the host resets the VF: the act ends the scenario
-        await wait_until(lambda: self.w.system.aer.idle, timeout_ns=200_000_000)
+        await self.w.system.aer.wait_idle(200_000_000)
         return acts
 
     async def _msix_misaligned(self, write: bool) -> None:

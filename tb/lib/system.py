@@ -48,7 +48,6 @@ from iommu import DmaDevice, IommuDriver, IommuRootComplex, PageAllocator
 from iommu.vtd_format import PAGE_SIZE
 from model import Nic
 from pf_driver import PfDriver
-from tb.lib.timing import wait_until
 from vf_driver import VfDriver
 
 if TYPE_CHECKING:
@@ -198,7 +197,7 @@ class System:
         IOMMU on) and bind and probe a new driver, opened with ``ring_size`` if given."""
         old = self.vfs[index]
         if self.aer is not None:  # the AER service may be recovering the function: let it finish
-            await wait_until(lambda: self.aer.idle, timeout_ns=1_000_000_000, step_ns=10_000)
+            await self.aer.wait_idle(1_000_000_000)
         await old.remove()
         rid = int(old.pdev.pcie_id)
         if rid in self._vf_dma:

@@ -25,7 +25,7 @@ from datasheet import device, pci, regs
 from datasheet.descriptors import QueueError
 from iommu.events import AerMessage
 from model import events as ev
-from pcicore.aer import AER_RATELIMIT_BURST
+from pcicore.aer import AER_RATELIMIT_BURST, ROOT_UNCOR
 from tb.lib.timing import expect_within
 from tb.tests.test_datapath import frame, recv, up
 
@@ -224,7 +224,12 @@ async def unsupported_request_posted_to_a_vf_in_d3hot(dut):
         assert status & pci.PCI_ERR_ROOT_UNCOR_RCV and not status & pci.PCI_ERR_ROOT_FIRST_FATAL
         assert source >> 16 == rid
         assert not system.aer.errors  # held
-    rec = await recovered(system, rid)
+    interrupts = system.aer.interrupts
+    await expect_within(lambda: system.aer.interrupts > interrupts)  # the held Message's interrupt
+    assert not system.aer.idle  # serving it: the recovery's FLR takes 100 ms
+    assert await system.aer.wait_idle(300_000_000)  # woken when it is done, as a host operation is
+    rec = system.aer.recoveries[-1]
+    assert rec.source_id == rid and rec.result is not None and (await root_error(system))[0] & ROOT_UNCOR == 0
     info = system.aer.errors[-1]
     assert (info.source_id, info.severity, info.status) == (rid, pcicore.AerSeverity.NONFATAL, pci.PCI_ERR_UNC_UNSUP)
     assert info.first_error == 20 and info.tlp_header == got.header
