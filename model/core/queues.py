@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cocotb.triggers import Timer
@@ -569,9 +569,32 @@ class QueueEngine:
                 )
 
     # -- TX -------------------------------------------------------------------------------
-    async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
-        done, written = 0, []
+    async def _turn_writing_back(self, run: RingRun, work: Callable[[list], Awaitable[int]]) -> int:
+        """Run a turn's ``work(written)``, which returns the descriptors it processed and owes
+        their write-backs through :meth:`_owe`; then write back what is still owed and raise
+        the queue's vector if anything was done. A DMA fault writes back what was owed first."""
+        written: list[tuple[int, int, int]] = []
         try:
+            done = await work(written)
+        except DmaFault:
+            await self._complete_best_effort(run, written)
+            raise
+        await self._complete(run, written)
+        if done:
+            self.raise_irq(run.vector)
+        return done
+
+    async def _owe(self, run: RingRun, written: list, entries: Sequence[tuple[int, int, int]]) -> None:
+        """Owe the write-backs ``entries``; write them back once ``WB_BATCH`` are owed."""
+        written += entries
+        if len(written) >= device.WB_BATCH:
+            batch = written[:]
+            written.clear()
+            await self._complete(run, batch)
+
+    async def _tx_turn(self, run: RingRun) -> tuple[bool, int]:
+        async def work(written: list) -> int:
+            done = 0
             while done < device.QUEUE_BUDGET and not (self.tx_quiesced and not run.staged):
                 if not run.cache and not await self._fetch(run):
                     break
@@ -582,20 +605,15 @@ class QueueEngine:
                     continue
                 frame, run.staged = run.staged, []
                 try:
-                    written += await self._transmit(run, frame)
+                    results = await self._transmit(run, frame)
                 except DmaFault:  # its buffer read faulted: its descriptors come back ERR_DMA
                     written += [(desc[0], 0, d.STATUS_DD.mask | d.STATUS_ERR_DMA.mask) for desc in frame]
                     raise
                 done += len(frame)
-                if len(written) >= device.WB_BATCH:
-                    batch, written = written, []
-                    await self._complete(run, batch)
-        except DmaFault:
-            await self._complete_best_effort(run, written)
-            raise
-        await self._complete(run, written)
-        if done:
-            self.raise_irq(run.vector)
+                await self._owe(run, written, results)
+            return done
+
+        done = await self._turn_writing_back(run, work)
         return bool(run.cache) or run.posted() > 0, done
 
     async def _complete_best_effort(self, run: RingRun, done: list[tuple[int, int, int]]) -> None:
@@ -665,8 +683,8 @@ class QueueEngine:
         return accepted
 
     async def _rx_turn(self, run: RingRun) -> tuple[bool, int]:
-        done, written = 0, []
-        try:
+        async def work(written: list) -> int:
+            done = 0
             while run.fifo and done < device.QUEUE_BUDGET and not self.rx_quiesced:
                 rx = run.fifo.popleft()
                 frame = rx.frame
@@ -687,19 +705,13 @@ class QueueEngine:
                 _, length, status = used[-1]
                 status |= d.STATUS_EOP.mask | rx.status | (d.STATUS_TRUNC.mask if pos < len(frame) else 0)
                 used[-1] = (rx.info_word, length, status)
-                written += used
                 done += len(used)
                 if pos < len(frame):
                     self.count("RX_ERRORS")
                 self.count("RX_PACKETS")
                 self.count("RX_BYTES", pos)
-                if len(written) >= device.WB_BATCH:
-                    batch, written = written, []
-                    await self._complete(run, batch)
-        except DmaFault:
-            await self._complete_best_effort(run, written)
-            raise
-        await self._complete(run, written)
-        if done:
-            self.raise_irq(run.vector)
+                await self._owe(run, written, used)
+            return done
+
+        done = await self._turn_writing_back(run, work)
         return bool(run.fifo), done
