@@ -4,6 +4,7 @@ simulator's bytecode is cached; a simulator run set up to be started by its call
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from _pytest.pathlib import fnmatch_ex
 
 import fabric
 from tb.paths import ROOT
+from tb.tests import WALL_LIMIT_ENV
 from tb.tools.runner import Simulation, assertion_rewrite_files, bytecode_environment, environment, get_runner, prepare
 
 
@@ -92,3 +94,40 @@ def test_a_prepared_run_is_the_one_cocotbs_runner_would_start_and_runs_alone(tmp
         assert simulation.run(out) == 0
     assert get_results(results) == (1, 0)
     assert list(tmp_path.glob("UvmSmoke-*-fast.json"))  # the scoreboard's record
+
+
+@pytest.mark.sim
+def test_a_hung_simulation_is_cut_at_the_wall_limit_with_its_stack(tmp_path, monkeypatch):
+    """A cocotb test that never ends (here: simulated time runs on for ever) does not hold the
+    suite: past ``NIC_SIM_WALL_LIMIT_S`` the simulator prints every thread's stack and exits
+    without results."""
+    (tmp_path / "hangs_for_ever.py").write_text(
+        "import cocotb\n"
+        "from cocotb.triggers import Timer\n"
+        "import tb.tests  # what every test module of the project imports first\n\n"
+        "@cocotb.test()\n"
+        "async def spins(dut):\n"
+        "    while True:\n"
+        "        await Timer(1, 'us')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    get_runner()
+    results = tmp_path / "results.xml"
+    simulation = prepare(["hangs_for_ever"], results, extra_env={WALL_LIMIT_ENV: "2"}, fabric=fabric.FAST)
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        for cmd in simulation.commands:  # the guard of this test itself, should the limit not work
+            code = subprocess.run(
+                cmd,
+                cwd=simulation.cwd,
+                env=simulation.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
+            ).returncode
+            if code:
+                break
+    assert code != 0 and not results.exists()
+    text = log.read_text()
+    assert "running hangs_for_ever.spins" in text and "Timeout (0:00:02)!" in text  # and the stacks after it
