@@ -26,9 +26,9 @@ from pf_driver.vf_info import VfInfo, VfState
 from pf_driver.vf_requests import handle_request
 
 if TYPE_CHECKING:
-    from pf_driver.driver import PfDriver
+    from collections.abc import Iterator
 
-#: requests whose acceptance changes the VF's switch filters
+    from pf_driver.driver import PfDriver
 
 PFU = regs.PF_MAILBOX.field("PFU").mask
 VFU = regs.PF_MAILBOX.field("VFU").mask
@@ -55,6 +55,14 @@ SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
 SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
 assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
 assert all(r.access is regs.Access.W1C for r in SUMMARIES), "summaries not write-1-to-clear"
+
+
+def set_bits(bits: int) -> Iterator[int]:
+    """The indices of the bits set in ``bits``, lowest first (Linux's ``for_each_set_bit``)."""
+    while bits:
+        low = bits & -bits
+        yield low.bit_length() - 1
+        bits ^= low
 
 
 class PfMailbox:
@@ -120,12 +128,7 @@ class PfMailbox:
 
     def _open_vfs(self) -> list[VfInfo]:
         """The VFs that may owe an ACK or have a notification waiting (:attr:`_open`), in index order."""
-        vfs, out, bits = self.vfs, [], self._open & ((1 << len(self.vfs)) - 1)
-        while bits:
-            low = bits & -bits
-            out.append(vfs[low.bit_length() - 1])
-            bits ^= low
-        return out
+        return [self.vfs[n] for n in set_bits(self._open & ((1 << len(self.vfs)) - 1))]
 
     async def _service(self) -> None:
         while True:
@@ -223,11 +226,7 @@ class PfMailbox:
         ``summary`` (bit n: VF n) and those owing an ACK (which may have timed out; all are
         among ``open_vfs``). Only the service sends a message, so no other VF starts owing one
         during the round."""
-        flagged = {vf.index for vf in open_vfs if vf.awaiting_ack}
-        while summary:
-            low = summary & -summary
-            flagged.add(low.bit_length() - 1)
-            summary ^= low
+        flagged = {vf.index for vf in open_vfs if vf.awaiting_ack} | set(set_bits(summary))
         return [vfs[n] for n in sorted(flagged) if n < len(vfs)]
 
     def _take_token(self, vf: VfInfo) -> bool:
