@@ -1,7 +1,8 @@
 """PF side of the mailbox: interrupt-driven service of every VF's requests.
 
 One service coroutine wakes on the PF's mailbox MSI-X vector (with a poll as a watchdog,
-slower while no conversation is open), reads the REQ/ACK/VFLR summary bits, and serves
+slower while no conversation is open), reads the PF's interrupt causes (PF_ICR: link change,
+PF error) with the REQ/ACK/VFLR/error summary bits in one read, and serves
 requesting VFs round-robin, one message per VF per round, under a per-VF token-bucket rate
 limit: a flooding VF gets NACK RATE_LIMITED and never delays another VF by more
 than one message. Notifications to a VF (LINK_STATUS) are sent only when that
@@ -48,13 +49,18 @@ SERVICE_POLL_NS = 1_000_000
 #: vector; Linux ixgbe's service timer runs every 2 s)
 SERVICE_IDLE_POLL_NS = 10_000_000
 #: the per-VF event summaries a service round reads, in the order it handles them; they
-#: are contiguous in BAR0, so one read fetches them all, and write 1 to clear, so one write
-#: clears what the read took
+#: are contiguous in BAR0 with the PF's own interrupt causes (PF_ICR) just before them, so one
+#: read fetches them all (igb reads its ICR, then the mailbox and VFLR summaries), and write 1
+#: to clear, so one write clears what the read took
 SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
-SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
+SUMMARY_FIRST = regs.PF_ICR
 SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
-assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
-assert all(r.access is regs.Access.W1C for r in SUMMARIES), "summaries not write-1-to-clear"
+assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in (SUMMARY_FIRST, *SUMMARIES)), (
+    "PF_ICR and the summaries not contiguous"
+)
+assert all(r.access is regs.Access.W1C for r in (SUMMARY_FIRST, *SUMMARIES)), "summaries not write-1-to-clear"
+ICR_LSC = regs.PF_ICR.field("LSC").mask
+ICR_FN_ERR = regs.PF_ICR.field("FN_ERR").mask
 
 
 def set_bits(bits: int) -> Iterator[int]:
@@ -98,6 +104,7 @@ class PfMailbox:
         self._imr = IMR_NO_ACK
         await self.drv.write_reg(regs.PF_IMR, self._imr)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
+        self.drv.check_link(await self.drv.read_reg(regs.STATUS))  # PF_ICR.LSC shows later changes
 
     def stop(self) -> None:
         if self._task is not None:
@@ -141,11 +148,15 @@ class PfMailbox:
                 self.log.exception("mailbox service round failed")
 
     async def _summaries(self, words: int) -> list[int]:
-        """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
-        sampled together in one read; what was taken is cleared together in one write (write 1
-        to clear: :meth:`PfDriver.clear_block`)."""
+        """PF_ICR, then the first ``words`` dwords of each summary as one bitmap per summary
+        (bit n: VF n), sampled together in one read; what was taken is cleared together in one
+        write (write 1 to clear: :meth:`PfDriver.clear_block`). A PF error leaves everything
+        set: the PF reset it calls for clears the PF's registers."""
         block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
-        out, taken = [], {}
+        icr = block[regs.PF_ICR.offset]
+        if icr & ICR_FN_ERR:
+            return [icr] + [0] * len(SUMMARIES)
+        out, taken = [icr], {regs.PF_ICR.offset: icr} if icr else {}
         for reg in SUMMARIES:
             bits = 0
             for i in range(words):
@@ -162,18 +173,14 @@ class PfMailbox:
         vfs = self.vfs
         words = (len(vfs) + 31) // 32
         self.rounds += 1
-        status = await self.drv.read_reg(regs.STATUS)
-        if regs.STATUS.field("FN_ERR").get(status):
+        icr, vflr, errors, acks, reqs = await self._summaries(words)
+        if icr & ICR_FN_ERR:
             await self.drv.pf_error_event()
             return
-        link_up = bool(regs.STATUS.field("LINK_UP").get(status))
-        if link_up != self.drv.link_up:
-            self.drv.set_link(link_up, self.drv.link_speed)
-        if not words:
-            return
-        vflr, errors, acks, reqs = await self._summaries(words)
-        if vfs is not self.vfs:
-            return  # SR-IOV reconfigured meanwhile
+        if icr & ICR_LSC:
+            self.drv.check_link(await self.drv.read_reg(regs.STATUS))
+        if vfs is not self.vfs or not words:
+            return  # no VFs, or SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
         for vf in self._flagged(vfs, vflr | errors | acks, self._open_vfs()):
             bit = 1 << vf.index

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from model.pcie.vf import VirtualFunction
 
 IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
+ICR = regs.PF_ICR.masks
 DEFQ = regs.SW_FN_CTRL.field("DEFQ")
 PVLAN_EN = regs.SW_FN_CTRL.field("PVLAN_EN")
 TX_DROPS = regs.by_name("STAT_TX_DROPS")
@@ -144,11 +145,20 @@ class DeviceCore:
         if self.pf.regs.get(regs.PF_IMR) & IMR[cause]:
             self.pf.msix.signal(device.PF_MBX_VECTOR)
 
+    def _pf_cause(self, cause: str) -> None:
+        """Record ``cause`` (a PF_ICR field) whatever PF_IMR says, then raise the misc vector for it."""
+        rf = self.pf.regs
+        rf.set(regs.PF_ICR, rf.get(regs.PF_ICR) | ICR[cause])
+        self.pf_interrupt(cause)
+
     def _function_error(self, function: FunctionSlice) -> None:
-        """A function entered the error state: a VF's goes to PF_VFERR; the PF is interrupted."""
+        """A function entered the error state: a VF's goes to PF_VFERR, the PF's own to
+        PF_ICR.FN_ERR; the PF is interrupted."""
         if function.is_vf:
             self.vferr.set(function.index)
-        self.pf_interrupt("FN_ERR")
+            self.pf_interrupt("FN_ERR")
+        else:
+            self._pf_cause("FN_ERR")
 
     def _function_reset(self, function: FunctionSlice, kind: str) -> None:
         """A function finished a software reset or FLR: the device-level consequences."""
@@ -219,4 +229,4 @@ class DeviceCore:
     def _link_changed(self, up: bool) -> None:
         for function in (self.pf, *self.vfs):
             function.show_link(up)
-        self.pf_interrupt("LSC")
+        self._pf_cause("LSC")

@@ -309,6 +309,49 @@ async def summaries_cleared_in_one_write(dut):
 
 
 @cocotb.test()
+async def pf_icr_read_with_the_summaries(dut):
+    """PF_ICR records the PF's own interrupt causes (link change, PF error) whatever PF_IMR says,
+    and sits just before the per-VF summaries: one read returns it with a VF's REQ, one write 1
+    clears it, a masked cause raises no interrupt and an enabled one does, a PF reset clears it,
+    and a VF cannot reach it (its BAR0 has nothing there). The test plays the PF."""
+    system = await build_system(dut, total_vfs=8, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    await pf.set_master()
+    await pcicore.pci_alloc_irq_vectors(pf, 1, device.PF_MSIX_VECTORS)
+    vfs = await pcicore.pci_enable_sriov(pf, 2)
+    pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vfs[1].bar_window[device.REG_BAR]
+    LSC, FN_ERR = (regs.PF_ICR.field(name).mask for name in ("LSC", "FN_ERR"))
+    first, end = regs.PF_ICR.offset, regs.PF_VFERR.end
+    await pf_bar.write_dword(regs.PF_IMR.offset, 0)
+    await pf_bar.write_dword(regs.PF_ICR.offset, 0xFFFFFFFF)  # whatever came before
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0  # (the read flushes the writes)
+    await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=1)
+    system.nic.uplink.set_link(False)
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, regs.VF_MAILBOX.field("REQ").mask)
+    data = await pf_bar.read(first, end - first)  # one read: PF_ICR, then the summaries
+    block = {first + k: int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)}
+    assert block[regs.PF_ICR.offset] == LSC
+    assert block[regs.PF_MBX_REQ.at(0)] == 1 << 1
+    assert not regs.STATUS.field("LINK_UP").get(await pf_bar.read_dword(regs.STATUS.offset))
+    assert not await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=20_000)  # masked
+    await pf_bar.write_dword(regs.PF_ICR.offset, FN_ERR)  # another cause's bit: LSC stays
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == LSC
+    await pf_bar.write_dword(regs.PF_ICR.offset, 0xFFFFFFFF)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0
+    await pf_bar.write_dword(regs.PF_IMR.offset, regs.PF_IMR.field("LSC").mask)
+    assert await pf_bar.read_dword(regs.PF_IMR.offset) == regs.PF_IMR.field("LSC").mask
+    system.nic.uplink.set_link(True)
+    assert await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=100_000)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == LSC
+    await pf_bar.write_dword(regs.CTRL.offset, regs.CTRL.field("RST").mask)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0  # a PF reset clears it
+    assert await vf_bar.read_dword(regs.PF_ICR.offset) == 0  # not the VF's: unimplemented there
+    assert regs.ERR_STATUS.field("UNIMPL").get(await vf_bar.read_dword(regs.ERR_STATUS.offset))
+    assert not regs.ERR_STATUS.field("UNIMPL").get(await pf_bar.read_dword(regs.ERR_STATUS.offset))
+
+
+@cocotb.test()
 async def flr_while_the_pf_holds_the_buffer(dut):
     """A VF FLR that lands while the PF driver handles that VF's request (between taking the
     buffer and checking it still holds it before replying) clears the mailbox and its lock: the
