@@ -48,19 +48,17 @@ SERVICE_POLL_NS = 1_000_000
 #: ... and this often when none is (every event the service handles also raises the PF's
 #: vector; Linux ixgbe's service timer runs every 2 s)
 SERVICE_IDLE_POLL_NS = 10_000_000
-#: the per-VF event summaries a service round reads, in the order it handles them; they
-#: are contiguous in BAR0 with the PF's own interrupt causes (PF_ICR) just before them, so one
-#: read fetches them all (igb reads its ICR, then the mailbox and VFLR summaries), and write 1
-#: to clear, so one write clears what the read took
-SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
-SUMMARY_FIRST = regs.PF_ICR
-SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
-assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in (SUMMARY_FIRST, *SUMMARIES)), (
-    "PF_ICR and the summaries not contiguous"
-)
-assert all(r.access is regs.Access.W1C for r in (SUMMARY_FIRST, *SUMMARIES)), "summaries not write-1-to-clear"
+#: what a service round reads in one access: the PF's interrupt causes (PF_ICR) and the per-VF
+#: event summaries after them (igb reads its ICR, then the mailbox and VFLR summaries); PF_VFERR,
+#: after those, only when PF_ICR.VFERR says a VF entered the error state. All write 1 to clear,
+#: so one write clears what a read took
+SUMMARIES = (regs.PF_MBX_REQ, regs.PF_MBX_ACK, regs.PF_VFLRE)
+BLOCK = (regs.PF_ICR, *SUMMARIES)
+assert all(a.end == b.offset for a, b in zip(BLOCK, (*BLOCK[1:], regs.PF_VFERR))), "summaries not contiguous"
+assert all(r.access is regs.Access.W1C for r in (*BLOCK, regs.PF_VFERR)), "summaries not write-1-to-clear"
 ICR_LSC = regs.PF_ICR.field("LSC").mask
 ICR_FN_ERR = regs.PF_ICR.field("FN_ERR").mask
+ICR_VFERR = regs.PF_ICR.field("VFERR").mask
 
 
 def set_bits(bits: int) -> Iterator[int]:
@@ -147,27 +145,27 @@ class PfMailbox:
             except Exception:  # a VF that vanished mid-message must not kill the service
                 self.log.exception("mailbox service round failed")
 
-    async def _summaries(self, words: int) -> list[int]:
-        """PF_ICR, then the first ``words`` dwords of each summary as one bitmap per summary
-        (bit n: VF n), sampled together in one read; what was taken is cleared together in one
-        write (write 1 to clear: :meth:`PfDriver.clear_block`). A PF error leaves everything
-        set: the PF reset it calls for clears the PF's registers."""
-        block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
+    async def _summaries(self, words: int) -> tuple[int, int, int, int, int]:
+        """PF_ICR and the first ``words`` dwords of each per-VF summary, as one bitmap each (bit
+        n: VF n): (PF_ICR, VFLR, errors, ACKs, requests). The block is sampled in one read and
+        what it took cleared in one write (write 1 to clear: :meth:`PfDriver.clear_block`);
+        PF_VFERR likewise, read only when PF_ICR.VFERR is set. A PF error leaves everything set:
+        the PF reset it calls for clears the PF's registers."""
+        block = await self.drv.read_block(BLOCK[0], BLOCK[-1])
         icr = block[regs.PF_ICR.offset]
         if icr & ICR_FN_ERR:
-            return [icr] + [0] * len(SUMMARIES)
-        out, taken = [icr], {regs.PF_ICR.offset: icr} if icr else {}
-        for reg in SUMMARIES:
-            bits = 0
-            for i in range(words):
-                value = block[reg.at(i)]
-                if value:
-                    taken[reg.at(i)] = value
-                bits |= value << (32 * i)
-            out.append(bits)
+            return icr, 0, 0, 0, 0
+        taken = {regs.PF_ICR.offset: icr & ICR_LSC} if icr & ICR_LSC else {}
+        reqs, acks, vflr = (_bitmap(block, reg, words, taken) for reg in SUMMARIES)
         if taken:
             await self.drv.clear_block(taken)
-        return out
+        errors = 0
+        if icr & ICR_VFERR and words:
+            taken = {}
+            errors = _bitmap(await self.drv.read_block(regs.PF_VFERR, regs.PF_VFERR), regs.PF_VFERR, words, taken)
+            if taken:
+                await self.drv.clear_block(taken)
+        return icr, vflr, errors, acks, reqs
 
     async def service_once(self) -> None:
         vfs = self.vfs
@@ -335,6 +333,18 @@ class PfMailbox:
         vf.pending_notifications.append(msg)
         self._open |= 1 << vf.index
         self.wake.set()
+
+
+def _bitmap(block: dict[int, int], reg: regs.Register, words: int, taken: dict[int, int]) -> int:
+    """The first ``words`` dwords of summary ``reg`` in ``block`` (BAR0 offset -> value) as one
+    bitmap (bit n: VF n); the dwords with bits set are added to ``taken``, to be cleared."""
+    bits = 0
+    for i in range(words):
+        value = block[reg.at(i)]
+        if value:
+            taken[reg.at(i)] = value
+        bits |= value << (32 * i)
+    return bits
 
 
 def _name(opcode: int) -> str:

@@ -88,6 +88,8 @@ class DeviceCore:
             log=self.log,
         )
         self.vferr = SummaryBits(pf_regs, regs.PF_VFERR)
+        self.icr = 0  # PF_ICR's latched causes (LSC, FN_ERR)
+        pf_regs.bind(regs.PF_ICR, self._icr_read, self._icr_write)
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
         self.corrupt_next: dict[int, tuple[int, Injection]] = {}  # injection point: fn -> (byte offset, Injection)
@@ -146,10 +148,15 @@ class DeviceCore:
             self.pf.msix.signal(device.PF_MBX_VECTOR)
 
     def _pf_cause(self, cause: str) -> None:
-        """Record ``cause`` (a PF_ICR field) whatever PF_IMR says, then raise the misc vector for it."""
-        rf = self.pf.regs
-        rf.set(regs.PF_ICR, rf.get(regs.PF_ICR) | ICR[cause])
+        """Latch ``cause`` (a PF_ICR field) whatever PF_IMR says, then raise the misc vector for it."""
+        self.icr |= ICR[cause]
         self.pf_interrupt(cause)
+
+    def _icr_read(self, _index: int) -> int:
+        return self.icr | (ICR["VFERR"] if self.vferr.bits else 0)
+
+    def _icr_write(self, _index: int, value: int, byte_mask: int) -> None:
+        self.icr &= ~(value & byte_mask & regs.PF_ICR.write_mask)
 
     def _function_error(self, function: FunctionSlice) -> None:
         """A function entered the error state: a VF's goes to PF_VFERR, the PF's own to
@@ -166,6 +173,7 @@ class DeviceCore:
             self.mailbox.vf_reset(function)
             self.migration.vf_reset(function.index)
         else:
+            self.icr = 0
             self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
             self.mailbox.pf_reset()
             self.switch.invalidate()  # the SW_* registers went back to reset values

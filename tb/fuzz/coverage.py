@@ -15,6 +15,7 @@ ACT_KINDS = [
     "unimpl",
     "ro_write",
     "register",
+    "pf_register",
     "msix_table",
     "tx_ring",
     "read_only_ring",

@@ -324,8 +324,8 @@ async def pf_takes_back_a_mailbox_a_vf_holds_forever(dut):
 @cocotb.test()
 async def engine_fault_is_contained_and_the_pf_resets_the_vf(dut):
     """An unexpected exception inside VF 0's DMA engine turn: VF 0 alone enters the error state
-    (FunctionError event with its RID, PF_VFERR, the PF's interrupt); the PF driver logs and counts
-    it and resets the VF; its driver recovers and its traffic flows again. Under an MDD policy
+    (FunctionError event with its RID, PF_VFERR and PF_ICR.VFERR, the PF's interrupt); the PF
+    driver logs and counts it and resets the VF; its driver recovers and its traffic flows again. Under an MDD policy
     that disables a VF after two events, the second leaves it disabled until the PF re-admits it."""
     sys_, vfs = await up(dut)
     victim = vfs[0]
@@ -361,6 +361,7 @@ async def engine_fault_is_contained_and_the_pf_resets_the_vf(dut):
     await expect_within(lambda: victim.resets > resets and victim.ready)
     assert sys_.pf.vf_info(0).state is VfState.CONFIGURED
     assert sys_.pf.errors == 0  # a VF's errors never showed as the PF's own (PF_ICR.FN_ERR)
+    assert not regs.PF_ICR.field("VFERR").get(await sys_.pf.read_reg(regs.PF_ICR))  # all taken
 
 
 @cocotb.test()

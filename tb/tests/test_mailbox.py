@@ -313,7 +313,8 @@ async def pf_icr_read_with_the_summaries(dut):
     """PF_ICR records the PF's own interrupt causes (link change, PF error) whatever PF_IMR says,
     and sits just before the per-VF summaries: one read returns it with a VF's REQ, one write 1
     clears it, a masked cause raises no interrupt and an enabled one does, a PF reset clears it,
-    and a VF cannot reach it (its BAR0 has nothing there). The test plays the PF."""
+    and a VF cannot reach it (its BAR0 has nothing there). (VFERR, set while a VF is in the error
+    state: ``engine_fault_is_contained_and_the_pf_resets_the_vf``.) The test plays the PF."""
     system = await build_system(dut, total_vfs=8, bind_drivers=False)
     pf = system.pf_dev
     await pf.enable_device()
@@ -322,7 +323,7 @@ async def pf_icr_read_with_the_summaries(dut):
     vfs = await pcicore.pci_enable_sriov(pf, 2)
     pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vfs[1].bar_window[device.REG_BAR]
     LSC, FN_ERR = (regs.PF_ICR.field(name).mask for name in ("LSC", "FN_ERR"))
-    first, end = regs.PF_ICR.offset, regs.PF_VFERR.end
+    first, end = regs.PF_ICR.offset, regs.PF_VFLRE.end
     await pf_bar.write_dword(regs.PF_IMR.offset, 0)
     await pf_bar.write_dword(regs.PF_ICR.offset, 0xFFFFFFFF)  # whatever came before
     assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0  # (the read flushes the writes)
