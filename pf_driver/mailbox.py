@@ -244,11 +244,9 @@ class PfMailbox:
         return True
 
     async def _serve_request(self, vf: VfInfo) -> None:
-        """Take the VF's message and answer it, holding the buffer throughout: the reply and
-        the acknowledgement of the request go out in one write (:meth:`_reply`)."""
+        """Read the VF's message and answer it: the reply and the acknowledgement of the request
+        go out in one write (:meth:`_reply`)."""
         words = await self._receive(vf.index)
-        if words is None:
-            return
         try:
             vf.received += 1
             msg = Message.decode(words)
@@ -263,7 +261,7 @@ class PfMailbox:
                 vf.nacked += 1
                 reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
         except Exception:
-            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, buffer released
+            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, without a reply
             raise
         if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
@@ -294,22 +292,21 @@ class PfMailbox:
                 return False
             await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
 
-    async def _receive(self, n: int) -> list[int] | None:
-        """Take the lock and read the VF's message; the lock stays held (igb's
-        ``read_mbx(..., unlock=false)``) until the reply acknowledges it."""
-        if not await self._lock(n):
-            return None
-        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
+    async def _receive(self, n: int) -> list[int]:
+        """Read VF ``n``'s message: the whole buffer in one read, without the lock (Linux's
+        ``ixgbe_read_mbx_pf`` since its mailbox rework; the read that locks is its ``_legacy``
+        one). The VF rang REQ, which released the buffer, and writes no other message before
+        the PF's ACK; one read takes the buffer as it is."""
+        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)
         length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         return buffer[: 1 + length]
 
     async def _reply(self, vf: VfInfo, msg: Message) -> bool:
-        """Answer the request :meth:`_receive` took: the reply in the buffer, then ACK and STS in
-        one write (PFACK and PFSTS, which releases the lock). The lock is checked first: a VF
-        reset meanwhile (VFLR) cleared the mailbox and with it the lock, which is then taken
-        again, and the reply to the request that reset orphaned goes out as any message."""
-        if not await self.drv.read_reg(regs.PF_MAILBOX, vf.index) & PFU:
-            return await self._send(vf, msg)
+        """Answer the request :meth:`_receive` read: take the lock, then the reply in the buffer
+        and ACK and STS in one write (PFACK and PFSTS, which releases the lock), as
+        ``ixgbe_write_mbx_pf`` takes it for any message."""
+        if not await self._lock(vf.index):
+            return False
         return await self._post(vf, msg, ACK | STS)
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:

@@ -420,7 +420,7 @@ class Attacker:
 
     async def flr_storm(self) -> list[Act]:
         """Function Level Resets and software resets back to back, with traffic of its own; some
-        FLRs right after a mailbox request, while the PF holds the buffer to answer it."""
+        FLRs right after a mailbox request, while the PF answers it."""
         rng, vf, acts = self.rng, self.vf, []
         exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(2, 5)):
