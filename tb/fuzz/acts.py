@@ -408,15 +408,25 @@ class Attacker:
         return [Act("mailbox_flood", "flood", True, info.rate_limited > limited)]
 
     async def lock_hog(self) -> list[Act]:
-        """Takes the buffer lock and keeps it while the PF needs the buffer."""
+        """Takes the buffer lock and keeps it while the PF needs the buffer: for a notification,
+        then right after ringing REQ, while the PF answers (it reads a request without the lock
+        and takes the lock for its reply)."""
         w, vf = self.w, self.vf
+        vfu = regs.VF_MAILBOX.field("VFU").mask
         info = w.system.pf.vf_info(vf.vf_index)
         hogs = info.lock_hogs
-        await vf.write_reg(regs.VF_MAILBOX, regs.VF_MAILBOX.field("VFU").mask)
+        await vf.write_reg(regs.VF_MAILBOX, vfu)
         w.system.pf.set_vf_link_state(vf.vf_index, self.rng.choice([LinkState.DISABLE, LinkState.ENABLE]))
         await self._settle(mbx.MBX_LOCK_HOLD_NS + 50_000)
         w.system.pf.set_vf_link_state(vf.vf_index, LinkState.AUTO)
-        return [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
+        acts = [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
+        await self._settle(mbx.MBX_LOCK_HOLD_NS)  # the notification it held up goes out
+        hogs, received = info.lock_hogs, info.received
+        await self._raw_message([mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)])
+        await vf.write_reg(regs.VF_MAILBOX, vfu)  # at once, before the PF answers
+        await self._settle(mbx.MBX_LOCK_HOLD_NS + 50_000)
+        acts.append(Act("lock_hog", "hold_vfu_after_req", True, info.lock_hogs > hogs and info.received > received))
+        return acts
 
     async def flr_storm(self) -> list[Act]:
         """Function Level Resets and software resets back to back, with traffic of its own; some

@@ -28,6 +28,7 @@ ACT_KINDS = [
     "stray_ack",
     "flood",
     "hold_vfu",
+    "hold_vfu_after_req",
     "flr",
     "mid_request",
     "soft",
