@@ -173,9 +173,10 @@ sequenceDiagram
     HW-->>VF: VF_MAILBOX.RSTD, MSI-X (mailbox vector)
     VF->>HW: VF_MAILBOX.VFU = 1 (take buffer), write VF_MBMEM[0..n]
     VF->>HW: VF_MAILBOX.REQ = 1 (doorbell; releases VFU)
-    HW-->>PF: PF_MBX_REQ bit n, MSI-X (mailbox vector)
-    PF->>HW: PF_MAILBOX[n].PFU = 1, read PF_MBMEM[16n..] (PFU kept)
-    PF->>HW: write reply (ACK/NACK, CTS), PF_MAILBOX[n].ACK + STS = 1 (releases PFU)
+    HW-->>PF: PF_MBX_REQ bit n (read with PF_ICR in one read), MSI-X (mailbox vector)
+    PF->>HW: read PF_MBMEM[16n..16n+15] (one read, no lock)
+    PF->>HW: PF_MAILBOX[n].PFU = 1 (take buffer), write reply (ACK/NACK, CTS)
+    PF->>HW: PF_MAILBOX[n].ACK + STS = 1 (releases PFU)
     HW-->>VF: VF_MAILBOX.PFACK + PFSTS, one MSI-X
     VF->>HW: read VF_MBMEM[0..15] (one read, no lock), VF_MAILBOX.ACK = 1
     HW-->>PF: PF_MBX_ACK bit n, MSI-X

@@ -7,10 +7,11 @@ from :data:`MESSAGES`.
 
 Handshake (igb/ixgbe style, see docs/mailbox.md): the sender takes the buffer
 lock (VFU or PFU), writes the message, rings the doorbell (REQ or STS), which
-releases the lock and interrupts the receiver. The PF takes the lock to read a
-request and keeps it until its reply; a VF reads the PF's message in one read of
-the buffer without the lock (as Linux's ixgbevf does since its mailbox rework: the
-PF writes no new message before the VF's ACK) and writes ACK. Requests from a VF are
+releases the lock and interrupts the receiver. The receiver reads the message in
+one read of the buffer without the lock (as Linux's ixgbe and ixgbevf do since
+their mailbox rework: the sender writes no new message before the receiver's ACK);
+a VF then writes ACK, the PF takes the lock for its reply and writes ACK with STS
+in one write. Requests from a VF are
 answered by a reply message with the same opcode and ACK or NACK set; a NACK
 carries one payload dword, an :class:`MbxError` code.
 """

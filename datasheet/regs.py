@@ -220,6 +220,23 @@ PF_IMR = Register(
     ),
 )
 
+PF_ICR = Register(
+    "PF_ICR",
+    0x01FC,
+    Access.W1C,
+    "Causes of the PF's misc vector: LSC and FN_ERR latched when the event happens whatever PF_IMR "
+    "says, write 1 to clear; VFERR says whether PF_VFERR needs reading. It sits just before "
+    "PF_MBX_REQ, PF_MBX_ACK and PF_VFLRE, so one read takes it with them (as igb reads its ICR "
+    "and ixgbe its EICR before the mailbox and VFLR summaries).",
+    write_mask=0x00000018,
+    scope=Scope.PF,
+    fields=(
+        Field("LSC", 3, 1, "the uplink went up or down: STATUS.LINK_UP tells which (PF_IMR.LSC's bit)"),
+        Field("FN_ERR", 4, 1, "the PF itself entered the error state (STATUS.FN_ERR); a VF's shows in VFERR"),
+        Field("VFERR", 5, 1, "RO: some bit of PF_VFERR is set (a VF entered the error state); clears with them"),
+    ),
+)
+
 # -- VF live migration engine (datasheet.migration), driven by the PF ---------------------------
 PF_MIG_ADDR_LO = Register(
     "PF_MIG_ADDR_LO",
@@ -638,6 +655,7 @@ REGISTERS: tuple[Register, ...] = (
     PF_NUM_VFS,
     PF_CTRL_EXT,
     PF_IMR,
+    PF_ICR,
     PF_MIG_ADDR_LO,
     PF_MIG_ADDR_HI,
     PF_MIG_LEN,

@@ -64,6 +64,8 @@ FC_DLLPS = {
 }
 #: a timer interval past any simulation (2**62 ps is 53 days)
 FOREVER_STEPS = 1 << 62
+#: flight timers a port keeps, by length (:meth:`SleepingSimPort.flight`)
+WIRE_TIMERS = 64
 
 
 def fc_init_of(port: Port) -> list[list[int]]:
@@ -101,6 +103,8 @@ class LatencyTimer:
         self.fire = fire
         self.running = False
         self.started = Event()
+        self._timer: Timer | None = None  # the last run's, awaited again while its length holds
+        self._timer_steps = 0
         self.task = cocotb.start_soon(self._run())
 
     def start(self) -> None:
@@ -119,9 +123,16 @@ class LatencyTimer:
         while True:
             await self.started.wait()
             self.started.clear()
-            await Timer(max(self.steps(), 1), "step")
+            await self._timer_of(max(self.steps(), 1))
             self.running = False
             self.fire()
+
+    def _timer_of(self, steps: int) -> Timer:
+        """A ``Timer`` of ``steps`` steps: the last one again if it has that length (a fired
+        ``Timer`` can be awaited again; only this coroutine awaits it)."""
+        if self._timer_steps != steps:
+            self._timer, self._timer_steps = Timer(steps, "step"), steps
+        return self._timer
 
 
 class TransmitQueue:
@@ -393,13 +404,15 @@ class SleepingSimPort(SimPort):
         return timer
 
     def flight(self, steps: int) -> Timer:
-        """The wire's timer of ``steps`` steps: the link delay's (a packet that found the wire
-        empty) is kept and awaited again, any other is a new ``Timer``."""
-        if steps != max(self.link_delay_steps, 1):
-            return Timer(steps, "step")
+        """The wire's timer of ``steps`` steps, kept and awaited again by length (the link
+        delay's: a packet that found the wire empty; shorter ones: what is left of a packet's
+        flight when the one before it arrives, up to :data:`WIRE_TIMERS` lengths); only the
+        wire's coroutine awaits them."""
         timer = self.wire_timers.get(steps)
         if timer is None:
-            timer = self.wire_timers[steps] = Timer(steps, "step")
+            timer = Timer(steps, "step")
+            if len(self.wire_timers) < WIRE_TIMERS:
+                self.wire_timers[steps] = timer
         return timer
 
     async def _run_wire(self) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from cocotbext.pcie.core.region import MemoryTlpRegion
-from cocotbext.pcie.core.tlp import CplStatus, Tlp, TlpAttr, TlpTc, TlpType
+from cocotbext.pcie.core.tlp import CplStatus, TlpAttr, TlpTc, TlpType
 
 from datasheet.pci import read_requests
+
+from .tlp import CheckedTlp
 
 
 class TlpMemoryRegion(MemoryTlpRegion):
@@ -36,7 +38,7 @@ class TlpMemoryRegion(MemoryTlpRegion):
             return await super().read(addr, length, timeout, timeout_unit, attr, tc)
         if not self.func.bus_master_enable:
             raise Exception("Bus mastering not enabled")  # the stock exception
-        req = Tlp()
+        req = CheckedTlp()
         req.fmt_type = TlpType.MEM_READ_64 if addr > 0xFFFFFFFF else TlpType.MEM_READ
         req.requester_id = self.func.pcie_id
         req.attr = attr
@@ -58,3 +60,25 @@ class TlpMemoryRegion(MemoryTlpRegion):
             data.extend(d[offset : offset + cpl.byte_count])
             m += len(d) - offset
         return bytes(data[:length])
+
+    async def write(
+        self, addr: int, data: bytes, timeout: int = 0, timeout_unit: str = "ns", attr: Any = None, tc: Any = None
+    ) -> None:
+        """``MemoryTlpRegion.write``; a write that is one request (not empty, within
+        Max_Payload_Size, no 4 KiB crossing: the stock loop's one turn) is built the same, as a
+        :class:`~fabric.tlp.CheckedTlp`."""
+        attr = TlpAttr(0) if attr is None else attr
+        tc = TlpTc.TC0 if tc is None else tc
+        limit = min((128 << self.cfg.max_payload_size) - addr % 4, 0x1000 - (addr & 0xFFF))
+        if not 0 < len(data) <= limit:
+            await super().write(addr, data, timeout, timeout_unit, attr, tc)
+            return
+        if not self.func.bus_master_enable:
+            raise Exception("Bus mastering not enabled")  # the stock exception
+        req = CheckedTlp()
+        req.fmt_type = TlpType.MEM_WRITE_64 if addr > 0xFFFFFFFF else TlpType.MEM_WRITE
+        req.requester_id = self.func.pcie_id
+        req.attr = attr
+        req.tc = tc
+        req.set_addr_be_data(addr, data)
+        await self.func.perform_posted_operation(req)

@@ -12,6 +12,7 @@ a link port hands up every TLP it receives as one (:class:`fabric.link.SleepingS
 from __future__ import annotations
 
 from cocotbext.pcie.core.tlp import FcType, Tlp, TlpFmt, TlpType, tlp_type_fc_type_mapping
+from cocotbext.pcie.core.utils import PcieId
 
 #: each TlpType by its (fmt, type) value
 TLP_TYPES = {t.value: t for t in TlpType}
@@ -47,10 +48,39 @@ RESERVED_LENGTH = frozenset(
 
 #: what ``Tlp(tlp)`` copies as it is (``th`` it does not copy: the copy's is False)
 COPIED = tuple(name for name in vars(Tlp()) if name not in ("th", "data", "release_fc_cb", "ingress_port"))
+#: the fields of a new ``Tlp()`` but its data (the IDs are immutable ``PcieId`` tuples, shared)
+NEW_FIELDS = {name: value for name, value in vars(Tlp()).items() if name != "data"}
 
 
 class CheckedTlp(Tlp):
     """A ``Tlp`` with table look-ups for its type, flow-control class and checks."""
+
+    def __init__(self, tlp: Tlp | None = None):
+        """``Tlp(tlp)``; a new one (``tlp`` None) takes a new Tlp's fields at once, without
+        running the ID properties' ``PcieId`` constructors for its two zero IDs."""
+        if tlp is not None:
+            super().__init__(tlp)
+            return
+        self.__dict__.update(NEW_FIELDS)
+        self.data = bytearray()
+
+    @property
+    def requester_id(self) -> PcieId:
+        return self._requester_id
+
+    @requester_id.setter
+    def requester_id(self, val: PcieId | tuple[int, int, int]) -> None:
+        """As ``Tlp``'s setter; a ``PcieId`` is kept as it is (an immutable tuple: ``PcieId(val)``
+        would build an equal one)."""
+        self._requester_id = val if type(val) is PcieId else PcieId(val)
+
+    @property
+    def completer_id(self) -> PcieId:
+        return self._completer_id
+
+    @completer_id.setter
+    def completer_id(self, val: PcieId | tuple[int, int, int]) -> None:
+        self._completer_id = val if type(val) is PcieId else PcieId(val)
 
     @classmethod
     def copy_of(cls, tlp: Tlp) -> CheckedTlp:

@@ -280,6 +280,13 @@ class PfDriver:
         vf.link_state = state
         self._notify_link(vf)
 
+    def check_link(self, status: int) -> None:
+        """Follow the uplink as STATUS shows it (read on PF_ICR.LSC, and when the mailbox service
+        (re)starts: a reset clears PF_ICR, and with it a change not yet seen)."""
+        up = bool(regs.STATUS.field("LINK_UP").get(status))
+        if up != self.link_up:
+            self.set_link(up, self.link_speed)
+
     def set_link(self, up: bool, speed_mbps: int = device.UPLINK_SPEED_MBPS) -> None:
         """The uplink changed: tell every VF whose link state follows it."""
         self.link_up, self.link_speed = up, speed_mbps

@@ -1,7 +1,8 @@
 """PF side of the mailbox: interrupt-driven service of every VF's requests.
 
 One service coroutine wakes on the PF's mailbox MSI-X vector (with a poll as a watchdog,
-slower while no conversation is open), reads the REQ/ACK/VFLR summary bits, and serves
+slower while no conversation is open), reads the PF's interrupt causes (PF_ICR: link change,
+PF error) with the REQ/ACK/VFLR/error summary bits in one read, and serves
 requesting VFs round-robin, one message per VF per round, under a per-VF token-bucket rate
 limit: a flooding VF gets NACK RATE_LIMITED and never delays another VF by more
 than one message. Notifications to a VF (LINK_STATUS) are sent only when that
@@ -47,14 +48,17 @@ SERVICE_POLL_NS = 1_000_000
 #: ... and this often when none is (every event the service handles also raises the PF's
 #: vector; Linux ixgbe's service timer runs every 2 s)
 SERVICE_IDLE_POLL_NS = 10_000_000
-#: the per-VF event summaries a service round reads, in the order it handles them; they
-#: are contiguous in BAR0, so one read fetches them all, and write 1 to clear, so one write
-#: clears what the read took
-SUMMARIES = (regs.PF_VFLRE, regs.PF_VFERR, regs.PF_MBX_ACK, regs.PF_MBX_REQ)
-SUMMARY_FIRST = min(SUMMARIES, key=lambda r: r.offset)
-SUMMARY_LAST = max(SUMMARIES, key=lambda r: r.offset)
-assert SUMMARY_LAST.end - SUMMARY_FIRST.offset == sum(r.end - r.offset for r in SUMMARIES), "summaries not contiguous"
-assert all(r.access is regs.Access.W1C for r in SUMMARIES), "summaries not write-1-to-clear"
+#: what a service round reads in one access: the PF's interrupt causes (PF_ICR) and the per-VF
+#: event summaries after them (igb reads its ICR, then the mailbox and VFLR summaries); PF_VFERR,
+#: after those, only when PF_ICR.VFERR says a VF entered the error state. All write 1 to clear,
+#: so one write clears what a read took
+SUMMARIES = (regs.PF_MBX_REQ, regs.PF_MBX_ACK, regs.PF_VFLRE)
+BLOCK = (regs.PF_ICR, *SUMMARIES)
+assert all(a.end == b.offset for a, b in zip(BLOCK, (*BLOCK[1:], regs.PF_VFERR))), "summaries not contiguous"
+assert all(r.access is regs.Access.W1C for r in (*BLOCK, regs.PF_VFERR)), "summaries not write-1-to-clear"
+ICR_LSC = regs.PF_ICR.field("LSC").mask
+ICR_FN_ERR = regs.PF_ICR.field("FN_ERR").mask
+ICR_VFERR = regs.PF_ICR.field("VFERR").mask
 
 
 def set_bits(bits: int) -> Iterator[int]:
@@ -98,6 +102,7 @@ class PfMailbox:
         self._imr = IMR_NO_ACK
         await self.drv.write_reg(regs.PF_IMR, self._imr)
         await self.drv.write_reg(regs.PF_CTRL_EXT, regs.PF_CTRL_EXT.field("PFRSTD").mask)
+        self.drv.check_link(await self.drv.read_reg(regs.STATUS))  # PF_ICR.LSC shows later changes
 
     def stop(self) -> None:
         if self._task is not None:
@@ -140,40 +145,40 @@ class PfMailbox:
             except Exception:  # a VF that vanished mid-message must not kill the service
                 self.log.exception("mailbox service round failed")
 
-    async def _summaries(self, words: int) -> list[int]:
-        """The first ``words`` dwords of each summary, as one bitmap per summary (bit n: VF n),
-        sampled together in one read; what was taken is cleared together in one write (write 1
-        to clear: :meth:`PfDriver.clear_block`)."""
-        block = await self.drv.read_block(SUMMARY_FIRST, SUMMARY_LAST)
-        out, taken = [], {}
-        for reg in SUMMARIES:
-            bits = 0
-            for i in range(words):
-                value = block[reg.at(i)]
-                if value:
-                    taken[reg.at(i)] = value
-                bits |= value << (32 * i)
-            out.append(bits)
+    async def _summaries(self, words: int) -> tuple[int, int, int, int, int]:
+        """PF_ICR and the first ``words`` dwords of each per-VF summary, as one bitmap each (bit
+        n: VF n): (PF_ICR, VFLR, errors, ACKs, requests). The block is sampled in one read and
+        what it took cleared in one write (write 1 to clear: :meth:`PfDriver.clear_block`);
+        PF_VFERR likewise, read only when PF_ICR.VFERR is set. A PF error leaves everything set:
+        the PF reset it calls for clears the PF's registers."""
+        block = await self.drv.read_block(BLOCK[0], BLOCK[-1])
+        icr = block[regs.PF_ICR.offset]
+        if icr & ICR_FN_ERR:
+            return icr, 0, 0, 0, 0
+        taken = {regs.PF_ICR.offset: icr & ICR_LSC} if icr & ICR_LSC else {}
+        reqs, acks, vflr = (_bitmap(block, reg, words, taken) for reg in SUMMARIES)
         if taken:
             await self.drv.clear_block(taken)
-        return out
+        errors = 0
+        if icr & ICR_VFERR and words:
+            taken = {}
+            errors = _bitmap(await self.drv.read_block(regs.PF_VFERR, regs.PF_VFERR), regs.PF_VFERR, words, taken)
+            if taken:
+                await self.drv.clear_block(taken)
+        return icr, vflr, errors, acks, reqs
 
     async def service_once(self) -> None:
         vfs = self.vfs
         words = (len(vfs) + 31) // 32
         self.rounds += 1
-        status = await self.drv.read_reg(regs.STATUS)
-        if regs.STATUS.field("FN_ERR").get(status):
+        icr, vflr, errors, acks, reqs = await self._summaries(words)
+        if icr & ICR_FN_ERR:
             await self.drv.pf_error_event()
             return
-        link_up = bool(regs.STATUS.field("LINK_UP").get(status))
-        if link_up != self.drv.link_up:
-            self.drv.set_link(link_up, self.drv.link_speed)
-        if not words:
-            return
-        vflr, errors, acks, reqs = await self._summaries(words)
-        if vfs is not self.vfs:
-            return  # SR-IOV reconfigured meanwhile
+        if icr & ICR_LSC:
+            self.drv.check_link(await self.drv.read_reg(regs.STATUS))
+        if vfs is not self.vfs or not words:
+            return  # no VFs, or SR-IOV reconfigured meanwhile
         now = get_sim_time("ns")
         for vf in self._flagged(vfs, vflr | errors | acks, self._open_vfs()):
             bit = 1 << vf.index
@@ -239,11 +244,9 @@ class PfMailbox:
         return True
 
     async def _serve_request(self, vf: VfInfo) -> None:
-        """Take the VF's message and answer it, holding the buffer throughout: the reply and
-        the acknowledgement of the request go out in one write (:meth:`_reply`)."""
+        """Read the VF's message and answer it: the reply and the acknowledgement of the request
+        go out in one write (:meth:`_reply`)."""
         words = await self._receive(vf.index)
-        if words is None:
-            return
         try:
             vf.received += 1
             msg = Message.decode(words)
@@ -258,7 +261,7 @@ class PfMailbox:
                 vf.nacked += 1
                 reply = Message(msg.opcode, [MbxError.RATE_LIMITED], nack=True)
         except Exception:
-            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, buffer released
+            await self.drv.write_reg(regs.PF_MAILBOX, ACK, vf.index)  # acknowledged, without a reply
             raise
         if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
@@ -289,22 +292,21 @@ class PfMailbox:
                 return False
             await Timer(mbx.MBX_LOCK_RETRY_NS, "ns")
 
-    async def _receive(self, n: int) -> list[int] | None:
-        """Take the lock and read the VF's message; the lock stays held (igb's
-        ``read_mbx(..., unlock=false)``) until the reply acknowledges it."""
-        if not await self._lock(n):
-            return None
-        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)  # the whole buffer
+    async def _receive(self, n: int) -> list[int]:
+        """Read VF ``n``'s message: the whole buffer in one read, without the lock (Linux's
+        ``ixgbe_read_mbx_pf`` since its mailbox rework; the read that locks is its ``_legacy``
+        one). The VF rang REQ, which released the buffer, and writes no other message before
+        the PF's ACK; one read takes the buffer as it is."""
+        buffer = await self.drv.read_regs(regs.PF_MBMEM, mbx.MBX_DWORDS, n * mbx.MBX_DWORDS)
         length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         return buffer[: 1 + length]
 
     async def _reply(self, vf: VfInfo, msg: Message) -> bool:
-        """Answer the request :meth:`_receive` took: the reply in the buffer, then ACK and STS in
-        one write (PFACK and PFSTS, which releases the lock). The lock is checked first: a VF
-        reset meanwhile (VFLR) cleared the mailbox and with it the lock, which is then taken
-        again, and the reply to the request that reset orphaned goes out as any message."""
-        if not await self.drv.read_reg(regs.PF_MAILBOX, vf.index) & PFU:
-            return await self._send(vf, msg)
+        """Answer the request :meth:`_receive` read: take the lock, then the reply in the buffer
+        and ACK and STS in one write (PFACK and PFSTS, which releases the lock), as
+        ``ixgbe_write_mbx_pf`` takes it for any message."""
+        if not await self._lock(vf.index):
+            return False
         return await self._post(vf, msg, ACK | STS)
 
     async def _send(self, vf: VfInfo, msg: Message) -> bool:
@@ -328,6 +330,18 @@ class PfMailbox:
         vf.pending_notifications.append(msg)
         self._open |= 1 << vf.index
         self.wake.set()
+
+
+def _bitmap(block: dict[int, int], reg: regs.Register, words: int, taken: dict[int, int]) -> int:
+    """The first ``words`` dwords of summary ``reg`` in ``block`` (BAR0 offset -> value) as one
+    bitmap (bit n: VF n); the dwords with bits set are added to ``taken``, to be cleared."""
+    bits = 0
+    for i in range(words):
+        value = block[reg.at(i)]
+        if value:
+            taken[reg.at(i)] = value
+        bits |= value << (32 * i)
+    return bits
 
 
 def _name(opcode: int) -> str:

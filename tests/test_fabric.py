@@ -11,6 +11,7 @@ import itertools
 import random
 
 import pytest
+from cocotbext.pcie.core.region import MemoryTlpRegion
 from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
@@ -83,6 +84,41 @@ def test_a_root_complex_read_takes_the_one_request_path_only_when_cocotbext_send
         length = rng.choice([1, 2, 3, 4, 60, 64, 125, 128, 512, 4096, rng.randrange(1, 5000)])
         one = len(tlp_reads(addr, length, 128 << mrrs_code)) == 1
         assert region.one_request(addr, length) == one, (addr, length)
+
+
+@pytest.mark.parametrize("mps_code", [0, 1, 2])
+def test_a_root_complex_write_sends_the_tlps_cocotbext_sends(mps_code):
+    """``TlpMemoryRegion.write`` sends what cocotbext-pcie's ``MemoryTlpRegion.write`` sends,
+    field for field (empty writes, writes past Max_Payload_Size or across 4 KiB included); a
+    write that is one request is built as a ``CheckedTlp``, the rest take the stock path."""
+
+    class Host:  # what a region writes through: Max_Payload_Size, bus mastering, the sender
+        max_payload_size = mps_code
+        bus_master_enable = True
+        pcie_id = PcieId(0, 0, 0)
+
+        def __init__(self):
+            self.sent = []
+
+        async def perform_posted_operation(self, tlp):
+            self.sent.append(tlp)
+
+    ours, stock = Host(), Host()
+    region, reference = TlpMemoryRegion(ours), MemoryTlpRegion(stock)
+    rng = random.Random(mps_code)
+    for _ in range(2000):
+        addr = rng.choice([0, 3, 0x7F, 0xFFD, PAGE - 1, 1 << 32]) + rng.randrange(1 << 20)
+        data = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 3, 4, 8, 64, 128, 200, 1514, 4100])))
+        ours.sent.clear()
+        stock.sent.clear()
+        run_sync(region.write(addr, data))
+        run_sync(reference.write(addr, data))
+        assert [vars(t) for t in ours.sent] == [vars(t) for t in stock.sent], (addr, len(data))
+        one = len(stock.sent) == 1 and len(data) > 0
+        assert all(type(t) is (CheckedTlp if one else Tlp) for t in ours.sent), (addr, len(data))
+    ours.bus_master_enable = False
+    with pytest.raises(Exception, match="Bus mastering not enabled"):
+        run_sync(region.write(0x1000, b"1234"))
 
 
 @pytest.mark.parametrize("mps", [128, 256, 512])

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 #: how long probe waits for RSTD (the PF may still be initialising)
 RESET_WAIT_NS = 20_000_000
+#: NIC_ID, VERSION and FUNC_INFO are contiguous: the probe reads them in one access (``memcpy_fromio``)
+ID_DWORDS = (regs.FUNC_INFO.end - regs.NIC_ID.offset) // 4
+FUNC_INFO_AT = (regs.FUNC_INFO.offset - regs.NIC_ID.offset) // 4
 
 
 class VfError(Exception):
@@ -67,10 +70,10 @@ class VfDriver:
         pcicore.pci_bind_driver(dev, self)
         await dev.set_master()
         self.bar0 = dev.bar_window[device.REG_BAR]
-        nic_id = await self.read_reg(regs.NIC_ID)
+        ids = await self.read_regs(regs.NIC_ID, ID_DWORDS)
+        nic_id, info = ids[0], ids[FUNC_INFO_AT]
         if nic_id != device.NIC_ID_MAGIC:
             raise pcicore.PciError(f"{dev.pcie_id}: NIC_ID reads {nic_id:#x}")
-        info = await self.read_reg(regs.FUNC_INFO)
         if not regs.FUNC_INFO.field("IS_VF").get(info):
             raise pcicore.PciError(f"{dev.pcie_id}: FUNC_INFO says this is not a VF")
         self.vf_index = regs.FUNC_INFO.field("VF_INDEX").get(info)
@@ -113,8 +116,8 @@ class VfDriver:
         await self.bar0.write(reg.at(index), b"".join(v.to_bytes(4, "little") for v in values))
 
     async def read_regs(self, reg: regs.Register, count: int, index: int = 0) -> list[int]:
-        """``count`` elements from ``index`` of array ``reg`` in one MMIO read; all ones if the
-        read fails, as one register's would."""
+        """``count`` dwords from element ``index`` of ``reg`` on (its elements, or the registers
+        that follow it) in one MMIO read; all ones if the read fails, as one register's would."""
         try:
             data = await self.bar0.read(reg.at(index), 4 * count)
         except Exception:  # noqa: BLE001 -- cocotbext raises on a UR completion

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from model.pcie.vf import VirtualFunction
 
 IMR = {f.name: f.mask for f in regs.PF_IMR.fields}
+ICR = regs.PF_ICR.masks
 DEFQ = regs.SW_FN_CTRL.field("DEFQ")
 PVLAN_EN = regs.SW_FN_CTRL.field("PVLAN_EN")
 TX_DROPS = regs.by_name("STAT_TX_DROPS")
@@ -87,6 +88,8 @@ class DeviceCore:
             log=self.log,
         )
         self.vferr = SummaryBits(pf_regs, regs.PF_VFERR)
+        self.icr = 0  # PF_ICR's latched causes (LSC, FN_ERR)
+        pf_regs.bind(regs.PF_ICR, self._icr_read, self._icr_write)
         pf_regs.bind(regs.PF_VF_STATS, self._vf_stat, None)
         pf_regs.bind(regs.PF_VFRTRIG, lambda i: 0, self._vf_reset_trigger)
         self.corrupt_next: dict[int, tuple[int, Injection]] = {}  # injection point: fn -> (byte offset, Injection)
@@ -144,11 +147,25 @@ class DeviceCore:
         if self.pf.regs.get(regs.PF_IMR) & IMR[cause]:
             self.pf.msix.signal(device.PF_MBX_VECTOR)
 
+    def _pf_cause(self, cause: str) -> None:
+        """Latch ``cause`` (a PF_ICR field) whatever PF_IMR says, then raise the misc vector for it."""
+        self.icr |= ICR[cause]
+        self.pf_interrupt(cause)
+
+    def _icr_read(self, _index: int) -> int:
+        return self.icr | (ICR["VFERR"] if self.vferr.bits else 0)
+
+    def _icr_write(self, _index: int, value: int, byte_mask: int) -> None:
+        self.icr &= ~(value & byte_mask & regs.PF_ICR.write_mask)
+
     def _function_error(self, function: FunctionSlice) -> None:
-        """A function entered the error state: a VF's goes to PF_VFERR; the PF is interrupted."""
+        """A function entered the error state: a VF's goes to PF_VFERR, the PF's own to
+        PF_ICR.FN_ERR; the PF is interrupted."""
         if function.is_vf:
             self.vferr.set(function.index)
-        self.pf_interrupt("FN_ERR")
+            self.pf_interrupt("FN_ERR")
+        else:
+            self._pf_cause("FN_ERR")
 
     def _function_reset(self, function: FunctionSlice, kind: str) -> None:
         """A function finished a software reset or FLR: the device-level consequences."""
@@ -156,6 +173,7 @@ class DeviceCore:
             self.mailbox.vf_reset(function)
             self.migration.vf_reset(function.index)
         else:
+            self.icr = 0
             self.pf.regs.set(regs.PF_NUM_VFS, len(self.vfs))
             self.mailbox.pf_reset()
             self.switch.invalidate()  # the SW_* registers went back to reset values
@@ -219,4 +237,4 @@ class DeviceCore:
     def _link_changed(self, up: bool) -> None:
         for function in (self.pf, *self.vfs):
             function.show_link(up)
-        self.pf_interrupt("LSC")
+        self._pf_cause("LSC")

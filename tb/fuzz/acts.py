@@ -29,6 +29,10 @@ from tb.uvm import offload_reference as offref
 SETTLE_NS = 20_000
 PARTNER = bytes.fromhex("00163e000001")
 VF_BAR0 = regs.element_offsets(is_vf=True)  # implemented dword -> register name
+#: offsets of the PF's own registers (PF_ICR, PF_IMR, PF_VFRTRIG ...) inside a VF's BAR0 span,
+#: where a VF implements nothing
+PF_BAR0 = regs.element_offsets(is_vf=False)
+PF_AIMED = tuple(sorted(off for off in PF_BAR0 if off not in VF_BAR0 and off < device.VF_REG_BAR_SIZE))
 ERR_FLAGS = {f.name: f.mask for f in regs.ERR_STATUS.fields}
 COMPLETER_ABORT = "completer_abort"
 FEATURE_NAMES = ("rx-checksum", "tx-checksum", "tso", "rxhash", "rxvlan", "txvlan")
@@ -128,7 +132,27 @@ class Attacker:
         acts = []
         for _ in range(self.rng.randint(6, 14)):
             acts.append(await self._mmio_once())
+        acts.append(await self._pf_register_once())
         return acts
+
+    async def _pf_register_once(self) -> Act:
+        """A read, or a write of all ones, at the offset of one of the PF's registers in its own
+        BAR0 (PF_ICR, the PF's interrupt causes, half the time): a VF has nothing there, so
+        UNIMPL, and the PF sees no cause of its own (its driver does not reset the PF)."""
+        rng, vf, pf = self.rng, self.vf, self.w.system.pf
+        offset = regs.PF_ICR.offset if rng.random() < 0.5 else rng.choice(PF_AIMED)
+        write = rng.random() < 0.5
+        await vf.write_reg(regs.ERR_STATUS, 0xFFFFFFFF)
+        pf_errors = pf.errors
+        window = vf.pdev.bar_window[device.REG_BAR]
+        if write:
+            await window.write_dword(offset, 0xFFFFFFFF)
+        else:
+            await window.read_dword(offset)
+        await self._settle(2_000)
+        unimpl = bool(await vf.read_reg(regs.ERR_STATUS) & ERR_FLAGS["UNIMPL"])
+        detail = f"{'write' if write else 'read'} at BAR0+{offset:#x} (the PF's {PF_BAR0[offset]})"
+        return Act("mmio", "pf_register", True, unimpl and pf.errors == pf_errors, detail)
 
     async def _mmio_once(self) -> Act:
         rng, vf = self.rng, self.vf
@@ -384,19 +408,29 @@ class Attacker:
         return [Act("mailbox_flood", "flood", True, info.rate_limited > limited)]
 
     async def lock_hog(self) -> list[Act]:
-        """Takes the buffer lock and keeps it while the PF needs the buffer."""
+        """Takes the buffer lock and keeps it while the PF needs the buffer: for a notification,
+        then right after ringing REQ, while the PF answers (it reads a request without the lock
+        and takes the lock for its reply)."""
         w, vf = self.w, self.vf
+        vfu = regs.VF_MAILBOX.field("VFU").mask
         info = w.system.pf.vf_info(vf.vf_index)
         hogs = info.lock_hogs
-        await vf.write_reg(regs.VF_MAILBOX, regs.VF_MAILBOX.field("VFU").mask)
+        await vf.write_reg(regs.VF_MAILBOX, vfu)
         w.system.pf.set_vf_link_state(vf.vf_index, self.rng.choice([LinkState.DISABLE, LinkState.ENABLE]))
         await self._settle(mbx.MBX_LOCK_HOLD_NS + 50_000)
         w.system.pf.set_vf_link_state(vf.vf_index, LinkState.AUTO)
-        return [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
+        acts = [Act("lock_hog", "hold_vfu", True, info.lock_hogs > hogs)]
+        await self._settle(mbx.MBX_LOCK_HOLD_NS)  # the notification it held up goes out
+        hogs, received = info.lock_hogs, info.received
+        await self._raw_message([mbx.HDR_OPCODE.put(0, Opcode.GET_QUEUES)])
+        await vf.write_reg(regs.VF_MAILBOX, vfu)  # at once, before the PF answers
+        await self._settle(mbx.MBX_LOCK_HOLD_NS + 50_000)
+        acts.append(Act("lock_hog", "hold_vfu_after_req", True, info.lock_hogs > hogs and info.received > received))
+        return acts
 
     async def flr_storm(self) -> list[Act]:
         """Function Level Resets and software resets back to back, with traffic of its own; some
-        FLRs right after a mailbox request, while the PF holds the buffer to answer it."""
+        FLRs right after a mailbox request, while the PF answers it."""
         rng, vf, acts = self.rng, self.vf, []
         exp = await pcicore.find_capability(vf.pdev, pci.PCI_CAP_ID_EXP)
         for _ in range(rng.randint(2, 5)):

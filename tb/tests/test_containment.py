@@ -324,8 +324,8 @@ async def pf_takes_back_a_mailbox_a_vf_holds_forever(dut):
 @cocotb.test()
 async def engine_fault_is_contained_and_the_pf_resets_the_vf(dut):
     """An unexpected exception inside VF 0's DMA engine turn: VF 0 alone enters the error state
-    (FunctionError event with its RID, PF_VFERR, the PF's interrupt); the PF driver logs and counts
-    it and resets the VF; its driver recovers and its traffic flows again. Under an MDD policy
+    (FunctionError event with its RID, PF_VFERR and PF_ICR.VFERR, the PF's interrupt); the PF
+    driver logs and counts it and resets the VF; its driver recovers and its traffic flows again. Under an MDD policy
     that disables a VF after two events, the second leaves it disabled until the PF re-admits it."""
     sys_, vfs = await up(dut)
     victim = vfs[0]
@@ -360,18 +360,21 @@ async def engine_fault_is_contained_and_the_pf_resets_the_vf(dut):
     await sys_.pf.reset_vf(0)
     await expect_within(lambda: victim.resets > resets and victim.ready)
     assert sys_.pf.vf_info(0).state is VfState.CONFIGURED
+    assert sys_.pf.errors == 0  # a VF's errors never showed as the PF's own (PF_ICR.FN_ERR)
+    assert not regs.PF_ICR.field("VFERR").get(await sys_.pf.read_reg(regs.PF_ICR))  # all taken
 
 
 @cocotb.test()
 async def pf_engine_fault_resets_the_pf_only(dut):
-    """The PF's own engine faults: the PF driver sees STATUS.FN_ERR, resets the PF and rebuilds
-    its port; the VFs see RSTI/RSTD and recover."""
+    """The PF's own engine faults: the PF driver sees PF_ICR.FN_ERR, resets the PF and rebuilds
+    its port; the VFs see RSTI/RSTD and recover, and the reset cleared PF_ICR."""
     sys_, vfs = await up(dut, num_vfs=2, open_pf=True)
     sys_.nic.inject.engine_fault(device.PF_PORT)
     assert await sys_.pf.netdev.start_xmit(frame(sys_.pf.mac, vfs[0].mac, 9))
     await expect_within(lambda: sys_.pf.errors == 1 and all(vf.ready for vf in vfs), step_ns=1_000)
     await expect_within(lambda: sys_.pf.netdev.is_open and all(vf.resets for vf in vfs))
     assert not regs.STATUS.field("FN_ERR").get(await sys_.pf.read_reg(regs.STATUS))
+    assert not regs.PF_ICR.field("FN_ERR").get(await sys_.pf.read_reg(regs.PF_ICR))
     pkt = frame(sys_.pf.mac, vfs[0].mac, 10)
     assert await sys_.pf.netdev.start_xmit(pkt)
     assert await recv(vfs[0].netdev) == pkt

@@ -179,9 +179,10 @@ async def buffer_ownership_enforced(dut):
 
 @cocotb.test()
 async def reply_acknowledges_and_posts_in_one_write(dut):
-    """The PF driver answers a request holding the buffer from read to reply, then writes ACK
-    and STS together: the VF sees PFACK and PFSTS in one read, from one interrupt, and the
-    write released the buffer. The test plays the PF (no PF driver bound)."""
+    """The PF driver reads a request without the lock, takes the buffer for its reply (the VF
+    cannot take it meanwhile), then writes ACK and STS together: the VF sees PFACK and PFSTS in
+    one read, from one interrupt, and the write released the buffer. The test plays the PF (no
+    PF driver bound)."""
     system = await build_system(dut, total_vfs=8, bind_drivers=False)
     pf = system.pf_dev
     await pf.enable_device()
@@ -202,9 +203,9 @@ async def reply_acknowledges_and_posts_in_one_write(dut):
     await vf_bar.write(regs.VF_MBMEM.offset, b"".join(w.to_bytes(4, "little") for w in request))
     await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["REQ"])
     assert await pf_bar.read_dword(regs.PF_MBX_REQ.offset) == 1
+    assert await pf_bar.read_dword(regs.PF_MBMEM.at(0)) == request[0]  # no lock taken
     await pf_bar.write_dword(regs.PF_MAILBOX.at(0), PF["PFU"])
     assert await pf_bar.read_dword(regs.PF_MAILBOX.at(0)) == PF["PFU"]
-    assert await pf_bar.read_dword(regs.PF_MBMEM.at(0)) == request[0]
     await vf_bar.write_dword(regs.VF_MAILBOX.offset, VF["VFU"])  # the PF still holds it: refused
     assert await vf_bar.read_dword(regs.VF_MAILBOX.offset) == VF["PFU"] | VF["RSTI"]
     assert not fired  # taking the request raised nothing
@@ -309,15 +310,59 @@ async def summaries_cleared_in_one_write(dut):
 
 
 @cocotb.test()
-async def flr_while_the_pf_holds_the_buffer(dut):
-    """A VF FLR that lands while the PF driver handles that VF's request (between taking the
-    buffer and checking it still holds it before replying) clears the mailbox and its lock: the
-    PF finds its lock gone, takes it again and posts the reply as any message (STS without ACK),
-    writing no buffer it does not hold; its service carries on, the VF probes again, the other
-    VF is undisturbed. The FLR is swept over the PF's handling from the moment it clears the
-    VF's REQ bit, and must land in that window at least once. (One landing between the PF's
-    check and its writes is refused and flagged as for any unheld write: no driver can check
-    and write in one request.) A race in simulated time: TLP fabric."""
+async def pf_icr_read_with_the_summaries(dut):
+    """PF_ICR records the PF's own interrupt causes (link change, PF error) whatever PF_IMR says,
+    and sits just before the per-VF summaries: one read returns it with a VF's REQ, one write 1
+    clears it, a masked cause raises no interrupt and an enabled one does, a PF reset clears it,
+    and a VF cannot reach it (its BAR0 has nothing there). (VFERR, set while a VF is in the error
+    state: ``engine_fault_is_contained_and_the_pf_resets_the_vf``.) The test plays the PF."""
+    system = await build_system(dut, total_vfs=8, bind_drivers=False)
+    pf = system.pf_dev
+    await pf.enable_device()
+    await pf.set_master()
+    await pcicore.pci_alloc_irq_vectors(pf, 1, device.PF_MSIX_VECTORS)
+    vfs = await pcicore.pci_enable_sriov(pf, 2)
+    pf_bar, vf_bar = pf.bar_window[device.REG_BAR], vfs[1].bar_window[device.REG_BAR]
+    LSC, FN_ERR = (regs.PF_ICR.field(name).mask for name in ("LSC", "FN_ERR"))
+    first, end = regs.PF_ICR.offset, regs.PF_VFLRE.end
+    await pf_bar.write_dword(regs.PF_IMR.offset, 0)
+    await pf_bar.write_dword(regs.PF_ICR.offset, 0xFFFFFFFF)  # whatever came before
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0  # (the read flushes the writes)
+    await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=1)
+    system.nic.uplink.set_link(False)
+    await vf_bar.write_dword(regs.VF_MAILBOX.offset, regs.VF_MAILBOX.field("REQ").mask)
+    data = await pf_bar.read(first, end - first)  # one read: PF_ICR, then the summaries
+    block = {first + k: int.from_bytes(data[k : k + 4], "little") for k in range(0, len(data), 4)}
+    assert block[regs.PF_ICR.offset] == LSC
+    assert block[regs.PF_MBX_REQ.at(0)] == 1 << 1
+    assert not regs.STATUS.field("LINK_UP").get(await pf_bar.read_dword(regs.STATUS.offset))
+    assert not await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=20_000)  # masked
+    await pf_bar.write_dword(regs.PF_ICR.offset, FN_ERR)  # another cause's bit: LSC stays
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == LSC
+    await pf_bar.write_dword(regs.PF_ICR.offset, 0xFFFFFFFF)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0
+    await pf_bar.write_dword(regs.PF_IMR.offset, regs.PF_IMR.field("LSC").mask)
+    assert await pf_bar.read_dword(regs.PF_IMR.offset) == regs.PF_IMR.field("LSC").mask
+    system.nic.uplink.set_link(True)
+    assert await pcicore.wait_for_irq(pf, device.PF_MBX_VECTOR, timeout_ns=100_000)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == LSC
+    await pf_bar.write_dword(regs.CTRL.offset, regs.CTRL.field("RST").mask)
+    assert await pf_bar.read_dword(regs.PF_ICR.offset) == 0  # a PF reset clears it
+    assert await vf_bar.read_dword(regs.PF_ICR.offset) == 0  # not the VF's: unimplemented there
+    assert regs.ERR_STATUS.field("UNIMPL").get(await vf_bar.read_dword(regs.ERR_STATUS.offset))
+    assert not regs.ERR_STATUS.field("UNIMPL").get(await pf_bar.read_dword(regs.ERR_STATUS.offset))
+
+
+@cocotb.test()
+async def flr_while_the_pf_answers_a_request(dut):
+    """A VF FLR that lands while the PF driver handles that VF's request (after reading it,
+    before taking the buffer for its reply) clears the mailbox: the PF takes the buffer of the
+    reset VF for its reply and posts it (ACK and STS), writing no buffer it does not hold; its
+    service carries on, the VF probes again, the other VF is undisturbed. The FLR is swept over
+    the PF's handling from the moment it clears the VF's REQ bit, and must land in that window
+    at least once. (One landing between the PF's taking the buffer and its writes is refused and
+    flagged as for any unheld write: no driver can take the lock and write in one request.) A
+    race in simulated time: TLP fabric."""
     sys_ = await build_system(dut, total_vfs=8, fabric=TLP)
     vfs = await sys_.enable_vfs(2)
     pdev = vfs[0].pdev
@@ -335,7 +380,7 @@ async def flr_while_the_pf_holds_the_buffer(dut):
                 req_cleared.set()
 
     sys_.nic.events.subscribe(ev.MmioWrite, on_pf_write)
-    STS, PFU = (regs.PF_MAILBOX.field(name).mask for name in ("STS", "PFU"))
+    ACK, STS, PFU = (regs.PF_MAILBOX.field(name).mask for name in ("ACK", "STS", "PFU"))
     hits = 0
     for delay_ns in range(0, 600, 40):
         vf = sys_.vfs[0]
@@ -357,14 +402,14 @@ async def flr_while_the_pf_holds_the_buffer(dut):
         await Timer(int(pci.PCI_FLR_DELAY_S * 1e9), "ns")
         assert resets, "the FLR did not reset the VF"
         after = pf_mailbox[resets[0] :]
-        if after[:2] == [PFU, STS]:  # the lock taken again, the reply posted as any message
+        if after[:2] == [PFU, ACK | STS]:  # the lock taken after the reset, the reply posted under it
             hits += 1
             assert not [v for v in violations if v.side == "pf"], f"FLR {delay_ns} ns in: {violations}"
-        violations.clear()  # an FLR between the PF's last check and its write is flagged, as any
+        violations.clear()  # an FLR between the PF's lock and its write is flagged, as any
         await sys_.rebind_vf(0)
         await asking
         assert sys_.vfs[0].ready
-    assert hits, "no FLR landed while the PF held the buffer"
+    assert hits, "no FLR landed while the PF answered the request"
     assert (await vfs[1].request(Opcode.GET_QUEUES)).ack  # the other VF was never disturbed
 
 
