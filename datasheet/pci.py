@@ -304,6 +304,13 @@ PCI_REQUEST_PAGE = 0x1000
 PCI_READ_COMPLETION_BOUNDARY = 128
 
 
+def one_request(addr: int, length: int, max_size: int) -> bool:
+    """Whether a read or write of ``length`` (> 0) bytes at ``addr`` is a single request: it fits
+    ``max_size`` (Max_Read_Request_Size or Max_Payload_Size) from its DWORD and stays within
+    4 KiB, so that :func:`read_requests` and :func:`write_requests` would not cut it."""
+    return 0 < length <= max_size - (addr & 3) and (addr & (PCI_REQUEST_PAGE - 1)) + length <= PCI_REQUEST_PAGE
+
+
 def read_requests(addr: int, length: int, max_read_request: int) -> Iterator[tuple[int, int]]:
     """(address, bytes) of each read request a read of ``length`` bytes at ``addr`` becomes
     (PCIe 6.0 §2.2.7, §2.3.1.1): at most Max_Read_Request_Size (split on the read completion

@@ -230,7 +230,7 @@ class BusMasterRegion(Region):
             raise Exception("Bus mastering not enabled")  # cocotbext-pcie's own exception
         rid = int(func.pcie_id)
         mrrs = 128 << func.pcie_cap.max_read_request_size
-        if 0 < length <= mrrs - (address & 3) and (address & (PAGE - 1)) + length <= PAGE:  # one request
+        if pci.one_request(address, length, mrrs):
             req = MemRequest(rid, address, length)
             status, payload = await self.port.upstream_read(req)
             if status == CplStatus.SC:
@@ -283,7 +283,7 @@ class BusMasterRegion(Region):
         mps = 128 << func.pcie_cap.max_payload_size
         data = bytes(data)
         n = len(data)
-        if 0 < n <= mps - (address & 3) and (address & (PAGE - 1)) + n <= PAGE:  # one request
+        if pci.one_request(address, n, mps):
             await self.port.upstream_write(MemRequest(rid, address, n, data))
             return
         cut = write_requests(address, n, mps)

@@ -257,11 +257,15 @@ class NicFunction(MemoryEndpoint):
         once the requester logged what is its to log (a Completion Timeout, poisoned data)."""
         if not self.bus_master_enable:
             raise RequestFailed(f"read at {addr:#x}: bus mastering disabled")
-        timeout = self.completion_timeout_ns() or 0
-        cut = list(pci.read_requests(addr, length, 128 << self.pcie_cap.max_read_request_size)) if length > 0 else []
+        mrrs = 128 << self.pcie_cap.max_read_request_size
+        if pci.one_request(addr, length, mrrs):
+            cut = [(addr, length)]
+        else:
+            cut = list(pci.read_requests(addr, length, mrrs)) if length > 0 else []
         read_request = getattr(self.mem_address_space, "read_request", None)
         if read_request is not None:  # a RequestSpace (transaction level): no TLPs
-            return await self._read_transactions(read_request, cut, timeout)
+            return await self._read_transactions(read_request, cut)
+        timeout = self.completion_timeout_ns() or 0
         requests = []
         for addr, size in cut:
             req = Tlp()
@@ -272,10 +276,7 @@ class NicFunction(MemoryEndpoint):
         return joined([await self._completed(req, size, await task) for req, size, task in requests])
 
     async def _read_transactions(
-        self,
-        read_request: Callable[[int, int], Awaitable[tuple[CplStatus, bytes, MemoryRequest]]],
-        cut: list,
-        timeout: int,
+        self, read_request: Callable[[int, int], Awaitable[tuple[CplStatus, bytes, MemoryRequest]]], cut: list
     ) -> bytes:
         """:meth:`dma_read` on the transaction-level fabric: each request's completion is
         handed back at once, checked as :meth:`_completed` checks the completion TLPs."""
@@ -283,19 +284,22 @@ class NicFunction(MemoryEndpoint):
         for addr, size in cut:
             status, chunk, req = await read_request(addr, size)
             if req.poisoned or req.delay_ns != 0:
-                results.append(await self._annotated(status, chunk, req, timeout))
+                results.append(await self._annotated(status, chunk, req))
             elif status != CplStatus.SC:
                 results.append((b"", f"read at {req.address:#x}: {CplStatus(status).name} completion"))
+            elif len(cut) == 1:
+                return chunk
             else:
                 results.append((chunk, None))
         return joined(results)
 
-    async def _annotated(
-        self, status: CplStatus, chunk: bytes, req: MemoryRequest, timeout: int
-    ) -> tuple[bytes, str | None]:
+    async def _annotated(self, status: CplStatus, chunk: bytes, req: MemoryRequest) -> tuple[bytes, str | None]:
         """A read whose completion comes late, never, or with poisoned data (§2.8, §2.7.2.2):
         past the Completion Timeout the request fails with a Completion Timeout and a
-        completion that comes later is Unexpected; poisoned data is Poisoned TLP Received."""
+        completion that comes later is Unexpected; poisoned data is Poisoned TLP Received.
+        The timeout is the one programmed when the completion is due (§7.5.3.16 lets a
+        function use the old or the new value for a request already pending)."""
+        timeout = self.completion_timeout_ns() or 0
         late = req.delay_ns
         if late is None or (timeout and late > timeout):
             if not timeout:  # Completion Timeout disabled: the requester waits for ever
