@@ -14,6 +14,7 @@ that spans a read-only register and ERR_STATUS cannot clear its own error (W1C).
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 
 from datasheet import regs
@@ -94,8 +95,10 @@ class RegisterFile:
 
     # -- bus side ------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
-        if length == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
-            return self._read_dword(offset).to_bytes(4, "little")
+        if not (offset | length) & 3:  # whole aligned dwords, as drivers access registers
+            if length == 4:
+                return self._read_dword(offset).to_bytes(4, "little")
+            return struct.pack(f"<{length >> 2}I", *map(self._read_dword, range(offset, offset + length, 4)))
         out = bytearray()
         base = offset & ~3
         for dword in range(base, offset + length, 4):
