@@ -98,7 +98,7 @@ class RegisterFile:
         if not (offset | length) & 3:  # whole aligned dwords, as drivers access registers
             if length == 4:
                 return self._read_dword(offset).to_bytes(4, "little")
-            return struct.pack(f"<{length >> 2}I", *map(self._read_dword, range(offset, offset + length, 4)))
+            return struct.pack(f"<{length >> 2}I", *self._read_dwords(offset, length >> 2))
         out = bytearray()
         base = offset & ~3
         for dword in range(base, offset + length, 4):
@@ -125,6 +125,29 @@ class RegisterFile:
             self._raised = None
             for mask, at in raised:
                 self._record(mask, at)
+
+    def _read_dwords(self, offset: int, n: int) -> list[int]:
+        """The ``n`` dwords from ``offset``, each as :meth:`_read_dword` reads it and in the same
+        order, taking the consecutive elements of a register array at once (a driver reading a
+        mailbox buffer or the per-VF bitmaps in one access)."""
+        out: list[int] = []
+        end = offset + 4 * n
+        while offset < end:
+            hit = self._by_offset.get(offset)
+            if hit is None or hit[0].stride != 4:
+                out.append(self._read_dword(offset))
+                offset += 4
+                continue
+            reg, index = hit
+            take = min(reg.count - index, (end - offset) >> 2)
+            bound = self._bound.get(reg.name)
+            if bound is None:
+                out += self._values[reg.name][index : index + take]
+            else:
+                read = bound[0]
+                out += [read(i) & 0xFFFFFFFF for i in range(index, index + take)]
+            offset += 4 * take
+        return out
 
     def _read_dword(self, offset: int) -> int:
         hit = self._by_offset.get(offset)
