@@ -110,8 +110,12 @@ class RegisterFile:
         pos = 0
         self._raised = raised = []
         try:
-            if len(data) == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
-                self._write_dword(offset, int.from_bytes(data, "little"), 0xFFFFFFFF)
+            if not (offset | len(data)) & 3:  # whole aligned dwords, as drivers access registers
+                if len(data) == 4:
+                    self._write_dword(offset, int.from_bytes(data, "little"), 0xFFFFFFFF)
+                    return
+                for k, value in enumerate(struct.unpack(f"<{len(data) >> 2}I", data)):
+                    self._write_dword(offset + 4 * k, value, 0xFFFFFFFF)
                 return
             while pos < len(data):
                 dword = (offset + pos) & ~3
