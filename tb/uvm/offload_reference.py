@@ -1,9 +1,9 @@
 """The offloads as the documents state them (``docs/datapath.md``, "Offloads"), for the
-scoreboard: written from the datasheet, not from ``model/``. Headers are read and TSO segments
-put together with ``struct`` (the fields the documents name, at their RFC offsets), checksums
-computed by scapy's ``checksum``; checksum insertion and VLAN insertion are scapy's own packet
-work. ``tests/test_offloads.py`` holds the segments and verdicts to scapy's dissection and
-checksum verification.
+scoreboard: written from the datasheet, not from ``model/``. Headers are read, checksums filled,
+TSO segments put together and tags inserted with ``struct`` (the fields the documents name, at
+their RFC offsets; the Internet checksum and pseudo-header of :mod:`tb.uvm.frames`): scapy is
+not imported in the simulator. ``tests/test_offloads.py`` holds verdicts, filled checksums,
+segments and tags to scapy's dissection and checksum verification.
 
 * :func:`toeplitz` -- its own Toeplitz hash (a bit string walked left to right);
 * :func:`rx_predict` -- what a function's receive path must do to a frame (VLAN strip,
@@ -101,16 +101,18 @@ class _Ip:
 
 def _vlan(frame: bytes) -> tuple[bytes, int | None]:
     """(frame without its 802.1Q tag, the TCI) when tagged, else (frame, None)."""
-    if len(frame) < 18 or int.from_bytes(frame[12:14], "big") != ETH_P_8021Q:
+    tci = ETHERTYPE_AT + 2  # the tag: TPID where the EtherType was, then the TCI
+    if len(frame) < tci + TAG_LEN or int.from_bytes(frame[ETHERTYPE_AT:tci], "big") != ETH_P_8021Q:
         return frame, None
-    return frame[:12] + frame[16:], int.from_bytes(frame[14:16], "big")
+    return frame[:ETHERTYPE_AT] + frame[ETHERTYPE_AT + TAG_LEN :], int.from_bytes(frame[tci : tci + 2], "big")
 
 
 def _l3(frame: bytes) -> tuple[int, int]:
     """(EtherType, offset of the L3 header) of a frame, after at most one 802.1Q tag."""
     ethertype = int.from_bytes(frame[ETHERTYPE_AT : ETHERTYPE_AT + 2], "big")
     if ethertype == ETH_P_8021Q:
-        return int.from_bytes(frame[16:18], "big"), ETHERTYPE_AT + 2 + TAG_LEN
+        inner = ETHERTYPE_AT + TAG_LEN
+        return int.from_bytes(frame[inner : inner + 2], "big"), inner + 2
     return ethertype, ETHERTYPE_AT + 2
 
 
