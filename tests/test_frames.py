@@ -12,7 +12,7 @@ from scapy.packet import Raw
 from datasheet.mailbox import mac_str
 from tb.fuzz.victims import MAGIC, tagged
 from tb.uvm import offload_reference as offref
-from tb.uvm.offload_sequences import EXPERIMENTAL_ETHERTYPE, offload_frame, tso_frame
+from tb.uvm.offload_sequences import EXPERIMENTAL_ETHERTYPE, garbage_checksums, offload_frame, tso_frame
 from tb.uvm.sequences import GROUPS, PARTNER_MAC, build_frame
 
 
@@ -130,3 +130,16 @@ def test_tso_frames_match_scapy_byte_for_byte():
             PARTNER_MAC, GROUPS[0], serial, v6, payload, theirs
         )
         assert ours.random() == theirs.random()
+
+
+def test_garbage_checksums_overwrite_the_fields_scapy_names():
+    """What TxChecksumSeq hands the device: its frames with scapy's IP.chksum and TCP/UDP chksum set."""
+    for case in range(200):
+        rng = random.Random(case)
+        kind = rng.choice([offref.IPV4_TCP, offref.IPV4_UDP, offref.IPV6_TCP, offref.IPV6_UDP])
+        frame = offload_frame(kind, PARTNER_MAC, GROUPS[0], case, rng, rng.randint(60, 1400))
+        pkt = Ether(frame)
+        if IP in pkt:
+            pkt[IP].chksum = 0xDEAD
+        pkt[TCP if TCP in pkt else UDP].chksum = 0xBEEF
+        assert garbage_checksums(frame) == bytes(pkt), (kind, case)

@@ -10,7 +10,7 @@ from nic_fakes import CoreRig, bus_write, program
 from scapy.layers.inet import IP, TCP, UDP, in4_chksum
 from scapy.layers.inet6 import IPv6, in6_chksum
 from scapy.layers.l2 import Dot1Q, Ether
-from scapy.packet import Raw
+from scapy.packet import Padding, Raw
 from scapy.utils import checksum as inet_checksum
 
 from datasheet import descriptors as d
@@ -23,6 +23,7 @@ from model.core.offload.config import FnOffloads
 from model.core.switch import PORT_UPLINK
 from netdev.offload import FeatureError, RssConfig, TxOffload, tx_request
 from tb.uvm import offload_reference as ref
+from tb.uvm.offload_sequences import offload_frame
 
 #: "Verifying the RSS Hash Calculation" (Microsoft network driver documentation)
 MS_KEY = bytes.fromhex("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa")
@@ -162,6 +163,52 @@ def test_rx_vlan_strip_reports_the_tag_then_parses_the_inner_frame():
     assert ref.rx_predict(tagged, view(strip=True)).frame == res.frame
     kept = rx.receive(tagged, config(rxcsum=True))  # strip off: the tagged frame is still parsed
     assert kept.frame == tagged and kept.status & d.STATUS_L4CS.mask and not kept.status & d.STATUS_VP.mask
+
+
+def scapy_l4_verdict(frame: bytes) -> str | None:
+    """The transport checksum verdict as scapy dissects and verifies the frame (None: not a
+    TCP/UDP segment it checks: fragments, other protocols, a UDP/IPv4 datagram sent without one)."""
+    pkt = Ether(frame)
+    ip = pkt[IP] if IP in pkt else pkt[IPv6] if IPv6 in pkt else None
+    if ip is None or (IP in pkt and (ip.frag or ip.flags.MF)):
+        return None
+    l4 = pkt[TCP] if TCP in pkt else pkt[UDP] if UDP in pkt else None
+    if l4 is None or (UDP in pkt and IP in pkt and l4.chksum == 0):
+        return None
+    segment = bytes(l4)  # with the Ethernet padding after it, which the checksum does not cover
+    if Padding in pkt:
+        segment = segment[: -len(pkt[Padding].load)]
+    value = (in4_chksum if IP in pkt else in6_chksum)(6 if TCP in pkt else 17, ip, segment)
+    return "good" if value == 0 else "bad"
+
+
+def test_the_reference_reads_and_fills_frames_as_scapy_does():
+    """The reference reads headers with ``struct``: its verdicts, classes and the checksums it fills
+    (IPv4 header, TCP/UDP over the pseudo-header) and tags it inserts are scapy's, on the
+    environment's frames of every L3/L4 class, tagged or not, with good and spoiled checksums,
+    with Ethernet padding."""
+    v = view(rxcsum=True, hash_types=ALL_TYPES)
+    for case in range(600):
+        rng = random.Random(case)
+        kind = rng.choice(ref.L3L4_CLASSES)
+        vlan, bad = rng.choice([None, None, 100]), rng.choice([None, "ip", "l4"])
+        frame = offload_frame(kind, bytes(6), bytes(range(6)), case, rng, rng.choice([60, 300, 1400]), bad, vlan)
+        frame += bytes(rng.choice([0, 0, 7]))  # padding after the IP packet
+        pkt = Ether(frame)
+        exp = ref.rx_predict(frame, v)
+        assert exp.l4_checksum == scapy_l4_verdict(frame), (kind, case)
+        if IP in pkt:
+            assert exp.ip_checksum == ("good" if inet_checksum(bytes(pkt[IP])[: pkt[IP].ihl * 4]) == 0 else "bad")
+        filled = pkt.copy()
+        if IP in filled:
+            del filled[IP].chksum
+        for layer in (TCP, UDP):
+            if layer in filled:
+                del filled[layer].chksum
+        assert ref.tx_predict(frame, ref.TxRequest(csum=True)) == [bytes(filled)], (kind, case)
+        eth = Ether(frame)
+        tagged = Ether(dst=eth.dst, src=eth.src, type=0x8100) / Dot1Q(prio=5, dei=1, vlan=42, type=eth.type)
+        assert ref.tx_predict(frame, ref.TxRequest(vlan=5 << 13 | 1 << 12 | 42)) == [bytes(tagged / eth.payload)]
 
 
 # -- TX -----------------------------------------------------------------------------------------------

@@ -98,6 +98,35 @@ def test_an_aligned_dword_access_does_what_the_same_dword_does_inside_a_longer_a
     assert dwords.get(regs.ERR_UNIMPL_COUNT) == 2 + 2  # two unimplemented dwords written, two read
 
 
+def test_a_long_aligned_read_reads_what_its_dwords_read_one_by_one():
+    """A driver's read of many dwords at once (the per-VF bitmaps, a mailbox buffer) gives the
+    bytes, the bound blocks' reads (in order) and the unimplemented-offset errors of the same
+    dwords read one at a time: across register arrays, bound and plain registers and a hole."""
+    registers = regs.registers_for(False)
+    decoded = {r.at(i) for r in registers for i in range(r.count)}
+    hole = next(o for o in range(regs.PF_VFRTRIG.end, 0x1000, 4) if o not in decoded)
+    calls = {}
+    files = {}
+    for how in ("dwords", "at_once"):
+        rf = files[how] = RegisterFile(registers, LOG)
+        seen = calls[how] = []
+        rf.bind(
+            regs.PF_MBX_ACK, lambda i, seen=seen: seen.append(i) or (1 << 40 | 0x100 + i), None
+        )  # masked to 32 bits
+        for i in range(regs.PF_MBX_REQ.count):
+            rf.set(regs.PF_MBX_REQ, 0x1000 * i + 7, i)
+    start, end = regs.PF_MBX_REQ.offset + 4, hole + 4
+    got = {
+        "dwords": b"".join(files["dwords"].read(o, 4) for o in range(start, end, 4)),
+        "at_once": files["at_once"].read(start, end - start),
+    }
+    assert got["dwords"] == got["at_once"]
+    assert got["at_once"][:4] == (0x1007).to_bytes(4, "little")
+    assert calls["dwords"] == calls["at_once"] == list(range(regs.PF_MBX_ACK.count))
+    for reg in (regs.ERR_STATUS, regs.ERR_LAST_OFFSET, regs.ERR_UNIMPL_COUNT):
+        assert files["dwords"].get(reg) == files["at_once"].get(reg) != 0, reg.name
+
+
 def test_an_aligned_dword_write_is_published_as_the_same_dword_inside_a_longer_write():
     """The MMIO write events of aligned 4-byte writes (taken at once) are those of the same
     dwords inside one 8-byte write (cut lane by lane); a partial write keeps its byte enables."""

@@ -13,7 +13,15 @@ from _pytest.pathlib import fnmatch_ex
 import fabric
 from tb.paths import ROOT
 from tb.tests import WALL_LIMIT_ENV
-from tb.tools.runner import Simulation, assertion_rewrite_files, bytecode_environment, environment, get_runner, prepare
+from tb.tools.runner import (
+    PLUGIN_AUTOLOAD_ENV,
+    Simulation,
+    assertion_rewrite_files,
+    bytecode_environment,
+    environment,
+    get_runner,
+    prepare,
+)
 
 
 def rewritten(patterns: str, path: Path) -> bool:
@@ -90,6 +98,7 @@ def test_a_prepared_run_is_the_one_cocotbs_runner_would_start_and_runs_alone(tmp
     assert env["COCOTB_RANDOM_SEED"] == "5" and env[fabric.ENV] == fabric.FAST
     assert env["NIC_RECORD_DIR"] == str(tmp_path) and env["COCOTB_RESULTS_FILE"] == str(results)
     assert "WAVES" not in env and "PYTEST_CURRENT_TEST" not in env  # no waveform; our caller checks the results
+    assert env[PLUGIN_AUTOLOAD_ENV] == "1"  # the simulator's pytest rewrites assertions and loads no plugin
     with open(tmp_path / "log", "w") as out:
         assert simulation.run(out) == 0
     assert get_results(results) == (1, 0)
@@ -131,3 +140,22 @@ def test_a_hung_simulation_is_cut_at_the_wall_limit_with_its_stack(tmp_path, mon
     assert code != 0 and not results.exists()
     text = log.read_text()
     assert "running hangs_for_ever.spins" in text and "Timeout (0:00:02)!" in text  # and the stacks after it
+
+
+@pytest.mark.sim
+def test_a_failing_assert_in_the_simulator_still_shows_its_values(tmp_path, monkeypatch):
+    """pytest rewrites the assertions of the modules run with its plugins left unloaded: a
+    failing ``assert`` reports the values it compared."""
+    (tmp_path / "fails_an_assert.py").write_text(
+        "import cocotb\n\n@cocotb.test()\nasync def compares(dut):\n    got = [1, 2]\n    assert got == [1, 3]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    get_runner()
+    results = tmp_path / "results.xml"
+    simulation = prepare(["fails_an_assert"], results, fabric=fabric.FAST)
+    assert simulation.env[PLUGIN_AUTOLOAD_ENV] == "1"
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        simulation.run(out)
+    text = log.read_text()
+    assert "assert [1, 2] == [1, 3]" in text and "xdist" not in text, text[-3000:]

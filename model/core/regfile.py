@@ -14,6 +14,7 @@ that spans a read-only register and ERR_STATUS cannot clear its own error (W1C).
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Callable
 
 from datasheet import regs
@@ -94,8 +95,10 @@ class RegisterFile:
 
     # -- bus side ------------------------------------------------------------
     def read(self, offset: int, length: int) -> bytes:
-        if length == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
-            return self._read_dword(offset).to_bytes(4, "little")
+        if not (offset | length) & 3:  # whole aligned dwords, as drivers access registers
+            if length == 4:
+                return self._read_dword(offset).to_bytes(4, "little")
+            return struct.pack(f"<{length >> 2}I", *self._read_dwords(offset, length >> 2))
         out = bytearray()
         base = offset & ~3
         for dword in range(base, offset + length, 4):
@@ -107,8 +110,12 @@ class RegisterFile:
         pos = 0
         self._raised = raised = []
         try:
-            if len(data) == 4 and not offset & 3:  # a whole aligned dword, as drivers access registers
-                self._write_dword(offset, int.from_bytes(data, "little"), 0xFFFFFFFF)
+            if not (offset | len(data)) & 3:  # whole aligned dwords, as drivers access registers
+                if len(data) == 4:
+                    self._write_dword(offset, int.from_bytes(data, "little"), 0xFFFFFFFF)
+                    return
+                for k, value in enumerate(struct.unpack(f"<{len(data) >> 2}I", data)):
+                    self._write_dword(offset + 4 * k, value, 0xFFFFFFFF)
                 return
             while pos < len(data):
                 dword = (offset + pos) & ~3
@@ -122,6 +129,29 @@ class RegisterFile:
             self._raised = None
             for mask, at in raised:
                 self._record(mask, at)
+
+    def _read_dwords(self, offset: int, n: int) -> list[int]:
+        """The ``n`` dwords from ``offset``, each as :meth:`_read_dword` reads it and in the same
+        order, taking the consecutive elements of a register array at once (a driver reading a
+        mailbox buffer or the per-VF bitmaps in one access)."""
+        out: list[int] = []
+        end = offset + 4 * n
+        while offset < end:
+            hit = self._by_offset.get(offset)
+            if hit is None or hit[0].stride != 4:
+                out.append(self._read_dword(offset))
+                offset += 4
+                continue
+            reg, index = hit
+            take = min(reg.count - index, (end - offset) >> 2)
+            bound = self._bound.get(reg.name)
+            if bound is None:
+                out += self._values[reg.name][index : index + take]
+            else:
+                read = bound[0]
+                out += [read(i) & 0xFFFFFFFF for i in range(index, index + take)]
+            offset += 4 * take
+        return out
 
     def _read_dword(self, offset: int) -> int:
         hit = self._by_offset.get(offset)

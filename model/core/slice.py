@@ -17,6 +17,7 @@ an unexpected exception in either puts the function in the error state
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -160,14 +161,19 @@ class FunctionSlice:
 
     def _emit_mmio(self, bar: int, addr: int, data: bytes) -> None:
         """One :class:`~model.events.MmioWrite` per dword the write touches, with its byte enables."""
-        if len(data) == 4 and not addr & 3:  # a driver's access: one aligned dword, every lane
-            self._mmio_write.emit(ev.MmioWrite(self.fn, bar, addr, int.from_bytes(data, "little"), DWORD_LANES))
+        emit, fn = self._mmio_write.emit, self.fn
+        if not (addr | len(data)) & 3:  # a driver's access: aligned dwords, every lane
+            if len(data) == 4:
+                emit(ev.MmioWrite(fn, bar, addr, int.from_bytes(data, "little"), DWORD_LANES))
+                return
+            for dword, value in zip(range(addr, addr + len(data), 4), struct.unpack(f"<{len(data) >> 2}I", data)):
+                emit(ev.MmioWrite(fn, bar, dword, value, DWORD_LANES))
             return
         for dword in range(addr & ~3, addr + len(data), 4):
             lanes = bytes(data[max(dword, addr) - addr : min(dword + 4, addr + len(data)) - addr])
             shift = max(addr - dword, 0)
             value = int.from_bytes(bytes(shift) + lanes, "little")
-            self._mmio_write.emit(ev.MmioWrite(self.fn, bar, dword, value, ((1 << len(lanes)) - 1) << shift))
+            emit(ev.MmioWrite(fn, bar, dword, value, ((1 << len(lanes)) - 1) << shift))
 
     # -- resets -----------------------------------------------------------------------------
     def _ctrl_written(self, old: int, new: int) -> None:

@@ -72,6 +72,13 @@ def assertion_rewrite_files(modules: list[str]) -> str:
     return " ".join([TESTBENCH_FILES, *names])
 
 
+#: pytest's switch off for its plugins' entry points. The simulator's pytest only rewrites
+#: assertions (cocotb's import hook, set up from a pytest configuration); with autoload on, that
+#: configuration scanned every installed distribution and imported each plugin (pytest-xdist's)
+#: in every simulator process, 20 ms of it. A user's own setting wins.
+PLUGIN_AUTOLOAD_ENV = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
+
+
 #: the variables by which a user keeps bytecode from being written, or says where it goes
 NO_BYTECODE_ENV, PYCACHE_ENV = "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX"
 
@@ -172,6 +179,8 @@ def _test(
 ) -> Path:
     env: dict[str, str | None] = {**bytecode_environment(build_root), **(extra_env or {})}
     env.setdefault(REWRITE_ENV, assertion_rewrite_files(modules))
+    if PLUGIN_AUTOLOAD_ENV not in os.environ:
+        env.setdefault(PLUGIN_AUTOLOAD_ENV, "1")
     if fabric is not None:
         env[fabrics.ENV] = fabrics.resolve(fabric)
     # cocotb's runner hands the simulator this process's sys.path as PYTHONPATH, and lets

@@ -4,15 +4,7 @@
 ``monitors``, ``agents``, ``sequences``, ``scoreboard``, ``coverage``, ``probe``
 (waveform signals), ``inject`` (deliberate faults), ``env`` (the ``NicEnv``).
 
-The environment parses and builds frames with scapy (the offload reference) with every
-address given, and never routes or sends one, so scapy need not read the host's IPv4 and
-IPv6 routing tables when it is first imported (``conf.route_autoload``,
-``conf.route6_autoload``: 80 ms of every simulator process's start). Set before any module
-of this package imports scapy's layers, for the whole process: if scapy's routes were loaded
-earlier, they stay; if not, a packet whose source address is left to scapy (``IP()``) gets
-0.0.0.0 (``conf.route.resync()`` and ``conf.route6.resync()`` load the routes on demand).
+Frames are built (``frames``) and parsed (``offload_reference``) with ``struct``; scapy, which
+``tests/test_frames.py`` and ``tests/test_offloads.py`` hold them to, is not imported here: its
+import (protocol and service tables, interface probe) cost every simulator process about 0.1 s.
 """
-
-from scapy.config import conf
-
-conf.route_autoload = conf.route6_autoload = False

@@ -47,8 +47,6 @@ from tb.uvm.items import (
 #: a reset counts as "with traffic in flight" if the device moved data this recently
 IN_FLIGHT_NS = 20_000
 
-_Q_OFFSETS = {reg.offset - regs.QUEUE_BLOCK: reg for reg in (regs.TDLEN, regs.TXDCTL, regs.RDLEN, regs.RXDCTL)}
-_RX_REGS = (regs.RDLEN, regs.RXDCTL)
 _COUNTER_NAMES = {
     "UNICAST_INTERNAL": ref.UNICAST_INTERNAL,
     "TO_UPLINK": ref.TO_UPLINK,
@@ -66,12 +64,32 @@ _RESET_KINDS = {
     (True, "soft"): "vf_soft",
     (True, "flr"): "vf_flr",
 }
-#: BAR0 dwords the mailbox monitor reads: a VF's message buffer and doorbell, the PF's
-#: buffers and doorbells of every VF
-_VF_MAILBOX_DWORDS = frozenset((*range(regs.VF_MBMEM.offset, regs.VF_MBMEM.end, 4), regs.VF_MAILBOX.offset))
-_PF_MAILBOX_DWORDS = frozenset(
+#: what the device monitor does with a BAR0 write, by offset (any other write it ignores)
+MAILBOX, EITR, RING_LEN, RING_CTL = "mailbox", "eitr", "ring_len", "ring_ctl"
+
+
+def _bar0_actions(mailbox_dwords) -> dict[int, tuple[str, object]]:
+    """offset -> (what, key): the mailbox registers' dwords (published for the mailbox
+    monitor), EITR (key: the vector), each queue's TDLEN/RDLEN and TXDCTL/RXDCTL (key: (rx, q))."""
+    actions: dict[int, tuple[str, object]] = {offset: (MAILBOX, None) for offset in mailbox_dwords}
+    actions.update((regs.EITR.at(v), (EITR, v)) for v in range(regs.EITR.count))
+    for q in range(device.PF_QUEUE_PAIRS):
+        for reg, what, rx in (
+            (regs.TDLEN, RING_LEN, False),
+            (regs.RDLEN, RING_LEN, True),
+            (regs.TXDCTL, RING_CTL, False),
+            (regs.RXDCTL, RING_CTL, True),
+        ):
+            actions[reg.at(q)] = (what, (rx, q))
+    return actions
+
+
+#: a VF's: its message buffer and doorbell; the PF's: the buffers and doorbells of every VF
+_VF_ACTIONS = _bar0_actions((*range(regs.VF_MBMEM.offset, regs.VF_MBMEM.end, 4), regs.VF_MAILBOX.offset))
+_PF_ACTIONS = _bar0_actions(
     (*range(regs.PF_MBMEM.offset, regs.PF_MBMEM.end, 4), *range(regs.PF_MAILBOX.offset, regs.PF_MAILBOX.end, 4))
 )
+_RING_ENABLE = regs.TXDCTL.field("ENABLE").mask
 
 
 class DeviceMonitor(uvm_monitor):
@@ -144,21 +162,18 @@ class DeviceMonitor(uvm_monitor):
         if e.bar != device.REG_BAR:
             return
         port, offset, value = e.fn, e.offset, e.value
-        if offset in (_VF_MAILBOX_DWORDS if port else _PF_MAILBOX_DWORDS):  # an item only for its reader
+        action = (_VF_ACTIONS if port else _PF_ACTIONS).get(offset)
+        if action is None:
+            return
+        what, key = action
+        if what is MAILBOX:  # an item only for its reader
             self.ap_mailbox.write(MmioWrite(now_ns(), self.rid_of(port), port, offset, value))
-            return
-        if regs.EITR.offset <= offset < regs.EITR.end:
-            self.eitr[port, (offset - regs.EITR.offset) // 4] = value & regs.EITR.write_mask
-            return
-        rel = offset - regs.QUEUE_BLOCK
-        if not 0 <= rel < device.PF_QUEUE_PAIRS * regs.QUEUE_STRIDE:
-            return
-        q, reg = divmod(rel, regs.QUEUE_STRIDE)
-        reg = _Q_OFFSETS.get(reg)
-        if reg in (regs.TDLEN, regs.RDLEN):
-            self.ring_len[port, reg in _RX_REGS, q] = value
-        elif reg is not None and value & regs.TXDCTL.field("ENABLE").mask:
-            self.tails[port, reg in _RX_REGS, q] = 0  # an enabled ring starts at 0
+        elif what is EITR:
+            self.eitr[port, key] = value & regs.EITR.write_mask
+        elif what is RING_LEN:
+            self.ring_len[(port, *key)] = value
+        elif value & _RING_ENABLE:
+            self.tails[(port, *key)] = 0  # an enabled ring starts at 0
 
     def _doorbell(self, e: ev.Doorbell) -> None:
         key = (e.fn, e.rx, e.queue)

@@ -1,13 +1,16 @@
 """The offloads as the documents state them (``docs/datapath.md``, "Offloads"), for the
-scoreboard: written from the datasheet with scapy doing the packet work, not from ``model/``.
+scoreboard: written from the datasheet, not from ``model/``. Headers are read, checksums filled,
+TSO segments put together and tags inserted with ``struct`` (the fields the documents name, at
+their RFC offsets; the Internet checksum and pseudo-header of :mod:`tb.uvm.frames`): scapy is
+not imported in the simulator. ``tests/test_offloads.py`` holds verdicts, filled checksums,
+segments and tags to scapy's dissection and checksum verification.
 
 * :func:`toeplitz` -- its own Toeplitz hash (a bit string walked left to right);
 * :func:`rx_predict` -- what a function's receive path must do to a frame (VLAN strip,
   checksum verdicts, RSS hash, type and queue), given the function's configuration as its
   driver set it (:class:`RxView`);
 * :func:`tx_predict` -- the frames a TX request (checksum, TSO, VLAN insertion, as a
-  protocol stack asks them of a driver: :class:`TxRequest`) must put on the switch, built
-  by scapy: checksums recomputed by scapy, segments cut by scapy;
+  protocol stack asks them of a driver: :class:`TxRequest`) must put on the switch;
 * :func:`tx_refusal` -- whether a hand-made descriptor chain must be refused, and why.
 
 ``tests/test_offloads.py`` checks it against the published Toeplitz vectors and against
@@ -17,24 +20,25 @@ scapy's own checksum verification, without a simulator.
 from __future__ import annotations
 
 import functools
-import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from scapy.layers.inet import IP, TCP, UDP, in4_chksum
-from scapy.layers.inet6 import IPv6, in6_chksum
-from scapy.layers.l2 import Dot1Q, Ether
-from scapy.packet import Raw
-from scapy.utils import checksum as inet_checksum
 
 from datasheet import descriptors as d
 from datasheet import device
 from datasheet.descriptors import L4Type, OffloadError, RssType
+from tb.uvm.frames import IPPROTO_TCP, IPPROTO_UDP, IPV4_CHECKSUM_AT, L4_CHECKSUM_AT, inet_checksum, pseudo_header
 
 ETH_P_8021Q = 0x8100
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 TCP_MIN, UDP_MIN = 20, 8
+IPV6_HEADER = 40
+#: the EtherType's offset in a frame, and the 802.1Q tag's (TPID and TCI) length
+ETHERTYPE_AT, TAG_LEN = 12, 4
+IP_MF, IP_OFFSET = 0x2000, 0x1FFF  # IPv4 flags and fragment offset (RFC 791 §3.1)
+TCP_FIN, TCP_PSH, TCP_CWR = 0x01, 0x08, 0x80  # TCP flags (RFC 9293 §3.1, RFC 3168 §6.1)
+TCP_CHECKSUM_AT = L4_CHECKSUM_AT[IPPROTO_TCP]
 
 #: L3/L4 classes the coverage and the checks speak of
 IPV4_TCP, IPV4_UDP, IPV6_TCP, IPV6_UDP = "ipv4_tcp", "ipv4_udp", "ipv6_tcp", "ipv6_udp"
@@ -83,37 +87,38 @@ class RxExpect:
 @dataclass
 class _Ip:
     ipv6: bool
-    layer: object  # the scapy IP / IPv6 header (dissected without its payload)
+    src: bytes  # the source and destination addresses, as sent
+    dst: bytes
     fragment: bool
     proto: int
     segment: bytes | None  # the transport segment when its header counts as present, else None
     header_ok: bool | None  # IPv4 header checksum verdict
 
     @functools.cached_property
-    def transport(self):
-        """The scapy TCP or UDP header of ``segment`` (present), dissected without its payload:
-        the ports and checksum field are all that is read of it."""
-        return TCP(self.segment[:TCP_MIN]) if self.proto == 6 else UDP(self.segment[:UDP_MIN])
-
-    @functools.cached_property
     def l4_verdict(self) -> str | None:
         return _l4_verdict(self)
-
-    @property
-    def src(self) -> bytes:
-        return socket.inet_pton(socket.AF_INET6 if self.ipv6 else socket.AF_INET, self.layer.src)
-
-    @property
-    def dst(self) -> bytes:
-        return socket.inet_pton(socket.AF_INET6 if self.ipv6 else socket.AF_INET, self.layer.dst)
 
 
 def _vlan(frame: bytes) -> tuple[bytes, int | None]:
     """(frame without its 802.1Q tag, the TCI) when tagged, else (frame, None)."""
-    if len(frame) < 18 or Ether(frame[:14]).type != ETH_P_8021Q:
+    tci = ETHERTYPE_AT + 2  # the tag: TPID where the EtherType was, then the TCI
+    if len(frame) < tci + TAG_LEN or int.from_bytes(frame[ETHERTYPE_AT:tci], "big") != ETH_P_8021Q:
         return frame, None
-    tag = Dot1Q(frame[14:18])
-    return frame[:12] + frame[16:], tag.prio << 13 | tag.dei << 12 | tag.vlan
+    return frame[:ETHERTYPE_AT] + frame[ETHERTYPE_AT + TAG_LEN :], int.from_bytes(frame[tci : tci + 2], "big")
+
+
+def _l3(frame: bytes) -> tuple[int, int]:
+    """(EtherType, offset of the L3 header) of a frame, after at most one 802.1Q tag."""
+    ethertype = int.from_bytes(frame[ETHERTYPE_AT : ETHERTYPE_AT + 2], "big")
+    if ethertype == ETH_P_8021Q:
+        inner = ETHERTYPE_AT + TAG_LEN
+        return int.from_bytes(frame[inner : inner + 2], "big"), inner + 2
+    return ethertype, ETHERTYPE_AT + 2
+
+
+def _addresses(header: bytes, ipv6: bool) -> tuple[bytes, bytes]:
+    """(source, destination) of an IPv6 or IPv4 header (RFC 8200 §3, RFC 791 §3.1)."""
+    return (header[8:24], header[24:40]) if ipv6 else (header[12:16], header[16:20])
 
 
 def _ip(frame: bytes) -> _Ip | None:
@@ -123,35 +128,30 @@ def _ip(frame: bytes) -> _Ip | None:
 
 #: frames parsed lately: a frame is predicted for each function it reaches and classified for
 #: the coverage, and each of those asks for its IP packet (read only: nothing changes a parse;
-#: the transport header and checksum verdict are worked out once per parse, when first asked)
+#: the checksum verdict is worked out once per parse, when first asked)
 PARSED_FRAMES = 256
 
 
 @functools.lru_cache(maxsize=PARSED_FRAMES)
 def _parse_ip(frame: bytes) -> _Ip | None:
-    if len(frame) < 14:
-        return None
-    eth = Ether(frame[:14])
-    ethertype, l3 = eth.type, 14
-    if ethertype == ETH_P_8021Q:
-        if len(frame) < 18:
-            return None
-        ethertype, l3 = Dot1Q(frame[14:18]).type, 18
+    ethertype, l3 = _l3(frame)
     raw = frame[l3:]
     if ethertype == ETH_P_IP and len(raw) >= 20 and raw[0] >> 4 == 4:
         ihl = (raw[0] & 0xF) * 4
         if ihl < 20 or len(raw) < ihl:
             return None
-        ip = IP(raw[:ihl])  # the header alone: its fields are all that is read (not the payload's layers)
-        fragment = bool(ip.flags.MF) or ip.frag != 0
-        minimum = TCP_MIN if ip.proto == 6 else UDP_MIN
-        present = ip.proto in (6, 17) and not fragment and ihl + minimum <= ip.len <= len(raw)
-        return _Ip(False, ip, fragment, ip.proto, raw[ihl : ip.len] if present else None, inet_checksum(raw[:ihl]) == 0)
-    if ethertype == ETH_P_IPV6 and len(raw) >= 40 and raw[0] >> 4 == 6:
-        ip6 = IPv6(raw[:40])
-        minimum = TCP_MIN if ip6.nh == 6 else UDP_MIN
-        present = ip6.nh in (6, 17) and minimum <= ip6.plen and 40 + ip6.plen <= len(raw)
-        return _Ip(True, ip6, False, ip6.nh, raw[40 : 40 + ip6.plen] if present else None, None)
+        total, flags_offset, proto = struct.unpack_from("!2xH2xH1xB", raw)
+        fragment = bool(flags_offset & (IP_MF | IP_OFFSET))
+        minimum = TCP_MIN if proto == IPPROTO_TCP else UDP_MIN
+        present = proto in L4_CHECKSUM_AT and not fragment and ihl + minimum <= total <= len(raw)
+        segment = raw[ihl:total] if present else None
+        return _Ip(False, *_addresses(raw, False), fragment, proto, segment, inet_checksum(raw[:ihl]) == 0)
+    if ethertype == ETH_P_IPV6 and len(raw) >= IPV6_HEADER and raw[0] >> 4 == 6:
+        plen, nh = struct.unpack_from("!4xHB", raw)
+        minimum = TCP_MIN if nh == IPPROTO_TCP else UDP_MIN
+        present = nh in L4_CHECKSUM_AT and minimum <= plen and IPV6_HEADER + plen <= len(raw)
+        segment = raw[IPV6_HEADER : IPV6_HEADER + plen] if present else None
+        return _Ip(True, *_addresses(raw, True), False, nh, segment, None)
     return None
 
 
@@ -163,23 +163,31 @@ def l3l4_class(frame: bytes) -> str:
         return IPV4_FRAG
     if ip.segment is None:
         return IPV6_OTHER if ip.ipv6 else IPV4_OTHER
-    return {(False, 6): IPV4_TCP, (False, 17): IPV4_UDP, (True, 6): IPV6_TCP, (True, 17): IPV6_UDP}[ip.ipv6, ip.proto]
+    return {
+        (False, IPPROTO_TCP): IPV4_TCP,
+        (False, IPPROTO_UDP): IPV4_UDP,
+        (True, IPPROTO_TCP): IPV6_TCP,
+        (True, IPPROTO_UDP): IPV6_UDP,
+    }[ip.ipv6, ip.proto]
 
 
 def _l4_verdict(ip: _Ip) -> str | None:
-    if ip.segment is None:
+    """The transport checksum over the pseudo-header and the segment (RFC 9293 §3.1, RFC 768,
+    RFC 8200 §8.1): it sums to zero when the segment arrived as sent."""
+    segment = ip.segment
+    if segment is None:
         return None
-    if ip.proto == 17 and not ip.ipv6 and ip.transport.chksum == 0:
+    if ip.proto == IPPROTO_UDP and not ip.ipv6 and segment[6:8] == b"\0\0":
         return None  # no checksum sent
-    value = (in6_chksum if ip.ipv6 else in4_chksum)(ip.proto, ip.layer, ip.segment)
+    value = inet_checksum(pseudo_header((ip.src, ip.dst), ip.proto, len(segment)) + segment)
     return "good" if value == 0 else "bad"
 
 
 _TYPES = {
-    (False, 6): RssType.IPV4_TCP,
-    (False, 17): RssType.IPV4_UDP,
-    (True, 6): RssType.IPV6_TCP,
-    (True, 17): RssType.IPV6_UDP,
+    (False, IPPROTO_TCP): RssType.IPV4_TCP,
+    (False, IPPROTO_UDP): RssType.IPV4_UDP,
+    (True, IPPROTO_TCP): RssType.IPV6_TCP,
+    (True, IPPROTO_UDP): RssType.IPV6_UDP,
 }
 
 
@@ -197,8 +205,7 @@ def rss_of(frame: bytes, view: RxView) -> tuple[int, int]:
         return kind, 0
     data = ip.src + ip.dst
     if kind not in (RssType.IPV4, RssType.IPV6):
-        layer = ip.transport
-        data += layer.sport.to_bytes(2, "big") + layer.dport.to_bytes(2, "big")
+        data += ip.segment[:4]  # source and destination port
     return kind, toeplitz(view.key, data)
 
 
@@ -241,51 +248,82 @@ class TxRequest:
 
 
 def _with_tag(frame: bytes, tci: int) -> bytes:
-    eth = Ether(frame)
-    tagged = Ether(dst=eth.dst, src=eth.src, type=ETH_P_8021Q) / Dot1Q(
-        prio=tci >> 13, dei=(tci >> 12) & 1, vlan=tci & 0xFFF, type=eth.type
-    )
-    return bytes(tagged / eth.payload)
+    """``frame`` with an 802.1Q tag (TPID, then ``tci``: priority, DEI, VID) after its source address."""
+    return frame[:ETHERTYPE_AT] + struct.pack("!HH", ETH_P_8021Q, tci & 0xFFFF) + frame[ETHERTYPE_AT:]
 
 
-def _recompute(pkt, ip_header: bool = True):
-    """Delete the fields scapy must recompute: IPv4 total length and checksum (or IPv6 payload
-    length) and the transport checksum."""
-    if pkt.haslayer(IP):
-        del pkt[IP].len
-        if ip_header:
-            del pkt[IP].chksum
-    if pkt.haslayer(IPv6):
-        del pkt[IPv6].plen
-    for layer in (TCP, UDP):
-        if pkt.haslayer(layer):
-            del pkt[layer].chksum
-    return pkt
+def _fill_l4(out: bytearray, at: int, proto: int, segment: bytes, pseudo: bytes) -> None:
+    """Write the TCP or UDP checksum of ``segment`` (at ``at`` in ``out``) over ``pseudo`` and the
+    segment with its checksum field zero; a UDP checksum that computes to 0 is sent as 0xFFFF
+    (RFC 768)."""
+    field = L4_CHECKSUM_AT[proto]
+    check = inet_checksum(pseudo + segment[:field] + b"\0\0" + segment[field + 2 :])
+    if proto == IPPROTO_UDP and check == 0:
+        check = 0xFFFF
+    out[at + field : at + field + 2] = check.to_bytes(2, "big")
+
+
+def with_checksums(frame: bytes) -> bytes:
+    """``frame`` with the checksums a stack leaves to the device filled in: the IPv4 header's
+    (RFC 791 §3.1) and the TCP or UDP one of an IPv4 packet that is not a later fragment or of an
+    IPv6 packet without extension headers, over the pseudo-header (RFC 9293 §3.1, RFC 768,
+    RFC 8200 §8.1) and what the IP length says the segment holds."""
+    ethertype, l3 = _l3(frame)
+    out = bytearray(frame)
+    if ethertype == ETH_P_IP and len(frame) >= l3 + 20:
+        ihl = (frame[l3] & 0xF) * 4
+        at = l3 + IPV4_CHECKSUM_AT
+        out[at : at + 2] = inet_checksum(frame[l3:at] + b"\0\0" + frame[at + 2 : l3 + ihl]).to_bytes(2, "big")
+        total, flags_offset, proto = struct.unpack_from("!2xH2xH1xB", frame, l3)
+        if not flags_offset & IP_OFFSET and proto in L4_CHECKSUM_AT:
+            segment = frame[l3 + ihl : l3 + max(total, ihl)]
+            pseudo = pseudo_header(_addresses(frame[l3:], False), proto, max(total - ihl, 0))
+            _fill_l4(out, l3 + ihl, proto, segment, pseudo)
+    elif ethertype == ETH_P_IPV6 and len(frame) >= l3 + IPV6_HEADER:
+        plen, nh = struct.unpack_from("!4xHB", frame, l3)
+        if nh in L4_CHECKSUM_AT:
+            segment = frame[l3 + IPV6_HEADER : l3 + IPV6_HEADER + plen]
+            pseudo = pseudo_header(_addresses(frame[l3:], True), nh, len(segment))
+            _fill_l4(out, l3 + IPV6_HEADER, nh, segment, pseudo)
+    return bytes(out)
 
 
 def tx_segments(frame: bytes, mss: int) -> list[bytes]:
-    """Linux-style TCP segmentation of ``frame`` by scapy: the payload in ``mss`` pieces, the IPv4 ID
-    incremented per segment, the sequence number advanced, FIN/PSH on the last segment only, CWR on
-    the first only, every length and checksum recomputed."""
-    pkt = Ether(frame)
-    tcp = pkt[TCP]
-    payload = bytes(tcp.payload)
-    headers = _recompute(pkt.copy())  # every segment's headers, before their own fields
-    headers[TCP].remove_payload()
+    """Linux-style TCP segmentation of ``frame`` (after at most one 802.1Q tag, IPv4 or IPv6 without
+    extension headers): the payload (what follows the TCP header) in ``mss`` pieces, each behind a
+    copy of the frame's headers with the IPv4 ID incremented per segment, the sequence number
+    advanced, FIN/PSH on the last segment only, CWR on the first only, the IP length and every
+    checksum recomputed (IPv4 header, TCP over its pseudo-header)."""
+    ethertype, l3 = _l3(frame)
+    ipv6 = ethertype == ETH_P_IPV6
+    iplen = IPV6_HEADER if ipv6 else (frame[l3] & 0xF) * 4
+    l4 = l3 + iplen
+    thl = (frame[l4 + 12] >> 4) * 4
+    ip, tcp, payload = frame[l3:l4], frame[l4 : l4 + thl], frame[l4 + thl :]
+    addresses = _addresses(ip, ipv6)
+    seq, flags = int.from_bytes(tcp[4:8], "big"), tcp[13]
+    ip_id = 0 if ipv6 else int.from_bytes(ip[4:6], "big")
     out = []
     for k, offset in enumerate(range(0, len(payload), mss)):
-        seg = headers.copy()
-        seg[TCP].seq = (tcp.seq + offset) % (1 << 32)
-        flags = int(tcp.flags)
+        piece = payload[offset : offset + mss]
+        seg_flags = flags
         if offset + mss < len(payload):
-            flags &= ~0x09  # FIN, PSH
+            seg_flags &= ~(TCP_FIN | TCP_PSH)
         if k:
-            flags &= ~0x80  # CWR
-        seg[TCP].flags = flags
-        if seg.haslayer(IP):
-            seg[IP].id = (pkt[IP].id + k) & 0xFFFF
-        seg.add_payload(Raw(payload[offset : offset + mss]))  # ``seg / Raw(...)`` copied seg once more
-        out.append(bytes(seg))
+            seg_flags &= ~TCP_CWR
+        head = tcp[:4] + ((seq + offset) % (1 << 32)).to_bytes(4, "big") + tcp[8:13] + bytes((seg_flags,))
+        head += tcp[14:TCP_CHECKSUM_AT] + b"\0\0" + tcp[TCP_CHECKSUM_AT + 2 :]
+        check = inet_checksum(pseudo_header(addresses, IPPROTO_TCP, thl + len(piece)) + head + piece)
+        head = head[:TCP_CHECKSUM_AT] + check.to_bytes(2, "big") + head[TCP_CHECKSUM_AT + 2 :]
+        if ipv6:
+            header = ip[:4] + (thl + len(piece)).to_bytes(2, "big") + ip[6:]
+        else:
+            header = ip[:2] + struct.pack("!HH", iplen + thl + len(piece), (ip_id + k) & 0xFFFF) + ip[6:10]
+            header += b"\0\0" + ip[IPV4_CHECKSUM_AT + 2 :]
+            header = (
+                header[:IPV4_CHECKSUM_AT] + inet_checksum(header).to_bytes(2, "big") + header[IPV4_CHECKSUM_AT + 2 :]
+            )
+        out.append(frame[:l3] + header + head + piece)
     return out
 
 
@@ -296,13 +334,7 @@ def tx_predict(frame: bytes, request: TxRequest, pvid: int | None = None) -> lis
     if request.gso_size:
         frames = tx_segments(frame, request.gso_size)
     elif request.csum:
-        pkt = Ether(frame)
-        if pkt.haslayer(IP):
-            del pkt[IP].chksum
-        for layer in (TCP, UDP):
-            if pkt.haslayer(layer):
-                del pkt[layer].chksum
-        frames = [bytes(pkt)]
+        frames = [with_checksums(frame)]
     else:
         frames = [frame]
     if request.vlan is not None and pvid is None:
@@ -335,7 +367,7 @@ class Refusal:
     reason: OffloadError | None = None
 
 
-_CSUM_FIELD = {L4Type.TCP: 16, L4Type.UDP: 6}
+_CSUM_FIELD = {L4Type.TCP: L4_CHECKSUM_AT[IPPROTO_TCP], L4Type.UDP: L4_CHECKSUM_AT[IPPROTO_UDP]}
 
 
 def tx_refusal(chain: Sequence[ChainDesc], permits: Permits) -> Refusal | None:

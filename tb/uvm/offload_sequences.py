@@ -17,8 +17,6 @@ import socket
 import struct
 
 from cocotb.triggers import Timer
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
 
 from datasheet import device
 from datasheet import mailbox as mbx
@@ -185,15 +183,20 @@ class TxChecksumSeq(OffloadSequence):
 
 
 def garbage_checksums(frame: bytes) -> bytes:
-    """The frame with its IPv4 header and TCP/UDP checksum fields overwritten (a stack that left
-    them to the device), as the reference parses it."""
-    pkt = Ether(frame)
-    if pkt.haslayer(IP):
-        pkt[IP].chksum = 0xDEAD
-    for layer in (TCP, UDP):
-        if pkt.haslayer(layer):
-            pkt[layer].chksum = 0xBEEF
-    return bytes(pkt)
+    """The frame (untagged, IPv4 or IPv6 without options or extension headers, not a fragment)
+    with its IPv4 header and TCP/UDP checksum fields overwritten: a stack that left them to the
+    device."""
+    out = bytearray(frame)
+    l3 = frames.ETH_HEADER
+    ipv6 = int.from_bytes(frame[l3 - 2 : l3], "big") == frames.ETH_P_IPV6
+    if not ipv6:
+        out[l3 + frames.IPV4_CHECKSUM_AT : l3 + frames.IPV4_CHECKSUM_AT + 2] = (0xDEAD).to_bytes(2, "big")
+    proto = frame[l3 + 6] if ipv6 else frame[l3 + 9]  # Next Header, Protocol
+    field = frames.L4_CHECKSUM_AT.get(proto)
+    if field is not None:
+        at = l3 + (frames.IPV6_HEADER if ipv6 else frames.IPV4_HEADER) + field
+        out[at : at + 2] = (0xBEEF).to_bytes(2, "big")
+    return bytes(out)
 
 
 #: MSS of each TSO_MSS bin, payload of each TSO_PAYLOADS bin (the first relative to the MSS)

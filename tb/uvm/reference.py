@@ -231,6 +231,10 @@ class _Mapping:
     prot: int
 
 
+def _iova(m: _Mapping) -> int:
+    return m.iova
+
+
 class DmaReference:
     """Shadow of the host's IOMMU programming: attachments and mappings, by domain key."""
 
@@ -257,7 +261,7 @@ class DmaReference:
         for m in maps:
             if m.iova < iova + size and iova < m.iova + m.size:
                 raise ValueError(f"IOVA {iova:#x}+{size:#x} overlaps a mapping at {m.iova:#x}")
-        bisect.insort(maps, _Mapping(iova, size, phys, prot), key=lambda m: m.iova)
+        bisect.insort(maps, _Mapping(iova, size, phys, prot), key=_iova)
 
     def unmap(self, domain, iova: int, size: int | None = None) -> None:
         """Remove the mapping at ``iova``, or every mapping inside [iova, iova+size)."""
@@ -273,7 +277,7 @@ class DmaReference:
 
     def _find(self, domain, addr: int) -> _Mapping | None:
         maps = self._maps.get(domain, [])
-        k = bisect.bisect_right([m.iova for m in maps], addr) - 1
+        k = bisect.bisect_right(maps, addr, key=_iova) - 1
         if k >= 0 and addr < maps[k].iova + maps[k].size:
             return maps[k]
         return None
