@@ -15,7 +15,7 @@ from typing import Any
 from cocotbext.pcie.core.region import MemoryTlpRegion
 from cocotbext.pcie.core.tlp import CplStatus, TlpAttr, TlpTc, TlpType
 
-from datasheet.pci import read_requests
+from datasheet.pci import one_request
 
 from .tlp import CheckedTlp
 
@@ -23,18 +23,12 @@ from .tlp import CheckedTlp
 class TlpMemoryRegion(MemoryTlpRegion):
     """``MemoryTlpRegion`` whose one-request reads run in the reader's own task."""
 
-    def one_request(self, addr: int, length: int) -> bool:
-        """``addr``, ``length`` fit one read request: the cut (``datasheet.pci.read_requests``:
-        Max_Read_Request_Size on the read completion boundary, no 4 KiB crossing) leaves it whole."""
-        _addr, first = next(read_requests(addr, length, 128 << self.cfg.max_read_request_size))
-        return first == length
-
     async def read(
         self, addr: int, length: int, timeout: int = 0, timeout_unit: str = "ns", attr: Any = None, tc: Any = None
     ) -> bytes:
         attr = TlpAttr(0) if attr is None else attr
         tc = TlpTc.TC0 if tc is None else tc
-        if length <= 0 or not self.one_request(addr, length):
+        if not one_request(addr, length, 128 << self.cfg.max_read_request_size):
             return await super().read(addr, length, timeout, timeout_unit, attr, tc)
         if not self.func.bus_master_enable:
             raise Exception("Bus mastering not enabled")  # the stock exception
@@ -69,8 +63,7 @@ class TlpMemoryRegion(MemoryTlpRegion):
         :class:`~fabric.tlp.CheckedTlp`."""
         attr = TlpAttr(0) if attr is None else attr
         tc = TlpTc.TC0 if tc is None else tc
-        limit = min((128 << self.cfg.max_payload_size) - addr % 4, 0x1000 - (addr & 0xFFF))
-        if not 0 < len(data) <= limit:
+        if not one_request(addr, len(data), 128 << self.cfg.max_payload_size):
             await super().write(addr, data, timeout, timeout_unit, attr, tc)
             return
         if not self.func.bus_master_enable:

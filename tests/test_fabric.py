@@ -16,6 +16,7 @@ from cocotbext.pcie.core.tlp import Tlp, TlpType
 from cocotbext.pcie.core.utils import PcieId
 
 import fabric
+from datasheet.pci import one_request
 from fabric.region import TlpMemoryRegion
 from fabric.tlp import CheckedTlp
 from fabric.transaction import PAGE, MemRequest, in_window, read_requests, write_requests
@@ -69,21 +70,17 @@ def test_read_requests_match_the_tlps_cocotbext_sends(mrrs):
         assert list(read_requests(addr, length, mrrs)) == tlp_reads(addr, length, mrrs), (addr, length)
 
 
-@pytest.mark.parametrize("mrrs_code", [0, 1, 2, 5])
-def test_a_root_complex_read_takes_the_one_request_path_only_when_cocotbext_sends_one(mrrs_code):
-    """``TlpMemoryRegion`` awaits a read's request itself only when cocotbext-pcie's read
-    would cut the access into exactly that one request; anything else takes the stock path."""
-
-    class Host:  # what the region reads of its root complex: the Max_Read_Request_Size code
-        max_read_request_size = mrrs_code
-
-    region = TlpMemoryRegion(Host())
-    rng = random.Random(mrrs_code)
+@pytest.mark.parametrize("max_size", [128, 256, 512, 4096])
+def test_one_request_is_when_cocotbext_sends_exactly_one(max_size):
+    """``datasheet.pci.one_request`` (the one-request paths of both fabrics: ``TlpMemoryRegion``,
+    the bus-master region, the device's DMA reads) holds exactly when cocotbext-pcie's read or
+    write loop would send the access as one request; anything else takes the cut."""
+    rng = random.Random(max_size)
     for _ in range(4000):
         addr = rng.choice([0, 3, 0x7F, 0x80, 0xFFD, PAGE - 1]) + rng.randrange(1 << 20)
-        length = rng.choice([1, 2, 3, 4, 60, 64, 125, 128, 512, 4096, rng.randrange(1, 5000)])
-        one = len(tlp_reads(addr, length, 128 << mrrs_code)) == 1
-        assert region.one_request(addr, length) == one, (addr, length)
+        length = rng.choice([0, 1, 2, 3, 4, 60, 64, 125, 128, 512, 4096, rng.randrange(1, 5000)])
+        assert one_request(addr, length, max_size) == (len(tlp_reads(addr, length, max_size)) == 1), (addr, length)
+        assert one_request(addr, length, max_size) == (len(tlp_writes(addr, length, max_size)) == 1), (addr, length)
 
 
 @pytest.mark.parametrize("mps_code", [0, 1, 2])
