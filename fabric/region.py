@@ -23,6 +23,18 @@ from .tlp import CheckedTlp
 class TlpMemoryRegion(MemoryTlpRegion):
     """``MemoryTlpRegion`` whose one-request reads run in the reader's own task."""
 
+    def _request(self, addr: int, above_4g: TlpType, below_4g: TlpType, attr: TlpAttr, tc: TlpTc) -> CheckedTlp:
+        """A new memory request of the function, as the stock loop builds it (bus mastering
+        checked first, with the stock exception): 64-bit addressing above 4 GiB only."""
+        if not self.func.bus_master_enable:
+            raise Exception("Bus mastering not enabled")
+        req = CheckedTlp()
+        req.fmt_type = above_4g if addr > 0xFFFFFFFF else below_4g
+        req.requester_id = self.func.pcie_id
+        req.attr = attr
+        req.tc = tc
+        return req
+
     async def read(
         self, addr: int, length: int, timeout: int = 0, timeout_unit: str = "ns", attr: Any = None, tc: Any = None
     ) -> bytes:
@@ -30,13 +42,7 @@ class TlpMemoryRegion(MemoryTlpRegion):
         tc = TlpTc.TC0 if tc is None else tc
         if not one_request(addr, length, 128 << self.cfg.max_read_request_size):
             return await super().read(addr, length, timeout, timeout_unit, attr, tc)
-        if not self.func.bus_master_enable:
-            raise Exception("Bus mastering not enabled")  # the stock exception
-        req = CheckedTlp()
-        req.fmt_type = TlpType.MEM_READ_64 if addr > 0xFFFFFFFF else TlpType.MEM_READ
-        req.requester_id = self.func.pcie_id
-        req.attr = attr
-        req.tc = tc
+        req = self._request(addr, TlpType.MEM_READ_64, TlpType.MEM_READ, attr, tc)
         req.set_addr_be(addr, length)
         cpl_list = await self.func.perform_nonposted_operation(req, timeout, timeout_unit)
         data = bytearray()
@@ -66,12 +72,6 @@ class TlpMemoryRegion(MemoryTlpRegion):
         if not one_request(addr, len(data), 128 << self.cfg.max_payload_size):
             await super().write(addr, data, timeout, timeout_unit, attr, tc)
             return
-        if not self.func.bus_master_enable:
-            raise Exception("Bus mastering not enabled")  # the stock exception
-        req = CheckedTlp()
-        req.fmt_type = TlpType.MEM_WRITE_64 if addr > 0xFFFFFFFF else TlpType.MEM_WRITE
-        req.requester_id = self.func.pcie_id
-        req.attr = attr
-        req.tc = tc
+        req = self._request(addr, TlpType.MEM_WRITE_64, TlpType.MEM_WRITE, attr, tc)
         req.set_addr_be_data(addr, data)
         await self.func.perform_posted_operation(req)
