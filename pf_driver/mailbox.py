@@ -155,17 +155,23 @@ class PfMailbox:
         icr = block[regs.PF_ICR.offset]
         if icr & ICR_FN_ERR:
             return icr, 0, 0, 0, 0
-        taken = {regs.PF_ICR.offset: icr & ICR_LSC} if icr & ICR_LSC else {}
-        reqs, acks, vflr = (_bitmap(block, reg, words, taken) for reg in SUMMARIES)
-        if taken:
-            await self.drv.clear_block(taken)
+        lsc = {regs.PF_ICR.offset: ICR_LSC} if icr & ICR_LSC else {}
+        reqs, acks, vflr = await self._take(block, SUMMARIES, words, lsc)
         errors = 0
         if icr & ICR_VFERR and words:
-            taken = {}
-            errors = _bitmap(await self.drv.read_block(regs.PF_VFERR, regs.PF_VFERR), regs.PF_VFERR, words, taken)
-            if taken:
-                await self.drv.clear_block(taken)
+            vferr = await self.drv.read_block(regs.PF_VFERR, regs.PF_VFERR)
+            (errors,) = await self._take(vferr, (regs.PF_VFERR,), words, {})
         return icr, vflr, errors, acks, reqs
+
+    async def _take(
+        self, block: dict[int, int], summaries: tuple[regs.Register, ...], words: int, taken: dict[int, int]
+    ) -> list[int]:
+        """The first ``words`` dwords of each of ``summaries`` in ``block`` as one bitmap each,
+        and what they took (with ``taken``) cleared in one write."""
+        bits = [_bitmap(block, reg, words, taken) for reg in summaries]
+        if taken:
+            await self.drv.clear_block(taken)
+        return bits
 
     async def service_once(self) -> None:
         vfs = self.vfs
