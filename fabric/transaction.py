@@ -9,7 +9,10 @@ data (poisoned, late, never sent: the faults a test injects), as TLM-2.0's loose
 ``b_transport`` annotates its transaction with a delay.
 Every rule downstream (bridge windows, ACS, IOMMU translation, BAR decode, the root
 complex's memory map) sees one request at a time, as it would see one TLP, so the IOMMU
-translates and faults the same requests on both fabrics.
+translates and faults the same requests on both fabrics.  A write cut into several requests
+travels as a :class:`WriteBurst`, which a completer may take a 4 KiB page at a time where
+the outcome of each of its requests, counters included, is the same (TLM-2.0's burst
+transaction).
 
 Two regions plug the requests into cocotbext-pcie's address spaces:
 
@@ -25,6 +28,7 @@ Two regions plug the requests into cocotbext-pcie's address spaces:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cocotbext.axi import Region
@@ -34,6 +38,8 @@ from datasheet import pci
 from datasheet.pci import read_requests, write_requests
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from cocotbext.pcie.core.bridge import Bridge
     from cocotbext.pcie.core.device import Device
     from cocotbext.pcie.core.function import Function
@@ -109,6 +115,57 @@ class MemRequest:
     def __repr__(self) -> str:
         kind = "write" if self.payload is not None else "read"
         return f"MemRequest({kind} {self.address:#x}+{self.length} from {self.requester:04x})"
+
+
+class WriteBurst(Sequence[MemRequest]):
+    """The posted writes one memory write of ``data`` at ``address`` by ``requester`` becomes
+    at Max_Payload_Size ``mps`` (:func:`~datasheet.pci.write_requests`): a sequence of
+    :class:`MemRequest`, cut when first looked at.  A completer that can take the requests
+    of a 4 KiB page at once, with the outcome each would have had, reads the burst by
+    :meth:`pages` instead, and cuts (:meth:`cut`) only the pages it cannot."""
+
+    __slots__ = ("requester", "address", "data", "mps", "_requests")
+
+    def __init__(self, requester: int, address: int, data: bytes, mps: int):
+        self.requester = requester
+        self.address = address
+        self.data = data
+        self.mps = mps
+        self._requests: list[MemRequest] | None = None
+
+    def cut(self, address: int, length: int) -> list[MemRequest]:
+        """The requests of the ``length`` bytes at ``address``: all of the burst, or a page of it."""
+        base, data, rid = self.address, self.data, self.requester
+        cut = write_requests(address, length, self.mps)
+        return [MemRequest(rid, a, k, data[a - base : a - base + k]) for a, k in cut]
+
+    @property
+    def requests(self) -> list[MemRequest]:
+        if self._requests is None:
+            self._requests = self.cut(self.address, len(self.data))
+        return self._requests
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.requests[index]
+
+    def __iter__(self) -> Iterator[MemRequest]:
+        return iter(self.requests)
+
+    def pages(self) -> Iterator[tuple[int, int, int]]:
+        """(address, bytes, requests) of each 4 KiB page the burst writes, in order: the
+        requests of a page are those :meth:`cut` gives for it (a request never crosses 4 KiB,
+        so the full cut restarts at every page)."""
+        addr, end, mps = self.address, self.address + len(self.data), self.mps
+        if addr == end:
+            yield addr, 0, 1
+        while addr < end:
+            n = min(end - addr, PAGE - (addr & (PAGE - 1)))
+            rest = n - (mps - (addr & 3))
+            yield addr, n, 1 + (-(-rest // mps) if rest > 0 else 0)
+            addr += n
 
 
 def in_window(bridge: Bridge, address: int) -> bool:
@@ -206,9 +263,9 @@ class UpstreamPort(Protocol):
 
     async def upstream_write(self, req: MemRequest) -> None: ...
 
-    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+    async def upstream_writes(self, reqs: Sequence[MemRequest]) -> None:
         """The posted writes one memory write was cut into, in order (each as
-        :meth:`upstream_write` handles it)."""
+        :meth:`upstream_write` handles it): a list, or a :class:`WriteBurst`."""
         ...
 
 
@@ -286,8 +343,7 @@ class BusMasterRegion(Region):
         if pci.one_request(address, n, mps):
             await self.port.upstream_write(MemRequest(rid, address, n, data))
             return
-        cut = write_requests(address, n, mps)
-        await self.port.upstream_writes([MemRequest(rid, a, k, data[a - address : a - address + k]) for a, k in cut])
+        await self.port.upstream_writes(WriteBurst(rid, address, data, mps))
 
 
 class DownstreamPath(Protocol):

@@ -23,7 +23,7 @@ from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
 from fabric.rc import FabricRootComplex
-from fabric.transaction import UR, WITHHELD
+from fabric.transaction import UR, WITHHELD, WriteBurst
 from observe import EventBus
 
 from .acs import AcsRootPort
@@ -258,7 +258,43 @@ class IommuRootComplex(FabricRootComplex):
     async def mem_write_requests(self, reqs: Sequence[MemRequest]) -> None:
         """Posted writes in order (those one memory write of a device was cut into): each an
         interrupt request, or translated and written into host RAM in the caller's turn, or
-        blocked (the fault is logged), or handed to the stock handling."""
+        blocked (the fault is logged), or handed to the stock handling.  A :class:`WriteBurst`
+        is taken a page at a time where :meth:`_write_page` can, one request at a time where
+        it cannot."""
+        if not isinstance(reqs, WriteBurst):
+            await self._write_each(reqs)
+            return
+        for addr, length, count in reqs.pages():
+            if not self._write_page(reqs, addr, length, count):
+                await self._write_each(reqs.cut(addr, length))
+
+    def _write_page(self, burst: WriteBurst, addr: int, length: int, count: int) -> bool:
+        """Write the ``count`` requests of ``burst`` that carry its ``length`` bytes at ``addr``
+        (one 4 KiB page) at once, when one by one each would have been translated from the
+        caches (and counted so) and written into the same RAM region: nothing of them near the
+        interrupt window, before or after translation. False, with nothing done, otherwise."""
+        start = addr & ~3
+        end = (addr + length + 3) & ~3
+        if not length or (start < self._msi_end and self._msi_base < end):
+            return False
+        phys = start
+        translating = self.iommu.translation_enabled
+        if translating:
+            phys = self.iommu.cached_translation(burst.requester, start, end - start, True)
+            if phys is None or (phys < self._msi_end and self._msi_base < phys + end - start):
+                return False
+        ram = self.host_memory.span(phys, end - start)
+        if ram is None:
+            return False
+        mem, off = ram
+        off += addr & 3
+        pos = addr - burst.address
+        mem[off : off + length] = burst.data[pos : pos + length]
+        if translating:
+            self.iommu.count_cached(count)
+        return True
+
+    async def _write_each(self, reqs: Sequence[MemRequest]) -> None:
         for req in reqs:
             if self.in_interrupt_window(req.address):
                 await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)

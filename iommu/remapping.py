@@ -169,24 +169,40 @@ class Iommu:
     def translate_request(self, source_id: int, iova: int, length: int, is_write: bool) -> int | FaultRecord:
         """:meth:`translate` of one request, which never crosses 4 KiB (PCIe 6.0 §2.2.7): its
         host-physical address, or the FaultRecord. Same caches, counters, faults and events;
-        a request that hits the context-cache and the IOTLB with the right it needs, through
-        a leaf that needs no A/D update, is served from the two entries directly."""
-        if self.translation_enabled and not self._translation:
-            ctx = self.context_cache.entries.get(source_id)
-            if ctx is not None and ctx.tt == TT_UNTRANSLATED and 0 <= iova and iova + length <= 1 << ctx.aw_bits:
-                entry = self.iotlb.peek(ctx.did, iova)
-                if (
-                    entry is not None
-                    and entry.perms & (SL_W if is_write else SL_R)
-                    and (entry.dirty or not is_write or ctx.did not in self.slade)
-                ):
-                    offset = iova & ((1 << entry.shift) - 1)
-                    if offset + length <= 1 << entry.shift:
-                        self.context_cache.hits += 1
-                        self.iotlb.hits += 1
-                        return entry.page | offset
+        a request :meth:`cached_translation` serves is counted as the look-ups would count it."""
+        phys = self.cached_translation(source_id, iova, length, is_write)
+        if phys is not None:
+            self.count_cached(1)
+            return phys
         result = self.translate(source_id, iova, length, is_write)
         return result if isinstance(result, FaultRecord) else result[0][0]
+
+    def cached_translation(self, source_id: int, iova: int, length: int, is_write: bool) -> int | None:
+        """The host-physical address of ``length`` bytes at ``iova`` (within one 4 KiB page)
+        when the context-cache and the IOTLB alone serve it: both hit with the right it needs,
+        through a leaf that needs no A/D update, and nobody is subscribed to translations (each
+        would be published). None when :meth:`translate` must handle it. Nothing is counted:
+        :meth:`count_cached` counts what the caller takes."""
+        if not self.translation_enabled or self._translation:
+            return None
+        ctx = self.context_cache.entries.get(source_id)
+        if ctx is None or ctx.tt != TT_UNTRANSLATED or iova < 0 or iova + length > 1 << ctx.aw_bits:
+            return None
+        entry = self.iotlb.peek(ctx.did, iova)
+        if (
+            entry is None
+            or not entry.perms & (SL_W if is_write else SL_R)
+            or (is_write and not entry.dirty and ctx.did in self.slade)
+        ):
+            return None
+        offset = iova & ((1 << entry.shift) - 1)
+        return entry.page | offset if offset + length <= 1 << entry.shift else None
+
+    def count_cached(self, requests: int) -> None:
+        """Count ``requests`` served by :meth:`cached_translation`: a context-cache and an IOTLB
+        hit each, as their look-ups count them."""
+        self.context_cache.hits += requests
+        self.iotlb.hits += requests
 
     def _translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
         if not self.translation_enabled:

@@ -19,7 +19,7 @@ import fabric
 from datasheet.pci import one_request
 from fabric.region import TlpMemoryRegion
 from fabric.tlp import CheckedTlp
-from fabric.transaction import PAGE, MemRequest, in_window, read_requests, write_requests
+from fabric.transaction import PAGE, MemRequest, WriteBurst, in_window, read_requests, write_requests
 from tests.conftest import run_sync
 
 
@@ -294,3 +294,28 @@ def test_table_routing_decides_as_the_stock_bridge_does():
                     assert outcome(TableRouting.match_tlp_secondary, bridge, tlp) == outcome(
                         Bridge.match_tlp_secondary, bridge, tlp
                     ), where
+
+
+@pytest.mark.parametrize("mps", [128, 256, 512])
+def test_a_write_burst_is_the_cut_and_its_pages_cut_the_same(mps):
+    """A :class:`WriteBurst` is the requests ``write_requests`` cuts the write into; read page
+    by page, each page's requests are the full cut's requests in that page, counted right."""
+    rng = random.Random(mps)
+    for _ in range(500):
+        addr = rng.randrange(1 << 20)
+        length = rng.choice([1, 3, 8, 1514, 4096, 9000, rng.randrange(1, 20000)])
+        data = rng.randbytes(length)
+        burst = WriteBurst(0x0104, addr, data, mps)
+        cut = list(write_requests(addr, length, mps))
+        assert [(r.address + r.first_pad, r.nbytes, r.payload) for r in burst] == [
+            (a, n, data[a - addr : a - addr + n]) for a, n in cut
+        ]
+        by_page = []
+        for page_addr, n, count in burst.pages():
+            requests = burst.cut(page_addr, n)
+            assert len(requests) == count and {r.address // PAGE for r in requests} == {page_addr // PAGE}
+            by_page += requests
+        assert [(r.address, r.first_pad, r.nbytes) for r in by_page] == [
+            (r.address, r.first_pad, r.nbytes) for r in burst
+        ]
+    assert list(WriteBurst(0x0104, 0x1002, b"", mps).pages()) == [(0x1002, 0, 1)]
