@@ -44,6 +44,7 @@ from .transaction import (
     DownstreamRegion,
     MemRequest,
     Routable,
+    WriteBurst,
     config_access,
     function_read,
     function_write,
@@ -149,7 +150,7 @@ class FabricRootPort(TableRouting, RootPort):
     async def upstream_write(self, req: MemRequest) -> None:
         await self.upstream_writes([req])
 
-    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+    async def upstream_writes(self, reqs: list[MemRequest] | WriteBurst) -> None:
         for req in reqs:
             if in_window(self, req.address):
                 self.log.warning("No address match: memory write request did not match primary bus: %r", req)

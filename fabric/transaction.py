@@ -28,7 +28,6 @@ Two regions plug the requests into cocotbext-pcie's address spaces:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cocotbext.axi import Region
@@ -117,12 +116,14 @@ class MemRequest:
         return f"MemRequest({kind} {self.address:#x}+{self.length} from {self.requester:04x})"
 
 
-class WriteBurst(Sequence[MemRequest]):
+class WriteBurst:
     """The posted writes one memory write of ``data`` at ``address`` by ``requester`` becomes
     at Max_Payload_Size ``mps`` (:func:`~datasheet.pci.write_requests`): a sequence of
     :class:`MemRequest`, cut when first looked at.  A completer that can take the requests
     of a 4 KiB page at once, with the outcome each would have had, reads the burst by
-    :meth:`pages` instead, and cuts (:meth:`cut`) only the pages it cannot."""
+    :meth:`pages` instead, and cuts (:meth:`cut`) only the pages it cannot.  (A sequence, not a
+    ``collections.abc.Sequence``: a completer tells it from a list by its type, which an ABC
+    would make a call of its own per request.)"""
 
     __slots__ = ("requester", "address", "data", "mps", "_requests")
 
@@ -149,6 +150,9 @@ class WriteBurst(Sequence[MemRequest]):
         return len(self.requests)
 
     def __getitem__(self, index: Any) -> Any:
+        if index == 0 and self._requests is None:  # the first request (ACS's verdict) cuts nothing else
+            address, nbytes = next(write_requests(self.address, len(self.data), self.mps))
+            return MemRequest(self.requester, address, nbytes, self.data[:nbytes])
         return self.requests[index]
 
     def __iter__(self) -> Iterator[MemRequest]:
@@ -263,7 +267,7 @@ class UpstreamPort(Protocol):
 
     async def upstream_write(self, req: MemRequest) -> None: ...
 
-    async def upstream_writes(self, reqs: Sequence[MemRequest]) -> None:
+    async def upstream_writes(self, reqs: list[MemRequest] | WriteBurst) -> None:
         """The posted writes one memory write was cut into, in order (each as
         :meth:`upstream_write` handles it): a list, or a :class:`WriteBurst`."""
         ...

@@ -35,7 +35,7 @@ from .aer import AerRootPort
 from .events import AcsViolation
 
 if TYPE_CHECKING:
-    from fabric.transaction import Completion, MemRequest
+    from fabric.transaction import Completion, MemRequest, WriteBurst
 
     from .rc import IommuRootComplex
 
@@ -126,7 +126,7 @@ class AcsRootPort(FabricRootPort, AerRootPort):
             return UR
         return await super().upstream_read(req)
 
-    async def upstream_writes(self, reqs: list[MemRequest]) -> None:
+    async def upstream_writes(self, reqs: list[MemRequest] | WriteBurst) -> None:
         """A requester's posted writes in order: ACS's verdict is the same for each (it depends
         on the requester and the control bits alone), so it is taken once; a refusal is still
         counted and published per request."""

@@ -255,18 +255,31 @@ class IommuRootComplex(FabricRootComplex):
     async def mem_write_request(self, req: MemRequest) -> None:
         await self.mem_write_requests((req,))
 
-    async def mem_write_requests(self, reqs: Sequence[MemRequest]) -> None:
+    async def mem_write_requests(self, reqs: Sequence[MemRequest] | WriteBurst) -> None:
         """Posted writes in order (those one memory write of a device was cut into): each an
         interrupt request, or translated and written into host RAM in the caller's turn, or
         blocked (the fault is logged), or handed to the stock handling.  A :class:`WriteBurst`
-        is taken a page at a time where :meth:`_write_page` can, one request at a time where
-        it cannot."""
-        if not isinstance(reqs, WriteBurst):
-            await self._write_each(reqs)
+        goes a page at a time (:meth:`_write_burst`)."""
+        if type(reqs) is WriteBurst:
+            await self._write_burst(reqs)
             return
-        for addr, length, count in reqs.pages():
-            if not self._write_page(reqs, addr, length, count):
-                await self._write_each(reqs.cut(addr, length))
+        for req in reqs:
+            if self.in_interrupt_window(req.address):
+                await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)
+                continue
+            if self.iommu.translation_enabled:
+                phys = self.translate(req.requester, req.address, req.length, True)
+                if phys is None or self._dma_into_window(req.requester, phys) or self.write_ram(phys, req):
+                    continue
+                req = req.at(phys)
+            await super().mem_write_request(req)
+
+    async def _write_burst(self, burst: WriteBurst) -> None:
+        """Each page of ``burst`` written at once where :meth:`_write_page` can, else cut into
+        its requests."""
+        for addr, length, count in burst.pages():
+            if not self._write_page(burst, addr, length, count):
+                await self.mem_write_requests(burst.cut(addr, length))
 
     def _write_page(self, burst: WriteBurst, addr: int, length: int, count: int) -> bool:
         """Write the ``count`` requests of ``burst`` that carry its ``length`` bytes at ``addr``
@@ -280,7 +293,7 @@ class IommuRootComplex(FabricRootComplex):
         phys = start
         translating = self.iommu.translation_enabled
         if translating:
-            phys = self.iommu.cached_translation(burst.requester, start, end - start, True)
+            phys = self.iommu.cached_translation(burst.requester, start, end - start, True, requests=0)
             if phys is None or (phys < self._msi_end and self._msi_base < phys + end - start):
                 return False
         ram = self.host_memory.span(phys, end - start)
@@ -293,15 +306,3 @@ class IommuRootComplex(FabricRootComplex):
         if translating:
             self.iommu.count_cached(count)
         return True
-
-    async def _write_each(self, reqs: Sequence[MemRequest]) -> None:
-        for req in reqs:
-            if self.in_interrupt_window(req.address):
-                await self.interrupt_request(req.requester, req.address, req.padded(), req.first_be == MSI_DWORD_BE)
-                continue
-            if self.iommu.translation_enabled:
-                phys = self.translate(req.requester, req.address, req.length, True)
-                if phys is None or self._dma_into_window(req.requester, phys) or self.write_ram(phys, req):
-                    continue
-                req = req.at(phys)
-            await super().mem_write_request(req)

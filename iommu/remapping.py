@@ -172,17 +172,18 @@ class Iommu:
         a request :meth:`cached_translation` serves is counted as the look-ups would count it."""
         phys = self.cached_translation(source_id, iova, length, is_write)
         if phys is not None:
-            self.count_cached(1)
             return phys
         result = self.translate(source_id, iova, length, is_write)
         return result if isinstance(result, FaultRecord) else result[0][0]
 
-    def cached_translation(self, source_id: int, iova: int, length: int, is_write: bool) -> int | None:
+    def cached_translation(
+        self, source_id: int, iova: int, length: int, is_write: bool, requests: int = 1
+    ) -> int | None:
         """The host-physical address of ``length`` bytes at ``iova`` (within one 4 KiB page)
         when the context-cache and the IOTLB alone serve it: both hit with the right it needs,
         through a leaf that needs no A/D update, and nobody is subscribed to translations (each
-        would be published). None when :meth:`translate` must handle it. Nothing is counted:
-        :meth:`count_cached` counts what the caller takes."""
+        would be published); counted as ``requests`` hits of each cache (0: the caller counts
+        what it takes, :meth:`count_cached`). None when :meth:`translate` must handle it."""
         if not self.translation_enabled or self._translation:
             return None
         ctx = self.context_cache.entries.get(source_id)
@@ -196,7 +197,11 @@ class Iommu:
         ):
             return None
         offset = iova & ((1 << entry.shift) - 1)
-        return entry.page | offset if offset + length <= 1 << entry.shift else None
+        if offset + length > 1 << entry.shift:
+            return None
+        self.context_cache.hits += requests  # as count_cached, without a call per request
+        self.iotlb.hits += requests
+        return entry.page | offset
 
     def count_cached(self, requests: int) -> None:
         """Count ``requests`` served by :meth:`cached_translation`: a context-cache and an IOTLB

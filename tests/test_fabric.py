@@ -307,6 +307,8 @@ def test_a_write_burst_is_the_cut_and_its_pages_cut_the_same(mps):
         data = rng.randbytes(length)
         burst = WriteBurst(0x0104, addr, data, mps)
         cut = list(write_requests(addr, length, mps))
+        first = burst[0]
+        assert (first.address + first.first_pad, first.nbytes, first.payload) == (addr, cut[0][1], data[: cut[0][1]])
         assert [(r.address + r.first_pad, r.nbytes, r.payload) for r in burst] == [
             (a, n, data[a - addr : a - addr + n]) for a, n in cut
         ]
