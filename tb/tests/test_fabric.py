@@ -145,6 +145,44 @@ async def each_request_of_a_write_is_translated_and_faulted_on_its_own(dut, fabr
     assert [r.address for r in iommu.faults.records[-len(refused) :]] == [addr & ~3 for addr in refused]
 
 
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS))
+@cocotb.test()
+async def a_write_lands_and_counts_as_its_requests_once_translations_are_cached(dut, fabric_name):
+    """A VF's 9000-byte write across three mapped pages, once their translations are cached:
+    every byte lands, and each request Max_Payload_Size cuts it into is one context-cache and
+    one IOTLB hit, no walk, no fault (the fast fabric writes such a page at once and counts its
+    requests).  A write the VF aims at the interrupt window is an interrupt request per
+    request, none of which names a vector: each is counted and faulted by interrupt remapping
+    (on in the system), and nothing is written."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric_name)
+    (vf,) = await system.enable_vfs(1)
+    dma = system.attach_vf_domain(vf)
+    buf, iova = dma.dma_alloc_coherent(4 * PAGE)
+    fn = system.nic.vfs[0]
+    mps = 128 << fn.pcie_cap.max_payload_size
+    start, size = iova + 0x7FE, 9000
+    await fn.dma_write(start, bytes(size))  # the walks: every page's translation cached
+    await Timer(2, "us")
+    iommu = system.rc.iommu
+    hits, misses, ctx_hits = iommu.iotlb.hits, iommu.iotlb.misses, iommu.context_cache.hits
+    walks, faults = iommu.iotlb.walks, iommu.faults.total
+    data = bytes(k * 13 & 0xFF for k in range(size))
+    await fn.dma_write(start, data)
+    await Timer(2, "us")  # posted: let them land
+    requests = len(list(write_requests(start, size, mps)))
+    assert buf.read(0x7FE, size) == data
+    assert (iommu.iotlb.hits - hits, iommu.iotlb.misses - misses) == (requests, 0)
+    assert iommu.context_cache.hits - ctx_hits == requests
+    assert (iommu.iotlb.walks, iommu.faults.total) == (walks, faults)
+    window, _size = iommu.interrupt_window
+    bogus, delivered = system.rc.msi_bogus, system.rc.msi_delivered
+    await fn.dma_write(window + 0x1000, data[:1000])
+    await Timer(2, "us")
+    requests = len(list(write_requests(window + 0x1000, 1000, mps)))
+    assert system.rc.msi_bogus - bogus == requests and system.rc.msi_delivered == delivered
+    assert iommu.interrupts.enabled and iommu.faults.total - faults == requests  # remapping faults
+
+
 @cocotb.test()
 async def any_tlp_still_crosses_the_fast_fabric(dut):
     """Requests the transaction-level fabric does not model as calls still travel as TLPs
