@@ -2,6 +2,7 @@
 #   make sim    build the Verilator harness and run the cocotb testbench (results.xml)
 #   make test   the whole suite through pytest (unit tests + cocotb tests)
 #   make bench  wall-clock benchmarks under Verilator (tables; JSON in sim_build/)
+#   make bench-compare BASE=<rev> [ROUNDS=3]  the benchmarks of BASE and of this checkout in turn
 #   make lint   ruff check and format check (make format applies them)
 # FABRIC=tlp|fast picks the PCIe fabric (docs/architecture.md, Simulation): make sim and the
 # tools default to the TLP-accurate one, make test and make regress to the transaction-level
@@ -16,7 +17,7 @@ NUM_VFS ?= 8
 FABRIC ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: sim test unit lint format lspci shell docs bench clean
+.PHONY: sim test unit lint format lspci shell docs bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,10 @@ shell: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tb.bench $(if $(FABRIC),--fabric $(FABRIC))
+
+bench-compare: $(STAMP)
+	$(if $(BASE),,$(error make bench-compare needs BASE=<revision>))
+	$(PY) -m tb.bench.compare $(BASE) $(if $(ROUNDS),--rounds $(ROUNDS))
 
 docs: $(STAMP)
 	$(PY) -m datasheet.docgen docs
