@@ -53,6 +53,8 @@ from .transaction import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from cocotbext.axi import AddressSpace, Region
     from cocotbext.pcie.core.device import Device
     from cocotbext.pcie.core.function import Function
@@ -146,6 +148,10 @@ class FabricRootPort(TableRouting, RootPort):
             self.log.warning("No address match: memory read request did not match primary bus: %r", req)
             return UR
         return await self.rc.route_read(self, req)
+
+    def upstream_read_burst(self, requester: int, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """None: this port routes each read request by address (:meth:`upstream_read`)."""
+        return None
 
     async def upstream_write(self, req: MemRequest) -> None:
         await self.upstream_writes([req])

@@ -12,10 +12,13 @@ takes the stock path, with its exceptions.
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cocotbext.axi import AddressSpace, Region
 from cocotbext.axi.address_space import Window
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 SPACE = 2**64
 
@@ -114,6 +117,10 @@ class BusMasterSpace(AddressSpace):
         if 0 <= address and address + max(length, 1) <= SPACE:
             return await self.master.read(address, length, **kwargs)
         return await super().read(address, length, **kwargs)
+
+    def read_burst(self, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """The read requests ``cut`` at once, or None (:meth:`fabric.transaction.BusMasterRegion.read_burst`)."""
+        return self.master.read_burst(cut)
 
     async def read_request(self, address: int, nbytes: int) -> tuple[Any, bytes, Any]:
         """One read request of the function, its completion annotated

@@ -37,7 +37,7 @@ from datasheet import pci
 from datasheet.pci import read_requests, write_requests
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from cocotbext.pcie.core.bridge import Bridge
     from cocotbext.pcie.core.device import Device
@@ -272,6 +272,12 @@ class UpstreamPort(Protocol):
         :meth:`upstream_write` handles it): a list, or a :class:`WriteBurst`."""
         ...
 
+    def upstream_read_burst(self, requester: int, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """The data of the read requests ``cut`` (address, bytes) at once, when each would
+        complete Successfully with nothing else to note; None, with nothing done, when they
+        must go one by one (:meth:`upstream_read`)."""
+        ...
+
 
 class BusMasterRegion(Region):
     """A function's memory space on the fast fabric: its memory requests, cut as TLPs would
@@ -311,6 +317,12 @@ class BusMasterRegion(Region):
         if failed:
             raise Exception("Unsuccessful completion")
         return bytes(data)
+
+    def read_burst(self, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """The data of the read requests ``cut`` (address, bytes) of one read, at once, or None
+        when they must go one by one (:meth:`UpstreamPort.upstream_read_burst`). Bus Master
+        Enable is the caller's to check."""
+        return self.port.upstream_read_burst(int(self.function.pcie_id), cut)
 
     async def read_request(self, address: int, nbytes: int) -> tuple[CplStatus, bytes, MemRequest]:
         """One read request of ``nbytes`` at ``address`` (the caller cut it: within

@@ -35,6 +35,8 @@ from .aer import AerRootPort
 from .events import AcsViolation
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fabric.transaction import Completion, MemRequest, WriteBurst
 
     from .rc import IommuRootComplex
@@ -90,7 +92,7 @@ class AcsRootPort(FabricRootPort, AerRootPort):
         control = self.acs_cap.control
         if not control:
             return None
-        if control & pci.PCI_ACS_SV and not self.sec_bus_num <= requester >> 8 <= self.sub_bus_num:
+        if self._source_invalid(control, requester):
             self.acs_violations += 1
             self.log.warning(
                 "ACS violation: request from %s outside the secondary bus range: refused", PcieId.from_int(requester)
@@ -101,6 +103,16 @@ class AcsRootPort(FabricRootPort, AerRootPort):
         if control & REDIRECT_BITS == REDIRECT_BITS:
             return REDIRECTED
         return None
+
+    def _source_invalid(self, control: int, requester: int) -> bool:
+        """ACS Source Validation on and ``requester`` outside the secondary bus range."""
+        return bool(control & pci.PCI_ACS_SV) and not self.sec_bus_num <= requester >> 8 <= self.sub_bus_num
+
+    def redirects(self, requester: int) -> bool:
+        """Whether :meth:`acs_route` redirects every request of ``requester`` to the root
+        complex (RR and UF set, the source valid), without counting anything."""
+        control = self.acs_cap.control
+        return control & REDIRECT_BITS == REDIRECT_BITS and not self._source_invalid(control, requester)
 
     # -- TLP fabric ------------------------------------------------------------------------------
     async def downstream_recv(self, tlp: Tlp) -> None:
@@ -125,6 +137,12 @@ class AcsRootPort(FabricRootPort, AerRootPort):
         if verdict is REFUSED:
             return UR
         return await super().upstream_read(req)
+
+    def upstream_read_burst(self, requester: int, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """The read requests ``cut`` of ``requester`` at once when ACS redirects them to the
+        root complex and it can serve them all from its caches and RAM
+        (:meth:`IommuRootComplex.read_burst`); None, with nothing done, otherwise."""
+        return self.rc.read_burst(requester, cut) if self.redirects(requester) else None
 
     async def upstream_writes(self, reqs: list[MemRequest] | WriteBurst) -> None:
         """A requester's posted writes in order: ACS's verdict is the same for each (it depends

@@ -236,6 +236,32 @@ class IommuRootComplex(FabricRootComplex):
                 return await self._faulted_read(req, host_req, fault)
         return await super().mem_read_request(host_req)
 
+    def read_burst(self, requester: int, cut: Sequence[tuple[int, int]]) -> bytes | None:
+        """The bytes of the read requests ``cut`` (address, bytes; one read of ``requester``,
+        cut by :func:`~datasheet.pci.read_requests`) when each would have completed
+        Successfully, unannotated, from host RAM with its translation served by the IOMMU's
+        caches: no completion fault armed, every page's DWORDs translated by
+        :meth:`Iommu.cached_translation` (counted per request, as one by one) into one RAM
+        region. None, with nothing done or counted, otherwise: the requests then go one by one."""
+        if self.inject:
+            return None
+        translating = self.iommu.translation_enabled
+        pieces = []
+        for start, end, first, last in _pages(cut):
+            phys = start
+            if translating:
+                phys = self.iommu.cached_translation(requester, start, end - start, False, requests=0)
+                if phys is None:
+                    return None
+            ram = self.host_memory.span(phys, end - start)
+            if ram is None:
+                return None
+            mem, off = ram
+            pieces.append((mem, off + first - start, last - first))
+        if translating:
+            self.iommu.count_cached(len(cut))
+        return b"".join(mem[off : off + n] for mem, off, n in pieces)
+
     async def _faulted_read(self, req: MemRequest, host_req: MemRequest, fault: CompletionFault) -> Completion:
         """An injected fault on a read, as annotations of its completion (the requester's to
         act on, ``NicFunction.dma_read``): sent ``delay_ns`` late, poisoned, or never sent."""
@@ -306,3 +332,16 @@ class IommuRootComplex(FabricRootComplex):
         if translating:
             self.iommu.count_cached(count)
         return True
+
+
+def _pages(cut: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
+    """The requests ``cut`` (address, bytes) grouped by 4 KiB page, in order: (DWORD start,
+    DWORD end, first byte, end byte) of each page's requests (a request never crosses 4 KiB)."""
+    pages: list[tuple[int, int, int, int]] = []
+    for addr, n in cut:
+        if pages and pages[-1][0] >> 12 == addr >> 12:
+            start, _end, first, _last = pages[-1]
+            pages[-1] = (start, (addr + n + 3) & ~3, first, addr + n)
+        else:
+            pages.append((addr & ~3, (addr + n + 3) & ~3, addr, addr + n))
+    return pages

@@ -264,6 +264,10 @@ class NicFunction(MemoryEndpoint):
             cut = list(pci.read_requests(addr, length, mrrs)) if length > 0 else []
         read_request = getattr(self.mem_address_space, "read_request", None)
         if read_request is not None:  # a RequestSpace (transaction level): no TLPs
+            if len(cut) > 1:
+                data = self.mem_address_space.read_burst(cut)
+                if data is not None:  # every request completed Successfully, nothing to note
+                    return data
             return await self._read_transactions(read_request, cut)
         timeout = self.completion_timeout_ns() or 0
         requests = []

@@ -183,6 +183,48 @@ async def a_write_lands_and_counts_as_its_requests_once_translations_are_cached(
     assert iommu.interrupts.enabled and iommu.faults.total - faults == requests  # remapping faults
 
 
+@cocotb.parametrize(fabric_name=list(fabric.FABRICS))
+@cocotb.test()
+async def a_read_over_cached_pages_returns_its_bytes_and_counts_its_requests(dut, fabric_name):
+    """A VF's 9000-byte read across three mapped pages, once their translations are cached:
+    the bytes, and one context-cache and one IOTLB hit per request Max_Read_Request_Size cuts
+    it into (the fast fabric serves such a read at once).  An armed completion fault still
+    fails it (poisoned data), and a read reaching an unmapped page fails with one fault per
+    request in that page."""
+    system = await build_system(dut, total_vfs=4, iommu=True, fabric=fabric_name)
+    (vf,) = await system.enable_vfs(1)
+    dma = system.attach_vf_domain(vf)
+    buf, iova = dma.dma_alloc_coherent(4 * PAGE)
+    data = bytes(k * 7 & 0xFF for k in range(4 * PAGE))
+    buf.write(0, data)
+    fn = system.nic.vfs[0]
+    mrrs = 128 << fn.pcie_cap.max_read_request_size
+    start, size = iova + 0x7FE, 9000
+    assert await fn.dma_read(start, size) == data[0x7FE : 0x7FE + size]  # the walks
+    iommu = system.rc.iommu
+    hits, misses, ctx_hits, walks = iommu.iotlb.hits, iommu.iotlb.misses, iommu.context_cache.hits, iommu.iotlb.walks
+    assert await fn.dma_read(start, size) == data[0x7FE : 0x7FE + size]
+    cut = list(read_requests(start, size, mrrs))
+    assert (iommu.iotlb.hits - hits, iommu.iotlb.misses - misses) == (len(cut), 0)
+    assert (iommu.context_cache.hits - ctx_hits, iommu.iotlb.walks) == (len(cut), walks)
+    fault = system.rc.inject.poison_completion(fn.rid)
+    try:
+        await fn.dma_read(start, size)
+        failed = None
+    except RequestFailed as exc:
+        failed = str(exc)
+    assert fault.fired and failed == f"read at {start & ~3:#x}: poisoned completion"
+    system.iommu_driver.iommu_unmap(dma.domain, iova + 2 * PAGE, PAGE)
+    faults = iommu.faults.total
+    try:
+        await fn.dma_read(start, size)
+        failed = None
+    except RequestFailed as exc:
+        failed = str(exc)
+    unmapped = [addr for addr, _ in cut if addr >= iova + 2 * PAGE]
+    assert failed is not None and iommu.faults.total - faults == len(unmapped)
+
+
 @cocotb.test()
 async def any_tlp_still_crosses_the_fast_fabric(dut):
     """Requests the transaction-level fabric does not model as calls still travel as TLPs
