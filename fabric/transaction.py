@@ -12,7 +12,8 @@ complex's memory map) sees one request at a time, as it would see one TLP, so th
 translates and faults the same requests on both fabrics.  A write cut into several requests
 travels as a :class:`WriteBurst`, which a completer may take a 4 KiB page at a time where
 the outcome of each of its requests, counters included, is the same (TLM-2.0's burst
-transaction).
+transaction); a read's requests may be served at once on the same terms
+(:meth:`BusMasterRegion.read_burst`), else they go one by one.
 
 Two regions plug the requests into cocotbext-pcie's address spaces:
 

@@ -50,10 +50,10 @@ def test_the_report_gives_medians_and_speed_ups_against_the_base_and_its_tlp_fig
     text = compare.report(data, "abc123", 3)
     lines = text.split("\n")
     header, row = lines[lines.index("datapath") + 1], lines[lines.index("datapath") + 3]
-    assert header.split() == "base tlp this tlp this fast tlp: base / this base tlp / fast".split()
+    assert header.split() == "base tlp this tlp this fast tlp: base / this base tlp / fast this: tlp / fast".split()
     cells = row.split()
-    # base 2000; this tlp median 1000; this fast median 50: tlp 2.00x, base tlp / fast 40.00x
-    assert cells[-5:] == ["2,000", "1,000", "50", "2.00x", "40.00x"]
+    # base 2000; this tlp median 1000; this fast median 50: tlp 2.00x, base tlp / fast 40.00x, tlp / fast 20.00x
+    assert cells[-6:] == ["2,000", "1,000", "50", "2.00x", "40.00x", "20.00x"]
     assert "1500 B / 1" in text and "-" in text.split("1500 B / 1")[1].split("\n")[0]  # only the base has it
 
 

@@ -13,7 +13,8 @@ before the transaction-level fabric is compared by its TLP figures (its files ca
 fabric in their name).  Compared: the datapath (us per packet, per frame size and active VFs),
 the platform timings (wall s) and one regression seed (wall s); lower is better, and a
 speed-up is base / this checkout.  With both fabrics on this side, "base tlp / fast" is the
-transaction-level fabric against the base's TLP one: what issue 12's first bench measured.
+transaction-level fabric against the base's TLP one, and "this: tlp / fast" is ``make
+bench``'s ratio of the two fabrics, each a median over the runs.
 
     python -m tb.bench.compare 856b14b                      # datapath, platform, regress
     python -m tb.bench.compare 4d7b3a8 datapath --rounds 5  # what a revision of old ran
@@ -116,8 +117,9 @@ def collect(runs: list[tuple[str, dict[tuple[str, str], dict]]]) -> dict[str, di
 
 
 def speedups(series: dict[tuple[str, str], dict[str, list]]) -> list[tuple[str, tuple[str, str], tuple[str, str]]]:
-    """(label, base series, this series) of each speed-up to show: every fabric against its own
-    base, and a fabric other than TLP against the base's TLP figures too."""
+    """(label, slower series, faster series) of each speed-up to show: every fabric of this
+    checkout against its own base, a fabric other than TLP against the base's TLP figures, and
+    on each side that has both, the TLP fabric against the other one (``make bench``'s ratio)."""
     pairs = []
     for side, fabric_name in sorted(series, key=lambda s: (s[1] != TLP, s[1])):
         if side != HEAD:
@@ -126,6 +128,10 @@ def speedups(series: dict[tuple[str, str], dict[str, list]]) -> list[tuple[str, 
             pairs.append((f"{fabric_name}: base / this", (BASE, fabric_name), (HEAD, fabric_name)))
         if fabric_name != TLP and (BASE, TLP) in series:
             pairs.append((f"base tlp / {fabric_name}", (BASE, TLP), (HEAD, fabric_name)))
+    for side in (BASE, HEAD):
+        for s, fabric_name in sorted(series):
+            if s == side and fabric_name != TLP and (side, TLP) in series:
+                pairs.append((f"{side}: tlp / {fabric_name}", (side, TLP), (side, fabric_name)))
     return pairs
 
 
