@@ -258,13 +258,14 @@ class NicFunction(MemoryEndpoint):
         if not self.bus_master_enable:
             raise RequestFailed(f"read at {addr:#x}: bus mastering disabled")
         mrrs = 128 << self.pcie_cap.max_read_request_size
-        if pci.one_request(addr, length, mrrs):
+        one = pci.one_request(addr, length, mrrs)
+        if one:
             cut = [(addr, length)]
         else:
             cut = list(pci.read_requests(addr, length, mrrs)) if length > 0 else []
         read_request = getattr(self.mem_address_space, "read_request", None)
         if read_request is not None:  # a RequestSpace (transaction level): no TLPs
-            if len(cut) > 1:
+            if not one and cut:
                 data = self.mem_address_space.read_burst(cut)
                 if data is not None:  # every request completed Successfully, nothing to note
                     return data
