@@ -217,11 +217,50 @@ class Attacker:
         return None
 
     async def descriptors(self) -> list[Act]:
-        """A TX ring of its choosing filled with descriptors pointing anywhere, any length."""
+        """A TX ring of its choosing filled with descriptors pointing anywhere, any length; a
+        frame that runs past the end of its own mapping."""
         acts = []
         for _ in range(self.rng.randint(2, 4)):
             acts.append(await self._tx_ring_once())
+        acts.append(await self._past_mapping_once(rx=False))
         return acts
+
+    async def _past_mapping_once(self, rx: bool) -> Act:
+        """A buffer in the last bytes of a page of its own, which the device has just used (its
+        translation cached), running on into the page after it, which its domain need not map:
+        the one DMA covers both pages. What lies in its own page may be read or land; every
+        request beyond faults on its own, and nothing reaches memory it was not given."""
+        rng, vf, w = self.rng, self.vf, self.w
+        ring, ring_iova = vf.dma.dma_alloc_coherent(8 * d.DESC_SIZE)
+        pages = sorted((vf.dma.dma_alloc_coherent(4096) for _ in range(2)), key=lambda page: page[1])
+        (own, own_iova), (after, after_iova) = pages
+        if after_iova == own_iova + 4096 and rng.random() < 0.8:
+            vf.dma.dma_free_coherent(after, after_iova)  # the page after its own: unmapped now
+        start = own_iova + 4096 - rng.choice([4, 64, 700, 1400])
+        size = 1514 if not rx else 2048
+        queue = 0 if rx else rng.randrange(device.VF_QUEUE_PAIRS)
+        if rx:  # a buffer in its own page first (that frame lands there), then the one past it
+            ring.write(0, d.rx_desc(own_iova, 2048))
+            ring.write(d.DESC_SIZE, d.rx_desc(start, size))
+        else:  # a frame from its own page first, then one running past it
+            own.write(0, PARTNER + vf.mac + bytes(1502))
+            ring.write(0, d.tx_desc(own_iova, 1514, True))
+            ring.write(d.DESC_SIZE, d.tx_desc(start, size, True))
+        await self._program_ring(rx, queue, ring_iova, 8)
+        hostile = not self.readable(start, size)
+        mark = w.rec.mark()
+        await vf.write_reg(regs.RDT if rx else regs.TDT, 2, queue)
+        if rx:
+            for _ in range(2):
+                await w.system.nic.uplink.send(vf.mac + PARTNER + b"\x08\x00" + bytes(1400))
+        await self._settle()
+        return Act(
+            "rx_buffers" if rx else "descriptors",
+            "past_mapping",
+            hostile,
+            self._seen(mark) if hostile else None,
+            f"{'RX' if rx else 'TX'}{queue}: {size} bytes from {4096 - (start - own_iova)} before the end of its page",
+        )
 
     async def _program_ring(self, rx: bool, queue: int, base: int, length: int, vector: int = 1) -> None:
         vf = self.vf
@@ -333,7 +372,8 @@ class Attacker:
             payload = bytes(rng.getrandbits(8) for _ in range(rng.choice([46, 200, 1400])))
             await uplink.send(vf.mac + src + b"\x08\x00" + payload)
         await self._settle()
-        return [Act("rx_buffers", "rx_ring", hostile, self._seen(mark) if hostile else None, f"{frames} frames")]
+        act = Act("rx_buffers", "rx_ring", hostile, self._seen(mark) if hostile else None, f"{frames} frames")
+        return [act, await self._past_mapping_once(rx=True)]
 
     async def _raw_message(self, words: list[int], take_lock: bool = True) -> None:
         vf = self.vf

@@ -22,6 +22,7 @@ ACT_KINDS = [
     "bad_ring",
     "bad_tail",
     "rx_ring",
+    "past_mapping",
     "malformed",
     "random",
     "no_lock",
