@@ -22,6 +22,7 @@ from cocotb.triggers import Timer
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
+from datasheet.pci import write_requests
 from fabric.rc import FabricRootComplex
 from fabric.transaction import UR, WITHHELD, WriteBurst
 from observe import EventBus
@@ -33,7 +34,7 @@ from .inject import DELAY, POISON, WITHHOLD, CompletionFault, CompletionFaults
 from .remapping import Iommu
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from cocotbext.pcie.core.msi import MsiVector
 
@@ -58,6 +59,9 @@ class IommuRootComplex(FabricRootComplex):
     have AER (:class:`~iommu.aer.AerRootPort`) and publish the error Messages they receive
     on ``self.events``; ``self.inject`` withholds, delays or poisons the completion of a
     requester's next read (:mod:`iommu.inject`).
+    On the transaction-level fabric a device access cut into several requests is taken a
+    page or a read at a time where each request's outcome is the same (:meth:`read_burst`,
+    :meth:`mem_write_requests`), which ``iommu.set_fast_path(False)`` turns off.
     """
 
     def __init__(self, *args: Any, iommu: Iommu | None = None, **kwargs: Any):
@@ -241,16 +245,17 @@ class IommuRootComplex(FabricRootComplex):
         cut by :func:`~datasheet.pci.read_requests`) when each would have completed
         Successfully, unannotated, from host RAM with its translation served by the IOMMU's
         caches: no completion fault armed, every page's DWORDs translated by
-        :meth:`Iommu.cached_translation` (counted per request, as one by one) into one RAM
-        region. None, with nothing done or counted, otherwise: the requests then go one by one."""
+        :meth:`Iommu.cached_translation` into one RAM region; each request is then counted and
+        published as one by one (:meth:`Iommu.served`). None, with nothing done, otherwise:
+        the requests then go one by one."""
         if self.inject:
             return None
         translating = self.iommu.translation_enabled
-        pieces = []
+        pieces, physical = [], []
         for start, end, first, last in _pages(cut):
             phys = start
             if translating:
-                phys = self.iommu.cached_translation(requester, start, end - start, False, requests=0)
+                phys = self.iommu.cached_translation(requester, start, end - start, False)
                 if phys is None:
                     return None
             ram = self.host_memory.span(phys, end - start)
@@ -258,8 +263,9 @@ class IommuRootComplex(FabricRootComplex):
                 return None
             mem, off = ram
             pieces.append((mem, off + first - start, last - first))
+            physical.append((start, phys))
         if translating:
-            self.iommu.count_cached(len(cut))
+            self.iommu.served(requester, False, len(cut), _translated(cut, physical))
         return b"".join(mem[off : off + n] for mem, off, n in pieces)
 
     async def _faulted_read(self, req: MemRequest, host_req: MemRequest, fault: CompletionFault) -> Completion:
@@ -310,8 +316,9 @@ class IommuRootComplex(FabricRootComplex):
     def _write_page(self, burst: WriteBurst, addr: int, length: int, count: int) -> bool:
         """Write the ``count`` requests of ``burst`` that carry its ``length`` bytes at ``addr``
         (one 4 KiB page) at once, when one by one each would have been translated from the
-        caches (and counted so) and written into the same RAM region: nothing of them near the
-        interrupt window, before or after translation. False, with nothing done, otherwise."""
+        caches and written into the same RAM region, nothing of them near the interrupt window
+        before or after translation; each is counted and published as one by one
+        (:meth:`Iommu.served`). False, with nothing done, otherwise."""
         start = addr & ~3
         end = (addr + length + 3) & ~3
         if not length or (start < self._msi_end and self._msi_base < end):
@@ -319,7 +326,7 @@ class IommuRootComplex(FabricRootComplex):
         phys = start
         translating = self.iommu.translation_enabled
         if translating:
-            phys = self.iommu.cached_translation(burst.requester, start, end - start, True, requests=0)
+            phys = self.iommu.cached_translation(burst.requester, start, end - start, True)
             if phys is None or (phys < self._msi_end and self._msi_base < phys + end - start):
                 return False
         ram = self.host_memory.span(phys, end - start)
@@ -330,7 +337,8 @@ class IommuRootComplex(FabricRootComplex):
         pos = addr - burst.address
         mem[off : off + length] = burst.data[pos : pos + length]
         if translating:
-            self.iommu.count_cached(count)
+            cut = write_requests(addr, length, burst.mps)
+            self.iommu.served(burst.requester, True, count, _translated(cut, [(start, phys)]))
         return True
 
 
@@ -345,3 +353,16 @@ def _pages(cut: Sequence[tuple[int, int]]) -> list[tuple[int, int, int, int]]:
         else:
             pages.append((addr & ~3, (addr + n + 3) & ~3, addr, addr + n))
     return pages
+
+
+def _translated(cut: Iterable[tuple[int, int]], pages: list[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
+    """(IOVA, length, host address) of each request of ``cut`` (address, bytes), as a TLP
+    carries it (DWORD address and length), whose 4 KiB page starts at an IOVA of ``pages``
+    ((IOVA of the page's first DWORD, its host address)), in order."""
+    pages = iter(pages)
+    start, phys = next(pages)
+    for addr, n in cut:
+        iova = addr & ~3
+        if iova >> 12 != start >> 12:
+            start, phys = next(pages)
+        yield iova, ((addr & 3) + n + 3) & ~3 or 4, phys + iova - start

@@ -8,7 +8,7 @@ request: a blocked request yields a :class:`FaultRecord` (§7).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from observe import EventBus
 
@@ -57,6 +57,9 @@ from .vtd_format import (
     unpack_entry128,
     unpack_u64,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 Chunks = list[tuple[int, int]]
 
@@ -135,6 +138,7 @@ class Iommu:
         self.reserved_regions: list[tuple[int, int]] = []
         self.interrupt_window = interrupt_window
         self.slade: set[int] = set()  # domain IDs whose leaves get A/D bits (dirty tracking)
+        self.fast_path = True  # set_fast_path()
 
     # -- global command (GCMD_REG, §10.4.4) ------------------------------------
     def set_root_table(self, address: int) -> None:
@@ -144,6 +148,13 @@ class Iommu:
     def set_translation(self, enabled: bool) -> None:
         """GCMD.TE: DMA remapping on (every request translated) or off (untranslated)."""
         self.translation_enabled = enabled
+
+    def set_fast_path(self, enabled: bool) -> None:
+        """On (the default): a request the context-cache and the IOTLB serve is translated
+        from the two entries directly, and the fast fabric takes a burst of such requests at
+        once. Off: every request goes through :meth:`translate` one by one (an IOTLB look-up or
+        a walk), with the same outcomes, counts and events, to compare the two against."""
+        self.fast_path = enabled
 
     def set_dirty_tracking(self, did: int, enabled: bool) -> None:
         """SLADE for domain ``did`` (VT-d 3.x §3.6.2, §9.6: the scalable-mode PASID entry's
@@ -169,22 +180,25 @@ class Iommu:
     def translate_request(self, source_id: int, iova: int, length: int, is_write: bool) -> int | FaultRecord:
         """:meth:`translate` of one request, which never crosses 4 KiB (PCIe 6.0 §2.2.7): its
         host-physical address, or the FaultRecord. Same caches, counters, faults and events;
-        a request :meth:`cached_translation` serves is counted as the look-ups would count it."""
+        a request :meth:`cached_translation` serves is counted and published as :meth:`translate`
+        would count and publish it."""
         phys = self.cached_translation(source_id, iova, length, is_write)
-        if phys is not None:
-            return phys
-        result = self.translate(source_id, iova, length, is_write)
-        return result if isinstance(result, FaultRecord) else result[0][0]
+        if phys is None:
+            result = self.translate(source_id, iova, length, is_write)
+            return result if isinstance(result, FaultRecord) else result[0][0]
+        if self._translation:
+            self._translation.emit(Translation(source_id, iova, length, is_write, ((phys, length),), None))
+        self.context_cache.hits += 1  # as served() counts one, without a call per request
+        self.iotlb.hits += 1
+        return phys
 
-    def cached_translation(
-        self, source_id: int, iova: int, length: int, is_write: bool, requests: int = 1
-    ) -> int | None:
-        """The host-physical address of ``length`` bytes at ``iova`` (within one 4 KiB page)
-        when the context-cache and the IOTLB alone serve it: both hit with the right it needs,
-        through a leaf that needs no A/D update, and nobody is subscribed to translations (each
-        would be published); counted as ``requests`` hits of each cache (0: the caller counts
-        what it takes, :meth:`count_cached`). None when :meth:`translate` must handle it."""
-        if not self.translation_enabled or self._translation:
+    def cached_translation(self, source_id: int, iova: int, length: int, is_write: bool) -> int | None:
+        """The host-physical address of ``length`` bytes at ``iova`` (within one 4 KiB page) when
+        the context-cache and the IOTLB alone serve it: both hit with the right it needs, through
+        a leaf that needs no A/D update. None when :meth:`translate` must handle it, and always
+        with the fast path off (:meth:`set_fast_path`). Nothing is counted or published:
+        :meth:`served` does that for what the caller takes."""
+        if not (self.translation_enabled and self.fast_path):
             return None
         ctx = self.context_cache.entries.get(source_id)
         if ctx is None or ctx.tt != TT_UNTRANSLATED or iova < 0 or iova + length > 1 << ctx.aw_bits:
@@ -197,17 +211,18 @@ class Iommu:
         ):
             return None
         offset = iova & ((1 << entry.shift) - 1)
-        if offset + length > 1 << entry.shift:
-            return None
-        self.context_cache.hits += requests  # as count_cached, without a call per request
-        self.iotlb.hits += requests
-        return entry.page | offset
+        return entry.page | offset if offset + length <= 1 << entry.shift else None
 
-    def count_cached(self, requests: int) -> None:
-        """Count ``requests`` served by :meth:`cached_translation`: a context-cache and an IOTLB
-        hit each, as their look-ups count them."""
-        self.context_cache.hits += requests
-        self.iotlb.hits += requests
+    def served(self, source_id: int, is_write: bool, count: int, requests: Iterable[tuple[int, int, int]]) -> None:
+        """Count and publish ``count`` requests translated by :meth:`cached_translation` and
+        taken at once by the caller: a context-cache and an IOTLB hit each, and a
+        :class:`Translation` each, as one by one. ``requests`` gives their (IOVA, length,
+        host address), in order; it is looked at only while someone subscribes to translations."""
+        self.context_cache.hits += count
+        self.iotlb.hits += count
+        if self._translation:
+            for iova, length, phys in requests:
+                self._translation.emit(Translation(source_id, iova, length, is_write, ((phys, length),), None))
 
     def _translate(self, source_id: int, iova: int, length: int, is_write: bool) -> Chunks | FaultRecord:
         if not self.translation_enabled:

@@ -232,12 +232,14 @@ async def bursts_have_the_outcome_of_their_requests_one_by_one(dut):
     """The transaction-level fabric's bursts against its own one-by-one path, on random DMA.
     Two VFs get the same IOVA layout (pages mapped read-write, read-only or not at all) and
     the same random reads and writes: any offset and length, across pages, past the mapping;
-    now and then a page remapped, and dirty tracking on for the second half. The
-    first VF's run with nobody watching translations (so bursts), the second's with a watcher
-    (so every request one by one, as before the bursts). Each operation must end the same:
-    the same data read or the same error, the same IOTLB, context-cache, walk and fault counts,
-    the same faults (address, direction, reason), the same pages dirtied; and both VFs' pages
-    end with the same bytes.
+    now and then a page remapped, and dirty tracking on for the second half. The first VF's
+    run with the IOMMU's fast path on (cached translations, bursts), the second's with
+    the fast path off (every request translated one by one, as a walk or an IOTLB look-up),
+    every other operation with a watcher of translations.
+    Each operation must end the same: the same data read or the same error, the same IOTLB,
+    context-cache, walk and fault counts, the same faults (address, direction, reason), the
+    same translations published (one per request), the same pages dirtied; and both VFs'
+    pages end with the same bytes.
     (The interrupt window is left out: what a write there does depends on the requester's own
     remapping entries; `a_write_lands_and_counts_as_its_requests_once_translations_are_cached`
     covers it.)"""
@@ -258,12 +260,13 @@ async def bursts_have_the_outcome_of_their_requests_one_by_one(dut):
     host_of = {domain.did: host for _fn, domain, host in sides}
     faults = []  # every fault as its event tells it (the fault log itself fills up)
     iommu.events.subscribe(Fault, lambda f: faults.append((f.record.address, f.record.is_write, f.record.reason)))
+    seen = []  # the translations published, while watched, host addresses relative to the VF's pages
 
     def counts() -> tuple:
         cc = iommu.context_cache
         return (iommu.iotlb.hits, iommu.iotlb.misses, iommu.iotlb.walks, cc.hits, cc.misses, iommu.faults.total)
 
-    async def run(fn, domain, op) -> tuple:
+    async def run(fn, domain, op, watched: bool) -> tuple:
         kind, where, length, data, remap = op
         if remap is not None:  # the host changes one page's rights (the IOTLB entry invalidated)
             k, prot = remap
@@ -272,13 +275,24 @@ async def bursts_have_the_outcome_of_their_requests_one_by_one(dut):
                 drv.iommu_map(domain, base + k * PAGE, host_of[domain.did].phys + k * PAGE, PAGE, prot)
         before = counts()
         faults.clear()
+        seen.clear()
+        host = host_of[domain.did].phys
+        unwatch = (
+            iommu.events.subscribe(
+                Translation, lambda t: seen.append((t.iova, t.length, t.is_write, t.phys and t.phys - host))
+            )
+            if watched
+            else None
+        )
         try:
             result = await fn.dma_read(where, length) if kind == "read" else await fn.dma_write(where, data)
         except RequestFailed as exc:
             result = str(exc)
+        if unwatch:
+            unwatch()
         delta = tuple(b - a for a, b in zip(before, counts()))
         dirty = drv.iommu_read_and_clear_dirty(domain, base, pages * PAGE) if domain.dirty_tracking else None
-        return result, delta, list(faults), dirty
+        return result, delta, list(faults), list(seen), dirty
 
     ops = []
     for _ in range(300):
@@ -297,10 +311,11 @@ async def bursts_have_the_outcome_of_their_requests_one_by_one(dut):
         if i == len(ops) // 2:  # dirty tracking on from here: a write through a clean leaf sets D
             for _fn, domain, _host in sides:
                 drv.set_dirty_tracking(domain, True)
-        bursts = await run(sides[0][0], sides[0][1], op)
-        unwatch = iommu.events.subscribe(Translation, lambda t: None)
-        one_by_one = await run(sides[1][0], sides[1][1], op)
-        unwatch()
+        watched = i % 2 == 1
+        bursts = await run(sides[0][0], sides[0][1], op, watched)
+        iommu.set_fast_path(False)
+        one_by_one = await run(sides[1][0], sides[1][1], op, watched)
+        iommu.set_fast_path(True)
         assert bursts == one_by_one, f"operation {i} ({op[0]} of {op[2]} bytes at {op[1]:#x}): {bursts} != {one_by_one}"
     assert sides[0][2].read(0, pages * PAGE) == sides[1][2].read(0, pages * PAGE)
 
