@@ -186,10 +186,7 @@ class Iommu:
         if phys is None:
             result = self.translate(source_id, iova, length, is_write)
             return result if isinstance(result, FaultRecord) else result[0][0]
-        if self._translation:
-            self._translation.emit(Translation(source_id, iova, length, is_write, ((phys, length),), None))
-        self.context_cache.hits += 1  # as served() counts one, without a call per request
-        self.iotlb.hits += 1
+        self.served(source_id, is_write, 1, ((iova, length, phys),))
         return phys
 
     def cached_translation(self, source_id: int, iova: int, length: int, is_write: bool) -> int | None:
