@@ -81,7 +81,7 @@ class PfMailbox:
         self._next = 0
         self._imr = IMR_NO_ACK  # what the service last wrote to PF_IMR
         #: bit n: VF n may owe an ACK or have a notification waiting (set where either starts:
-        #: :meth:`_post`, :meth:`notify`), so that a round looks at those VFs, not all of them
+        #: :meth:`_send`, :meth:`notify`), so that a round looks at those VFs, not all of them
         self._open = 0
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -251,7 +251,7 @@ class PfMailbox:
 
     async def _serve_request(self, vf: VfInfo) -> None:
         """Read the VF's message and answer it: the reply and the acknowledgement of the request
-        go out in one write (:meth:`_reply`)."""
+        go out in one write (:meth:`_send`)."""
         words = await self._receive(vf.index)
         try:
             vf.received += 1
@@ -271,7 +271,7 @@ class PfMailbox:
             raise
         if reply.nack and reply.payload[0] != MbxError.RATE_LIMITED:  # a flood must not flood the log
             self.log.info("VF %d: %s NACK %s", vf.index, _name(msg.opcode), MbxError(reply.payload[0]).name)
-        await self._reply(vf, reply)
+        await self._send(vf, reply, ACK | STS)
 
     # -- transport --------------------------------------------------------------------------
     async def _lock(self, n: int) -> bool:
@@ -307,23 +307,13 @@ class PfMailbox:
         length = min(mbx.HDR_LEN.get(buffer[0]), mbx.MAX_PAYLOAD)
         return buffer[: 1 + length]
 
-    async def _reply(self, vf: VfInfo, msg: Message) -> bool:
-        """Answer the request :meth:`_receive` read: take the lock, then the reply in the buffer
-        and ACK and STS in one write (PFACK and PFSTS, which releases the lock), as
-        ``ixgbe_write_mbx_pf`` takes it for any message."""
+    async def _send(self, vf: VfInfo, msg: Message, doorbell: int = STS) -> bool:
+        """Write a message to VF ``vf``: take the lock, the message into its buffer, then
+        ``doorbell`` in one write, which releases the lock: STS, with ACK when the message
+        answers the request :meth:`_receive` read (PFACK and PFSTS together), as
+        ``ixgbe_write_mbx_pf`` takes the lock for any message. False if the lock was not had."""
         if not await self._lock(vf.index):
             return False
-        return await self._post(vf, msg, ACK | STS)
-
-    async def _send(self, vf: VfInfo, msg: Message) -> bool:
-        """Write a message to VF ``vf`` and ring STS (which releases the lock)."""
-        if not await self._lock(vf.index):
-            return False
-        return await self._post(vf, msg, STS)
-
-    async def _post(self, vf: VfInfo, msg: Message, doorbell: int) -> bool:
-        """With the lock held: the message into VF ``vf``'s buffer, then ``doorbell`` (STS,
-        with ACK when it answers a request), which releases the lock."""
         await self.drv.write_regs(regs.PF_MBMEM, msg.encode(), vf.index * mbx.MBX_DWORDS)
         await self.drv.write_reg(regs.PF_MAILBOX, doorbell, vf.index)
         vf.awaiting_ack = True
