@@ -26,7 +26,8 @@ class RcHostMemory:
     The RC's RAM is ``rc.mem_pool``, a cocotbext.axi ``Pool`` whose ``regions``
     list holds ``(base, size, offset, MemoryRegion)`` entries, one per
     ``rc.alloc_region``; each MemoryRegion keeps its bytes in the mmap ``.mem``.
-    Regions are only ever added, so the sorted index is rebuilt when the list grows.
+    Regions are only ever added, so the sorted index is rebuilt when the list grows, and
+    the region last found stays valid: most accesses (a ring, its buffers) hit it again.
     """
 
     def __init__(self, rc: RootComplex):
@@ -35,6 +36,7 @@ class RcHostMemory:
         self._count = -1
         self._bases: list[int] = []
         self._spans: list[tuple[int, int, mmap.mmap]] = []
+        self._last: tuple[int, int, mmap.mmap | None] = (0, 0, None)  # base, end, bytes of the last hit
 
     def _reindex(self) -> None:
         spans = sorted((self._pool_base + base, size, region.mem) for base, size, _offset, region in self._pool.regions)
@@ -44,6 +46,9 @@ class RcHostMemory:
 
     def span(self, addr: int, length: int) -> tuple[mmap.mmap, int] | None:
         """(mmap, offset) when ``[addr, addr+length)`` lies in one region, else None."""
+        base, end, mem = self._last
+        if base <= addr and addr + length <= end and length >= 0:
+            return mem, addr - base
         if len(self._pool.regions) != self._count:
             self._reindex()
         i = bisect_right(self._bases, addr) - 1
@@ -51,7 +56,10 @@ class RcHostMemory:
             return None
         base, size, mem = self._spans[i]
         off = addr - base
-        return (mem, off) if 0 <= off and off + length <= size else None
+        if 0 <= off and off + length <= size:
+            self._last = (base, base + size, mem)
+            return mem, off
+        return None
 
     def _segments(self, addr: int, length: int) -> Iterator[tuple[mmap.mmap, int, int]]:
         """Yield (mmap, offset, n) pieces covering [addr, addr+length)."""

@@ -45,15 +45,17 @@ class DmaBuffer:
     def __init__(
         self, memory: HostMemory, phys: int, size: int, cpu_write_log: Callable[[int, int], None] | None = None
     ):
-        self._memory = memory
-        self.phys = phys  # host physical address (Linux virt_to_phys); the device sees IOVAs
         self.size = size
-        self._log = cpu_write_log
+        self.relocate(memory, phys, cpu_write_log)
 
     def relocate(self, memory: HostMemory, phys: int, cpu_write_log: Callable[[int, int], None] | None) -> None:
         """The hypervisor moved this guest memory to ``phys`` of ``memory`` (another host after a
         live migration: its EPT now points there); the guest keeps using the same handle."""
-        self._memory, self.phys, self._log = memory, phys, cpu_write_log
+        self._memory, self._log = memory, cpu_write_log
+        self.phys = phys  # host physical address (Linux virt_to_phys); the device sees IOVAs
+        # the bytes behind the buffer, reached directly as a CPU mapping reaches them, when
+        # one piece of memory holds it all (memory is never moved under a live buffer)
+        self._ram = memory.span(phys, self.size)
 
     def __len__(self) -> int:
         return self.size
@@ -65,11 +67,18 @@ class DmaBuffer:
     def read(self, offset: int = 0, length: int | None = None) -> bytes:
         length = self.size - offset if length is None else length
         self._check(offset, length)
+        if self._ram is not None:
+            mem, base = self._ram
+            return bytes(mem[base + offset : base + offset + length])
         return self._memory.read(self.phys + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
         self._check(offset, len(data))
-        self._memory.write(self.phys + offset, bytes(data))
+        if self._ram is not None:
+            mem, base = self._ram
+            mem[base + offset : base + offset + len(data)] = data
+        else:
+            self._memory.write(self.phys + offset, bytes(data))
         if self._log is not None:
             self._log(self.phys + offset, len(data))
 

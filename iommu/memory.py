@@ -8,9 +8,12 @@ translation costs no simulator time and no coroutine.  The root complex's own RA
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from fabric.memory import HostMemoryError, RcHostMemory
+
+if TYPE_CHECKING:
+    import mmap
 
 __all__ = ["BytearrayMemory", "HostMemory", "HostMemoryError", "RcHostMemory"]
 
@@ -22,6 +25,10 @@ class HostMemory(Protocol):
     def read(self, addr: int, length: int) -> bytes: ...
 
     def write(self, addr: int, data: bytes) -> None: ...
+
+    def span(self, addr: int, length: int) -> tuple[bytearray | mmap.mmap, int] | None:
+        """(the bytes, offset) that hold ``[addr, addr+length)`` when one piece of memory holds
+        them all, else None: what a CPU mapping of a buffer reaches directly."""
 
 
 class BytearrayMemory:
@@ -37,6 +44,10 @@ class BytearrayMemory:
         if off < 0 or length < 0 or off + length > self.size:
             raise HostMemoryError(f"no memory at {addr:#x}+{length:#x}")
         return off
+
+    def span(self, addr: int, length: int) -> tuple[bytearray, int] | None:
+        off = addr - self.base
+        return (self.mem, off) if 0 <= off and 0 <= length and off + length <= self.size else None
 
     def read(self, addr: int, length: int) -> bytes:
         off = self._offset(addr, length)

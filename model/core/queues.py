@@ -600,7 +600,7 @@ class QueueEngine:
                     break
                 desc = run.cache.popleft()
                 run.staged.append(desc)
-                ends = d.TX_CMD_EOP.get(desc[2]) and not d.TX_CMD_CTX.get(desc[2])
+                ends = desc[2] & d.TX_CMD_EOP.mask and not desc[2] & d.TX_CMD_CTX.mask
                 if not ends and len(run.staged) < device.TX_MAX_FRAME_DESCS:
                     continue
                 frame, run.staged = run.staged, []
@@ -641,7 +641,7 @@ class QueueEngine:
                 self.count("TX_BYTES", len(frame))
         self._publish_tx_offload(run, plan, len(frames))
         status = d.STATUS_DD.mask | (0 if all(delivered) else d.STATUS_DROPPED.mask)
-        return [(desc[0], 0 if d.TX_CMD_CTX.get(desc[2]) else desc[1], status) for desc in descs]
+        return [(desc[0], 0 if desc[2] & d.TX_CMD_CTX.mask else desc[1], status) for desc in descs]
 
     def _publish_tx_offload(self, run: RingRun, plan: tx_offload.TxPlan, segments: int) -> None:
         if self._tx_offload and plan.asks_offload:

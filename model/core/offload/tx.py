@@ -74,21 +74,23 @@ class TxPlan:
 
     @property
     def tse(self) -> bool:
-        return bool(d.TX_CMD_TSE.get(self.cmd))
+        return bool(self.cmd & d.TX_CMD_TSE.mask)
 
 
 Descriptor = tuple[int, int, int, int]  # datasheet.descriptors.parse_read
 
 
 def plan(descs: Sequence[Descriptor], permits: TxPermits) -> TxPlan:
-    """Judge the chain ``descs`` (a context descriptor, data descriptors, the last with EOP)."""
-    contexts = [k for k, desc in enumerate(descs) if d.TX_CMD_CTX.get(desc[2])]
-    data = [desc for desc in descs if not d.TX_CMD_CTX.get(desc[2])]
+    """Judge the chain ``descs`` (a context descriptor, data descriptors, the last with EOP).
+    Command bits are tested by their masks: this runs once per frame sent."""
+    ctx_bit = d.TX_CMD_CTX.mask
+    contexts = [k for k, desc in enumerate(descs) if desc[2] & ctx_bit]
+    data = [desc for desc in descs if not desc[2] & ctx_bit] if contexts else descs
     buffers = tuple((addr, length) for addr, length, _, _ in data)
     total = sum(length for _, length in buffers)
     cmd = data[0][2] & d.TX_OFFLOAD_CMDS if data else 0
     context = TxContext.decode(descs[contexts[0]][0], descs[contexts[0]][1]) if contexts else None
-    vle = bool(d.TX_CMD_VLE.get(cmd))
+    vle = bool(cmd & d.TX_CMD_VLE.mask)
     base = TxPlan(
         buffers,
         context,
@@ -98,7 +100,7 @@ def plan(descs: Sequence[Descriptor], permits: TxPermits) -> TxPlan:
         total,
     )
     last = descs[-1][2]
-    if d.TX_CMD_CTX.get(last) or not d.TX_CMD_EOP.get(last) or not data or any(n == 0 for _, n in buffers):
+    if last & ctx_bit or not last & d.TX_CMD_EOP.mask or not data or any(n == 0 for _, n in buffers):
         return _refused(base, d.STATUS_ERR_LEN.mask, f"buffer lengths {[n for _, n in buffers]} or no EOP")
     if not base.tse and total > device.MAX_FRAME:
         return _refused(base, d.STATUS_ERR_LEN.mask, f"frame of {total} bytes")
@@ -116,7 +118,7 @@ def _refused(p: TxPlan, error: int, reason: str, offload_error: OffloadError | N
 def _offload_error(p: TxPlan, contexts: list[int], permits: TxPermits) -> tuple[OffloadError, str] | None:
     if contexts not in ([], [0]):
         return OffloadError.CONTEXT, f"context descriptors at {contexts} of the chain"
-    ixsm, txsm, tse = (bool(f.get(p.cmd)) for f in (d.TX_CMD_IXSM, d.TX_CMD_TXSM, d.TX_CMD_TSE))
+    ixsm, txsm, tse = bool(p.cmd & d.TX_CMD_IXSM.mask), bool(p.cmd & d.TX_CMD_TXSM.mask), p.tse
     if (ixsm or txsm or tse) and p.context is None:
         return OffloadError.NO_CONTEXT, "checksum or segmentation asked without a context descriptor"
     if ((ixsm or txsm) and not permits.txcsum) or (tse and not permits.tso):
