@@ -69,7 +69,7 @@ class MemRequest:
         self.address = addr & ~3
         self.first_pad = pad = addr & 3
         self.nbytes = nbytes
-        self.dwords = dwords = max((pad + nbytes + 3) >> 2, 1)
+        self.dwords = dwords = (pad + nbytes + 3) >> 2 or 1  # a zero-length request is one DWORD
         self.length = dwords << 2  # bytes the DWORDs cover (a TLP's Length field x 4)
         self.payload = payload
         self.poisoned = False

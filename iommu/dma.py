@@ -73,14 +73,15 @@ class DmaBuffer:
         return self._memory.read(self.phys + offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
-        self._check(offset, len(data))
+        length = len(data)
+        self._check(offset, length)
         if self._ram is not None:
             mem, base = self._ram
-            mem[base + offset : base + offset + len(data)] = data
+            mem[base + offset : base + offset + length] = data
         else:
             self._memory.write(self.phys + offset, bytes(data))
         if self._log is not None:
-            self._log(self.phys + offset, len(data))
+            self._log(self.phys + offset, length)
 
 
 class DmaDevice:

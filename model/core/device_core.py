@@ -232,7 +232,7 @@ class DeviceCore:
     def _tx_drop(self, fn: int) -> None:
         function = self.function_at(fn)
         if function is not None:
-            function.regs.set(TX_DROPS, function.regs.get(TX_DROPS) + 1)
+            function.regs.add(TX_DROPS, 1)
 
     def _link_changed(self, up: bool) -> None:
         for function in (self.pf, *self.vfs):

@@ -454,8 +454,7 @@ class QueueEngine:
 
     # -- statistics --------------------------------------------------------------------
     def count(self, name: str, n: int = 1) -> None:
-        reg = STAT[name]
-        self.rf.set(reg, self.rf.get(reg) + n)
+        self.rf.add(STAT[name], n)
 
     # -- interrupts with moderation ---------------------------------------------------------
     def raise_irq(self, vector: int) -> None:

@@ -58,6 +58,11 @@ class RegisterFile:
     def set(self, reg: Register, value: int, index: int = 0) -> None:
         self._values[reg.name][index] = value & 0xFFFFFFFF
 
+    def add(self, reg: Register, n: int, index: int = 0) -> None:
+        """A counter counts ``n`` more, wrapping at 32 bits as :meth:`set` stores it."""
+        values = self._values[reg.name]
+        values[index] = (values[index] + n) & 0xFFFFFFFF
+
     def on_write(self, reg: Register, hook: WriteHook) -> None:
         """Call ``hook(old, new)`` after every bus write to ``reg``."""
         self._hooks[reg.name] = hook

@@ -191,8 +191,7 @@ class Switch:
 
     # -- counters ------------------------------------------------------------------------
     def _count(self, name: str, moved: list) -> None:
-        reg = COUNTER[name]
-        self.rf.set(reg, self.rf.get(reg) + 1)
+        self.rf.add(COUNTER[name], 1)
         moved.append(name)
 
     def counters(self) -> dict[str, int]:
