@@ -17,6 +17,7 @@ from iommu import (
     IOMMU_READ,
     IOMMU_WRITE,
     BytearrayMemory,
+    DmaBuffer,
     DmaDevice,
     ExtentAllocator,
     FaultReason,
@@ -403,6 +404,40 @@ def test_rc_host_memory_reads_pool_regions_synchronously():
     assert host.read(base1 + 0x1FFE, 4) == b"span"
     with pytest.raises(HostMemoryError):
         host.read(base2 + 0x2000, 4)
+    # the region last found answers first: it must not answer for its neighbour or past its end
+    host.write(base2 + 0x10, b"two")
+    assert host.span(base2 + 0x10, 3) == (second.mem, 0x10)
+    assert host.span(base1 + 0x10, 3) == (first.mem, 0x10) and host.read(base2 + 0x10, 3) == b"two"
+    assert host.span(base2 + 0x1FFF, 2) is None and host.span(base1 + 0x1FFF, 2) is None
+    with pytest.raises(HostMemoryError):
+        host.write(base2 + 0x1FFF, b"ab")
+
+
+def test_a_buffer_is_the_memory_it_lies_in_until_relocated():
+    """The CPU reaches a buffer's bytes in place; a buffer split over two RAM regions, or one
+    the hypervisor moved, is still its memory's, byte for byte."""
+    old, new = BytearrayMemory(0x4000, base=0x10_0000), BytearrayMemory(0x4000, base=0x80_0000)
+    buf = DmaBuffer(old, 0x10_1000, 0x100)
+    buf.write(0x10, b"ring")
+    old.write(0x10_1020, b"device")  # what a device's DMA left there
+    assert old.read(0x10_1010, 4) == b"ring" and buf.read(0x20, 6) == b"device"
+    with pytest.raises(IndexError):
+        buf.write(0xFE, b"abc")
+    new.write(0x80_2000, old.read(0x10_1000, 0x100))  # live migration: the VMM copies the page
+    written = []
+    buf.relocate(new, 0x80_2000, lambda phys, n: written.append((phys, n)))
+    buf.write(0x10, b"RING")
+    assert new.read(0x80_2010, 4) == b"RING" and old.read(0x10_1010, 4) == b"ring"
+    assert buf.read(0x20, 6) == b"device" and written == [(0x80_2010, 4)]
+
+    space = AddressSpace(2**64)
+    rc = SimpleNamespace(mem_pool=space.create_pool(0, 0x8000_0000))
+    first, second = rc.mem_pool.alloc_region(0x1000), rc.mem_pool.alloc_region(0x1000)
+    split = DmaBuffer(RcHostMemory(rc), first.get_absolute_address(0xF00), 0x200)
+    split.write(0xF0, b"across")
+    assert first.mem[0xFF0:0xFF6] == b"across" and split.read(0xF0, 6) == b"across"
+    split.write(0xFE, b"seam")
+    assert first.mem[0xFFE:0x1000] == b"se" and second.mem[0:2] == b"am" and split.read(0xFE, 4) == b"seam"
 
 
 # -- observation: iommu.events and a software walk of a domain ------------------------------------
