@@ -304,6 +304,13 @@ PCI_REQUEST_PAGE = 0x1000
 PCI_READ_COMPLETION_BOUNDARY = 128
 
 
+def request_dwords(addr: int, length: int) -> int:
+    """The DWORDs a request of ``length`` bytes at ``addr`` covers, its Length field (PCIe 6.0
+    §2.2.2): from ``addr``'s DWORD through its last byte's; a zero-length request is one DWORD
+    with no bytes enabled (§2.2.5)."""
+    return ((addr & 3) + length + 3) >> 2 or 1
+
+
 def one_request(addr: int, length: int, max_size: int) -> bool:
     """Whether a read or write of ``length`` (> 0) bytes at ``addr`` is a single request: it fits
     ``max_size`` (Max_Read_Request_Size or Max_Payload_Size) from its DWORD and stays within

@@ -35,7 +35,7 @@ from cocotbext.axi import Region
 from cocotbext.pcie.core.tlp import CplStatus
 
 from datasheet import pci
-from datasheet.pci import read_requests, write_requests
+from datasheet.pci import read_requests, request_dwords, write_requests
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -67,9 +67,9 @@ class MemRequest:
     def __init__(self, requester: int, addr: int, nbytes: int, payload: bytes | None = None):
         self.requester = requester
         self.address = addr & ~3
-        self.first_pad = pad = addr & 3
+        self.first_pad = addr & 3
         self.nbytes = nbytes
-        self.dwords = dwords = (pad + nbytes + 3) >> 2 or 1  # a zero-length request is one DWORD
+        self.dwords = dwords = request_dwords(addr, nbytes)
         self.length = dwords << 2  # bytes the DWORDs cover (a TLP's Length field x 4)
         self.payload = payload
         self.poisoned = False

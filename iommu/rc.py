@@ -22,7 +22,7 @@ from cocotb.triggers import Timer
 from cocotbext.pcie.core.tlp import Tlp
 from cocotbext.pcie.core.utils import PcieId
 
-from datasheet.pci import write_requests
+from datasheet.pci import request_dwords, write_requests
 from fabric.rc import FabricRootComplex
 from fabric.transaction import UR, WITHHELD, WriteBurst
 from observe import EventBus
@@ -365,4 +365,4 @@ def _translated(cut: Iterable[tuple[int, int]], pages: list[tuple[int, int]]) ->
         iova = addr & ~3
         if iova >> 12 != start >> 12:
             start, phys = next(pages)
-        yield iova, ((addr & 3) + n + 3) & ~3 or 4, phys + iova - start
+        yield iova, request_dwords(addr, n) << 2, phys + iova - start
