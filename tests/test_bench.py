@@ -44,3 +44,13 @@ def test_one_fabric_gets_its_profile_table_without_a_ceiling():
     """``python -m tb.bench datapath --fabric fast``: the profile of the one fabric measured."""
     report = side_by_side({("datapath", fabric.FAST): datapath({("64 B", 8): 200.0}, profile(0.5))})
     assert "Where the time goes" in report and "ceiling" not in report
+
+
+def test_a_row_of_many_vfs_measures_a_stream_on_each_not_its_first_burst():
+    """Each active VF sends ``STEADY_PER_SENDER`` frames a measurement at least: 240 frames over
+    64 VFs (3 each) timed each VF's first burst after idle, not the stream the row stands for."""
+    from tb.bench.datapath import STEADY_PER_SENDER, row_packets  # noqa: PLC0415  (imports cocotb)
+
+    assert row_packets(240, 1) == row_packets(240, 8) == 240
+    assert row_packets(240, 64) == 64 * STEADY_PER_SENDER >= 64 * 16
+    assert row_packets(4000, 64) == 4000
