@@ -212,14 +212,18 @@ class NetDev:
         self.rss = rss
 
     # -- ndo_start_xmit ------------------------------------------------------------------------
-    async def start_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None) -> bool:
+    async def start_xmit(
+        self, frame: bytes, queue: int = 0, offload: TxOffload | None = None, more: bool = False
+    ) -> bool:
         """Queue a frame for transmission with the stack's ``offload`` request (checksum, TSO, VLAN
         tag); False if the ring is full (NETDEV_TX_BUSY). An offload whose feature is off raises
-        :class:`FeatureError` (the stack would have done it in software)."""
+        :class:`FeatureError` (the stack would have done it in software). ``more``: another
+        frame follows at once (``netdev_xmit_more()``), so the doorbell waits for the last
+        frame of the batch (:meth:`~netdev.ring.TxRing.xmit`)."""
         if offload is None:
-            return await self.tx[queue].xmit(frame)
+            return await self.tx[queue].xmit(frame, more=more)
         context, cmd, vlan = tx_request(frame, offload, self.features)
-        return await self.tx[queue].xmit(frame, context, cmd, vlan)
+        return await self.tx[queue].xmit(frame, context, cmd, vlan, more)
 
     # -- NAPI --------------------------------------------------------------------------------
     def _irq_handler(self, q: int) -> Callable[[], Coroutine[Any, Any, None]]:

@@ -30,6 +30,8 @@ DD = d.STATUS_DD.mask
 EOP = d.STATUS_EOP.mask
 #: largest piece of a mapped frame one descriptor carries
 TX_MAP_CHUNK = 16384
+#: slots the largest frame takes: a context descriptor and its data descriptors
+FRAME_SLOTS = 1 + device.TX_MAX_FRAME_DESCS
 
 
 class DescriptorRing:
@@ -82,6 +84,7 @@ class TxRing(DescriptorRing):
         self.stats = dev.stats(index, "tx")
         self.eop = [False] * size  # which slots end a frame (write-back overwrites the command)
         self.mapped: dict[int, tuple[DmaBuffer, int]] = {}  # EOP slot -> a frame's own mapping
+        self.tail = 0  # the tail last written to TDT (next_to_use runs ahead of it under ``more``)
 
     def _map(self, frame: bytes) -> tuple[tuple[DmaBuffer, int], list[tuple[int, int]]]:
         """Map ``frame`` for the device where it lies; its pieces as (IOVA, length)."""
@@ -97,12 +100,21 @@ class TxRing(DescriptorRing):
         self.dev.dma.dma_unmap(iova)
         self.dev.dma.free_buffer(buf)
 
-    async def xmit(self, frame: bytes, context: bytes | None = None, offloads: int = 0, vlan: int = 0) -> bool:
+    async def xmit(
+        self, frame: bytes, context: bytes | None = None, offloads: int = 0, vlan: int = 0, more: bool = False
+    ) -> bool:
         """Queue ``frame``, after a ``context`` descriptor if given; ``offloads`` (VLE, IXSM, TXSM,
         TSE command bits) and ``vlan`` go into its first data descriptor. A frame longer than the
         ring's buffers can hold is mapped where it lies.
 
-        Returns False (NETDEV_TX_BUSY) when the ring lacks free slots.
+        ``more`` (Linux ``netdev_xmit_more()``): another frame follows at once, so the doorbell
+        waits for it, unless the ring could not take a frame of the most descriptors after this
+        one (where Linux stops the queue and rings). The doorbell a later frame rings hands the
+        device every frame queued before it.
+
+        Returns False (NETDEV_TX_BUSY) when the ring lacks free slots, after ringing for the
+        frames still waiting, if any (only a frame of more than :data:`FRAME_SLOTS` slots can
+        find them: the ring rings whenever a frame of that many might not fit).
         """
         mapping, pieces = None, None
         if len(frame) > self.buf_size * (device.TX_MAX_FRAME_DESCS - 1):
@@ -116,6 +128,8 @@ class TxRing(DescriptorRing):
                 self.stats.busy += 1
                 if mapping is not None:
                     self._unmap(mapping)
+                if self.tail != self.next_to_use:
+                    await self._ring()
                 return False
             if context is not None:
                 slot = self.next_to_use
@@ -138,8 +152,14 @@ class TxRing(DescriptorRing):
                 self.next_to_use = (slot + 1) % self.size
             if mapping is not None:
                 self.mapped[slot] = mapping
-            await self.dev.write_reg(self.TAIL, self.next_to_use, self.index)
+            if not more or self.free() < FRAME_SLOTS:
+                await self._ring()
         return True
+
+    async def _ring(self) -> None:
+        """Write the tail doorbell: hand the device every frame queued so far (the lock held)."""
+        self.tail = self.next_to_use
+        await self.dev.write_reg(self.TAIL, self.tail, self.index)
 
     async def post_raw(self, descriptors: list[bytes]) -> int:
         """Write ``descriptors`` (16-byte read-format descriptors, made by hand) into the next
@@ -151,7 +171,7 @@ class TxRing(DescriptorRing):
                 self.desc.write(slot * d.DESC_SIZE, raw)
                 self.eop[slot] = True
                 self.next_to_use = (slot + 1) % self.size
-            await self.dev.write_reg(self.TAIL, self.next_to_use, self.index)
+            await self._ring()
         return self.next_to_use
 
     def clean(self, budget: int) -> int:

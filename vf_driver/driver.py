@@ -194,8 +194,10 @@ class VfDriver:
         if self.netdev is not None:
             await self.netdev.stop()
 
-    async def start_xmit(self, frame: bytes, queue: int = 0, offload: TxOffload | None = None) -> bool:
-        return await self.netdev.start_xmit(frame, queue, offload)
+    async def start_xmit(
+        self, frame: bytes, queue: int = 0, offload: TxOffload | None = None, more: bool = False
+    ) -> bool:
+        return await self.netdev.start_xmit(frame, queue, offload, more)
 
     def reset_prepare(self) -> None:
         """Linux ``pci_error_handlers.reset_prepare``: someone else is about to reset the

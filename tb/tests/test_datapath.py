@@ -11,6 +11,8 @@ from datasheet import mailbox as mbx
 from datasheet.descriptors import QueueError
 from datasheet.mailbox import Opcode
 from iommu.events import Translation
+from model import events as ev
+from netdev.ring import FRAME_SLOTS, TX_MAP_CHUNK
 from tb.lib.system import build_system
 
 BCAST = "ff:ff:ff:ff:ff:ff"
@@ -296,6 +298,59 @@ async def concurrent_xmit_on_one_queue(dut):
     ids = sorted(int.from_bytes(g[42:46], "big") for g in got)
     assert ids == sorted(k * 1000 + n for k in range(4) for n in range(15))
     assert await recv(vfs[1].netdev, 30) is None
+
+
+async def cleaned(ring, timeout_us=200):
+    """Wait until the driver has reclaimed every descriptor of TX ``ring`` (all slots free)."""
+    for _ in range(timeout_us):
+        if ring.free() == ring.size - 1:
+            return
+        await Timer(1, "us")
+    raise AssertionError(f"TX ring {ring.index}: {ring.size - 1 - ring.free()} descriptors not reclaimed")
+
+
+@cocotb.test()
+async def xmit_more_defers_the_doorbell_to_the_last_frame_of_a_batch(dut):
+    """``start_xmit(more=True)`` (``netdev_xmit_more()``): frames wait in the ring, unseen by the
+    device, until a frame without ``more`` rings once for all of them; a ring that might not
+    take the largest frame next rings at once; a frame refused for want of slots (one of more
+    than ``FRAME_SLOTS`` pieces) rings for the frames waiting before it."""
+    sys_, vfs = await up(dut, num_vfs=2, ring_size=32)
+    src, dst = vfs
+    ring = src.netdev.tx[0]
+    tx_fn = device.vf_port(src.vf_index)
+    doorbells = []
+    sys_.nic.events.subscribe(ev.Doorbell, lambda e: e.fn == tx_fn and not e.rx and doorbells.append(e.tail))
+
+    batch = [frame(src.mac, dst.mac, n) for n in range(5)]
+    for pkt in batch[:-1]:
+        assert await src.start_xmit(pkt, more=True)
+    assert await recv(dst.netdev, 50) is None and doorbells == []  # not the device's yet
+    assert await src.start_xmit(batch[-1])
+    assert [await recv(dst.netdev) for _ in batch] == batch
+    assert doorbells == [5]
+
+    await cleaned(ring)
+    sent = []
+    while ring.tail == 5:  # room for the largest frame after each: nothing rings
+        assert ring.free() >= FRAME_SLOTS
+        sent.append(frame(src.mac, dst.mac, 100 + len(sent)))
+        assert await src.start_xmit(sent[-1], more=True)
+    assert ring.free() < FRAME_SLOTS and ring.tail == ring.next_to_use
+    assert [await recv(dst.netdev) for _ in sent] == sent
+    assert doorbells == [5, 5 + len(sent)]
+
+    await cleaned(ring)
+    waiting = [frame(src.mac, dst.mac, 200 + n) for n in range(4)]
+    for pkt in waiting:
+        assert await src.start_xmit(pkt, more=True)
+    assert ring.tail != ring.next_to_use
+    too_many = bytes(TX_MAP_CHUNK * ring.size)  # a piece for every slot and more: it never fits
+    assert not await src.start_xmit(too_many, more=True)
+    assert ring.tail == ring.next_to_use
+    assert [await recv(dst.netdev) for _ in waiting] == waiting
+    assert await recv(dst.netdev, 30) is None
+    assert sys_.iommu_driver.iommu.faults.total == 0
 
 
 @cocotb.test()
