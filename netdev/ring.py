@@ -108,9 +108,9 @@ class TxRing(DescriptorRing):
         ring's buffers can hold is mapped where it lies.
 
         ``more`` (Linux ``netdev_xmit_more()``): another frame follows at once, so the doorbell
-        waits for it, unless the ring could not take a frame of the most descriptors after this
-        one (where Linux stops the queue and rings). The doorbell a later frame rings hands the
-        device every frame queued before it.
+        waits for it, unless fewer than :data:`FRAME_SLOTS` slots are left, so that the largest
+        frame might not fit next (where Linux stops the queue and rings). The doorbell a later
+        frame rings hands the device every frame queued before it.
 
         Returns False (NETDEV_TX_BUSY) when the ring lacks free slots, after ringing for the
         frames still waiting, if any (only a frame of more than :data:`FRAME_SLOTS` slots can
