@@ -14,6 +14,7 @@ from iommu.events import Translation
 from model import events as ev
 from netdev.ring import FRAME_SLOTS, TX_MAP_CHUNK
 from tb.lib.system import build_system
+from tb.lib.timing import expect_within
 
 BCAST = "ff:ff:ff:ff:ff:ff"
 GROUP = "01:00:5e:00:00:07"
@@ -300,15 +301,6 @@ async def concurrent_xmit_on_one_queue(dut):
     assert await recv(vfs[1].netdev, 30) is None
 
 
-async def cleaned(ring, timeout_us=200):
-    """Wait until the driver has reclaimed every descriptor of TX ``ring`` (all slots free)."""
-    for _ in range(timeout_us):
-        if ring.free() == ring.size - 1:
-            return
-        await Timer(1, "us")
-    raise AssertionError(f"TX ring {ring.index}: {ring.size - 1 - ring.free()} descriptors not reclaimed")
-
-
 @cocotb.test()
 async def xmit_more_defers_the_doorbell_to_the_last_frame_of_a_batch(dut):
     """``start_xmit(more=True)`` (``netdev_xmit_more()``): frames wait in the ring, unseen by the
@@ -322,6 +314,9 @@ async def xmit_more_defers_the_doorbell_to_the_last_frame_of_a_batch(dut):
     doorbells = []
     sys_.nic.events.subscribe(ev.Doorbell, lambda e: e.fn == tx_fn and not e.rx and doorbells.append(e.tail))
 
+    def cleaned():  # the driver reclaimed every descriptor: all slots free
+        return expect_within(lambda: ring.free() == ring.size - 1, timeout_ns=200_000, step_ns=1_000)
+
     batch = [frame(src.mac, dst.mac, n) for n in range(5)]
     for pkt in batch[:-1]:
         assert await src.start_xmit(pkt, more=True)
@@ -330,7 +325,7 @@ async def xmit_more_defers_the_doorbell_to_the_last_frame_of_a_batch(dut):
     assert [await recv(dst.netdev) for _ in batch] == batch
     assert doorbells == [5]
 
-    await cleaned(ring)
+    await cleaned()
     sent = []
     while ring.tail == 5:  # room for the largest frame after each: nothing rings
         assert ring.free() >= FRAME_SLOTS
@@ -340,7 +335,7 @@ async def xmit_more_defers_the_doorbell_to_the_last_frame_of_a_batch(dut):
     assert [await recv(dst.netdev) for _ in sent] == sent
     assert doorbells == [5, 5 + len(sent)]
 
-    await cleaned(ring)
+    await cleaned()
     waiting = [frame(src.mac, dst.mac, 200 + n) for n in range(4)]
     for pkt in waiting:
         assert await src.start_xmit(pkt, more=True)
